@@ -1,0 +1,37 @@
+# IRMSIA Pipeline: `make demo` runs the whole pipeline locally on the demo dataset; `make test` runs every test.
+# Both are self-sufficient on a fresh machine with Python 3.11: they create .venv and install what they need.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# The CPU build of torch first, where this machine has it; otherwise pip resolves torch from the extras.
+	$(BIN)/pip install -q torch==2.13.0 || echo "torch==2.13.0 not available here; installing torch from the project's extras"
+	$(BIN)/pip install -q -e '.[all,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/irmsia run --source demo --dataset demo
+
+lint: venv
+	$(BIN)/ruff check jobs pipeline tests bench
+	$(BIN)/ruff format --check jobs pipeline tests bench
+	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff check --fix jobs pipeline tests bench
+	$(BIN)/ruff format jobs pipeline tests bench
+
+test: venv lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) irmsia-data .pytest_cache .ruff_cache

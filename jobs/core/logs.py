@@ -1,0 +1,103 @@
+"""Logging for stages: readable text with progress bars on a terminal, JSON lines in pods.
+
+Every JSON line carries stage, dataset, run id and workflow id. Secrets never reach a log: messages are built
+from settings that hold none, and ``redact`` masks anything that looks like a credential in URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_CONTEXT: dict[str, str] = {}
+_URL_CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^@\s]+@")
+_SECRETISH = re.compile(r"(?i)((?:secret|token|password|key)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,]+")
+
+
+def redact(text: str) -> str:
+    """Mask passwords in URLs and values of secret-looking fields."""
+    return _SECRETISH.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the stage context on every line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+            **_CONTEXT,
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            data.update(extra)
+        if record.exc_info:
+            data["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(data, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``HH:MM:SS stage level message`` for people at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        stage = _CONTEXT.get("stage", "irmsia")
+        line = f"{stamp} {stage:<8} {record.levelname.lower():<7} {redact(record.getMessage())}"
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        return line
+
+
+def wants_json(fmt: str) -> bool:
+    """``auto`` means JSON unless stderr is a terminal."""
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+
+def setup_logging(stage: str, fmt: str = "auto", level: str = "INFO", **context: str | None) -> logging.Logger:
+    """Configure the root logger once per process and return the stage's logger."""
+    _CONTEXT.clear()
+    _CONTEXT["stage"] = stage
+    _CONTEXT.update({k: v for k, v in context.items() if v})
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if wants_json(fmt) else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return logging.getLogger(f"irmsia.{stage}")
+
+
+def set_context(**context: str | None) -> None:
+    """Add fields (e.g. a run id known only after parsing) to every later log line."""
+    _CONTEXT.update({k: v for k, v in context.items() if v})
+
+
+def progress(items: Iterable[T], total: int | None, desc: str, logger: logging.Logger) -> Iterator[T]:
+    """A tqdm bar on a terminal; elsewhere a log line every 10 s and at the end, so pods show progress."""
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            yield from tqdm(items, total=total, desc=desc, unit="item", leave=False)
+            return
+    last = time.monotonic()
+    done = 0
+    for done, item in enumerate(items, 1):
+        yield item
+        now = time.monotonic()
+        if now - last >= 10:
+            last = now
+            logger.info("%s: %d/%s", desc, done, total if total is not None else "?")
+    logger.debug("%s: %d done", desc, done)

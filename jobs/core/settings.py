@@ -1,0 +1,69 @@
+"""Settings every stage shares (store, cache, logging), read from flags and the environment exactly once.
+
+Stages compose ``CommonSettings`` into their own frozen settings dataclass; nothing else reads ``os.environ``.
+Environment variables: ``IRMSIA_STORE`` (store URI), ``IRMSIA_WORKFLOW_ID`` (set by Argo to the workflow name),
+``IRMSIA_LOG_FORMAT`` (auto|text|json).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jobs.core.errors import UsageError
+from jobs.core.store import DEFAULT_STORE
+
+LOG_FORMATS = ("auto", "text", "json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommonSettings:
+    """What every stage takes besides its own parameters."""
+
+    store: str = DEFAULT_STORE
+    """Store URI: ``s3://bucket/prefix``, ``file:///path`` or a path (``--store`` / ``IRMSIA_STORE``)."""
+    force: bool = False
+    """Recompute even when the cache key matches the stored manifest."""
+    log_format: str = "auto"
+    """``auto`` (text on a terminal, JSON lines otherwise), ``text`` or ``json``."""
+    log_level: str = "INFO"
+    workflow_id: str | None = None
+    """The Argo workflow name, put on every log line and metric."""
+
+    def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise UsageError(f"--log-format {self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise UsageError(f"--log-level {self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every stage accepts."""
+    group = parser.add_argument_group("common")
+    group.add_argument("--store", help=f"store URI (env IRMSIA_STORE; default {DEFAULT_STORE})")
+    group.add_argument("--force", action="store_true", help="recompute even if the cache key matches")
+    group.add_argument("--log-format", choices=LOG_FORMATS, help="log format (env IRMSIA_LOG_FORMAT; default auto)")
+    group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+
+
+def common_settings(args: argparse.Namespace, env: Mapping[str, str]) -> CommonSettings:
+    """Build ``CommonSettings`` from parsed flags, falling back to the environment."""
+    return CommonSettings(
+        store=args.store or env.get("IRMSIA_STORE") or DEFAULT_STORE,
+        force=bool(args.force),
+        log_format=args.log_format or env.get("IRMSIA_LOG_FORMAT") or "auto",
+        log_level=str(args.log_level).upper(),
+        workflow_id=env.get("IRMSIA_WORKFLOW_ID") or None,
+    )
+
+
+def parse_ratio_list(text: str, field: str, count: int) -> tuple[float, ...]:
+    """``"0.7,0.15,0.15"`` -> floats that are each in [0, 1] and sum to 1 (within 1e-6)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise UsageError(f"{field} {text!r}: expected {count} comma-separated numbers like 0.7,0.15,0.15") from exc
+    if len(values) != count or any(not 0.0 <= v <= 1.0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise UsageError(f"{field} {text!r}: expected {count} numbers in [0, 1] that sum to 1")
+    return values

@@ -1,0 +1,202 @@
+"""The object store every stage reads and writes: one interface, a file backend and an S3 backend.
+
+Keys are relative, ``/``-separated paths (``raw/demo/x.dcm``). Every object is written with its SHA-256, and
+reads verify it at end of stream. Writes are atomic per object: a reader sees the old object, the new one, or
+none, never a torn one. Whether a *set* of objects is complete is the stage contract's job (``manifest.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from jobs.core.errors import ChecksumMismatch, UsageError
+from jobs.core.hashing import CHUNK
+
+DEFAULT_STORE = "./irmsia-data"
+_BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object: its key, size in bytes and SHA-256 (``None`` where a listing does not carry it)."""
+
+    key: str
+    size: int
+    sha256: str | None = None
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ``UsageError`` naming it."""
+    if not key or key.endswith("/") or _BAD_KEY.search(key):
+        raise UsageError(f"invalid store key {key!r}: use a relative path without '..', '//' or a trailing '/'")
+    return key
+
+
+class HashingReader(io.RawIOBase):
+    """Wraps a byte stream, hashes what passes through, and checks the SHA-256 when the stream ends."""
+
+    def __init__(self, raw: BinaryIO, expected_sha256: str | None, name: str) -> None:
+        self._raw = raw
+        self._expected = expected_sha256
+        self._name = name
+        self._hash = hashlib.sha256()
+        self._checked = False
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self._raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if n:
+            self._hash.update(data)
+            self.size += n
+        else:
+            self._finish()
+        return n
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def _finish(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        if self._expected and self._hash.hexdigest() != self._expected:
+            raise ChecksumMismatch(
+                f"{self._name}: SHA-256 is {self._hash.hexdigest()}, recorded {self._expected}; "
+                "the object is corrupt, rerun the stage that wrote it"
+            )
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class Store(ABC):
+    """What every backend implements. Keys are validated here; backends see only safe keys."""
+
+    uri: str
+
+    # -- writes ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def put_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
+        """Upload a local file (streamed; multipart on S3). ``sha256`` skips re-hashing when already known."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if it does not exist (atomic); ``False`` if it already existed."""
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        """Write a small object held in memory."""
+        with self.open_write(key) as fh:
+            fh.write(data)
+        return self.head(key)
+
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        """Stream an object out: bytes go to a local temporary file, committed atomically on clean exit."""
+        import tempfile
+
+        check_key(key)
+        with tempfile.NamedTemporaryFile(prefix="irmsia-", suffix=".part", dir=self._spool_dir()) as tmp:
+            yield tmp  # type: ignore[misc]
+            tmp.flush()
+            self.put_file(key, tmp.name)
+
+    def put_many(self, items: Iterable[tuple[str, str | Path]], workers: int = 16) -> list[ObjectInfo]:
+        """Upload many ``(key, local path)`` pairs with a bounded pool; results in input order."""
+        items = list(items)
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+            return list(pool.map(lambda kv: self.put_file(kv[0], kv[1]), items))
+
+    # -- reads ----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def open_read(self, key: str, verify: bool = True) -> BinaryIO:
+        """A stream of the object's bytes; with ``verify`` the SHA-256 is checked when it is read to the end."""
+
+    def get_bytes(self, key: str, verify: bool = True) -> bytes:
+        """The whole object; only for small objects (manifests, CSVs, JSON)."""
+        with self.open_read(key, verify=verify) as fh:
+            return fh.read()
+
+    def get_file(self, key: str, path: str | Path, verify: bool = True) -> ObjectInfo:
+        """Download to a local path, atomically (a ``.part`` file renamed when complete and verified)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self.open_read(key, verify=verify) as src, open(part, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
+        return ObjectInfo(key, size, digest.hexdigest())
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """Size and recorded SHA-256 of one object; ``ObjectNotFound`` if absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, sorted by key (``sha256`` may be ``None``)."""
+
+    # -- deletes --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object; absent keys are not an error."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under ``prefix``; returns how many were removed."""
+        if not prefix.endswith("/"):
+            raise UsageError(f"delete_prefix needs a folder prefix ending in '/', got {prefix!r}")
+        keys = [o.key for o in self.list(prefix)]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def _spool_dir(self) -> str | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+
+def open_store(uri: str | None = None, endpoint_url: str | None = None) -> Store:
+    """Open the store that ``uri`` names: ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+    uri = uri or DEFAULT_STORE
+    if uri.startswith("s3://"):
+        from jobs.core.s3store import S3Store
+
+        return S3Store(uri, endpoint_url=endpoint_url)
+    if "://" in uri and not uri.startswith("file://"):
+        raise UsageError(f"--store {uri!r}: unsupported scheme; use s3://bucket/prefix, file:///path or a path")
+    from jobs.core.filestore import FileStore
+
+    return FileStore(uri)

@@ -1,0 +1,1 @@
+"""register: a versioned, hash-chained model registry entry under ``registry/<model-name>/``."""

@@ -1,0 +1,96 @@
+"""``irmsia run``: execute the whole DAG locally and print a short summary of what each stage produced."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from jobs.core.errors import UsageError
+from jobs.core.hashing import sha256_json
+from jobs.core.layout import check_name
+from jobs.core.store import DEFAULT_STORE
+from pipeline.dag import PIPELINE, Pipeline, StageSpec
+from pipeline.runner import StageOutcome, run_pipeline
+
+# Parameters that change what training produces; the default run id is derived from them so that a rerun
+# with the same inputs reuses the run (a cache hit) and a different configuration gets its own run.
+RUN_ID_INPUTS = ("source", "dataset", "path", "url", "ref", "labels", "ratios", "seed", "model", "epochs",
+                 "image_size", "batch_size")  # fmt: skip
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run the pipeline DAG locally", description=__doc__)
+    for param in PIPELINE.parameters:
+        kwargs: dict[str, Any] = {"default": None, "help": f"{param.description} (default {param.default!r})"}
+        if param.enum:
+            kwargs["choices"] = param.enum
+        parser.add_argument(param.flag, dest=param.name, **kwargs)
+    parser.add_argument("--store", help=f"store URI (env IRMSIA_STORE; default {DEFAULT_STORE})")
+    parser.add_argument(
+        "--from",
+        dest="from_stage",
+        choices=[s.name for s in PIPELINE.stages],
+        help="start at this stage (earlier stages' outputs must exist)",
+    )
+    parser.add_argument("--force", action="store_true", help="recompute every stage even on a cache hit")
+    parser.set_defaults(do_command=do_command)
+
+
+def resolve_values(pipeline: Pipeline, given: dict[str, str | None]) -> dict[str, str]:
+    """Parameter values: the given ones over the defaults, plus a deterministic run id when none is given."""
+    values = pipeline.defaults()
+    values.update({k: v for k, v in given.items() if v is not None and k in values})
+    check_name(values["dataset"], "--dataset")
+    if not values.get("run_id"):
+        digest = sha256_json({k: values.get(k, "") for k in RUN_ID_INPUTS})[:10]
+        values["run_id"] = f"{values['dataset'][:40].rstrip('-._')}-{digest}"
+    check_name(values["run_id"], "--run-id")
+    return values
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def print_summary(outcomes: list[StageOutcome], store: str, out=sys.stdout) -> None:
+    """One block per stage: status, time, where its output is, and its headline numbers."""
+    print("\nIRMSIA pipeline summary", file=out)
+    print(f"  store: {store}", file=out)
+    for o in outcomes:
+        if o.exit_code != 0:
+            print(f"  {o.name:<9} FAILED (exit {o.exit_code}) after {o.duration_s:.1f}s", file=out)
+            continue
+        result = o.result or {}
+        state = "cached" if result.get("cached") else "done"
+        print(f"  {o.name:<9} {state:<6} {o.duration_s:6.1f}s  {result.get('prefix', '')}", file=out)
+        for key, value in (result.get("summary") or {}).items():
+            print(f"      {key}: {_fmt(value)}", file=out)
+
+
+def do_command(args: argparse.Namespace) -> int:
+    given = {p.name: getattr(args, p.name) for p in PIPELINE.parameters}
+    values = resolve_values(PIPELINE, given)
+    store = args.store or os.environ.get("IRMSIA_STORE") or DEFAULT_STORE
+    if args.from_stage and args.from_stage not in {s.name for s in PIPELINE.stages}:
+        raise UsageError(f"--from {args.from_stage!r}: not a stage")
+
+    def announce(stage: StageSpec, argv: list[str]) -> None:
+        print(f"==> {stage.name}: {stage.entrypoint} {' '.join(argv)}", file=sys.stderr, flush=True)
+
+    outcomes = run_pipeline(
+        PIPELINE,
+        values,
+        store=store,
+        from_stage=args.from_stage,
+        force=args.force,
+        workflow_id=f"local-{values['run_id']}",
+        on_stage=announce,
+    )
+    print_summary(outcomes, store)
+    return outcomes[-1].exit_code if outcomes else 0

@@ -1,0 +1,88 @@
+"""The local runner: executes the pipeline DAG on one machine, each stage as its own entrypoint process.
+
+Each stage runs exactly as a pod would (same module, same arguments, store URI in ``IRMSIA_STORE``), stops
+the pipeline at the first failure with that stage's exit code, and reports its result through
+``IRMSIA_RESULT_FILE``. Cache hits are decided by the stages themselves, so a rerun costs seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.dag import Pipeline, StageSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageOutcome:
+    """What one stage did: exit code, wall time and the result it reported (``None`` on failure)."""
+
+    name: str
+    exit_code: int
+    duration_s: float
+    result: dict[str, Any] | None = None
+
+
+class Executor(Protocol):
+    """Turns a stage and its arguments into a command line (a process here, ``docker run`` elsewhere)."""
+
+    def command(self, stage: StageSpec, argv: Sequence[str]) -> list[str]: ...
+
+    def environment(self, stage: StageSpec, env: Mapping[str, str]) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class ProcessExecutor:
+    """Runs each stage as ``python -m jobs.<stage>`` in this interpreter (what its console script runs)."""
+
+    python: str = field(default_factory=lambda: sys.executable)
+
+    def command(self, stage: StageSpec, argv: Sequence[str]) -> list[str]:
+        return [self.python, "-m", stage.module, *argv]
+
+    def environment(self, stage: StageSpec, env: Mapping[str, str]) -> dict[str, str]:
+        return dict(env)
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    values: Mapping[str, str],
+    *,
+    store: str,
+    from_stage: str | None = None,
+    force: bool = False,
+    workflow_id: str = "local",
+    executor: Executor | None = None,
+    env: Mapping[str, str] | None = None,
+    on_stage: Callable[[StageSpec, list[str]], None] | None = None,
+) -> list[StageOutcome]:
+    """Run the stages in order from ``from_stage``; stop at the first failure. Returns one outcome per stage run."""
+    executor = executor or ProcessExecutor()
+    stages = pipeline.downstream_of(from_stage) if from_stage else pipeline.order()
+    base_env = dict(os.environ if env is None else env)
+    base_env.update({"IRMSIA_STORE": store, "IRMSIA_WORKFLOW_ID": workflow_id})
+    outcomes: list[StageOutcome] = []
+    with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp:
+        for stage in stages:
+            argv = stage.argv(values) + (["--force"] if force else [])
+            result_file = Path(tmp) / f"{stage.name}.json"
+            stage_env = executor.environment(stage, {**base_env, "IRMSIA_RESULT_FILE": str(result_file)})
+            if on_stage:
+                on_stage(stage, argv)
+            started = time.monotonic()
+            code = subprocess.call(executor.command(stage, argv), env=stage_env)
+            result = json.loads(result_file.read_text()) if code == 0 and result_file.exists() else None
+            outcomes.append(
+                StageOutcome(name=stage.name, exit_code=code, duration_s=time.monotonic() - started, result=result)
+            )
+            if code != 0:
+                break
+    return outcomes

@@ -1,0 +1,1 @@
+"""IRMSIA Pipeline tests; the folder tree mirrors the code (tests/jobs/core ↔ jobs/core)."""

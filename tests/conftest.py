@@ -1,0 +1,44 @@
+"""Shared fixtures: a real SeaweedFS S3 server for the session, and a store on each backend."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.seaweedfs import SeaweedS3, start_seaweedfs
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS server (``weed mini``) on 127.0.0.1 for the whole session, stopped at the end."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point the standard AWS variables at the SeaweedFS server for this test."""
+    env = seaweedfs.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def s3_store_uri(seaweedfs: SeaweedS3, s3_env: dict[str, str]) -> str:
+    """A fresh bucket on the SeaweedFS server, as an ``s3://`` URI with a prefix."""
+    bucket = seaweedfs.create_bucket("t-" + secrets.token_hex(6))
+    return f"s3://{bucket}/irmsia"
+
+
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.integration)])
+def store_uri(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The same test on both backends: a folder store and a real S3 (SeaweedFS) store."""
+    if request.param == "file":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("s3_store_uri")

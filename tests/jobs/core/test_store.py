@@ -1,0 +1,157 @@
+"""The store behaves the same on the file backend and on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import pytest
+
+from jobs.core.errors import ChecksumMismatch, ObjectNotFound, UsageError
+from jobs.core.store import open_store
+
+
+def test_put_get_roundtrip_records_sha256(store_uri):
+    # GIVEN a store
+    store = open_store(store_uri)
+    # WHEN an object is written
+    info = store.put_bytes("raw/demo/a.bin", b"hello")
+    # THEN its size and SHA-256 are recorded and it reads back verified
+    assert info.sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert store.head("raw/demo/a.bin").sha256 == info.sha256
+    assert store.get_bytes("raw/demo/a.bin") == b"hello"
+    assert store.exists("raw/demo/a.bin")
+    assert not store.exists("raw/demo/b.bin")
+
+
+def test_list_is_sorted_and_prefix_scoped(store_uri):
+    store = open_store(store_uri)
+    for key in ["raw/b/2", "raw/a/1", "raw/a/sub/3", "index/a/x"]:
+        store.put_bytes(key, key.encode())
+    assert [o.key for o in store.list("raw/a/")] == ["raw/a/1", "raw/a/sub/3"]
+    assert [o.key for o in store.list("raw/")] == ["raw/a/1", "raw/a/sub/3", "raw/b/2"]
+    assert [o.size for o in store.list("index/")] == [len(b"index/a/x")]
+
+
+def test_streaming_file_roundtrip_multipart(store_uri, tmp_path):
+    # GIVEN a file large enough for a multipart upload on S3 (threshold lowered to 5 MiB parts)
+    store = open_store(store_uri)
+    if hasattr(store, "transfer"):
+        from boto3.s3.transfer import TransferConfig
+
+        store.transfer = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20, max_concurrency=4)
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(12 << 20))
+    # WHEN it is uploaded and downloaded
+    info = store.put_file("raw/big.bin", src)
+    out = store.get_file("raw/big.bin", tmp_path / "out" / "big.bin")
+    # THEN the bytes and hashes agree
+    assert (tmp_path / "out" / "big.bin").read_bytes() == src.read_bytes()
+    assert out.sha256 == info.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert not (tmp_path / "out" / "big.bin.part").exists()
+
+
+def test_open_write_streams_and_commits(store_uri):
+    store = open_store(store_uri)
+    with store.open_write("runs/r1/log.txt") as fh:
+        for i in range(1000):
+            fh.write(f"line {i}\n".encode())
+    assert store.get_bytes("runs/r1/log.txt").count(b"\n") == 1000
+
+
+def test_missing_key_raises_object_not_found(store_uri):
+    store = open_store(store_uri)
+    with pytest.raises(ObjectNotFound, match="nope"):
+        store.get_bytes("raw/nope")
+    with pytest.raises(ObjectNotFound):
+        store.head("raw/nope")
+
+
+def test_delete_and_delete_prefix(store_uri):
+    store = open_store(store_uri)
+    for i in range(5):
+        store.put_bytes(f"tmp/x/{i}", b"x")
+    store.delete("tmp/x/0")
+    store.delete("tmp/x/does-not-exist")
+    assert store.delete_prefix("tmp/x/") == 4
+    assert list(store.list("tmp/")) == []
+
+
+def test_put_if_absent_is_exclusive_under_concurrency(store_uri):
+    # GIVEN eight writers racing for one key
+    store = open_store(store_uri)
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def create(i: int) -> None:
+        barrier.wait()
+        results.append(store.put_if_absent("registry/m/versions/1.json", f"writer {i}".encode()))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # THEN exactly one wins and its content is what is stored
+    assert results.count(True) == 1
+    assert store.get_bytes("registry/m/versions/1.json").startswith(b"writer ")
+
+
+@pytest.mark.parametrize("key", ["/abs", "a/../b", "a//b", "a/", "", "./a", "a/./b"])
+def test_invalid_keys_are_rejected(store_uri, key):
+    store = open_store(store_uri)
+    with pytest.raises(UsageError, match="invalid store key"):
+        store.put_bytes(key, b"x")
+
+
+def test_file_store_detects_corruption(tmp_path):
+    # GIVEN an object whose bytes changed behind the store's back
+    store = open_store(str(tmp_path))
+    store.put_bytes("raw/a", b"original")
+    (tmp_path / "raw" / "a").write_bytes(b"tampered")
+    # THEN a verified read fails and an unverified one does not
+    with pytest.raises(ChecksumMismatch, match="raw/a"):
+        store.get_bytes("raw/a")
+    assert store.get_bytes("raw/a", verify=False) == b"tampered"
+
+
+@pytest.mark.integration
+def test_s3_store_detects_corruption(s3_store_uri, seaweedfs):
+    store = open_store(s3_store_uri)
+    store.put_bytes("raw/a", b"original")
+    bucket, prefix = store.bucket, store.prefix
+    seaweedfs.client().put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/raw/a",
+        Body=b"tampered",
+        Metadata={"sha256": hashlib.sha256(b"original").hexdigest()},
+    )
+    with pytest.raises(ChecksumMismatch):
+        store.get_bytes("raw/a")
+
+
+@pytest.mark.integration
+def test_s3_errors_map_to_contract(seaweedfs, s3_env, monkeypatch):
+    from jobs.core.errors import TransientError
+
+    # a missing bucket is a configuration error (exit 2)
+    with pytest.raises(UsageError, match="does not exist"):
+        open_store("s3://no-such-bucket-here/x").put_bytes("a", b"x")
+    # wrong credentials are a configuration error naming the variables
+    bucket = seaweedfs.create_bucket("creds-check")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(UsageError, match="AWS_ACCESS_KEY_ID"):
+        open_store(f"s3://{bucket}").put_bytes("a", b"x")
+    # an unreachable endpoint is transient (exit 75)
+    from tests.support.seaweedfs import free_port
+
+    store = open_store(f"s3://{bucket}", endpoint_url=f"http://127.0.0.1:{free_port()}")
+    store.client.meta.config.retries = {"max_attempts": 1}
+    with pytest.raises(TransientError, match="unreachable"):
+        store.get_bytes("a")
+
+
+def test_unsupported_scheme_is_usage_error():
+    with pytest.raises(UsageError, match="unsupported scheme"):
+        open_store("gs://bucket/x")
