@@ -21,6 +21,7 @@ from jobs import __version__
 from jobs.core.errors import DataError, ObjectNotFound
 from jobs.core.hashing import pretty_json, sha256_json
 from jobs.core.layout import MANIFEST_NAME, manifest_key
+from jobs.core.metrics import stage_metrics
 from jobs.core.store import ObjectInfo, Store
 
 SCHEMA_VERSION = 1
@@ -193,6 +194,7 @@ class StageWriter:
             info = self.store.head(info.key)
         rec = OutputRecord(key=info.key, size=info.size, sha256=info.sha256 or "")
         self._outputs[rec.key] = rec
+        stage_metrics().bytes_written.inc(rec.size)
         return rec
 
     def put_bytes(self, name: str, data: bytes) -> OutputRecord:

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from jobs.core.errors import ChecksumMismatch, UsageError
 from jobs.core.hashing import CHUNK
+from jobs.core.metrics import stage_metrics
 
 DEFAULT_STORE = "./irmsia-data"
 _BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
@@ -82,6 +83,8 @@ class HashingReader(io.RawIOBase):
             )
 
     def close(self) -> None:
+        if not self.closed:
+            stage_metrics().bytes_read.inc(self.size)
         try:
             self._raw.close()
         finally:
