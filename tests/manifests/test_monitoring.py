@@ -1,0 +1,86 @@
+"""The monitoring manifests: a valid, locked-down Pushgateway that Prometheus scrapes with the pushed labels kept."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+MONITORING = MANIFESTS / "monitoring"
+
+
+def load(path: Path) -> dict[str, dict]:
+    """``kind`` -> object, for a multi-document YAML file."""
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(path.read_text()) if doc}
+
+
+def test_pushgateway_objects_are_valid_kubernetes():
+    objects = load(MONITORING / "pushgateway.yaml")
+    assert set(objects) == {"Deployment", "Service"}
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)
+
+
+def test_service_reaches_the_pushgateway_pod_on_its_port():
+    # GIVEN the Deployment and Service
+    objects = load(MONITORING / "pushgateway.yaml")
+    pod = objects["Deployment"]["spec"]["template"]
+    service = objects["Service"]["spec"]
+    # THEN the Service selects the pod and targets the container's named port, which the Pushgateway listens on
+    assert service["selector"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    (svc_port,) = service["ports"]
+    assert svc_port["targetPort"] in ports
+    assert f"--web.listen-address=:{ports[svc_port['targetPort']]}" in container["args"]
+
+
+def test_pushgateway_runs_locked_down():
+    pod = load(MONITORING / "pushgateway.yaml")["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert ":" in container["image"] and not container["image"].endswith(":latest")
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_servicemonitor_keeps_pushed_labels_and_selects_the_service():
+    # GIVEN the optional prometheus-operator objects
+    service = load(MONITORING / "pushgateway.yaml")["Service"]
+    monitor = load(MONITORING / "prometheus-operator" / "servicemonitor.yaml")["ServiceMonitor"]
+    # THEN the ServiceMonitor selects the Service, scrapes its named port and honours the pushed job/workflow labels
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["honorLabels"] is True
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (needed for `kubectl kustomize`)")
+@pytest.mark.parametrize(
+    ("folder", "kinds"),
+    [
+        ("monitoring", {"Deployment", "Service"}),
+        ("monitoring/prometheus-operator", {"ServiceMonitor", "PodMonitor", "ConfigMap"}),
+        ("grafana", {"ConfigMap"}),
+    ],
+)
+def test_kustomizations_build(folder, kinds):
+    # WHEN each kustomization is built
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(MANIFESTS / folder)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    # THEN it yields the expected objects; the dashboard ConfigMap carries the Grafana sidecar's label
+    assert {d["kind"] for d in docs} == kinds
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            assert doc["metadata"]["labels"]["grafana_dashboard"] == "1"
+            assert '"uid": "irmsia-pipeline"' in doc["data"]["irmsia-pipeline.json"]
