@@ -127,3 +127,21 @@ class MetricsExport:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def read_text_metrics(path: str | Path) -> dict[str, float]:
+    """A ``--metrics-file`` summed per sample name over its labels (``{}`` when the file is missing or unreadable).
+
+    The local runner uses it for its summary (bytes read and written, items per stage).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return totals
+    except (OSError, ValueError):
+        return {}

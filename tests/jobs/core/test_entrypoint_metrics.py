@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.core.entrypoint import stage_main
-from jobs.core.errors import DataError, UsageError
-from jobs.core.manifest import StageWriter
-from jobs.core.metrics import stage_metrics
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings
+from jobs.core.errors import UsageError
 from jobs.core.store import open_store
+from tests.support.echo_stage import parse_echo, run_echo
 from tests.support.prometheus import Server
 from tests.support.seaweedfs import free_port
-
-
-@dataclass(frozen=True, kw_only=True)
-class EchoSettings:
-    """Settings of a tiny stage that copies one object into ``echo/<dataset>/``."""
-
-    common: CommonSettings
-    dataset: str
-    fail: str
-
-
-def parse_echo(argv: Sequence[str], env: Mapping[str, str]) -> EchoSettings:
-    parser = argparse.ArgumentParser(prog="irmsia-echo")
-    parser.add_argument("--dataset", default="demo")
-    parser.add_argument("--fail", default="")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    return EchoSettings(common=common_settings(args, env), dataset=args.dataset, fail=args.fail)
-
-
-def run_echo(settings: EchoSettings):
-    """Read ``raw/<dataset>/in.bin`` and write it twice; fail the way ``--fail`` asks."""
-    if settings.fail == "data":
-        raise DataError("raw/demo/in.bin is empty: replace it")
-    if settings.fail == "bug":
-        raise ZeroDivisionError("division by zero")
-    store = open_store(settings.common.store)
-    data = store.get_bytes(f"raw/{settings.dataset}/in.bin")
-    writer = StageWriter(store, "echo", f"echo/{settings.dataset}/", {}, {})
-    if (hit := writer.cached(settings.common.force)) is not None:
-        return hit, True
-    writer.begin()
-    writer.put_bytes("a.bin", data)
-    writer.put_bytes("b.bin", data)
-    stage_metrics().items.inc(2)
-    return writer.commit(summary={"copies": 2}), False
 
 
 def read_metrics(path) -> dict[str, list]:
