@@ -91,7 +91,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _spec("irmsia_index_files_by_format", "gauge", "Indexed images per file format.", "format", stage="index"),
     _spec("irmsia_index_files_by_modality", "gauge", "Indexed images per modality.", "modality", stage="index"),
     # -- split ----------------------------------------------------------------------------------------------
-    _spec("irmsia_split_rows", "gauge", "Rows per split and class.", "split", "class", stage="split"),
+    _spec("irmsia_split_rows", "gauge", "Rows per split and class.", "split", "class_name", stage="split"),
     _spec("irmsia_split_patients", "gauge", "Patients per split.", "split", stage="split"),
     # -- train ----------------------------------------------------------------------------------------------
     _spec("irmsia_train_epoch", "gauge", "The last epoch finished (1-based).", stage="train"),

@@ -155,7 +155,7 @@ def test_prometheus_scrapes_pushed_stage_metrics(prometheus: Prometheus, pushgat
     # GIVEN a stage that pushed its metrics
     wf = "wf-" + secrets.token_hex(4)
     metrics = StageMetrics("split", dataset="demo", run_id="r1", workflow_id=wf)
-    metrics.gauge("irmsia_split_rows", split="train", **{"class": "NORMAL"}).set(11)
+    metrics.gauge("irmsia_split_rows", split="train", class_name="NORMAL").set(11)
     metrics.finish(0)
     export = MetricsExport(metrics, MetricsTargets(pushgateway=pushgateway.address))
     export.close()
@@ -165,7 +165,7 @@ def test_prometheus_scrapes_pushed_stage_metrics(prometheus: Prometheus, pushgat
     (series,) = result
     labels = series["metric"]
     assert labels["job"] == "split"
-    assert (labels["stage"], labels["dataset"], labels["run_id"], labels["split"], labels["class"]) == (
+    assert (labels["stage"], labels["dataset"], labels["run_id"], labels["split"], labels["class_name"]) == (
         "split",
         "demo",
         "r1",
