@@ -156,3 +156,25 @@ def test_stage_metrics_returns_the_process_registry():
     assert stage_metrics() is begun
     stage_metrics().gauge("irmsia_register_version").set(4)
     assert value(begun, "irmsia_register_version") == 4
+
+
+def test_stage_writer_counts_bytes_it_writes_not_objects_it_only_records(tmp_path):
+    from jobs.core.manifest import StageWriter
+    from jobs.core.store import open_store
+
+    # GIVEN a stage registry and a store holding one object from an earlier, interrupted run
+    metrics = begin_stage_metrics("collect", dataset="demo")
+    store = open_store(str(tmp_path / "store"))
+    kept = store.put_bytes("raw/demo/kept.bin", b"k" * 300)
+    writer = StageWriter(store, "collect", "raw/demo/", {}, {})
+    # WHEN the writer writes two objects, streams a third and keeps the earlier one by recording it
+    writer.put_bytes("a.bin", b"a" * 100)
+    (tmp_path / "b.bin").write_bytes(b"b" * 20)
+    writer.put_file("b.bin", tmp_path / "b.bin")
+    with writer.open_write("c.bin") as fh:
+        fh.write(b"c" * 3)
+    writer.record(kept)
+    # THEN only the bytes written now count, and reading the objects back counts as bytes read
+    assert value(metrics, "irmsia_stage_bytes_written_total") == 123
+    assert store.get_bytes("raw/demo/kept.bin") == b"k" * 300
+    assert value(metrics, "irmsia_stage_bytes_read_total") == 300
