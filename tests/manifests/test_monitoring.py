@@ -40,6 +40,28 @@ def test_service_reaches_the_pushgateway_pod_on_its_port():
     assert f"--web.listen-address=:{ports[svc_port['targetPort']]}" in container["args"]
 
 
+def test_network_policies_open_only_the_push_path():
+    # GIVEN the Pushgateway and the policies beside it
+    objects = load(MONITORING / "pushgateway.yaml")
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    port = container["ports"][0]["containerPort"]
+    policies = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((MONITORING / "networkpolicy-pushgateway.yaml").read_text())
+        if d
+    }
+    for policy in policies.values():
+        kubernetes_validate.validate(policy, "1.30.0", strict=True)
+    # THEN stage pods may reach the Pushgateway's port, and the Pushgateway accepts that port only
+    (egress,) = policies["irmsia-stage-egress-pushgateway"]["spec"]["egress"]
+    assert egress["to"][0]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert [p["port"] for p in egress["ports"]] == [port]
+    ingress_policy = policies["irmsia-pushgateway-ingress"]["spec"]
+    assert ingress_policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert [p["port"] for rule in ingress_policy["ingress"] for p in rule["ports"]] == [port]
+
+
 def test_pushgateway_runs_locked_down():
     pod = load(MONITORING / "pushgateway.yaml")["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -67,7 +89,7 @@ def test_servicemonitor_keeps_pushed_labels_and_selects_the_service():
 @pytest.mark.parametrize(
     ("folder", "kinds"),
     [
-        ("monitoring", {"Deployment", "Service"}),
+        ("monitoring", {"Deployment", "Service", "NetworkPolicy"}),
         ("monitoring/prometheus-operator", {"ServiceMonitor", "PodMonitor", "ConfigMap"}),
         ("grafana", {"ConfigMap"}),
     ],
