@@ -41,7 +41,7 @@ def test_gpu_memory_and_utilisation_are_recorded():
     assert samples, "NVML found no GPU although the driver is present"
     text = generate_latest(metrics.registry).decode()
     for gpu in samples:
-        assert 0 < gpu.memory_used_bytes <= gpu.memory_total_bytes
+        assert 0 <= gpu.memory_used_bytes <= gpu.memory_total_bytes and gpu.memory_total_bytes > 0
         assert 0.0 <= gpu.utilization <= 1.0
         assert f'irmsia_gpu_memory_used_bytes{{dataset="",gpu="{gpu.index}"' in text
         assert f'irmsia_gpu_utilization_ratio{{dataset="",gpu="{gpu.index}"' in text
