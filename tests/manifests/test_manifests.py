@@ -49,7 +49,7 @@ def test_every_pod_meets_the_restricted_profile(where, obj):
     [
         (lambda t, s: s.pop("serviceAccountName"), "dedicated serviceAccountName"),
         (lambda t, s: s.update(serviceAccountName="default"), "dedicated serviceAccountName"),
-        (lambda t, s: t["container"]["securityContext"].update(allowPrivilegeEscalation=True), "allowPrivilegeEscalation"),
+        (lambda t, s: t["container"]["securityContext"].update(allowPrivilegeEscalation=True), "PrivilegeEscalation"),
         (lambda t, s: t["container"]["securityContext"]["capabilities"].update(drop=[]), "drop ALL"),
         (lambda t, s: t["container"]["securityContext"].update(readOnlyRootFilesystem=False), "readOnlyRoot"),
         (lambda t, s: s["securityContext"].update(runAsUser=0), "runAsUser 0"),
