@@ -3,15 +3,19 @@
 Argo passes every flag of the DAG, so an empty string means "not set". Source-specific checks (``--path``
 required for ``local``…) live here too, so a bad combination fails before anything is downloaded or written.
 Environment: ``IRMSIA_TCIA_URL``, ``IRMSIA_NIH_URL``, ``IRMSIA_KAGGLE_ENDPOINT`` (base URLs of the public
-services, overridable for mirrors and tests) plus the common ``IRMSIA_*`` variables.
+services, overridable for mirrors and tests), Kaggle credentials (``KAGGLE_API_TOKEN``, or ``KAGGLE_USERNAME``
++ ``KAGGLE_KEY``, or ``kaggle.json`` in ``KAGGLE_CONFIG_DIR`` or ``~/.kaggle``) plus the common ``IRMSIA_*``
+variables. Credentials never appear in a repr, a log line or the manifest.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jobs.core.errors import UsageError
 from jobs.core.layout import check_name
@@ -25,6 +29,36 @@ DEFAULT_MAX_EXTRACT_BYTES = 64 << 30  # 64 GiB: larger than any recommended data
 TCIA_URL = "https://nbia.cancerimagingarchive.net/nbia-api/services/v4/"
 NIH_URL = "https://nihcc.box.com/shared/static/"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+NIH_ARCHIVES = 12
+
+
+@dataclass(frozen=True)
+class KaggleCredentials:
+    """A Kaggle API token, or a username + key; ``repr`` shows only where they came from."""
+
+    origin: str
+    """Where they were found (an environment variable's name or the kaggle.json path), for messages."""
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    key: str | None = field(default=None, repr=False)
+
+
+def kaggle_credentials(env: Mapping[str, str]) -> KaggleCredentials | None:
+    """Kaggle credentials from ``KAGGLE_API_TOKEN``, ``KAGGLE_USERNAME``/``KAGGLE_KEY`` or ``kaggle.json``."""
+    if token := (env.get("KAGGLE_API_TOKEN") or "").strip():
+        return KaggleCredentials("KAGGLE_API_TOKEN", token=token)
+    user, key = (env.get("KAGGLE_USERNAME") or "").strip(), (env.get("KAGGLE_KEY") or "").strip()
+    if user and key:
+        return KaggleCredentials("KAGGLE_USERNAME/KAGGLE_KEY", username=user, key=key)
+    folder = env.get("KAGGLE_CONFIG_DIR") or (str(Path(env["HOME"]) / ".kaggle") if env.get("HOME") else "")
+    path = Path(folder) / "kaggle.json" if folder else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return KaggleCredentials(str(path), username=str(data["username"]), key=str(data["key"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f'{path}: not a valid kaggle.json (needs "username" and "key"); fix or remove it') from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,8 +98,12 @@ class CollectSettings:
     """A ``.tcia`` manifest file listing SeriesInstanceUIDs."""
     max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES
     """Refuse archives whose members add up to more than this many bytes uncompressed (zip bombs)."""
+    archives: tuple[int, ...] = tuple(range(1, NIH_ARCHIVES + 1))
+    """NIH image archives to collect (1-12); fewer for a quick look at the dataset."""
     retries: int = 5
     """Attempts per HTTP request before the source counts as unavailable (exit 75)."""
+    backoff: float = 1.0
+    """Seconds to wait before the first retry; doubles each time (a server's Retry-After wins)."""
     timeout: float = 60.0
     """Seconds to wait for a connection or a chunk of data."""
     tcia_url: str = TCIA_URL
@@ -74,6 +112,8 @@ class CollectSettings:
     """Base URL of the NIH ChestX-ray14 files (env ``IRMSIA_NIH_URL``)."""
     kaggle_endpoint: str | None = None
     """Kaggle API endpoint override (env ``IRMSIA_KAGGLE_ENDPOINT``), for mirrors and tests."""
+    kaggle: KaggleCredentials | None = None
+    """Kaggle credentials (never logged)."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -89,6 +129,10 @@ class CollectSettings:
             raise UsageError(f"--sha256 {self.sha256!r}: expected 64 lowercase hex digits")
         if self.retries < 1:
             raise UsageError(f"--retries {self.retries}: use at least 1")
+        if self.backoff < 0:
+            raise UsageError(f"--backoff {self.backoff}: use zero or a positive number of seconds")
+        if not self.archives or any(not 1 <= a <= NIH_ARCHIVES for a in self.archives):
+            raise UsageError(f"--archives {self.archives}: use numbers between 1 and {NIH_ARCHIVES}, e.g. 1,2")
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: use a positive number of seconds")
         if self.max_extract_bytes < 1:
@@ -102,6 +146,11 @@ class CollectSettings:
         if self.source == "kaggle" and not (self.ref and re.fullmatch(r"[\w.-]+/[\w.-]+", self.ref)):
             raise UsageError(f"--source kaggle needs --ref owner/slug (e.g. paultimothymooney/chest-xray-pneumonia), "
                              f"got {self.ref or ''!r}")  # fmt: skip
+        if self.source == "kaggle" and self.kaggle is None:
+            raise UsageError(
+                "--source kaggle needs credentials: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, "
+                "or put kaggle.json in ~/.kaggle (or KAGGLE_CONFIG_DIR)"
+            )
         if self.source == "tcia" and not (self.collection or self.manifest or self.patient):
             raise UsageError("--source tcia needs --collection NAME (or --ref NAME), --patient IDS or --manifest FILE")
 
@@ -120,6 +169,14 @@ def _int(value: str | None, flag: str, default: int | None) -> int | None:
         return int(value)
     except ValueError as exc:
         raise UsageError(f"{flag} {value!r}: expected a whole number") from exc
+
+
+def _int_list(value: str | None, flag: str) -> tuple[int, ...]:
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    try:
+        return tuple(int(v) for v in items)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {value!r}: expected comma-separated whole numbers like 1,2") from exc
 
 
 def _float(value: str | None, flag: str, default: float) -> float:
@@ -160,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-patients", default="", help="collect at most this many patients")
     parser.add_argument("--manifest", default="", help="a .tcia manifest file listing series")
     parser.add_argument("--max-extract-bytes", default="", help="uncompressed size limit for archives (zip bombs)")
+    parser.add_argument("--archives", default="", help="NIH image archives to collect, e.g. 1,2 (default 1-12)")
     parser.add_argument("--retries", default="", help="attempts per HTTP request (default 5)")
+    parser.add_argument("--backoff", default="", help="seconds before the first retry, doubling (default 1)")
     parser.add_argument("--timeout", default="", help="seconds to wait for the network (default 60)")
     add_common_arguments(parser)
     return parser
@@ -198,9 +257,12 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> CollectSettin
         max_patients=_int(args.max_patients, "--max-patients", None),
         manifest=_optional(args.manifest),
         max_extract_bytes=_int(args.max_extract_bytes, "--max-extract-bytes", DEFAULT_MAX_EXTRACT_BYTES),  # type: ignore[arg-type]
+        archives=_int_list(args.archives, "--archives") or tuple(range(1, NIH_ARCHIVES + 1)),
         retries=_int(args.retries, "--retries", 5),  # type: ignore[arg-type]
+        backoff=_float(args.backoff, "--backoff", 1.0),
         timeout=_float(args.timeout, "--timeout", 60.0),
         tcia_url=_optional(env.get("IRMSIA_TCIA_URL")) or TCIA_URL,
         nih_url=_optional(env.get("IRMSIA_NIH_URL")) or NIH_URL,
         kaggle_endpoint=_optional(env.get("IRMSIA_KAGGLE_ENDPOINT")),
+        kaggle=kaggle_credentials(env) if source == "kaggle" else None,
     )

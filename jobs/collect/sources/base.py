@@ -8,7 +8,9 @@ stage (``jobs.collect.stage``) owns the manifest: a source never seals anything 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,12 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobs.core.errors import IrmsiaError
+from jobs.core.hashing import pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 
 if TYPE_CHECKING:
     from jobs.collect.settings import CollectSettings
 
 log = logging.getLogger("irmsia.collect")
+
+UNIT_FOLDER = "_collect/"
+"""Under ``raw/<dataset>/``: one JSON record per completed unit (series, archive), a sidecar the index skips."""
 
 
 @dataclass
@@ -46,6 +52,7 @@ class RawSink:
         self.workers = workers
         self.bytes_written = 0
         self.files_reused = 0
+        self.units_reused = 0
 
     def _count(self, rec: OutputRecord) -> OutputRecord:
         self.bytes_written += rec.size
@@ -78,6 +85,46 @@ class RawSink:
         self.writer.record(info)
         self.files_reused += 1
         return True
+
+    # -- units: idempotence across interrupted runs -----------------------------------------------------------
+    @staticmethod
+    def unit_name(unit_id: str) -> str:
+        """The record's name for a unit id (a series UID, an archive name…), always a safe key."""
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", unit_id)[:120]
+        return f"{UNIT_FOLDER}{safe}-{sha256_bytes(unit_id.encode())[:12]}.json"
+
+    def reuse_unit(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
+        """Keep a unit an earlier run finished, if its record matches ``validator`` and every file is intact.
+
+        A unit is recorded only after all its files are stored, and each file must still have the recorded
+        size and SHA-256, so a partially stored unit is never taken for complete. Returns the record.
+        """
+        name = self.unit_name(unit_id)
+        try:
+            record = json.loads(self.store.get_bytes(self.prefix + name))
+            if record.get("unit") != unit_id or record.get("validator") != validator:
+                return None
+            infos = [self.store.head(self.prefix + f["name"]) for f in record["files"]]
+        except (IrmsiaError, ValueError, KeyError, TypeError):
+            return None
+        for info, f in zip(infos, record["files"], strict=True):
+            if info.sha256 != f["sha256"] or info.size != f["size"]:
+                return None
+        for info in infos:
+            self.writer.record(info)
+        self.writer.record(self.store.head(self.prefix + name))
+        self.units_reused += 1
+        return record
+
+    def seal_unit(self, unit_id: str, validator: dict[str, Any], records: Iterable[OutputRecord],
+                  **extra: Any) -> None:  # fmt: skip
+        """Record a unit as complete, after all its files are stored."""
+        files = [
+            {"name": r.key.removeprefix(self.prefix), "size": r.size, "sha256": r.sha256}
+            for r in sorted(records, key=lambda r: r.key)
+        ]
+        record = {"unit": unit_id, "validator": validator, "files": files, **extra}
+        self.put_bytes(self.unit_name(unit_id), pretty_json(record))
 
 
 class Source(ABC):
