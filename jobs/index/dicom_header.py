@@ -1,0 +1,162 @@
+"""Read the DICOM header fields the index needs from leading bytes, without touching pixel data.
+
+``pydicom.dcmread(stop_before_pixels=True, force=True)`` parses until the pixel data element, so only the
+header is read; ``force`` accepts files written without the 128-byte preamble. The caller hands in the first
+bytes of the object; ``NeedMoreBytes`` means the header runs past them and the caller should read further.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
+_LONG_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+
+
+class NeedMoreBytes(Exception):
+    """The header did not end within the bytes given: read more of the object and try again."""
+
+
+class UnusableDicom(ValueError):
+    """A DICOM file the index cannot use; the message is the quarantine reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class DicomHeader:
+    """The header values that go into the index, exactly as pydicom reads them (``None`` when absent)."""
+
+    patient_id: str | None
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    modality: str | None
+    body_part: str | None
+    photometric: str | None
+    transfer_syntax: str | None
+    rows: int | None
+    columns: int | None
+    bits_allocated: int | None
+    bits_stored: int | None
+    samples_per_pixel: int | None
+    frames: int | None
+    pixel_spacing_row: float | None
+    pixel_spacing_col: float | None
+
+
+def _text(ds, name: str) -> str | None:
+    value = ds.get(name)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(ds, name: str) -> int | None:
+    value = ds.get(name)
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def _spacing(ds) -> tuple[float | None, float | None]:
+    value = ds.get("PixelSpacing")
+    if value is None or value == "":
+        return None, None
+    values = list(value) if isinstance(value, list | tuple) or hasattr(value, "__iter__") else [value]
+    if len(values) != 2:
+        raise UnusableDicom(f"PixelSpacing has {len(values)} values, expected 2")
+    return float(values[0]), float(values[1])
+
+
+def _pixel_length(head: bytes, pos: int, explicit: bool, little: bool) -> tuple[int, int] | None:
+    """(header length, value length) of the pixel data element at ``pos``; ``None`` if unparseable."""
+    order = "<" if little else ">"
+    try:
+        if explicit:
+            vr = head[pos + 4 : pos + 6]
+            if vr in _LONG_VRS:
+                return 12, struct.unpack(order + "I", head[pos + 8 : pos + 12])[0]
+            return 8, struct.unpack(order + "H", head[pos + 6 : pos + 8])[0]
+        return 8, struct.unpack(order + "I", head[pos + 4 : pos + 8])[0]
+    except struct.error:
+        return None
+
+
+def read_header(head: bytes, size: int) -> DicomHeader:
+    """The header of a DICOM object of ``size`` bytes whose first ``len(head)`` bytes are ``head``.
+
+    Raises ``NeedMoreBytes`` when the header continues past ``head``, ``UnusableDicom`` (the quarantine
+    reason) when the file is not a usable DICOM image: unreadable header, no pixel data, truncated pixels.
+    """
+    complete = len(head) >= size
+    buffer = io.BytesIO(head)
+    try:
+        ds = pydicom.dcmread(buffer, stop_before_pixels=True, force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError, TypeError, IndexError) as exc:
+        if not complete:
+            raise NeedMoreBytes from exc
+        raise UnusableDicom(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+    pos = buffer.tell()
+    at_pixels = head[pos : pos + 4] in _PIXEL_TAGS
+    if not at_pixels:
+        if not complete:
+            raise NeedMoreBytes
+        sop_class = _text(ds, "SOPClassUID")
+        what = f" (SOP class {pydicom.uid.UID(sop_class).name})" if sop_class else ""
+        raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
+    try:
+        row_mm, col_mm = _spacing(ds)
+        header = DicomHeader(
+            patient_id=_text(ds, "PatientID"),
+            study_uid=_text(ds, "StudyInstanceUID"),
+            series_uid=_text(ds, "SeriesInstanceUID"),
+            sop_uid=_text(ds, "SOPInstanceUID"),
+            modality=_text(ds, "Modality"),
+            body_part=_text(ds, "BodyPartExamined"),
+            photometric=_text(ds, "PhotometricInterpretation"),
+            transfer_syntax=_text(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None,
+            rows=_int(ds, "Rows"),
+            columns=_int(ds, "Columns"),
+            bits_allocated=_int(ds, "BitsAllocated"),
+            bits_stored=_int(ds, "BitsStored"),
+            samples_per_pixel=_int(ds, "SamplesPerPixel"),
+            frames=_int(ds, "NumberOfFrames"),
+            pixel_spacing_row=row_mm,
+            pixel_spacing_col=col_mm,
+        )
+    except UnusableDicom:
+        raise
+    except Exception as exc:  # pydicom converts values lazily: a malformed value fails here, not at read
+        raise UnusableDicom(f"unreadable DICOM header value: {type(exc).__name__}: {exc}") from exc
+    if not header.rows or not header.columns:
+        raise UnusableDicom("DICOM header has no Rows/Columns: not an image")
+    _check_native_length(ds, header, head, pos, size)
+    return header
+
+
+def _check_native_length(ds, header: DicomHeader, head: bytes, pos: int, size: int) -> None:
+    """For uncompressed pixel data, the element must fit in the file and hold every frame: else truncated."""
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return
+    lengths = _pixel_length(head, pos, explicit=not implicit, little=bool(little))
+    if lengths is None:
+        raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
+    header_len, value_len = lengths
+    if value_len == 0xFFFFFFFF:  # encapsulated (compressed) frames: checked only by --verify-pixels
+        return
+    available = size - pos - header_len
+    if value_len > available:
+        raise UnusableDicom(f"truncated: pixel data declares {value_len} bytes, the file holds {available}")
+    if head[pos : pos + 4] in _PIXEL_TAGS[:2] and header.bits_allocated:
+        bits = header.rows * header.columns * (header.samples_per_pixel or 1) * (header.frames or 1)
+        expected = (bits * header.bits_allocated + 7) // 8
+        if header.photometric == "YBR_FULL_422":  # two chroma samples shared by each pair of pixels
+            expected = expected * 2 // 3
+        if value_len < expected:
+            raise UnusableDicom(f"truncated: pixel data holds {value_len} bytes, the header needs {expected}")
