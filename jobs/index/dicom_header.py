@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from dataclasses import dataclass
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
+_ALL_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
 _LONG_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
 
 
@@ -54,6 +59,10 @@ def _text(ds, name: str) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _transfer_syntax(ds) -> str | None:
+    return _text(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None
 
 
 def _int(ds, name: str) -> int | None:
@@ -96,16 +105,28 @@ def read_header(head: bytes, size: int) -> DicomHeader:
     complete = len(head) >= size
     buffer = io.BytesIO(head)
     try:
-        ds = pydicom.dcmread(buffer, stop_before_pixels=True, force=True)
+        with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates; the index reports outcomes
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(buffer, stop_before_pixels=True, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError, TypeError, IndexError) as exc:
         if not complete:
             raise NeedMoreBytes from exc
         raise UnusableDicom(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
     pos = buffer.tell()
-    at_pixels = head[pos : pos + 4] in _PIXEL_TAGS
+    deflated = _transfer_syntax(ds) == DeflatedExplicitVRLittleEndian
+    if deflated:  # positions refer to the inflated stream: parse it all and look for pixel data there
+        if not complete:
+            raise NeedMoreBytes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            at_pixels = "PixelData" in pydicom.dcmread(io.BytesIO(head), force=True)
+    else:
+        at_pixels = head[pos : pos + 4] in _PIXEL_TAGS
     if not at_pixels:
         if not complete:
             raise NeedMoreBytes
+        if any(tag in head[-12:] for tag in _PIXEL_TAGS):  # pydicom swallowed a cut-off pixel element header
+            raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
         sop_class = _text(ds, "SOPClassUID")
         what = f" (SOP class {pydicom.uid.UID(sop_class).name})" if sop_class else ""
         raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
@@ -119,7 +140,7 @@ def read_header(head: bytes, size: int) -> DicomHeader:
             modality=_text(ds, "Modality"),
             body_part=_text(ds, "BodyPartExamined"),
             photometric=_text(ds, "PhotometricInterpretation"),
-            transfer_syntax=_text(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None,
+            transfer_syntax=_transfer_syntax(ds),
             rows=_int(ds, "Rows"),
             columns=_int(ds, "Columns"),
             bits_allocated=_int(ds, "BitsAllocated"),
@@ -135,16 +156,19 @@ def read_header(head: bytes, size: int) -> DicomHeader:
         raise UnusableDicom(f"unreadable DICOM header value: {type(exc).__name__}: {exc}") from exc
     if not header.rows or not header.columns:
         raise UnusableDicom("DICOM header has no Rows/Columns: not an image")
-    _check_native_length(ds, header, head, pos, size)
+    if not deflated:
+        _check_native_length(ds, header, head, pos, size)
     return header
 
 
 def _check_native_length(ds, header: DicomHeader, head: bytes, pos: int, size: int) -> None:
     """For uncompressed pixel data, the element must fit in the file and hold every frame: else truncated."""
-    implicit, little = ds.original_encoding
-    if implicit is None:
+    _, little = ds.original_encoding
+    if little is None:
         return
-    lengths = _pixel_length(head, pos, explicit=not implicit, little=bool(little))
+    # Explicit or implicit by the element's own bytes: some files contradict their transfer syntax.
+    explicit = head[pos + 4 : pos + 6] in _ALL_VRS
+    lengths = _pixel_length(head, pos, explicit=explicit, little=bool(little))
     if lengths is None:
         raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
     header_len, value_len = lengths
