@@ -8,6 +8,7 @@ bytes of the object; ``NeedMoreBytes`` means the header runs past them and the c
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -102,6 +103,12 @@ def read_header(head: bytes, size: int) -> DicomHeader:
     Raises ``NeedMoreBytes`` when the header continues past ``head``, ``UnusableDicom`` (the quarantine
     reason) when the file is not a usable DICOM image: unreadable header, no pixel data, truncated pixels.
     """
+    header = fast_header(head, size)
+    return header if header is not None else pydicom_header(head, size)
+
+
+def pydicom_header(head: bytes, size: int) -> DicomHeader:
+    """``read_header`` through a full ``pydicom.dcmread``: the reference every file can take."""
     complete = len(head) >= size
     buffer = io.BytesIO(head)
     try:
@@ -156,19 +163,17 @@ def read_header(head: bytes, size: int) -> DicomHeader:
         raise UnusableDicom(f"unreadable DICOM header value: {type(exc).__name__}: {exc}") from exc
     if not header.rows or not header.columns:
         raise UnusableDicom("DICOM header has no Rows/Columns: not an image")
-    if not deflated:
-        _check_native_length(ds, header, head, pos, size)
+    _, little = ds.original_encoding
+    if not deflated and little is not None:
+        _check_native_length(header, head, pos, size, little=bool(little))
     return header
 
 
-def _check_native_length(ds, header: DicomHeader, head: bytes, pos: int, size: int) -> None:
+def _check_native_length(header: DicomHeader, head: bytes, pos: int, size: int, little: bool) -> None:
     """For uncompressed pixel data, the element must fit in the file and hold every frame: else truncated."""
-    _, little = ds.original_encoding
-    if little is None:
-        return
     # Explicit or implicit by the element's own bytes: some files contradict their transfer syntax.
     explicit = head[pos + 4 : pos + 6] in _ALL_VRS
-    lengths = _pixel_length(head, pos, explicit=explicit, little=bool(little))
+    lengths = _pixel_length(head, pos, explicit=explicit, little=little)
     if lengths is None:
         raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
     header_len, value_len = lengths
@@ -184,3 +189,115 @@ def _check_native_length(ds, header: DicomHeader, head: bytes, pos: int, size: i
             expected = expected * 2 // 3
         if value_len < expected:
             raise UnusableDicom(f"truncated: pixel data holds {value_len} bytes, the header needs {expected}")
+
+
+# -- fast path ------------------------------------------------------------------------------------------------
+# Most files are little-endian with a preamble and plain ASCII values. For those, walking the raw elements with
+# pydicom's own element generator and decoding the dozen values we keep is about three times cheaper than
+# building a Dataset. Anything unusual (big endian, deflate, no preamble, non-ASCII or multi-valued text, no
+# pixel data, a header past ``head``) returns ``None`` and takes the full pydicom path above, which decides.
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_SLOW_SYNTAXES = frozenset(("1.2.840.10008.1.2.2", DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"))
+_TEXT_TAGS = {
+    0x00100020: "patient_id",
+    0x0020000D: "study_uid",
+    0x0020000E: "series_uid",
+    0x00080018: "sop_uid",
+    0x00080060: "modality",
+    0x00180015: "body_part",
+    0x00280004: "photometric",
+}
+_US_TAGS = {
+    0x00280010: "rows",
+    0x00280011: "columns",
+    0x00280100: "bits_allocated",
+    0x00280101: "bits_stored",
+    0x00280002: "samples_per_pixel",
+}
+_FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
+_WANTED = frozenset((*_TEXT_TAGS, *_US_TAGS, _FRAMES, _SPACING))
+_VRS_OF = {
+    **dict.fromkeys((0x00100020,), ("LO", None)),
+    **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), ("UI", None)),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), ("CS", None)),
+    **dict.fromkeys(_US_TAGS, ("US", None)),
+    _FRAMES: ("IS", None),
+    _SPACING: ("DS", None),
+}
+_UIDS = frozenset((0x0020000D, 0x0020000E, 0x00080018))
+_SPECIAL_BYTES = re.compile(rb"[\x01-\x1f\\\x7f-\xff]")
+
+
+def _ascii(value: bytes, uid: bool = False) -> str | None:
+    """A plain ASCII single value, stripped as pydicom strips it; ``None`` when empty.
+
+    Raises ``ValueError`` for what pydicom treats specially (multi-values, character sets, control bytes, NUL
+    padding outside UIDs), so the caller falls back to pydicom.
+    """
+    if _SPECIAL_BYTES.search(value) or (not uid and b"\x00" in value):
+        raise ValueError("not a plain ASCII single value")
+    text = value.decode("ascii").rstrip("\x00") if uid else value.decode("ascii")
+    if "\x00" in text:
+        raise ValueError("embedded NUL")
+    return text.strip() or None
+
+
+def fast_header(head: bytes, size: int) -> DicomHeader | None:
+    """``read_header`` for plain little-endian files with a preamble; ``None`` when pydicom must decide."""
+    from pydicom.filereader import data_element_generator
+
+    if head[128:132] != b"DICM":
+        return None
+    try:
+        buffer = io.BytesIO(head)
+        buffer.seek(132)
+        syntax = None
+        for elem in data_element_generator(buffer, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2):
+            if elem.tag == _TRANSFER_SYNTAX:
+                syntax = _ascii(elem.value, uid=True)
+        if syntax is None or syntax in _SLOW_SYNTAXES:
+            return None
+        found: dict[int, bytes] = {}
+        stop = lambda tag, vr, length: tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)  # noqa: E731
+        for elem in data_element_generator(buffer, syntax == _IMPLICIT_LE, True, stop_when=stop):
+            if elem.tag in _WANTED:
+                if not isinstance(elem.value, bytes | None) or elem.VR not in _VRS_OF[elem.tag]:
+                    return None
+                found[elem.tag] = elem.value or b""
+        pos = buffer.tell()
+        if head[pos : pos + 4] not in _PIXEL_TAGS[:1] + _PIXEL_TAGS[2:]:
+            return None
+        values: dict[str, object] = {
+            name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()
+        }
+        for tag, name in _US_TAGS.items():
+            raw = found.get(tag)
+            if raw is None or raw == b"":
+                values[name] = None
+            elif len(raw) == 2:
+                values[name] = struct.unpack("<H", raw)[0]
+            else:
+                return None
+        frames = _ascii(found.get(_FRAMES, b""))
+        if frames is not None and not frames.isdigit():
+            return None
+        spacing = _ascii(found.get(_SPACING, b"").replace(b"\\", b"/"))
+        row_mm = col_mm = None
+        if spacing is not None:
+            parts = spacing.split("/")
+            if len(parts) != 2:
+                return None
+            row_mm, col_mm = float(parts[0]), float(parts[1])
+    except Exception:  # any doubt: the full pydicom path decides, with its own reason
+        return None
+    header = DicomHeader(
+        transfer_syntax=syntax,
+        frames=int(frames) if frames is not None else None,
+        pixel_spacing_row=row_mm,
+        pixel_spacing_col=col_mm,
+        **values,  # type: ignore[arg-type]
+    )
+    if not header.rows or not header.columns:
+        return None
+    _check_native_length(header, head, pos, size, little=True)
+    return header

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
+from pydicom.data import get_testdata_file, get_testdata_files
 
-from jobs.index.dicom_header import NeedMoreBytes, UnusableDicom, read_header
+from jobs.index.dicom_header import NeedMoreBytes, UnusableDicom, fast_header, pydicom_header, read_header
 from tests.support.dicom_files import dicom_bytes
 
 
@@ -65,3 +67,31 @@ def test_dicom_without_pixel_data_is_not_an_image():
     data = Path(path).read_bytes()
     with pytest.raises(UnusableDicom, match=r"without pixel data .*RT Plan"):
         read_header(data, len(data))
+
+
+def test_fast_path_agrees_with_pydicom_on_every_corpus_file_it_takes():
+    # GIVEN every pydicom test file
+    taken = 0
+    for path in get_testdata_files():
+        if not os.path.isfile(path):
+            continue
+        data = Path(path).read_bytes()
+        # WHEN the fast path accepts it
+        try:
+            fast = fast_header(data, len(data))
+        except UnusableDicom as exc:
+            with pytest.raises(UnusableDicom, match=re.escape(str(exc))):
+                pydicom_header(data, len(data))
+            continue
+        if fast is None:
+            continue
+        taken += 1
+        # THEN it gives exactly what the full pydicom path gives
+        assert fast == pydicom_header(data, len(data)), path
+    assert taken >= 40
+
+
+def test_fast_path_is_taken_for_ordinary_files():
+    data = dicom_bytes("P", rows=16, columns=16)
+    assert fast_header(data, len(data)) == pydicom_header(data, len(data))
+    assert fast_header(dicom_bytes(preamble=False), 700) is None
