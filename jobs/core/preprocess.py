@@ -133,9 +133,12 @@ def _decode_dicom(data: bytes, frame: str, voi_lut: bool) -> np.ndarray:
         arr = apply_color_lut(arr, ds)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples == 1 and photometric != "PALETTE COLOR":
-        out = apply_modality_lut(arr, ds).astype(np.float32)
+        out = apply_modality_lut(arr, ds)
         if voi_lut and ("VOILUTSequence" in ds or "WindowCenter" in ds):
-            out = apply_voi_lut(out, ds).astype(np.float32)
+            if out.dtype.kind == "f" and "VOILUTSequence" in ds:
+                out = np.rint(out).astype(np.int64)  # a VOI LUT is indexed by integer stored values
+            out = apply_voi_lut(out, ds)
+        out = out.astype(np.float32)
         if photometric == "MONOCHROME1":
             # Inverted relative to its own range, so scaling later sees bright = dense like MONOCHROME2.
             out = out.max() + out.min() - out
