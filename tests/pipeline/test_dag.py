@@ -31,7 +31,9 @@ def test_every_stage_argument_renders_with_the_defaults():
     for spec in PIPELINE.stages:
         argv = spec.argv(values)
         assert not any("{" in a for a in argv), (spec.name, argv)
-    assert PIPELINE.stage("split").argv(values) == ["--dataset", "demo", "--ratios", "0.7,0.15,0.15", "--seed", "42"]
+    assert PIPELINE.stage("split").argv(values) == [
+        "--dataset", "demo", "--ratios", "0.7,0.15,0.15", "--seed", "42", "--split-from", "stratified", "--merge", "",
+    ]  # fmt: skip
 
 
 def test_order_follows_dependencies_not_declaration_and_is_stable():
