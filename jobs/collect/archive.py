@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from jobs.collect.telemetry import count_archive
 from jobs.core.errors import DataError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -98,6 +99,7 @@ def extract(path: Path, dest: Path, max_bytes: int, archive: str | None = None) 
         members = _extract_tar(path, dest, max_bytes, archive)
     else:
         raise DataError(f"{archive}: not a zip or tar archive; check the URL points at the dataset archive")
+    count_archive()
     return sorted(members, key=lambda m: m.name)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from jobs.collect.settings import CollectSettings
 from jobs.collect.sources import load_source
 from jobs.collect.sources.base import RawSink
+from jobs.collect.telemetry import record_collect
 from jobs.core.layout import raw_prefix
 from jobs.core.manifest import Manifest, StageWriter
 from jobs.core.store import open_store
@@ -40,5 +41,6 @@ def run(settings: CollectSettings) -> tuple[Manifest, bool]:
         **report.details,
     }
     manifest = writer.commit(summary=summary)
+    record_collect(manifest)
     log.info("collected %d files (%d bytes) into %s/%s", summary["files"], summary["bytes"], store.uri, prefix)
     return manifest, False

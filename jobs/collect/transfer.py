@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 import urllib3
 from urllib3.util.retry import Retry
 
+from jobs.collect.telemetry import count_transfer
 from jobs.core.errors import DataError, IrmsiaError, TransientError, UsageError
 from jobs.core.hashing import CHUNK
 from jobs.core.logs import redact
@@ -78,6 +79,7 @@ class TransferStats:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+        count_transfer(**counts)
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

@@ -17,9 +17,10 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def record_epoch(entry: Mapping[str, Any]) -> None:
+def record_epoch(entry: Mapping[str, Any], images: int | None = None) -> None:
     """One finished epoch: ``{"epoch", "lr", "train_loss", "val_loss", "val_<metric>"…, "images_per_s",
-    "data_wait_fraction", "epoch_s"}``. Missing or ``None`` values are left out."""
+    "data_wait_fraction", "epoch_s"}``; ``images`` trained on in it (estimated from the rate when ``None``).
+    Missing or ``None`` values are left out."""
     metrics = stage_metrics()
     epoch = int(entry["epoch"])
     metrics.gauge("irmsia_train_epoch").set(epoch)
@@ -36,7 +37,9 @@ def record_epoch(entry: Mapping[str, Any]) -> None:
     ):
         if _number(value := entry.get(key)):
             metrics.gauge(name).set(value)
-    if _number(entry.get("images_per_s")) and _number(entry.get("epoch_s")):
+    if images is not None:
+        metrics.items.inc(images)
+    elif _number(entry.get("images_per_s")) and _number(entry.get("epoch_s")):
         metrics.items.inc(round(entry["images_per_s"] * entry["epoch_s"]))
     sample_gpus(metrics)
 

@@ -40,7 +40,7 @@ def test_each_epoch_adds_its_points_to_the_curves():
     metrics = begin_stage_metrics("train", dataset="demo", run_id="r1")
     # WHEN two epochs are recorded
     record_epoch(entry(1))
-    record_epoch(entry(2, images_per_s=50.0))
+    record_epoch(entry(2, images_per_s=50.0), images=120)
     got = samples(metrics)
     # THEN the loss and validation curves have a point per epoch, and the live gauges show the last epoch
     assert got[("irmsia_train_loss", (("epoch", "1"), ("split", "train")))] == 1.0
@@ -50,7 +50,7 @@ def test_each_epoch_adds_its_points_to_the_curves():
     assert got[("irmsia_train_images_per_second", ())] == 50.0
     assert got[("irmsia_train_data_wait_fraction", ())] == 0.25
     assert got[("irmsia_train_learning_rate", ())] == 5e-4
-    assert got[("irmsia_stage_items_total", ())] == 300  # 100 img/s * 2 s + 50 img/s * 2 s
+    assert got[("irmsia_stage_items_total", ())] == 320  # 100 img/s * 2 s estimated, then 120 images counted
     # AND values that are not numbers (an AUC undefined for one class, the "best" flag) are left out
     assert not any(name == "irmsia_train_val_metric" and ("metric", "auc") in labels for name, labels in got)
     assert not any(("metric", "best") in labels for _, labels in got)
