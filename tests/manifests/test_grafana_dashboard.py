@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from jobs.core.metrics import CATALOG, exported_sample_names
+from pipeline.argo.metrics import exported_names as argo_exported_names
+from pipeline.dag import PIPELINE
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "manifests" / "grafana" / "irmsia-pipeline.json"
 STAGES = ("collect", "index", "split", "train", "register")
@@ -87,8 +89,8 @@ def test_dashboard_parses_with_unique_panel_ids(dashboard):
 
 def test_every_query_names_only_exported_metrics(dashboard):
     # GIVEN the sample names the stages' registries export (the catalogue, checked against the registry in
-    # tests/jobs/core/test_metrics.py)
-    exported = exported_sample_names()
+    # tests/jobs/core/test_metrics.py) and those the Argo controller exports for the WorkflowTemplate's metrics
+    exported = exported_sample_names() | argo_exported_names(PIPELINE.stages)
     # WHEN every query of the dashboard is read
     found = queries(dashboard)
     # THEN each names at least one metric, and only exported ones
@@ -117,3 +119,4 @@ def test_every_stage_has_a_row_using_its_own_metrics(dashboard):
         assert own <= rows[stage], f"stage {stage}: {sorted(own - rows[stage])} are not on the dashboard"
     common = {s.name for s in CATALOG if s.stage is None}
     assert common <= rows["Every stage"]
+    assert argo_exported_names(PIPELINE.stages) <= rows["Argo (workflow controller)"]

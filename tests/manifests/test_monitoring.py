@@ -21,7 +21,7 @@ def load(path: Path) -> dict[str, dict]:
 
 def test_pushgateway_objects_are_valid_kubernetes():
     objects = load(MONITORING / "pushgateway.yaml")
-    assert set(objects) == {"Deployment", "Service"}
+    assert set(objects) == {"ServiceAccount", "Deployment", "Service"}
     for obj in objects.values():
         kubernetes_validate.validate(obj, "1.30.0", strict=True)
 
@@ -89,7 +89,7 @@ def test_servicemonitor_keeps_pushed_labels_and_selects_the_service():
 @pytest.mark.parametrize(
     ("folder", "kinds"),
     [
-        ("monitoring", {"Deployment", "Service", "NetworkPolicy"}),
+        ("monitoring", {"ServiceAccount", "Deployment", "Service", "NetworkPolicy"}),
         ("monitoring/prometheus-operator", {"ServiceMonitor", "PodMonitor", "ConfigMap"}),
         ("grafana", {"ConfigMap"}),
     ],
