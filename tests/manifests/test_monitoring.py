@@ -62,6 +62,26 @@ def test_network_policies_open_only_the_push_path():
     assert [p["port"] for rule in ingress_policy["ingress"] for p in rule["ports"]] == [port]
 
 
+def test_push_path_matches_the_base_policy_and_the_local_configuration():
+    # GIVEN the base's stage egress policy, the local configuration and the Pushgateway's Service
+    base = {d["metadata"]["name"]: d for d in yaml.safe_load_all((MANIFESTS / "base/networkpolicy.yaml").read_text())}
+    ours = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((MONITORING / "networkpolicy-pushgateway.yaml").read_text())
+    }
+    service = load(MONITORING / "pushgateway.yaml")["Service"]
+    config = yaml.safe_load((MANIFESTS.parent / "irmsia.yaml").read_text())
+    # THEN our egress selects exactly the stage pods the base policy restricts
+    stage_pods = base["irmsia-stage-egress"]["spec"]["podSelector"]
+    assert ours["irmsia-stage-egress-pushgateway"]["spec"]["podSelector"] == stage_pods
+    # AND the stages of the local overlay push to this Service, which the overlay includes
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    port = service["spec"]["ports"][0]["port"]
+    assert config["metrics"]["pushgateway"] == f"http://{name}.{namespace}.svc.cluster.local:{port}"
+    local = yaml.safe_load((MANIFESTS / "overlays/local/kustomization.yaml").read_text())
+    assert "../../monitoring" in local["resources"]
+
+
 def test_pushgateway_runs_locked_down():
     pod = load(MONITORING / "pushgateway.yaml")["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from jobs.core.errors import UsageError
 from pipeline.argo.metrics import ARGO_PREFIX, ArgoMetric, exported_names, stage_metrics
 from pipeline.argo.workflow_template import build_workflow_template
-from pipeline.config import DeploymentConfig
+from pipeline.config import DeploymentConfig, MetricsConfig
 from pipeline.dag import PIPELINE
 
 
@@ -71,3 +72,28 @@ def test_exported_names_carry_the_controller_prefix():
 def test_invalid_metric_names_are_rejected(name):
     with pytest.raises(ValueError, match="use irmsia_ and letters, digits and '_' only"):
         ArgoMetric(name=name, help="x", kind="counter", value="1")
+
+
+def _stage_env(config: DeploymentConfig) -> dict[str, dict[str, str]]:
+    spec = build_workflow_template(config).to_dict()["spec"]
+    return {
+        t["name"]: {e["name"]: e.get("value") for e in t["container"]["env"]}
+        for t in spec["templates"]
+        if "container" in t
+    }
+
+
+def test_stages_get_the_pushgateway_only_when_configured():
+    # GIVEN the default configuration and one with a Pushgateway
+    url = "http://irmsia-pushgateway.irmsia.svc.cluster.local:9091"
+    without = _stage_env(DeploymentConfig())
+    with_gateway = _stage_env(DeploymentConfig(metrics=MetricsConfig(pushgateway=url)))
+    # THEN only the second sets IRMSIA_PUSHGATEWAY, on every stage
+    assert all("IRMSIA_PUSHGATEWAY" not in env for env in without.values())
+    assert {env["IRMSIA_PUSHGATEWAY"] for env in with_gateway.values()} == {url}
+
+
+@pytest.mark.parametrize("url", ["pushgateway:9091", "ftp://pg:9091", "http://pg 9091"])
+def test_bad_pushgateway_url_names_the_key(url):
+    with pytest.raises(UsageError, match=r"metrics.pushgateway .*: use an http:// or https:// URL"):
+        MetricsConfig(pushgateway=url)
