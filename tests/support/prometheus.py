@@ -113,7 +113,8 @@ def start_pushgateway(workdir: Path, timeout: float = 30.0) -> Server:
         raise FileNotFoundError(f"the Pushgateway is not installed: {INSTALL_HINT}")
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{free_port()}"
-    args = [binary, f"--web.listen-address={url.removeprefix('http://')}", "--log.level=warn"]
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: keep tests in memory, isolated.
+    args = [binary, f"--web.listen-address={url.removeprefix('http://')}", "--persistence.file=", "--log.level=warn"]
     proc = _start(args, workdir, "pushgateway", url, "/-/ready", timeout)
     return Server(url, proc, workdir / "pushgateway.log")
 

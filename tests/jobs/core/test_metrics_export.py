@@ -191,3 +191,20 @@ def test_stopped_pushgateway_only_warns(tmp_path, caplog):
     # THEN it warned once and did not raise
     assert export.push_failures == 2
     assert caplog.text.count("could not push metrics") == 1
+
+
+@pytest.mark.integration
+def test_a_new_pushgateway_starts_empty(tmp_path):
+    # GIVEN a Pushgateway that held a group and was stopped
+    if pushgateway_binary() is None:
+        pytest.skip("prometheus-pushgateway is not installed")
+    first = start_pushgateway(tmp_path / "first")
+    metrics = StageMetrics("index", workflow_id="wf-kept")
+    assert MetricsExport(metrics, MetricsTargets(pushgateway=first.address)).push()
+    first.stop()
+    # WHEN another one starts, THEN it holds nothing of it (no persistence file shared between runs)
+    second = start_pushgateway(tmp_path / "second")
+    try:
+        assert b"wf-kept" not in second.get("/metrics")
+    finally:
+        second.stop()
