@@ -126,3 +126,26 @@ def test_kustomizations_build(folder, kinds):
         if doc["kind"] == "ConfigMap":
             assert doc["metadata"]["labels"]["grafana_dashboard"] == "1"
             assert '"uid": "irmsia-pipeline"' in doc["data"]["irmsia-pipeline.json"]
+
+
+def test_chart_deploys_the_same_pushgateway_when_enabled():
+    from tests.support.k8s_objects import render_chart
+
+    # GIVEN the chart rendered with the Pushgateway on (local scenario) and with the defaults
+    chart_dir = MANIFESTS.parent / "helm/irmsia/ci"
+    on = {w.split(":", 1)[1]: o for w, o in render_chart(chart_dir / "local-minio-values.yaml")}
+    off = {w.split(":", 1)[1] for w, _ in render_chart(chart_dir / "default-values.yaml")}
+    ours = load(MONITORING / "pushgateway.yaml")
+    # THEN it runs the same container and Service as manifests/monitoring, only when enabled
+    deployment = on["Deployment/irmsia-pushgateway"]
+    for side in ("image", "args", "ports", "readinessProbe", "livenessProbe", "resources"):
+        (chart_container,) = deployment["spec"]["template"]["spec"]["containers"]
+        (manifest_container,) = ours["Deployment"]["spec"]["template"]["spec"]["containers"]
+        assert chart_container[side] == manifest_container[side], side
+    assert on["Service/irmsia-pushgateway"]["spec"]["ports"] == ours["Service"]["spec"]["ports"]
+    assert {"NetworkPolicy/irmsia-pushgateway-ingress", "ServiceAccount/irmsia-pushgateway"} <= set(on)
+    assert not any("pushgateway" in name for name in off)
+    # AND the stages of that scenario push to it
+    (template,) = [o for o in on.values() if o["kind"] == "WorkflowTemplate"]
+    env = {e["name"]: e.get("value") for e in template["spec"]["templates"][1]["container"]["env"]}
+    assert env["IRMSIA_PUSHGATEWAY"] == "http://irmsia-pushgateway.irmsia.svc.cluster.local:9091"
