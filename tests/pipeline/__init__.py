@@ -1,0 +1,1 @@
+"""Tests of the pipeline package (DAG, runner, CLI)."""
