@@ -9,6 +9,7 @@ sample batch; a difference beyond the tolerance is a ``DataError`` and nothing i
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def load_state_dict_model(config: dict[str, Any], path: Path) -> Any:
         model = build_network(str(config["model"]), int(config["in_channels"]), int(config["num_classes"]))
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError, TypeError, EOFError) as exc:
+    except (RuntimeError, ValueError, KeyError, TypeError, EOFError, AttributeError, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"best_model.pt does not load into {config.get('model')!r} with {config.get('in_channels')} channels "

@@ -1,9 +1,10 @@
 """The hash-chained ledger of a model's registrations: one object per entry, each created exclusively.
 
 Entry ``n`` is ``registry/<name>/ledger/<n>.json`` (canonical JSON). It holds the version it registers, the
-SHA-256 of that version's ``configs/metadata.json`` and the content hash of its sealing ``_SUCCESS.json``
-(which lists every file's SHA-256), and ``prev_sha256``: the SHA-256 of entry ``n-1``'s bytes (64 zeros for
-entry 1). Changing any entry therefore breaks the link from its successor; ``verify.py`` walks the chain.
+SHA-256 of that version's ``configs/metadata.json``, the SHA-256 and content hash of its sealing
+``_SUCCESS.json`` (which lists every file's SHA-256), and ``prev_sha256``: the SHA-256 of entry ``n-1``'s
+bytes (64 zeros for entry 1). Changing any entry therefore breaks the link from its successor; ``verify.py``
+walks the chain.
 
 Appending reads the head, builds entry ``head+1`` and creates it with ``put_if_absent``. Only one writer can
 create a given entry, so the chain never forks; a writer that loses rereads the head and links to the winner.

@@ -153,6 +153,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
                     "split_manifest_sha256": meta["irmsia"]["lineage"]["split_manifest_sha256"],
                     "metadata_sha256": meta_sha,
                     "manifest_sha256": manifest.content_sha256,
+                    "manifest_file_sha256": sha256_bytes(manifest.to_json()),
                     "metric": settings.metric,
                     "metrics": meta["irmsia"]["metrics"],
                     "registered_at": now_iso(),

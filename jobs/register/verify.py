@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from jobs.core.errors import DataError, IrmsiaError, ObjectNotFound
-from jobs.core.hashing import sha256_stream
+from jobs.core.hashing import sha256_bytes, sha256_stream
 from jobs.core.manifest import Manifest
 from jobs.core.store import Store
 from jobs.register.aliases import history
@@ -62,6 +62,8 @@ def _check_version(store: Store, name: str, entry: LedgerEntry, report: VerifyRe
         manifest = Manifest.from_json(raw, key)
     except DataError as exc:
         raise ChainBreak(f"{where}: {exc}") from exc
+    if sha256_bytes(raw) != entry.fields.get("manifest_file_sha256"):
+        raise ChainBreak(f"{where}: {key} was changed: its bytes no longer hash to the ledger's manifest_file_sha256")
     if manifest.content_sha256 != entry.fields.get("manifest_sha256"):
         raise ChainBreak(
             f"{where}: {key} was changed: content hash {manifest.content_sha256}, "
