@@ -14,8 +14,8 @@ from tests.support.runs import seal_run
 
 
 @pytest.fixture
-def three_versions(store, upstream):
-    for i in (1, 2, 3):
+def two_versions(store, upstream):
+    for i in (1, 2):
         seal_run(store, f"r{i}", upstream=upstream, seed=i, metrics={"val_auc": 0.8 + i / 100})
         assert register(store, "--run", f"r{i}", "--model-name", "m") == 0
     return store
@@ -27,9 +27,9 @@ def rewrite_ledger_field(store, seq: int, **changes):
     store.put_bytes(key, canonical_json({**fields, **changes}))
 
 
-def test_intact_registry_verifies(three_versions):
-    report = verify_registry(three_versions, "m")
-    assert report.ok and report.entries == 3 and report.files > 3 * 4
+def test_intact_registry_verifies(two_versions):
+    report = verify_registry(two_versions, "m")
+    assert report.ok and report.entries == 2 and report.files > 2 * 4
     assert report.head_sha256 and report.notes == []
 
 
@@ -43,12 +43,12 @@ TAMPERS = [
      "ledger entry 2: prev_sha256"),
     ("ledger entry metadata hash rewritten", lambda s: rewrite_ledger_field(s, 2, metadata_sha256="0" * 64),
      "ledger entry 2 (v2): registry/m/2/configs/metadata.json does not hash"),
-    ("ledger entry deleted", lambda s: s.delete("registry/m/ledger/00000002.json"),
-     "ledger entry 2 is missing"),
+    ("ledger entry deleted", lambda s: s.delete("registry/m/ledger/00000001.json"),
+     "ledger entry 1 is missing (next stored is 2)"),
     ("manifest rewritten", lambda s: s.put_bytes(
-        "registry/m/3/_SUCCESS.json",
-        s.get_bytes("registry/m/3/_SUCCESS.json").replace(b'"model_name": "m"', b'"model_name": "n"')),
-     "ledger entry 3 (v3): registry/m/3/_SUCCESS.json was changed"),
+        "registry/m/2/_SUCCESS.json",
+        s.get_bytes("registry/m/2/_SUCCESS.json").replace(b'"model_name": "m"', b'"model_name": "n"')),
+     "ledger entry 2 (v2): registry/m/2/_SUCCESS.json was changed"),
     ("alias to an unregistered version", lambda s: s.put_bytes("registry/m/aliases/champion/00000009.json",
                                                               canonical_json({"version": 7})),
      "alias champion #9 names v7"),
@@ -56,19 +56,19 @@ TAMPERS = [
 
 
 @pytest.mark.parametrize(("case", "tamper", "message"), TAMPERS, ids=[t[0] for t in TAMPERS])
-def test_tampering_is_detected_at_the_first_break(three_versions, case, tamper, message):
+def test_tampering_is_detected_at_the_first_break(two_versions, case, tamper, message):
     # GIVEN a registry changed behind the registry's back (store checksums rewritten too, as an attacker would)
-    tamper(three_versions)
+    tamper(two_versions)
     # WHEN it is verified THEN the first break is reported, naming where
-    report = verify_registry(three_versions, "m")
+    report = verify_registry(two_versions, "m")
     assert not report.ok
     assert message in report.first_break
 
 
-def test_the_earliest_of_two_breaks_is_reported(three_versions):
-    three_versions.put_bytes("registry/m/3/models/model.pt", b"x")
-    three_versions.put_bytes("registry/m/1/docs/README.md", b"y")
-    report = verify_registry(three_versions, "m")
+def test_the_earliest_of_two_breaks_is_reported(two_versions):
+    two_versions.put_bytes("registry/m/2/models/model.pt", b"x")
+    two_versions.put_bytes("registry/m/1/docs/README.md", b"y")
+    report = verify_registry(two_versions, "m")
     assert "registry/m/1/docs/README.md" in report.first_break
     assert report.entries == 0
 
