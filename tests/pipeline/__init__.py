@@ -1,1 +1,1 @@
-"""Tests of the pipeline package (DAG, runner, CLI)."""
+"""Tests of pipeline/: the DAG, the local runner, the CLI."""

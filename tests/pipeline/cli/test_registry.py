@@ -14,7 +14,7 @@ from jobs.register.__main__ import main as register_main
 from pipeline.cli import main
 from tests.support.runs import seal_dataset, seal_run
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
