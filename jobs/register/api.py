@@ -1,9 +1,10 @@
 """The Python API for serving code: ``load_model(store, name, version="champion")``.
 
 Returns a ready-to-evaluate torch module (eval mode, on the CPU) and the preprocessing the model was trained
-with (the ``preprocessing`` spec from the run's ``config.json``, recorded in the metadata). Before loading, the
-version is checked against its ledger entry and ``model.pt`` against its recorded SHA-256, so a tampered file
-never reaches a server.
+with: ``jobs.core.preprocess.Preprocessing`` rebuilt from the spec the run's ``config.json`` recorded (and the
+metadata copied), a callable from image file bytes to the ``(C, H, W)`` float32 input the module expects.
+Before loading, the version is checked against its ledger entry and ``model.pt`` against its recorded SHA-256,
+so a tampered file never reaches a server.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jobs.core.errors import DataError
+from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import sha256_bytes
 from jobs.core.manifest import read_manifest
+from jobs.core.preprocess import Preprocessing
 from jobs.core.store import Store, open_store
 from jobs.register.catalog import resolve
 from jobs.register.export import load_state_dict_model
@@ -31,8 +33,11 @@ def load_metadata(store: Store, name: str, version: str | int = "champion") -> d
     return json.loads(raw)
 
 
-def load_model(store: Store | str, name: str, version: str | int = "champion") -> tuple[Any, dict[str, Any]]:
-    """``(module, preprocessing)`` for ``version`` of ``name``: an alias, ``latest`` or a version number."""
+def load_model(store: Store | str, name: str, version: str | int = "champion") -> tuple[Any, Preprocessing]:
+    """``(module, preprocessing)`` for ``version`` of ``name``: an alias, ``latest`` or a version number.
+
+    ``preprocessing(file_bytes)`` gives one input; ``module(torch.from_numpy(x)[None])`` gives its logits.
+    """
     store = open_store(store) if isinstance(store, str) else store
     entry = resolve(store, name, version)
     prefix = version_prefix(name, entry.version)
@@ -51,5 +56,12 @@ def load_model(store: Store | str, name: str, version: str | int = "champion") -
             {"model": network["name"], "in_channels": network["in_channels"], "num_classes": network["num_classes"]},
             path,
         )
-    preprocessing = dict(meta["network_data_format"].get("preprocessing") or {})
+    spec = meta["network_data_format"].get("preprocessing") or {}
+    try:
+        preprocessing = Preprocessing.from_dict(spec)
+    except (KeyError, TypeError, ValueError, IrmsiaError) as exc:
+        raise DataError(
+            f"v{entry.version} of {name!r} records no usable preprocessing ({exc}); register a run whose "
+            "config.json has a preprocessing section"
+        ) from exc
     return module, preprocessing

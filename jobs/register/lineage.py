@@ -66,10 +66,14 @@ def _upstream(store: Store, manifest: Manifest, top: str, stale: list[str]) -> t
 
 
 def _per_split(stats: dict[str, Any], what: str) -> dict[str, int]:
-    """``{"train": n, ...}`` from ``stats[what][split]`` or ``stats[split][what]`` (both shapes occur)."""
+    """``{"train": n, ...}`` from ``stats.json``'s ``splits.<split>.<what>`` or a summary's ``<what>.<split>``."""
+
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else None
+
     out: dict[str, int] = {}
     for split in SPLITS:
-        for value in ((stats.get(what) or {}).get(split), (stats.get(split) or {}).get(what)):
+        for value in (get(get(get(stats, "splits"), split), what), get(get(stats, what), split)):
             if isinstance(value, int) and not isinstance(value, bool):
                 out[split] = value
                 break
@@ -94,7 +98,9 @@ def walk_lineage(store: Store, train: Manifest) -> Lineage:
             stats = json.loads(store.get_bytes(split.output("stats.json").key))
             patients, rows = _per_split(stats, "patients"), _per_split(stats, "rows")
         except (IrmsiaError, ValueError, AttributeError) as exc:
-            log.warning("cannot read %sstats.json (%s); patient counts are left out", split.prefix, exc)
+            log.warning("cannot read %sstats.json (%s); counts come from the split manifest", split.prefix, exc)
+        patients = patients or _per_split(split.summary, "patients")
+        rows = rows or _per_split(split.summary, "rows")
     dataset = None
     for m in (raw, index, split):
         if m is not None:

@@ -23,6 +23,7 @@ from jobs.core.store import Store
 
 MODEL_FILE = "best_model.pt"
 REQUIRED_CONFIG = ("model", "in_channels", "num_classes")
+METRIC_SPLITS = ("train_", "val_", "test_")
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,14 @@ class SourceRun:
 
     @property
     def scalar_metrics(self) -> dict[str, float]:
-        """The flat ``<split>_<metric>`` numbers (``details`` and non-numbers left out)."""
+        """The flat ``<split>_<metric>`` numbers (``details``, counters and missing values left out)."""
         return {
             k: float(v)
             for k, v in sorted(self.metrics.items())
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+            if k.startswith(METRIC_SPLITS)
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(float(v))
         }
 
     def has_output(self, name: str) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from jobs.core.hashing import pretty_json
 from jobs.core.layout import index_prefix, raw_prefix, run_prefix, splits_prefix
 from jobs.core.manifest import Manifest, StageWriter
+from jobs.core.preprocess import Preprocessing
 from jobs.core.store import Store
 
 CLASSES = ["normal", "abnormal"]
@@ -42,13 +43,11 @@ def seal_dataset(store: Store, dataset: str = "demo", seed: int = 42) -> Upstrea
     w.put_bytes("quarantine.csv", b"key,reason\n")
     index = w.commit(summary={"rows": 40})
     w = StageWriter(store, "split", splits_prefix(dataset), {"seed": seed}, {index.prefix: index.content_sha256})
-    stats = {
-        "rows": {"train": 28, "val": 6, "test": 6},
-        "patients": {"train": 14, "val": 3, "test": 3},
-        "seed": seed,
-    }
+    rows, patients = {"train": 28, "val": 6, "test": 6}, {"train": 14, "val": 3, "test": 3}
+    # the split stage's stats.json shape: per split rows and patients, plus totals
+    stats = {"splits": {s: {"rows": rows[s], "patients": patients[s]} for s in rows}, "rows": 40, "seed": seed}
     w.put_bytes("stats.json", pretty_json(stats))
-    split = w.commit(summary={"classes": CLASSES, "rows": stats["rows"]})
+    split = w.commit(summary={"classes": CLASSES, "rows": rows, "patients": patients})
     return Upstream(raw, index, split)
 
 
@@ -86,9 +85,9 @@ def seal_run(
         "epochs": 1,
         "seed": seed,
         "dataset": "demo",
-        "preprocessing": {"resize": [image_size, image_size], "scale_intensity": [0.0, 1.0], "channels": 1},
+        "preprocessing": Preprocessing(image_size=image_size).to_dict(),
     }
-    scores = {"val_accuracy": 0.9, "val_auc": 0.95, "test_accuracy": 0.88, "test_auc": 0.93}
+    scores = {"val_accuracy": 0.9, "val_auc": 0.95, "test_accuracy": 0.88, "test_auc": 0.93, "best_epoch": 1}
     scores.update(metrics or {})
     scores["details"] = {"val": {"confusion_matrix": [[3, 0], [1, 2]]}}
     w = StageWriter(

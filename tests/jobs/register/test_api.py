@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from jobs.core.errors import DataError, UsageError
 from jobs.core.networks import build_network
+from jobs.core.preprocess import Preprocessing
 from jobs.register.api import load_metadata, load_model
 from tests.jobs.register.conftest import register
 from tests.support.runs import seal_run, state_dict_bytes
@@ -27,8 +30,15 @@ def test_load_model_round_trip(store, run_id):
     assert module.training is False
     with torch.no_grad():
         torch.testing.assert_close(module(batch), reference(batch))
-    # AND the preprocessing is the one the run was trained with
-    assert preprocessing == {"resize": [32, 32], "scale_intensity": [0.0, 1.0], "channels": 1}
+    # AND the preprocessing is the one the run was trained with, turning image bytes into the module's input
+    assert preprocessing == Preprocessing(image_size=32)
+    image = Image.fromarray(np.linspace(0, 255, 50 * 40, dtype=np.uint8).reshape(50, 40))
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    x = torch.from_numpy(preprocessing(png.getvalue()))[None]
+    assert x.shape == (1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), reference(x))
 
 
 def test_versions_by_number_alias_and_latest(store, upstream):

@@ -36,3 +36,14 @@ def test_a_run_without_recorded_inputs_has_no_lineage(store):
     w.put_bytes("config.json", b"{}")
     lineage = walk_lineage(store, w.commit())
     assert lineage.split_manifest_sha256 is None and lineage.source is None
+
+
+def test_counts_fall_back_to_the_split_summary(store, upstream):
+    # GIVEN a split whose stats.json has no per-split counts, but whose manifest summary does
+    w = StageWriter(store, "split", "splits/lean/", {}, {upstream.index.prefix: upstream.index.content_sha256})
+    w.put_bytes("stats.json", b"{}")
+    split = w.commit(summary={"classes": ["a", "b"], "patients": {"train": 5, "val": 1, "test": 1}})
+    train = StageWriter(store, "train", "runs/lean/", {}, {split.prefix: split.content_sha256})
+    train.put_bytes("config.json", b"{}")
+    # WHEN the lineage is walked THEN the summary's counts are used
+    assert walk_lineage(store, train.commit()).patients_per_split == {"train": 5, "val": 1, "test": 1}

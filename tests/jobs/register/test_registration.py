@@ -45,7 +45,8 @@ def test_registers_a_monai_bundle_with_metadata_and_lineage(store, upstream, run
     fmt = meta["network_data_format"]
     assert fmt["inputs"]["image"]["num_channels"] == 1 and fmt["inputs"]["image"]["spatial_shape"] == [32, 32]
     assert fmt["outputs"]["pred"]["channel_def"] == {"0": "normal", "1": "abnormal"}
-    assert fmt["preprocessing"]["resize"] == [32, 32]
+    assert fmt["preprocessing"]["image_size"] == 32
+    assert "best_epoch" not in meta["irmsia"]["metrics"]
     ours = meta["irmsia"]
     assert ours["metrics"]["val_auc"] == 0.95 and ours["metric"] == {"name": "val_auc", "value": 0.95}
     recorded = {o.key.removeprefix("registry/demo-model/1/"): o.sha256 for o in manifest.outputs}
