@@ -253,12 +253,13 @@ def fast_header(head: bytes, size: int) -> DicomHeader | None:
         buffer.seek(132)
         syntax = None
         for elem in data_element_generator(buffer, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2):
-            if elem.tag == _TRANSFER_SYNTAX:
+            if int(elem.tag) == _TRANSFER_SYNTAX:
                 syntax = _ascii(elem.value, uid=True)
         if syntax is None or syntax in _SLOW_SYNTAXES:
             return None
         found: dict[int, bytes] = {}
-        stop = lambda tag, vr, length: tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)  # noqa: E731
+        # int operators only: pydicom's BaseTag overrides ==, which is slow in this hot loop
+        stop = lambda tag, vr, length: tag >> 16 == 0x7FE0 and tag & 0xFFFF in (0x10, 0x08, 0x09)  # noqa: E731
         for elem in data_element_generator(buffer, syntax == _IMPLICIT_LE, True, stop_when=stop):
             if elem.tag in _WANTED:
                 if not isinstance(elem.value, bytes | None) or elem.VR not in _VRS_OF[elem.tag]:

@@ -12,7 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-BATCH_ROWS = 8192
+BATCH_ROWS = 1024
+"""Rows per row group: the only per-row state the writer holds, so memory stays flat as files grow."""
 
 SCHEMA = pa.schema(
     [
