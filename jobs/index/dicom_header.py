@@ -17,6 +17,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from jobs.index.dicom_elements import meta_elements, top_level_elements
+
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
 _ALL_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
@@ -215,14 +217,13 @@ _US_TAGS = {
     0x00280002: "samples_per_pixel",
 }
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
-_WANTED = frozenset((*_TEXT_TAGS, *_US_TAGS, _FRAMES, _SPACING))
 _VRS_OF = {
-    **dict.fromkeys((0x00100020,), ("LO", None)),
-    **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), ("UI", None)),
-    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), ("CS", None)),
-    **dict.fromkeys(_US_TAGS, ("US", None)),
-    _FRAMES: ("IS", None),
-    _SPACING: ("DS", None),
+    0x00100020: (b"LO",),
+    **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), (b"CS",)),
+    **dict.fromkeys(_US_TAGS, (b"US",)),
+    _FRAMES: (b"IS",),
+    _SPACING: (b"DS",),
 }
 _UIDS = frozenset((0x0020000D, 0x0020000E, 0x00080018))
 _SPECIAL_BYTES = re.compile(rb"[\x01-\x1f\\\x7f-\xff]")
@@ -244,30 +245,14 @@ def _ascii(value: bytes, uid: bool = False) -> str | None:
 
 def fast_header(head: bytes, size: int) -> DicomHeader | None:
     """``read_header`` for plain little-endian files with a preamble; ``None`` when pydicom must decide."""
-    from pydicom.filereader import data_element_generator
-
     if head[128:132] != b"DICM":
         return None
     try:
-        buffer = io.BytesIO(head)
-        buffer.seek(132)
-        syntax = None
-        for elem in data_element_generator(buffer, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2):
-            if int(elem.tag) == _TRANSFER_SYNTAX:
-                syntax = _ascii(elem.value, uid=True)
+        meta, pos = meta_elements(head, 132)
+        syntax = _ascii(meta.get(_TRANSFER_SYNTAX, b""), uid=True)
         if syntax is None or syntax in _SLOW_SYNTAXES:
             return None
-        found: dict[int, bytes] = {}
-        # int operators only: pydicom's BaseTag overrides ==, which is slow in this hot loop
-        stop = lambda tag, vr, length: tag >> 16 == 0x7FE0 and tag & 0xFFFF in (0x10, 0x08, 0x09)  # noqa: E731
-        for elem in data_element_generator(buffer, syntax == _IMPLICIT_LE, True, stop_when=stop):
-            if elem.tag in _WANTED:
-                if not isinstance(elem.value, bytes | None) or elem.VR not in _VRS_OF[elem.tag]:
-                    return None
-                found[elem.tag] = elem.value or b""
-        pos = buffer.tell()
-        if head[pos : pos + 4] not in _PIXEL_TAGS[:1] + _PIXEL_TAGS[2:]:
-            return None
+        found, pos = top_level_elements(head, pos, syntax == _IMPLICIT_LE, _VRS_OF)
         values: dict[str, object] = {
             name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()
         }
