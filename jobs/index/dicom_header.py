@@ -17,7 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from jobs.index.dicom_elements import meta_elements, top_level_elements
+from jobs.index.dicom_elements import NotPlain, meta_elements, top_level_elements
 
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
 _ALL_VRS = frozenset(
@@ -136,6 +136,8 @@ def pydicom_header(head: bytes, size: int) -> DicomHeader:
             raise NeedMoreBytes
         if any(tag in head[-12:] for tag in _PIXEL_TAGS):  # pydicom swallowed a cut-off pixel element header
             raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
+        if _ends_inside_an_element(head):  # pydicom reads a cut-off header quietly; say what happened
+            raise UnusableDicom("truncated: the file ends inside the DICOM header, before any pixel data")
         sop_class = _text(ds, "SOPClassUID")
         what = f" (SOP class {pydicom.uid.UID(sop_class).name})" if sop_class else ""
         raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
@@ -241,6 +243,23 @@ def _ascii(value: bytes, uid: bool = False) -> str | None:
     if "\x00" in text:
         raise ValueError("embedded NUL")
     return text.strip() or None
+
+
+def _ends_inside_an_element(head: bytes) -> bool:
+    """Whether a little-endian file with a preamble stops in the middle of an element (a truncated header)."""
+    if head[128:132] != b"DICM":
+        return False
+    try:
+        meta, pos = meta_elements(head, 132)
+        syntax = _ascii(meta.get(_TRANSFER_SYNTAX, b""), uid=True)
+        if syntax is None or syntax in _SLOW_SYNTAXES:
+            return False
+        top_level_elements(head, pos, syntax == _IMPLICIT_LE, {})
+    except NotPlain as exc:
+        return str(exc).startswith("ends inside")
+    except ValueError:
+        return False
+    return False
 
 
 def fast_header(head: bytes, size: int) -> DicomHeader | None:

@@ -39,6 +39,7 @@ SCHEMA = pa.schema(
         ("frames", pa.int32()),
         ("pixel_spacing_row", pa.float64()),
         ("pixel_spacing_col", pa.float64()),
+        ("official_split", pa.string()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
