@@ -1,0 +1,1 @@
+"""Tests of pipeline/: the DAG, the local runner, the CLI."""

@@ -1,0 +1,26 @@
+"""A real stage process for runner tests: honours the stage contract's env and exits with a chosen code.
+
+``python -m tests.support.fake_stage NAME CODE [ARGS…]`` appends its argv to ``$FAKE_STAGE_LOG`` and, when CODE
+is 0, writes a result JSON to ``$IRMSIA_RESULT_FILE`` like ``jobs.core.entrypoint`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    name, code, *rest = argv
+    with open(os.environ["FAKE_STAGE_LOG"], "a", encoding="utf-8") as log:
+        log.write(json.dumps({"name": name, "argv": rest, "store": os.environ.get("IRMSIA_STORE"),
+                              "workflow_id": os.environ.get("IRMSIA_WORKFLOW_ID")}) + "\n")  # fmt: skip
+    if int(code) == 0 and os.environ.get("IRMSIA_RESULT_FILE"):
+        with open(os.environ["IRMSIA_RESULT_FILE"], "w", encoding="utf-8") as fh:
+            json.dump({"stage": name, "prefix": f"{name}/", "cached": False, "summary": {"argc": len(rest)}}, fh)
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
