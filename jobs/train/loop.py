@@ -178,7 +178,10 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         self.model = model
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        # Fused AdamW on CUDA: one kernel per step instead of several per parameter group (launch-bound nets).
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, fused=hardware.cuda or None
+        )
         train_n = len(sets["train"])
         drop_last = train_n > settings.batch_size
         self.steps_per_epoch = max(1, train_n // settings.batch_size if drop_last else 1)
@@ -264,7 +267,7 @@ class Trainer:
             "epoch_s": elapsed,
         }
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, split: str) -> tuple[np.ndarray, np.ndarray, float]:
         """Labels, class probabilities and mean cross-entropy of the current model on ``split``."""
         images = self.sets[split]
