@@ -74,16 +74,20 @@ def test_failure_mid_write_leaves_no_manifest_and_rerun_is_identical(store_uri, 
     assert main([*DEMO, "--store", reference]) == 0
     # AND a store that fails after 10 uploads (the network went away mid-run)
     store_cls = type(open_store(store_uri))
-    real_put = store_cls.put_file
+    real = {name: getattr(store_cls, name) for name in ("put_file", "move_file")}
     calls = {"n": 0}
 
-    def flaky_put(self, key, path, sha256=None):
-        calls["n"] += 1
-        if calls["n"] > 10:
-            raise TransientError(f"store unreachable while writing {key}")
-        return real_put(self, key, path, sha256=sha256)
+    def failing(name):
+        def upload(self, key, path, sha256=None):
+            calls["n"] += 1
+            if calls["n"] > 10:
+                raise TransientError(f"store unreachable while writing {key}")
+            return real[name](self, key, path, sha256=sha256)
 
-    monkeypatch.setattr(store_cls, "put_file", flaky_put)
+        return upload
+
+    for name in real:
+        monkeypatch.setattr(store_cls, name, failing(name))
     # WHEN the collect runs into it
     assert main([*DEMO, "--store", store_uri]) == 75
     # THEN some objects were written but nothing is sealed
@@ -91,7 +95,8 @@ def test_failure_mid_write_leaves_no_manifest_and_rerun_is_identical(store_uri, 
     assert any(store.list("raw/demo/"))
     assert read_manifest(store, "raw/demo/") is None
     # AND after the store recovers, a plain rerun reproduces the reference byte for byte
-    monkeypatch.setattr(store_cls, "put_file", real_put)
+    for name, method in real.items():
+        monkeypatch.setattr(store_cls, name, method)
     assert main([*DEMO, "--store", store_uri]) == 0
     assert _outputs(store_uri) == _outputs(reference)
 
