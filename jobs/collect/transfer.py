@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -65,7 +66,10 @@ class RetryPolicy:
 
 @dataclass
 class TransferStats:
-    """Byte and request counters across threads (logged at the end; the metrics of a collect run)."""
+    """Byte and request counters across threads (logged at the end; the metrics of a collect run).
+
+    On a terminal a tqdm bar shows the bytes received by all transfers together.
+    """
 
     bytes_downloaded: int = 0
     requests: int = 0
@@ -73,11 +77,26 @@ class TransferStats:
     resumed: int = 0
     restarted: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _bar: Any = field(default=None, repr=False)
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def received(self, n: int) -> None:
+        """Count ``n`` body bytes as they arrive (and move the progress bar)."""
+        with self._lock:
+            self.bytes_downloaded += n
+            if self._bar is None and sys.stderr.isatty():
+                try:
+                    from tqdm import tqdm
+                except ImportError:
+                    self._bar = False
+                else:
+                    self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="download", leave=False)
+            if self._bar:
+                self._bar.update(n)
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -318,15 +337,13 @@ class HttpClient:
                         for h in digests:
                             h.update(chunk)
             size = offset
-            try:
-                with open(part, "ab" if offset else "wb") as out:
-                    while chunk := resp.read1(STREAM_CHUNK):
-                        out.write(chunk)
-                        for h in digests:
-                            h.update(chunk)
-                        size += len(chunk)
-            finally:
-                self.stats.add(bytes_downloaded=size - offset)
+            with open(part, "ab" if offset else "wb") as out:
+                while chunk := resp.read1(STREAM_CHUNK):
+                    out.write(chunk)
+                    for h in digests:
+                        h.update(chunk)
+                    size += len(chunk)
+                    self.stats.received(len(chunk))
             if total is not None and size != total:
                 raise Retryable(f"body ended at {size} of {total} bytes")
             digest = digests[0] if want_sha256 else None

@@ -135,7 +135,7 @@ class KaggleSource(Source):
         got = client.fetch(url, sink.workdir / "kaggle" / name, what=f"Kaggle dataset {settings.ref}")
         records, _ = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
         log.info("Kaggle %s: %d files from %s; transfer %s", settings.ref, len(records), redact(url),
-                 stats.as_dict())  # fmt: skip
+                 stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
         return CollectReport(license=license_name, details={"ref": settings.ref})
 
 

@@ -152,7 +152,12 @@ class NihSource(Source):
         split_lists = {n: metadata[n].read_bytes() for n in SPLIT_LISTS}
         sink.put_bytes(LABELS_OUT, labels_csv(metadata[LABELS_CSV].read_bytes(), split_lists, images))
         sink.put_bytes("LICENSE", LICENSE_TEXT.encode())
-        log.info("NIH transfer: %s; %d archives reused from an earlier run", stats.as_dict(), sink.units_reused)
+        log.info(
+            "NIH transfer: %s; %d archives reused from an earlier run",
+            stats.as_dict(),
+            sink.units_reused,
+            extra={"fields": {"transfer": stats.as_dict()}},
+        )
         return CollectReport(license=LICENSE, details={"archives": [a[0] for a in chosen], "images": len(images)})
 
 

@@ -182,7 +182,12 @@ class TciaSource(Source):
         sink.put_bytes(SERIES_CSV, self._series_csv(series, results))
         names = sorted({str(s.get("LicenseName")) for s in series if s.get("LicenseName")})
         first_line = next((ln.strip() for ln in (license_text or "").splitlines() if ln.strip()), None)
-        log.info("TCIA transfer: %s; %d series reused from an earlier run", stats.as_dict(), sink.units_reused)
+        log.info(
+            "TCIA transfer: %s; %d series reused from an earlier run",
+            stats.as_dict(),
+            sink.units_reused,
+            extra={"fields": {"transfer": stats.as_dict()}},
+        )
         return CollectReport(
             license="; ".join(names) or first_line,
             details={

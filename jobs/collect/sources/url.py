@@ -103,7 +103,7 @@ class UrlSource(Source):
                 "etag": got.etag, "last_modified": got.last_modified, "size": str(got.size)}  # fmt: skip
         records, license_line = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
         log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(settings.url), got.size, len(records),
-                 stats.as_dict())  # fmt: skip
+                 stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
         return CollectReport(license=license_line, details={"url": redact(settings.url), "sha256": got.sha256})
 
 
