@@ -151,6 +151,10 @@ def test_killed_process_leaves_no_manifest_and_rerun_is_identical(tmp_path):
         (["--sha256", "abc"], 2, "--sha256"),
         (["--no-such-flag"], 2, "unrecognized arguments"),
         (["--store", "gs://bucket/x"], 2, "unsupported scheme"),
+        (["--source", "nih", "--dataset", "x", "--archives", "0,13"], 2, "--archives"),
+        (["--backoff", "-1"], 2, "--backoff -1.0"),
+        (["--retries", "0"], 2, "--retries 0"),
+        (["--source", "tcia", "--dataset", "x", "--collection", "C", "--max-patients", "0"], 2, "--max-patients 0"),
     ],
 )
 def test_bad_usage_exits_2_naming_the_field(argv, code, message, capsys, tmp_path, monkeypatch):
@@ -168,3 +172,12 @@ def test_empty_flags_from_argo_mean_unset(tmp_path):
     argv = ["--source", "demo", "--dataset", "demo", "--path", "", "--url", "", "--ref", "", "--patients", "4"]
     assert main([*argv, "--store", store, "--log-format", "json"]) == 0
     assert read_manifest(open_store(store), "raw/demo/").params["seed"] == 42
+
+
+def test_kaggle_credentials_never_reach_a_repr():
+    from jobs.collect.settings import parse_settings
+
+    env = {"KAGGLE_USERNAME": "someone", "KAGGLE_KEY": "s3cr3t-kaggle-key"}
+    settings = parse_settings(["--source", "kaggle", "--dataset", "x", "--ref", "a/b"], env)
+    assert settings.kaggle.key == "s3cr3t-kaggle-key"
+    assert "s3cr3t" not in repr(settings)
