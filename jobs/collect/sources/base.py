@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobs.core.errors import IrmsiaError
+from jobs.core.filestore import FileStore
 from jobs.core.hashing import pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 
@@ -83,7 +84,8 @@ class RawSink:
         """
         items = [(i[0], i[1], i[2] if len(i) > 2 else None) for i in items]
         put = self.move_file if move else self.put_file
-        if len(items) <= 1:
+        if len(items) <= 1 or (move and isinstance(self.store, FileStore)):
+            # a move into a file store is a rename: threads would only add lock contention
             return [put(name, path, sha256=sha) for name, path, sha in items]
         if workers is not None:
             with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
