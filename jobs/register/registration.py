@@ -82,10 +82,9 @@ def _write_bundle(
     if exported.onnx is not None:
         files[MODEL_ONNX] = exported.onnx
     model_files = {name: writer.put_file(name, path).sha256 for name, path in files.items()}
-    has_cm = run.has_output("confusion_matrix.png")
+    cm = workdir / "confusion_matrix.png"
+    has_cm = cm.exists()
     if has_cm:
-        cm = workdir / "confusion_matrix.png"
-        store.get_file(run.prefix + "confusion_matrix.png", cm)
         writer.put_file(CONFUSION_MATRIX, cm)
     meta = build_metadata(
         name=settings.model_name,
@@ -137,6 +136,8 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         value = check_metric(run, settings.metric)
         exported = export_model(run.config, run.model_path, workdir / "models")
         lineage = walk_lineage(store, run.manifest)
+        if run.has_output("confusion_matrix.png"):
+            store.get_file(run.prefix + "confusion_matrix.png", workdir / "confusion_matrix.png")
         token = new_token()
         version = claim_version(store, settings.model_name, run.run_id, token)
         log.info("claimed %s v%d for run %s", settings.model_name, version, run.run_id)
