@@ -32,7 +32,10 @@ class KaggleDatasets:
     """The few dataset calls the pipeline needs, on an authenticated ``kagglesdk`` client, with retries."""
 
     def __init__(self, credentials, endpoint: str | None, client: HttpClient) -> None:
-        from kagglesdk import KaggleClient, KaggleEnv
+        try:
+            from kagglesdk import KaggleClient, KaggleEnv
+        except ModuleNotFoundError as exc:
+            raise UsageError("Kaggle needs the kagglesdk package: pip install 'irmsia-pipeline[collect]'") from exc
 
         if credentials is None:
             raise UsageError("Kaggle needs credentials: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, "
