@@ -29,9 +29,13 @@ def run(settings: CollectSettings) -> tuple[Manifest, bool]:
                  store.uri, prefix)  # fmt: skip
         return hit, True
     writer.begin()
-    with tempfile.TemporaryDirectory(prefix="irmsia-collect-") as tmp:
+    # scratch beside a file store's objects, so finished files are renamed into it rather than copied
+    with tempfile.TemporaryDirectory(prefix="irmsia-collect-", dir=store._spool_dir()) as tmp:
         sink = RawSink(writer, Path(tmp), settings.workers)
-        report = source.collect(settings, sink)
+        try:
+            report = source.collect(settings, sink)
+        finally:
+            sink.close()
     outputs = writer.outputs
     summary = {
         "source": source.name,

@@ -106,6 +106,15 @@ class Store(ABC):
     def put_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
         """Upload a local file (streamed; multipart on S3). ``sha256`` skips re-hashing when already known."""
 
+    def move_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
+        """Store a local file the caller no longer needs: ``put_file``, then the local file is removed.
+
+        Backends may rename the file into place instead of copying it (the file store does, on one file system).
+        """
+        info = self.put_file(key, path, sha256=sha256)
+        Path(path).unlink(missing_ok=True)
+        return info
+
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist (atomic); ``False`` if it already existed."""
