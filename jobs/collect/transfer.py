@@ -99,6 +99,7 @@ class TransferStats:
                     self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="download", leave=False)
             if self._bar:
                 self._bar.update(n)
+        count_transfer(bytes_downloaded=n)
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
