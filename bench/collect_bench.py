@@ -8,7 +8,11 @@ DICOM files of 256x256 16-bit, about 2 MiB per ZIP), then times, against that sa
   (b) the floor: one ``curl --parallel`` process fetching the same ZIPs to disk with the same parallelism (no
       testing, unpacking or storing).
 
-Prints MB/s and the ratio floor_time / our_time (target >= 0.8), plus the cache-hit rerun time.
+Both sides write to the same temporary folder (one disk), run as child processes of this script (process start
+included) with the same number of parallel transfers, and alternate round by round; the best round of each is
+reported. Besides wall time it prints each side's CPU seconds (user + system of the child, from ``getrusage``),
+which is steadier than wall time on a shared, loaded machine. Prints MB/s and the ratio floor_time / our_time
+(target >= 0.8), plus the cache-hit rerun time.
 Run from the repository root:
 
     PYTHONPATH=$PWD python bench/collect_bench.py --series 24 --images 16 --workers 4
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -43,22 +48,28 @@ def build_server(series: int, images: int, size: int, compression: str = "deflat
     return server
 
 
-def time_floor(server: TciaServer, workers: int, out: Path) -> float:
+def timed(args: list[str], **kwargs) -> tuple[float, float]:
+    """Run a child process; its wall seconds and CPU seconds (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(args, check=True, **kwargs)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def time_floor(server: TciaServer, workers: int, out: Path) -> tuple[float, float]:
     args = ["curl", "-sS", "--no-progress-meter", "--fail", "--parallel", "--parallel-max", str(workers)]
     for uid in sorted(server.zips):
         args += ["-o", str(out / f"{uid}.zip"), server.api_url + f"getImage?SeriesInstanceUID={uid}"]
-    started = time.perf_counter()
-    subprocess.run(args, check=True)
-    return time.perf_counter() - started
+    return timed(args)
 
 
-def time_ours(server: TciaServer, workers: int, store: Path, extra: tuple[str, ...] = ()) -> float:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "IRMSIA_TCIA_URL": server.api_url, "IRMSIA_LOG_FORMAT": "json"}
+def time_ours(server: TciaServer, workers: int, store: Path, root: Path = ROOT) -> tuple[float, float]:
+    env = {**os.environ, "PYTHONPATH": str(root), "IRMSIA_TCIA_URL": server.api_url, "IRMSIA_LOG_FORMAT": "json"}
     args = [sys.executable, "-m", "jobs.collect", "--source", "tcia", "--collection", COLLECTION, "--dataset",
-            "bench", "--store", str(store), "--workers", str(workers), *extra]  # fmt: skip
-    started = time.perf_counter()
-    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+            "bench", "--store", str(store), "--workers", str(workers)]  # fmt: skip
+    return timed(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -74,6 +85,12 @@ def main() -> int:
         help="how the server's ZIPs are compressed (ours must inflate deflated ones; curl does not)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is reported")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of the repository (e.g. a git worktree of main) timed in the same rounds, for "
+        "before/after numbers from one run",
+    )
     args = parser.parse_args()
 
     print(f"building {args.series} series x {args.images} images ({args.image_size}x{args.image_size} 16-bit)...")
@@ -81,7 +98,9 @@ def main() -> int:
     total = sum(len(z) for z in server.zips.values())
     files = args.series * args.images
     with server, tempfile.TemporaryDirectory(prefix="collect-bench-") as tmp:
-        floor, ours = [], []
+        floor: list[tuple[float, float]] = []
+        ours: list[tuple[float, float]] = []
+        before: list[tuple[float, float]] = []
         for r in range(args.rounds):
             out = Path(tmp) / f"curl-{r}"
             out.mkdir()
@@ -89,19 +108,31 @@ def main() -> int:
             shutil.rmtree(out)
             store = Path(tmp) / f"store-{r}"
             ours.append(time_ours(server, args.workers, store))
+            if args.before:
+                shutil.rmtree(store)
+                before.append(time_ours(server, args.workers, store, root=args.before.resolve()))
             if r < args.rounds - 1:
                 shutil.rmtree(store)
-        cached = time_ours(server, args.workers, Path(tmp) / f"store-{args.rounds - 1}")
+        cached, _ = time_ours(server, args.workers, Path(tmp) / f"store-{args.rounds - 1}")
     mb = total / 1e6
-    best_floor, best_ours = min(floor), min(ours)
+    best_floor, best_ours = min(w for w, _ in floor), min(w for w, _ in ours)
+    cpu_floor, cpu_ours = min(c for _, c in floor), min(c for _, c in ours)
     print(
         f"data: {args.series} {args.compression} ZIPs, {mb:.1f} MB, {files} DICOM files; workers={args.workers};"
         f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
-    print(f"(b) floor, curl --parallel to disk : {best_floor:6.2f} s  {mb / best_floor:7.1f} MB/s  (runs {floor})")
-    print(f"(a) ours, irmsia-collect tcia      : {best_ours:6.2f} s  {mb / best_ours:7.1f} MB/s  (runs {ours})")
+    sides = [("(b) floor, curl --parallel to disk", floor), ("(a) ours, irmsia-collect tcia     ", ours)]
+    if before:
+        sides.append(("(a0) ours before (--before)      ", before))
+    for label, runs in sides:
+        best, cpu = min(w for w, _ in runs), min(c for _, c in runs)
+        shown = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in runs)
+        print(f"{label} : {best:6.2f} s  {mb / best:7.1f} MB/s  CPU {cpu:5.2f} s  (wall/CPU runs: {shown})")
     print(f"    ours, rerun (cache hit)        : {cached:6.2f} s")
-    print(f"ratio floor/ours = {best_floor / best_ours:.2f}  (target >= 0.8)")
+    print(f"ratio floor/ours = {best_floor / best_ours:.2f}  (target >= 0.8); CPU ratio {cpu_floor / cpu_ours:.2f}")
+    if before:
+        best_before, cpu_before = min(w for w, _ in before), min(c for _, c in before)
+        print(f"ratio floor/before = {best_floor / best_before:.2f}; CPU ratio {cpu_floor / cpu_before:.2f}")
     return 0
 
 
