@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import json
 import os
 import shutil
@@ -21,6 +22,18 @@ from jobs.core.hashing import sha256_file
 from jobs.core.store import HashingReader, ObjectInfo, Store, check_key
 
 _HIDDEN = (".meta", ".tmp")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """``os.replace``, creating ``dest``'s folder only when it is missing (one syscall in the common case)."""
+    try:
+        os.replace(src, dest)
+    except FileNotFoundError:
+        if not os.path.lexists(src):
+            raise
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
 
 
 class FileStore(Store):
@@ -32,6 +45,9 @@ class FileStore(Store):
             raise UsageError(f"--store {uri!r}: empty path; use file:///abs/path or a folder path")
         self.root = Path(path).expanduser().resolve()
         self.uri = f"file://{self.root}"
+        # temporary names: unique per store object (uuid) and per write (counter), without a syscall per name
+        self._tmp_prefix = uuid.uuid4().hex
+        self._tmp_count = itertools.count()
 
     # -- paths ----------------------------------------------------------------------------------------------
     def _data(self, key: str) -> Path:
@@ -41,9 +57,24 @@ class FileStore(Store):
         return self.root / ".meta" / (key + ".json")
 
     def _tmp(self) -> Path:
-        tmp = self.root / ".tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return tmp / f"{uuid.uuid4().hex}.part"
+        """A fresh temporary path under ``.tmp/`` (the folder is created on first write, see ``_write_tmp``)."""
+        return self.root / ".tmp" / f"{self._tmp_prefix}-{next(self._tmp_count)}.part"
+
+    def _write_tmp(self, data: bytes) -> Path:
+        """A new temporary file holding ``data``: one open and one write, no buffering or tty checks."""
+        tmp = self._tmp()
+        try:
+            fd = os.open(tmp, _CREATE, 0o666)
+        except FileNotFoundError:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, _CREATE, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        return tmp
 
     def _spool_dir(self) -> str | None:
         tmp = self.root / ".tmp"
@@ -62,10 +93,15 @@ class FileStore(Store):
             sha = sha256 or sha256_file(path)
             size = os.path.getsize(path)
             tmp = self._tmp()
-            shutil.copyfile(path, tmp)
+            try:
+                shutil.copyfile(path, tmp)
+            except FileNotFoundError:
+                if not os.path.exists(path):
+                    raise
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, tmp)
             self._write_meta(key, sha, size)
-            data.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, data)
+            _replace(tmp, data)
         except OSError as exc:
             raise self._io("write", key, exc) from exc
         return ObjectInfo(key, size, sha)
@@ -77,9 +113,8 @@ class FileStore(Store):
             sha = sha256 or sha256_file(path)
             size = os.path.getsize(path)
             self._write_meta(key, sha, size)
-            data.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.replace(path, data)
+                _replace(Path(path), data)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
@@ -94,11 +129,9 @@ class FileStore(Store):
         target = self._data(key)
         sha = hashlib.sha256(data).hexdigest()
         try:
-            tmp = self._tmp()
-            tmp.write_bytes(data)
+            tmp = self._write_tmp(data)
             self._write_meta(key, sha, len(data))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            _replace(tmp, target)
         except OSError as exc:
             raise self._io("write", key, exc) from exc
         return ObjectInfo(key, len(data), sha)
@@ -108,8 +141,7 @@ class FileStore(Store):
 
         target = self._data(key)
         try:
-            tmp = self._tmp()
-            tmp.write_bytes(data)
+            tmp = self._write_tmp(data)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(tmp, target)  # link(2) fails if target exists: an exclusive create.
@@ -123,11 +155,8 @@ class FileStore(Store):
         return True
 
     def _write_meta(self, key: str, sha: str, size: int) -> None:
-        meta = self._meta(key)
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp()
-        tmp.write_text(json.dumps({"sha256": sha, "size": size}))
-        os.replace(tmp, meta)
+        tmp = self._write_tmp(json.dumps({"sha256": sha, "size": size}).encode())
+        _replace(tmp, self._meta(key))
 
     # -- reads ----------------------------------------------------------------------------------------------
     def _recorded_sha(self, key: str) -> str | None:
