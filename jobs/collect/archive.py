@@ -24,6 +24,7 @@ from jobs.core.errors import DataError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _NOISE = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+_MEMBER_CHUNK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -94,17 +95,28 @@ def extract(path: Path, dest: Path, max_bytes: int, archive: str | None = None) 
     return sorted(members, key=lambda m: m.name)
 
 
-def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int) -> tuple[int, str]:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int,
+                  folders: set[Path] | None = None) -> tuple[int, str]:  # fmt: skip
+    """Copy one member to ``target``, hashing it and charging it to the zip-bomb budget.
+
+    ``folders`` remembers the folders already made in this extraction (one ``mkdir`` per folder, not per file).
+    """
+    if folders is None or target.parent not in folders:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if folders is not None:
+            folders.add(target.parent)
     written = 0
     digest = hashlib.sha256()
-    with open(target, "wb") as out:
-        while chunk := src.read(1 << 20):
+    # unbuffered: chunks are already large, and a raw file skips the buffer's seek and tty checks per file
+    with open(target, "wb", buffering=0) as out:
+        while chunk := src.read(_MEMBER_CHUNK):
             written += len(chunk)
             budget[0] -= len(chunk)
             if budget[0] < 0:
                 raise _budget_error(archive, limit)
-            out.write(chunk)
+            view = memoryview(chunk)
+            while view:  # a raw file may write less than asked
+                view = view[out.write(view) :]
             digest.update(chunk)
     return written, digest.hexdigest()
 
@@ -129,6 +141,7 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
             raise _budget_error(archive, max_bytes)
         budget = [max_bytes]
         members = []
+        folders: set[Path] = set()
         for info in infos:
             rel = names.get(info.filename)
             if rel is None:
@@ -136,7 +149,7 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
             target = dest / rel
             try:
                 with zf.open(info) as src:  # zipfile checks the member's CRC when it is read to the end
-                    size, sha = _copy_limited(src, target, budget, archive, max_bytes)
+                    size, sha = _copy_limited(src, target, budget, archive, max_bytes, folders)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                 raise DataError(
                     f"{archive}: member {info.filename!r} fails its CRC check ({exc}); the download is corrupt, "
@@ -149,6 +162,7 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
 def _extract_tar(path: Path, dest: Path, max_bytes: int, archive: str) -> list[Member]:
     budget = [max_bytes]
     members = []
+    folders: set[Path] = set()
     try:
         # streaming mode: one pass over a possibly compressed file, members in archive order
         with tarfile.open(path, mode="r|*") as tf:
@@ -168,7 +182,7 @@ def _extract_tar(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
                 if src is None:
                     continue
                 with src:
-                    size, sha = _copy_limited(src, dest / rel, budget, archive, max_bytes)
+                    size, sha = _copy_limited(src, dest / rel, budget, archive, max_bytes, folders)
                 members.append(Member(rel, dest / rel, size, sha))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
