@@ -6,7 +6,11 @@ DICOM files of 256x256 16-bit, about 2 MiB per ZIP), then times, against that sa
   (a) ours: ``python -m jobs.collect --source tcia`` into a fresh file store: list the series, download every
       ZIP (streamed, hashed), test every CRC, unpack safely, store each file with its SHA-256, seal the manifest;
   (b) the floor: one ``curl --parallel`` process fetching the same ZIPs to disk with the same parallelism (no
-      testing, unpacking or storing).
+      testing, unpacking or storing);
+  (c) a reference, not the target: (b) followed by ``unzip`` of every ZIP (``--workers`` at a time), i.e. stock
+      tools producing the same member files with their CRCs tested (no SHA-256, no checksum records, no overlap
+      of downloading and unpacking). Ours creates about 2 files per DICOM member (the file and its checksum
+      record) where (b) creates one per series, and on many disks file creation, not bytes, dominates.
 
 Both sides write to the same temporary folder (one disk), run as child processes of this script (process start
 included) with the same number of parallel transfers, and alternate round by round; the best round of each is
@@ -65,6 +69,14 @@ def time_floor(server: TciaServer, workers: int, out: Path) -> tuple[float, floa
     return timed(args)
 
 
+def time_floor_unzip(server: TciaServer, workers: int, out: Path) -> tuple[float, float]:
+    wall, cpu = time_floor(server, workers, out)
+    unzip = ["xargs", "-0", "-P", str(workers), "-n", "1", "sh", "-c", 'unzip -q "$1" -d "${1%.zip}"', "sh"]
+    zips = b"".join(bytes(p) + b"\0" for p in sorted(out.glob("*.zip")))
+    more_wall, more_cpu = timed(unzip, input=zips)
+    return wall + more_wall, cpu + more_cpu
+
+
 def time_ours(server: TciaServer, workers: int, store: Path, root: Path = ROOT) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(root), "IRMSIA_TCIA_URL": server.api_url, "IRMSIA_LOG_FORMAT": "json"}
     args = [sys.executable, "-m", "jobs.collect", "--source", "tcia", "--collection", COLLECTION, "--dataset",
@@ -85,6 +97,7 @@ def main() -> int:
         help="how the server's ZIPs are compressed (ours must inflate deflated ones; curl does not)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is reported")
+    parser.add_argument("--unzip", action="store_true", help="also time the reference (c): curl, then unzip")
     parser.add_argument(
         "--before",
         type=Path,
@@ -101,11 +114,16 @@ def main() -> int:
         floor: list[tuple[float, float]] = []
         ours: list[tuple[float, float]] = []
         before: list[tuple[float, float]] = []
+        unzipped: list[tuple[float, float]] = []
         for r in range(args.rounds):
             out = Path(tmp) / f"curl-{r}"
             out.mkdir()
             floor.append(time_floor(server, args.workers, out))
             shutil.rmtree(out)
+            if args.unzip:
+                out.mkdir()
+                unzipped.append(time_floor_unzip(server, args.workers, out))
+                shutil.rmtree(out)
             store = Path(tmp) / f"store-{r}"
             ours.append(time_ours(server, args.workers, store))
             if args.before:
@@ -122,6 +140,8 @@ def main() -> int:
         f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     sides = [("(b) floor, curl --parallel to disk", floor), ("(a) ours, irmsia-collect tcia     ", ours)]
+    if unzipped:
+        sides.append(("(c) reference, curl then unzip    ", unzipped))
     if before:
         sides.append(("(a0) ours before (--before)      ", before))
     for label, runs in sides:
@@ -130,6 +150,9 @@ def main() -> int:
         print(f"{label} : {best:6.2f} s  {mb / best:7.1f} MB/s  CPU {cpu:5.2f} s  (wall/CPU runs: {shown})")
     print(f"    ours, rerun (cache hit)        : {cached:6.2f} s")
     print(f"ratio floor/ours = {best_floor / best_ours:.2f}  (target >= 0.8); CPU ratio {cpu_floor / cpu_ours:.2f}")
+    if unzipped:
+        best_unzip, cpu_unzip = min(w for w, _ in unzipped), min(c for _, c in unzipped)
+        print(f"ratio (c)/ours = {best_unzip / best_ours:.2f}; CPU ratio {cpu_unzip / cpu_ours:.2f}")
     if before:
         best_before, cpu_before = min(w for w, _ in before), min(c for _, c in before)
         print(f"ratio floor/before = {best_floor / best_before:.2f}; CPU ratio {cpu_floor / cpu_before:.2f}")
