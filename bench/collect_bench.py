@@ -34,6 +34,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,29 +54,44 @@ def build_server(series: int, images: int, size: int, compression: str = "deflat
     return server
 
 
-def timed(args: list[str], **kwargs) -> tuple[float, float]:
-    """Run a child process; its wall seconds and CPU seconds (user + system)."""
+@dataclass(frozen=True)
+class Timing:
+    """One timed child process: wall seconds and its CPU seconds in user and system mode."""
+
+    wall: float
+    user: float
+    system: float
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+    def __add__(self, other: Timing) -> Timing:
+        return Timing(self.wall + other.wall, self.user + other.user, self.system + other.system)
+
+
+def timed(args: list[str], **kwargs) -> Timing:
+    """Run a child process and time it."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(args, check=True, **kwargs)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
 
 
-def time_floor(server: TciaServer, workers: int, out: Path) -> tuple[float, float]:
+def time_floor(server: TciaServer, workers: int, out: Path) -> Timing:
     args = ["curl", "-sS", "--no-progress-meter", "--fail", "--parallel", "--parallel-max", str(workers)]
     for uid in sorted(server.zips):
         args += ["-o", str(out / f"{uid}.zip"), server.api_url + f"getImage?SeriesInstanceUID={uid}"]
     return timed(args)
 
 
-def time_floor_unzip(server: TciaServer, workers: int, out: Path) -> tuple[float, float]:
-    wall, cpu = time_floor(server, workers, out)
+def time_floor_unzip(server: TciaServer, workers: int, out: Path) -> Timing:
+    download = time_floor(server, workers, out)
     unzip = ["xargs", "-0", "-P", str(workers), "-n", "1", "sh", "-c", 'unzip -q "$1" -d "${1%.zip}"', "sh"]
     zips = b"".join(bytes(p) + b"\0" for p in sorted(out.glob("*.zip")))
-    more_wall, more_cpu = timed(unzip, input=zips)
-    return wall + more_wall, cpu + more_cpu
+    return download + timed(unzip, input=zips)
 
 
 def python_env(root: Path, pycache: Path) -> dict[str, str]:
@@ -91,7 +107,7 @@ def warm_up(root: Path, pycache: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=python_env(root, pycache))
 
 
-def time_ours(server: TciaServer, workers: int, store: Path, root: Path = ROOT) -> tuple[float, float]:
+def time_ours(server: TciaServer, workers: int, store: Path, root: Path = ROOT) -> Timing:
     pycache = store.parent / "pycache"
     env = {**python_env(root, pycache), "IRMSIA_TCIA_URL": server.api_url, "IRMSIA_LOG_FORMAT": "json"}
     args = [sys.executable, "-m", "jobs.collect", "--source", "tcia", "--collection", COLLECTION, "--dataset",
@@ -126,14 +142,14 @@ def main() -> int:
     total = sum(len(z) for z in server.zips.values())
     files = args.series * args.images
     with server, tempfile.TemporaryDirectory(prefix="collect-bench-") as tmp:
-        floor: list[tuple[float, float]] = []
-        ours: list[tuple[float, float]] = []
-        before: list[tuple[float, float]] = []
-        unzipped: list[tuple[float, float]] = []
+        floor: list[Timing] = []
+        ours: list[Timing] = []
+        before: list[Timing] = []
+        unzipped: list[Timing] = []
         # Nothing is deleted until every round is done: on ext4 without a journal (this machine's disk) each file
         # created shortly after many deletions pays for a scan past the recently freed inodes, which would bill
         # the side creating many files (ours) for the previous round's cleanup.
-        runs: list[tuple[list[tuple[float, float]], Callable[[Path], tuple[float, float]]]] = [
+        runs: list[tuple[list[Timing], Callable[[Path], Timing]]] = [
             (floor, lambda out: time_floor(server, args.workers, out)),
             (ours, lambda out: time_ours(server, args.workers, out)),
         ]
@@ -152,10 +168,10 @@ def main() -> int:
             loads.append(os.getloadavg()[0])
         store = Path(tmp) / "cache-hit"
         time_ours(server, args.workers, store)
-        cached, _ = time_ours(server, args.workers, store)
+        cached = time_ours(server, args.workers, store)
     mb = total / 1e6
-    best_floor, best_ours = min(w for w, _ in floor), min(w for w, _ in ours)
-    cpu_floor, cpu_ours = min(c for _, c in floor), min(c for _, c in ours)
+    best_floor, best_ours = min(t.wall for t in floor), min(t.wall for t in ours)
+    cpu_floor, cpu_ours = min(t.cpu for t in floor), min(t.cpu for t in ours)
     print(
         f"data: {args.series} {args.compression} ZIPs, {mb:.1f} MB, {files} DICOM files; workers={args.workers};"
         f" load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores"
@@ -166,16 +182,17 @@ def main() -> int:
     if before:
         sides.append(("(a0) ours before (--before)      ", before))
     for label, runs in sides:
-        best, cpu = min(w for w, _ in runs), min(c for _, c in runs)
-        shown = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in runs)
-        print(f"{label} : {best:6.2f} s  {mb / best:7.1f} MB/s  CPU {cpu:5.2f} s  (wall/CPU runs: {shown})")
-    print(f"    ours, rerun (cache hit)        : {cached:6.2f} s")
+        best, cpu, user = min(t.wall for t in runs), min(t.cpu for t in runs), min(t.user for t in runs)
+        shown = ", ".join(f"{t.wall:.2f}/{t.user:.2f}+{t.system:.2f}" for t in runs)
+        print(f"{label} : {best:6.2f} s  {mb / best:7.1f} MB/s  CPU {cpu:5.2f} s (user {user:4.2f})"
+              f"  (wall/user+sys runs: {shown})")  # fmt: skip
+    print(f"    ours, rerun (cache hit)        : {cached.wall:6.2f} s  CPU {cached.cpu:5.2f} s")
     print(f"ratio floor/ours = {best_floor / best_ours:.2f}  (target >= 0.8); CPU ratio {cpu_floor / cpu_ours:.2f}")
     if unzipped:
-        best_unzip, cpu_unzip = min(w for w, _ in unzipped), min(c for _, c in unzipped)
+        best_unzip, cpu_unzip = min(t.wall for t in unzipped), min(t.cpu for t in unzipped)
         print(f"ratio (c)/ours = {best_unzip / best_ours:.2f}; CPU ratio {cpu_unzip / cpu_ours:.2f}")
     if before:
-        best_before, cpu_before = min(w for w, _ in before), min(c for _, c in before)
+        best_before, cpu_before = min(t.wall for t in before), min(t.cpu for t in before)
         print(f"ratio floor/before = {best_floor / best_before:.2f}; CPU ratio {cpu_floor / cpu_before:.2f}")
     return 0
 
