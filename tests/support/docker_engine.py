@@ -1,0 +1,119 @@
+"""A Docker engine and the stage images for the ``docker`` tests, made from nothing but Debian packages.
+
+No container registry is reachable from the test machines, so: install Debian's ``docker.io`` if docker is
+missing, start ``dockerd`` if none answers, build the base image with debootstrap (``docker/base-image.sh``,
+cached under a tag keyed by the recipe's hash), fill the wheelhouse (``docker/wheelhouse.sh``) and build every
+CPU stage image offline from it (``docker/build-images.sh``, the script ``make images`` runs).
+Each step raises ``EngineUnavailable`` with the reason when this machine cannot do it; the fixture skips on that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_TARGETS = ("irmsia-collect", "irmsia-index", "irmsia-split", "irmsia-register", "irmsia-train-cpu")
+"""Every image but the CUDA ``irmsia-train``, whose base image needs a registry."""
+
+
+class EngineUnavailable(RuntimeError):
+    """Docker cannot run here (no root to install it, no daemon, no debootstrap…); the message says why."""
+
+
+@dataclass(frozen=True)
+class StageImages:
+    """The built images and how long each step took (reported by the tests)."""
+
+    docker: str
+    tag: str
+    base_image: str
+    timings: dict[str, float]
+
+    def ref(self, target: str) -> str:
+        return f"{target}:{self.tag}"
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``docker run --rm ARGS``; output captured as text."""
+        return subprocess.run([self.docker, "run", "--rm", *args], capture_output=True, text=True, timeout=timeout)
+
+    def inspect(self, target: str) -> dict:
+        """``docker image inspect`` of one image's ``Config``."""
+        out = subprocess.run([self.docker, "image", "inspect", self.ref(target)], capture_output=True, text=True)
+        return json.loads(out.stdout)[0]["Config"]
+
+
+def _run(cmd: list[str], *, env: dict[str, str] | None = None, log: Path | None = None) -> str:
+    """Run ``cmd``; on failure raise with the tail of its output (kept in ``log`` when given)."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+    if log is not None:
+        log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-3000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit {proc.returncode}:\n{tail}")
+    return proc.stdout
+
+
+def _answers(docker: str) -> bool:
+    return subprocess.run([docker, "info"], capture_output=True).returncode == 0
+
+
+def ensure_engine(log_dir: Path) -> str:
+    """A docker client that reaches a running daemon, installing and starting one if this machine allows it."""
+    docker = shutil.which("docker")
+    if docker and _answers(docker):
+        return docker
+    if os.geteuid() != 0:
+        raise EngineUnavailable("no running Docker engine, and installing one (apt-get install docker.io) needs root")
+    if not shutil.which("dockerd"):
+        if not shutil.which("apt-get"):
+            raise EngineUnavailable("no Docker engine and no apt-get to install Debian's docker.io")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            _run(["apt-get", "install", "-y", "--no-install-recommends", "docker.io", "debootstrap"], env=env,
+                 log=log_dir / "apt-docker.log")  # fmt: skip
+        except RuntimeError as exc:
+            raise EngineUnavailable(f"could not install docker.io: {exc}") from exc
+    docker = shutil.which("docker") or "/usr/bin/docker"
+    if not _answers(docker):
+        log = open(log_dir / "dockerd.log", "ab")  # noqa: SIM115 - the daemon outlives this function
+        subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not _answers(docker):
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(f"dockerd did not answer within 60 s; see {log_dir / 'dockerd.log'}")
+            time.sleep(1)
+    return docker
+
+
+def build_stage_images(log_dir: Path, tag: str = "test") -> StageImages:
+    """Engine, cached debootstrap base, wheelhouse, then every CPU stage image; raises ``EngineUnavailable``."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    docker = ensure_engine(log_dir)
+    timings["engine_s"] = time.monotonic() - started
+    env = {**os.environ, "DOCKER": docker}
+
+    started = time.monotonic()
+    if os.geteuid() != 0 or not shutil.which("debootstrap"):
+        raise EngineUnavailable("building the base image needs root and debootstrap (apt-get install debootstrap)")
+    base = _run(["sh", "docker/base-image.sh"], env=env, log=log_dir / "base-image.log").strip().splitlines()[-1]
+    timings["base_image_s"] = time.monotonic() - started
+
+    started = time.monotonic()
+    _run(["sh", "docker/wheelhouse.sh"], env={**env, "PYTHON": sys.executable}, log=log_dir / "wheelhouse.log")
+    timings["wheelhouse_s"] = time.monotonic() - started
+
+    started = time.monotonic()
+    build_env = {**env, "TAG": tag, "BASE_IMAGE": base, "OFFLINE": "1", "TARGETS": " ".join(CPU_TARGETS)}
+    if Path("/etc/ssl/certs/ca-certificates.crt").exists():
+        build_env["CA_BUNDLE"] = "/etc/ssl/certs/ca-certificates.crt"
+    _run(["sh", "docker/build-images.sh"], env=build_env, log=log_dir / "build-images.log")
+    timings["images_s"] = time.monotonic() - started
+    return StageImages(docker=docker, tag=tag, base_image=base, timings=timings)
