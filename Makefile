@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first, where this machine has it; otherwise pip resolves torch from the extras.
 	$(BIN)/pip install -q torch==2.13.0 || echo "torch==2.13.0 not available here; installing torch from the project's extras"
 	$(BIN)/pip install -q -e '.[all,dev]'
+	# checkov (manifest policy checks) in its own environment: its boto3 pin conflicts with the store's.
+	test -x $(VENV)/tools/checkov/bin/checkov || ($(PYTHON) -m venv $(VENV)/tools/checkov && $(VENV)/tools/checkov/bin/pip install -q 'checkov>=3.2,<4')
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -129,6 +129,9 @@ class FileStore(Store):
         expected = self._recorded_sha(key) if verify else None
         return io.BufferedReader(HashingReader(raw, expected, key), buffer_size=1 << 20)  # type: ignore[return-value]
 
+    def local_path(self, key: str) -> Path | None:
+        return self._data(key)
+
     def head(self, key: str) -> ObjectInfo:
         path = self._data(key)
         try:

@@ -97,7 +97,7 @@ class Manifest:
             data.pop("content_sha256", None)
             data["outputs"] = tuple(OutputRecord(**o) for o in data["outputs"])
             return cls(**data)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # AttributeError: JSON not an object
             raise DataError(f"{where}: not a valid stage manifest ({exc}); rerun the stage with --force") from exc
 
 

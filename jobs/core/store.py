@@ -155,6 +155,14 @@ class Store(ABC):
             part.unlink(missing_ok=True)
         return ObjectInfo(key, size, digest.hexdigest())
 
+    def local_path(self, key: str) -> Path | None:
+        """The local file holding ``key`` when the backend keeps objects as plain files, else ``None``.
+
+        For readers that stream many objects and verify hashes themselves (the index stage).
+        """
+        check_key(key)
+        return None
+
     @abstractmethod
     def head(self, key: str) -> ObjectInfo:
         """Size and recorded SHA-256 of one object; ``ObjectNotFound`` if absent."""

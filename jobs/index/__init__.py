@@ -1,1 +1,1 @@
-"""index: hash every raw object, read its headers, derive labels, write ``index/<dataset>/index.parquet``."""
+"""The index stage: hash, sniff and read every raw file, derive labels, write ``index/<dataset>/index.parquet``."""

@@ -11,7 +11,7 @@ from jobs import __version__
 from jobs.core.errors import IrmsiaError
 
 # Subcommand modules under pipeline.cli; each defines add_subparser(subparsers) and do_command(args) -> int.
-SUBCOMMANDS = ("run",)
+SUBCOMMANDS = ("run", "render", "submit", "templates")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,8 +17,8 @@ from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipelin
 
 # Parameters that change what training produces; the default run id is derived from them so that a rerun
 # with the same inputs reuses the run (a cache hit) and a different configuration gets its own run.
-RUN_ID_INPUTS = ("source", "dataset", "path", "url", "ref", "labels", "ratios", "seed", "model", "epochs",
-                 "image_size", "batch_size")  # fmt: skip
+RUN_ID_INPUTS = ("source", "dataset", "path", "url", "ref", "labels", "ratios", "seed", "split_from", "merge",
+                 "model", "epochs", "image_size", "batch_size")  # fmt: skip
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:

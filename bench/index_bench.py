@@ -1,0 +1,163 @@
+"""Benchmark the index stage against the read+hash floor and the seed's naive loop, in one run.
+
+Generates N DICOM files (default 2,000 x 512x512 16-bit, about 0.5 MB each) in a file store with a
+collect manifest, then times, on a warm page cache:
+
+  (a) our index stage (``jobs.index.stage.run``, ``--force``) in a fresh process;
+  (b) the floor: read every file and SHA-256 it with hashlib, one process per core, no parsing;
+  (c) the seed's naive approach: one process, ``pydicom.dcmread`` with pixel access + ``sha256(open().read())``.
+
+Prints files/s and the ratios a/b (target >= 0.6) and a/c (target >= 3.5), then the index process's peak RSS
+at N and 5N files (it must not grow with the number of files). Run from the repository root:
+
+    PYTHONPATH=$PWD python bench/index_bench.py --n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jobs.core.manifest import StageWriter  # noqa: E402
+from jobs.core.store import open_store  # noqa: E402
+from jobs.index.scan import default_workers  # noqa: E402
+from tests.support.dicom_files import dicom_bytes  # noqa: E402
+
+# Runs the stage in a fresh interpreter and reports the time of run() alone, the process wall time and peak RSS.
+_STAGE_DRIVER = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from jobs.index.settings import parse_settings
+from jobs.index.stage import run
+settings = parse_settings(sys.argv[1:], {})
+t1 = time.perf_counter()
+manifest, cached = run(settings)
+t2 = time.perf_counter()
+print(json.dumps({"run_s": t2 - t1, "import_s": t1 - t0, "rows": manifest.summary["rows"], "cached": cached,
+                  "rss_self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "rss_workers_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
+def generate(store_dir: Path, dataset: str, n: int, size: int) -> list[Path]:
+    """N distinct 16-bit DICOM files in two class folders, sealed with a collect manifest."""
+    store = open_store(str(store_dir))
+    writer = StageWriter(store, "collect", f"raw/{dataset}/", {"source": "bench", "n": n, "size": size}, {})
+    writer.begin()
+    paths = []
+    for i in range(n):
+        rel = f"{'AB'[i % 2]}/p{i // 4:05d}/img{i:06d}.dcm"
+        writer.put_bytes(rel, dicom_bytes(f"p{i // 4:05d}", rows=size, columns=size, seed=i))
+        paths.append(store_dir / "raw" / dataset / rel)
+    writer.commit({"source": "bench", "files": n})
+    return paths
+
+
+def _hash_file(path: Path) -> str:
+    with open(path, "rb", buffering=0) as fh:
+        digest = hashlib.sha256()
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def floor(paths: list[Path], workers: int) -> float:
+    """(b) read + hashlib SHA-256, one process per core."""
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for _ in pool.imap_unordered(_hash_file, paths, chunksize=16):
+            pass
+    return time.perf_counter() - start
+
+
+def naive(paths: list[Path]) -> float:
+    """(c) the seed's loop: dcmread with pixel access, then hash the whole file read at once."""
+    import pydicom
+
+    start = time.perf_counter()
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        _ = ds.pixel_array
+        _ = ds.PatientID
+        with open(path, "rb") as fh:
+            hashlib.sha256(fh.read()).hexdigest()
+    return time.perf_counter() - start
+
+
+def stage(store_dir: Path, dataset: str, workers: int) -> dict:
+    """(a) our index stage, --force, in a fresh process."""
+    argv = ["--dataset", dataset, "--store", str(store_dir), "--force", "--workers", str(workers)]
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _STAGE_DRIVER, *argv],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "IRMSIA_LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_s"] = time.perf_counter() - start
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000, help="files (default 2000)")
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512: ~0.5 MB files)")
+    parser.add_argument("--rss-size", type=int, default=128, help="image side for the N vs 5N memory runs")
+    parser.add_argument("--workers", type=int, default=0, help="processes for (a) and (b); 0 = one per core")
+    parser.add_argument("--repeat", type=int, default=2, help="timed repetitions; the best is reported")
+    parser.add_argument("--skip-naive", action="store_true", help="skip (c) (slow on big N)")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the N vs 5N memory runs")
+    parser.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
+    args = parser.parse_args(argv)
+    workers = args.workers or default_workers()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="irmsia-index-bench-"))
+    try:
+        t0 = time.perf_counter()
+        paths = generate(work / "store", "bench", args.n, args.size)
+        mb = sum(p.stat().st_size for p in paths) / 1e6
+        print(f"generated {args.n} files ({mb:.0f} MB) in {time.perf_counter() - t0:.1f}s; {workers} workers")
+        floor(paths, workers)  # warm the page cache: every timing below reads from memory
+        tb = min(floor(paths, workers) for _ in range(args.repeat))
+        runs = [stage(work / "store", "bench", workers) for _ in range(args.repeat)]
+        best = min(runs, key=lambda r: r["run_s"])
+        ta, ta_proc = best["run_s"], min(r["process_s"] for r in runs)
+        assert best["rows"] == args.n, best
+        n = args.n
+        print(f"(a) index stage run():     {n / ta:8.0f} files/s  ({ta:.2f}s; process incl. start-up {ta_proc:.2f}s)")
+        print(f"(b) read+hash floor:       {n / tb:8.0f} files/s  ({tb:.2f}s)")
+        print(f"a/b = {tb / ta:.2f}  (target >= 0.6; with process start-up {tb / ta_proc:.2f})")
+        if not args.skip_naive:
+            tc = naive(paths)
+            print(f"(c) naive dcmread+pixels:  {n / tc:8.0f} files/s  ({tc:.2f}s)")
+            print(f"a/c = {tc / ta:.2f}  (target >= 3.5; with process start-up {tc / ta_proc:.2f})")
+        if not args.skip_rss:
+            for count in (n, 5 * n):
+                name = f"rss{count}"
+                generate(work / "store", name, count, args.rss_size)
+                r = stage(work / "store", name, workers)
+                print(
+                    f"peak RSS at {count:6d} files ({args.rss_size}x{args.rss_size}): main process "
+                    f"{r['rss_self_kb'] / 1024:.0f} MiB, largest worker {r['rss_workers_kb'] / 1024:.0f} MiB"
+                )
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Safe archive extraction (zip, tar, tar.gz, tar.bz2, tar.xz) for downloaded datasets.
+
+Every member name is checked before anything is written: absolute paths, ``..`` segments, drive letters and
+links are refused (path traversal), and the uncompressed total is capped (zip bombs) both by the sizes the
+archive declares and by the bytes actually written. Zips are tested first (every member's CRC) so a corrupt
+download is rejected before a single file is unpacked. macOS ``__MACOSX/`` and ``.DS_Store`` noise is skipped.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from jobs.core.errors import DataError
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_NOISE = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One extracted file: its safe relative path inside the archive and where it now is on disk."""
+
+    name: str
+    path: Path
+    size: int
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def named_like_archive(name: str) -> bool:
+    """Whether a file name promises an archive (then content that is not one is a corrupt download)."""
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def archive_kind(path: Path) -> str | None:
+    """``"zip"``, ``"tar"`` or ``None``, judged by content (not by the file name)."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        if tarfile.is_tarfile(path):
+            return "tar"
+    except (OSError, tarfile.TarError):
+        return None
+    return None
+
+
+def safe_member_name(name: str, archive: str) -> str | None:
+    """The member's normalised relative path, ``None`` for folders and OS noise; ``DataError`` if unsafe."""
+    clean = name.replace("\\", "/")
+    if clean.startswith("/") or _DRIVE.match(clean):
+        raise DataError(f"{archive}: member {name!r} has an absolute path; refusing to extract (path traversal)")
+    parts = [p for p in PurePosixPath(clean).parts if p not in ("", ".")]
+    if ".." in parts:
+        raise DataError(f"{archive}: member {name!r} escapes the target folder with '..'; refusing to extract")
+    if not parts or clean.endswith("/"):
+        return None
+    rel = "/".join(parts)
+    if rel.startswith(_NOISE[0]) or parts[-1] in _NOISE[1:]:
+        return None
+    return rel
+
+
+def _budget_error(archive: str, limit: int) -> DataError:
+    return DataError(
+        f"{archive}: uncompressed content exceeds {limit} bytes (--max-extract-bytes); refusing it as a possible "
+        "zip bomb (raise the limit if the dataset really is that large)"
+    )
+
+
+def test_zip(path: Path, archive: str) -> None:
+    """Read every member and check its CRC; ``DataError`` naming the first bad member."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error) as exc:
+        raise DataError(
+            f"{archive}: not a valid zip ({exc}); the download is corrupt, rerun to fetch it again"
+        ) from exc
+    if bad is not None:
+        raise DataError(f"{archive}: member {bad!r} fails its CRC check; the download is corrupt, rerun to refetch")
+
+
+def extract(path: Path, dest: Path, max_bytes: int, archive: str | None = None) -> list[Member]:
+    """Unpack ``path`` into ``dest`` safely; returns the files written, sorted by name."""
+    archive = archive or path.name
+    kind = archive_kind(path)
+    if kind == "zip":
+        test_zip(path, archive)
+        members = _extract_zip(path, dest, max_bytes, archive)
+    elif kind == "tar":
+        members = _extract_tar(path, dest, max_bytes, archive)
+    else:
+        raise DataError(f"{archive}: not a zip or tar archive; check the URL points at the dataset archive")
+    return sorted(members, key=lambda m: m.name)
+
+
+def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(target, "wb") as out:
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise _budget_error(archive, limit)
+            out.write(chunk)
+    return written
+
+
+def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[Member]:
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        names = {}
+        for info in infos:
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise DataError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract")
+            rel = safe_member_name(info.filename, archive)
+            if rel is not None and not info.is_dir():
+                names[info.filename] = rel
+        if sum(i.file_size for i in infos if i.filename in names) > max_bytes:
+            raise _budget_error(archive, max_bytes)
+        budget = [max_bytes]
+        members = []
+        for info in infos:
+            rel = names.get(info.filename)
+            if rel is None:
+                continue
+            target = dest / rel
+            try:
+                with zf.open(info) as src:
+                    size = _copy_limited(src, target, budget, archive, max_bytes)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                raise DataError(f"{archive}: member {info.filename!r} is corrupt ({exc}); rerun to refetch") from exc
+            members.append(Member(rel, target, size))
+    return members
+
+
+def _extract_tar(path: Path, dest: Path, max_bytes: int, archive: str) -> list[Member]:
+    budget = [max_bytes]
+    members = []
+    try:
+        # streaming mode: one pass over a possibly compressed file, members in archive order
+        with tarfile.open(path, mode="r|*") as tf:
+            for info in tf:
+                if info.isdir():
+                    continue
+                if info.issym() or info.islnk():
+                    raise DataError(f"{archive}: member {info.name!r} is a link; refusing to extract")
+                if not info.isfile():
+                    raise DataError(f"{archive}: member {info.name!r} is a device or FIFO; refusing to extract")
+                rel = safe_member_name(info.name, archive)
+                if rel is None:
+                    continue
+                if info.size > budget[0]:
+                    raise _budget_error(archive, max_bytes)
+                src = tf.extractfile(info)
+                if src is None:
+                    continue
+                with src:
+                    size = _copy_limited(src, dest / rel, budget, archive, max_bytes)
+                members.append(Member(rel, dest / rel, size))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise DataError(f"{archive}: the tar archive is corrupt ({exc}); rerun to fetch it again") from exc
+    return members
+
+
+def remove_tree(path: Path) -> None:
+    """Delete an extraction folder once its files are in the store (keeps scratch disk bounded)."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""``--source url --url URL [--sha256 HEX]``: one HTTP(S) file or archive into ``raw/<dataset>/``.
+
+An archive (zip or tar, recognised by content) is tested and unpacked safely, its members keeping their
+relative paths, so a dataset's own layout (``chest_xray/train/NORMAL/…``) reaches the index stage intact.
+Any other file is stored under its name from the URL. A rerun after an interruption does not download again
+when the store already holds the completed result: with ``--sha256`` that checksum identifies it; without, the
+server's ETag/Last-Modified and size must match.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from jobs.collect.archive import archive_kind, extract, named_like_archive, remove_tree
+from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.transfer import HttpClient, RetryPolicy, TransferStats
+from jobs.core.errors import IrmsiaError, TransientError
+from jobs.core.logs import redact
+
+log = logging.getLogger("irmsia.collect")
+
+
+def http_client(settings, stats: TransferStats | None = None, headers=None) -> HttpClient:
+    """The HTTP client every network source uses, configured from the settings' retry flags."""
+    policy = RetryPolicy(attempts=settings.retries, timeout=settings.timeout, backoff=settings.backoff)
+    return HttpClient(policy, headers=headers, stats=stats)
+
+
+def file_name_of(url: str) -> str:
+    """The last path segment of ``url``, decoded; ``download`` when the URL has none."""
+    name = unquote(PurePosixPath(urlsplit(url).path).name)
+    return name if name and name not in (".", "..") and "/" not in name else "download"
+
+
+def license_from_members(members) -> tuple[str | None, str | None]:
+    """(first line, full text) of a top-level LICENSE member, if the archive has one."""
+    for m in members:
+        if "/" not in m.name and m.name.upper().startswith(("LICENSE", "LICENCE")):
+            text = m.path.read_text(errors="replace")
+            first = next((line.strip() for line in text.splitlines() if line.strip()), None)
+            return (first[:200] if first else None), text
+    return None, None
+
+
+def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file: Path, name: str,
+                   settings, folder: str = "", **extra: Any) -> tuple[int, str | None]:  # fmt: skip
+    """Store a downloaded file (unpacked if it is an archive) under ``folder``; returns (files, licence)."""
+    license_line = None
+    if archive_kind(file) is not None or named_like_archive(name):
+        target = file.with_name(file.name + ".d")
+        members = extract(file, target, settings.max_extract_bytes, archive=name)
+        file.unlink(missing_ok=True)
+        license_line, _ = license_from_members(members)
+        records = sink.put_many((folder + m.name, m.path) for m in members)
+        remove_tree(target)
+    else:
+        records = [sink.put_file(folder + name, file)]
+        file.unlink(missing_ok=True)
+    sink.seal_unit(unit_id, validator, records, license=license_line, **extra)
+    return len(records), license_line
+
+
+class UrlSource(Source):
+    """Any HTTP(S) file or archive."""
+
+    name = "url"
+
+    def params(self, settings) -> dict[str, Any]:
+        return {"url": redact(settings.url), "sha256": settings.sha256}
+
+    def _validator(self, settings, client: HttpClient) -> dict[str, Any] | None:
+        if settings.sha256:
+            return {"sha256": settings.sha256}
+        try:
+            headers = client.head(settings.url)
+        except TransientError:
+            raise
+        except IrmsiaError:  # some servers refuse HEAD; then there is no cheap way to prove the store is current
+            return None
+        etag, modified = headers.get("ETag"), headers.get("Last-Modified")
+        if not (etag or modified):
+            return None
+        return {"etag": etag, "last_modified": modified, "size": headers.get("Content-Length")}
+
+    def collect(self, settings, sink: RawSink) -> CollectReport:
+        stats = TransferStats()
+        client = http_client(settings, stats)
+        unit_id = f"url:{settings.url}"
+        validator = self._validator(settings, client)
+        if validator is not None and (record := sink.reuse_unit(unit_id, validator)) is not None:
+            log.info("%s is already in the store with a matching checksum; not downloading it again",
+                     redact(settings.url))  # fmt: skip
+            details = {"url": redact(settings.url), "sha256": record.get("sha256")}
+            return CollectReport(license=record.get("license"), details=details)
+        name = file_name_of(settings.url)
+        got = client.fetch(settings.url, sink.workdir / "download" / name, sha256=settings.sha256, what="--url")
+        if validator is None or "sha256" not in validator:
+            # record what this download was, so an interrupted rerun can recognise it
+            validator = {"sha256": settings.sha256} if settings.sha256 else {
+                "etag": got.etag, "last_modified": got.last_modified, "size": str(got.size)}  # fmt: skip
+        files, license_line = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
+        log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(settings.url), got.size, files,
+                 stats.as_dict())  # fmt: skip
+        return CollectReport(license=license_line, details={"url": redact(settings.url), "sha256": got.sha256})
+
+
+SOURCE = UrlSource()

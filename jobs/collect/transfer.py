@@ -1,0 +1,327 @@
+"""HTTP transfers for every collector: streamed to disk, resumed with ``Range`` + ``If-Range``, retried, verified.
+
+* Streaming: bodies go to a ``.part`` file in 1 MiB chunks and are hashed on the way; never held in memory.
+* Resume: after a dropped connection the next attempt asks for the rest (``Range: bytes=N-``) guarded by
+  ``If-Range`` with the validator (strong ETag or Last-Modified) of the first response. A server that answers
+  200 instead of 206 (Range ignored, or the object changed) is detected and the file restarts cleanly.
+* Retries: connection errors, timeouts, truncated bodies, 408/429/5xx are retried with exponential backoff,
+  honouring ``Retry-After``; other 4xx fail at once with a message naming the URL. When attempts run out the
+  error is ``TransientError`` (exit 75) so an orchestrator can retry the whole pod later.
+* Verification: the size must match ``Content-Length``/``Content-Range``; SHA-256 or MD5 where the source
+  publishes one. A checksum mismatch restarts the download once, then is a ``DataError``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from urllib3.util.retry import Retry
+
+from jobs.core.errors import DataError, IrmsiaError, TransientError, UsageError
+from jobs.core.hashing import CHUNK
+from jobs.core.logs import redact
+
+log = logging.getLogger("irmsia.collect.transfer")
+
+# Reads smaller than the 1 MiB hashing chunk: a dropped connection loses the read in flight, so this bounds
+# what a resume has to fetch again, while staying large enough for full loopback speed.
+STREAM_CHUNK = 256 << 10
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How hard a request tries before the source counts as unavailable."""
+
+    attempts: int = 5
+    """Tries per request, the first included."""
+    timeout: float = 60.0
+    """Seconds to wait for a connection, and for each read."""
+    backoff: float = 1.0
+    """Wait before the second try; doubles each time (plus jitter), capped by ``max_backoff``."""
+    max_backoff: float = 60.0
+    max_retry_after: float = 300.0
+    """A ``Retry-After`` longer than this ends the stage with exit 75 rather than keeping a pod waiting."""
+
+    def wait(self, attempt: int) -> float:
+        """Backoff before try number ``attempt + 1`` (``attempt`` >= 1)."""
+        base = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        return base + random.uniform(0, base / 4)
+
+
+@dataclass
+class TransferStats:
+    """Byte and request counters across threads (logged at the end; the metrics of a collect run)."""
+
+    bytes_downloaded: int = 0
+    requests: int = 0
+    retries: int = 0
+    resumed: int = 0
+    restarted: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A completed download: where it is, its size and checksums, and the server's validators."""
+
+    path: Path
+    size: int
+    sha256: str
+    md5: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way worth retrying; ``wait`` overrides the backoff (``Retry-After``)."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def fatal_status(url: str, status: int, what: str = "") -> IrmsiaError:
+    """The error for a status that retrying cannot fix."""
+    target = f"{what} ({redact(url)})" if what else redact(url)
+    if status in (401, 403):
+        return UsageError(f"HTTP {status} for {target}: access denied; check the URL and the source's credentials")
+    if status in (404, 410):
+        return UsageError(f"HTTP {status} for {target}: not found; check the URL, --ref or collection name")
+    return DataError(f"HTTP {status} for {target}: the server refused the request; check the URL and parameters")
+
+
+def _validator(headers: Mapping[str, str]) -> str | None:
+    """A validator usable in If-Range: a strong ETag, else Last-Modified (weak ETags are not allowed)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+class HttpClient:
+    """A pooled HTTP client shared by a collect run's threads. Never logs credentials or query secrets."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        stats: TransferStats | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.policy = policy or RetryPolicy()
+        self.stats = stats or TransferStats()
+        self._sleep = sleep
+        # urllib3 only follows redirects here; every other retry is ours (backoff, Retry-After, resume)
+        retries = Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_status=False)
+        self.pool = urllib3.PoolManager(
+            num_pools=32,
+            maxsize=64,
+            headers={"User-Agent": "irmsia-collect", **(headers or {})},
+            retries=retries,
+            timeout=urllib3.Timeout(connect=self.policy.timeout, read=self.policy.timeout),
+        )
+
+    # -- the retry loop ---------------------------------------------------------------------------------------
+    def _retrying(self, url: str, attempt_once: Callable[[], Any]) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return attempt_once()
+            except (_Retryable, urllib3.exceptions.HTTPError) as exc:
+                reason = str(exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc)
+                wait = exc.wait if isinstance(exc, _Retryable) and exc.wait is not None else None
+                if wait is not None and wait > self.policy.max_retry_after:
+                    raise TransientError(
+                        f"{redact(url)}: the server asks to retry after {wait:.0f}s ({reason}); rerun later"
+                    ) from exc
+                if attempt >= self.policy.attempts:
+                    raise TransientError(
+                        f"{redact(url)}: unavailable after {attempt} attempts ({reason}); rerun later, it is safe"
+                    ) from exc
+                wait = self.policy.wait(attempt) if wait is None else wait
+                self.stats.add(retries=1)
+                log.warning("%s: %s; retry %d/%d in %.1fs", redact(url), reason, attempt, self.policy.attempts - 1,
+                            wait)  # fmt: skip
+                self._sleep(wait)
+
+    def _open(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: bytes | None = None):
+        self.stats.add(requests=1)
+        resp = self.pool.request(method, url, headers=dict(headers or {}), body=body, preload_content=False)
+        if resp.status in RETRY_STATUS:
+            wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            resp.drain_conn()
+            resp.release_conn()
+            raise _Retryable(f"HTTP {resp.status}", wait)
+        return resp
+
+    # -- small requests ---------------------------------------------------------------------------------------
+    def get_bytes(self, url: str, params: Mapping[str, str] | None = None, what: str = "") -> bytes:
+        """A small response body (API calls), with retries."""
+        full = f"{url}?{urlencode(params)}" if params else url
+
+        def once() -> bytes:
+            resp = self._open("GET", full)
+            try:
+                if resp.status != 200:
+                    raise fatal_status(full, resp.status, what)
+                return resp.read()
+            finally:
+                resp.release_conn()
+
+        return self._retrying(full, once)
+
+    def get_json(self, url: str, params: Mapping[str, str] | None = None, what: str = "") -> Any:
+        """A JSON API response; an empty body is an empty list (NBIA answers no matches that way)."""
+        data = self.get_bytes(url, params, what)
+        if not data.strip():
+            return []
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise DataError(f"{what or redact(url)}: the server sent invalid JSON ({exc}); check the base URL") from exc
+
+    def head(self, url: str) -> Mapping[str, str]:
+        """Response headers of a HEAD request (validators for idempotence checks)."""
+
+        def once():
+            resp = self._open("HEAD", url)
+            resp.release_conn()
+            if resp.status != 200:
+                raise fatal_status(url, resp.status)
+            return resp.headers
+
+        return self._retrying(url, once)
+
+    # -- downloads --------------------------------------------------------------------------------------------
+    def fetch(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        sha256: str | None = None,
+        md5: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        what: str = "",
+    ) -> Downloaded:
+        """Download ``url`` to ``dest`` (atomically, via ``dest.part``), resuming and retrying as needed."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        part.unlink(missing_ok=True)
+        state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
+        for verify_try in (1, 2):
+            digest, md5_digest, size = self._retrying(
+                url, lambda: self._fetch_once(url, part, state, headers, what, want_md5=md5 is not None)
+            )
+            got_sha, got_md5 = digest.hexdigest(), md5_digest.hexdigest() if md5_digest else None
+            bad = (sha256 and got_sha != sha256 and ("SHA-256", sha256, got_sha)) or (
+                md5 and got_md5 != md5 and ("MD5", md5, got_md5)
+            )
+            if not bad:
+                part.replace(dest)
+                return Downloaded(dest, size, got_sha, got_md5, state["etag"], state["last_modified"])
+            part.unlink(missing_ok=True)
+            state["validator"] = None
+            if verify_try == 2:
+                kind, expected, got = bad
+                raise DataError(
+                    f"{what or redact(url)}: {kind} is {got}, expected {expected}; the source file differs from "
+                    "the published checksum (check the URL/--sha256, or report it to the source)"
+                )
+            log.warning("%s: checksum mismatch; downloading again from the start", redact(url))
+            self.stats.add(restarted=1)
+        raise AssertionError("unreachable")
+
+    def _fetch_once(self, url: str, part: Path, state: dict[str, Any], headers, what: str, want_md5: bool):
+        offset = part.stat().st_size if part.exists() and state["validator"] else 0
+        request_headers = dict(headers or {})
+        if offset:
+            request_headers["Range"] = f"bytes={offset}-"
+            request_headers["If-Range"] = state["validator"]
+        resp = self._open("GET", url, request_headers)
+        try:
+            if resp.status == 416:  # our partial is longer than the object: it changed, start over
+                part.unlink(missing_ok=True)
+                state["validator"] = None
+                raise _Retryable("HTTP 416 on resume")
+            if resp.status not in (200, 206):
+                raise fatal_status(url, resp.status, what)
+            total: int | None
+            if resp.status == 206:
+                match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+                if not match or int(match.group(1)) != offset:
+                    part.unlink(missing_ok=True)
+                    state["validator"] = None
+                    raise _Retryable(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+                total = None if match.group(3) == "*" else int(match.group(3))
+                self.stats.add(resumed=1)
+                log.info("%s: resuming at byte %d", redact(url), offset)
+            else:
+                if offset:
+                    log.warning("%s: server ignored the Range request (200, not 206); restarting", redact(url))
+                    self.stats.add(restarted=1)
+                offset = 0
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+            state["validator"] = _validator(resp.headers)
+            state["etag"] = resp.headers.get("ETag")
+            state["last_modified"] = resp.headers.get("Last-Modified")
+            digest = hashlib.sha256()
+            md5_digest = hashlib.md5(usedforsecurity=False) if want_md5 else None
+            if offset:  # the bytes we keep still need hashing
+                with open(part, "rb") as fh:
+                    while chunk := fh.read(CHUNK):
+                        digest.update(chunk)
+                        if md5_digest:
+                            md5_digest.update(chunk)
+            size = offset
+            with open(part, "ab" if offset else "wb") as out:
+                for chunk in resp.stream(STREAM_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    if md5_digest:
+                        md5_digest.update(chunk)
+                    size += len(chunk)
+                    self.stats.add(bytes_downloaded=len(chunk))
+            if total is not None and size != total:
+                raise _Retryable(f"body ended at {size} of {total} bytes")
+            return digest, md5_digest, size
+        finally:
+            resp.release_conn()

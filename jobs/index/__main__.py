@@ -1,0 +1,18 @@
+"""``irmsia-index`` / ``python -m jobs.index``: the index stage's process entrypoint."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from jobs.core.entrypoint import stage_main
+from jobs.index.settings import parse_settings
+from jobs.index.stage import run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return stage_main("index", argv, parse_settings, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

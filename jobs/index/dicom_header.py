@@ -1,0 +1,303 @@
+"""Read the DICOM header fields the index needs from leading bytes, without touching pixel data.
+
+``pydicom.dcmread(stop_before_pixels=True, force=True)`` parses until the pixel data element, so only the
+header is read; ``force`` accepts files written without the 128-byte preamble. The caller hands in the first
+bytes of the object; ``NeedMoreBytes`` means the header runs past them and the caller should read further.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
+_ALL_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+_LONG_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+
+
+class NeedMoreBytes(Exception):
+    """The header did not end within the bytes given: read more of the object and try again."""
+
+
+class UnusableDicom(ValueError):
+    """A DICOM file the index cannot use; the message is the quarantine reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class DicomHeader:
+    """The header values that go into the index, exactly as pydicom reads them (``None`` when absent)."""
+
+    patient_id: str | None
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    modality: str | None
+    body_part: str | None
+    photometric: str | None
+    transfer_syntax: str | None
+    rows: int | None
+    columns: int | None
+    bits_allocated: int | None
+    bits_stored: int | None
+    samples_per_pixel: int | None
+    frames: int | None
+    pixel_spacing_row: float | None
+    pixel_spacing_col: float | None
+
+
+def _text(ds, name: str) -> str | None:
+    value = ds.get(name)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _transfer_syntax(ds) -> str | None:
+    return _text(ds.file_meta, "TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+
+
+def _int(ds, name: str) -> int | None:
+    value = ds.get(name)
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def _spacing(ds) -> tuple[float | None, float | None]:
+    value = ds.get("PixelSpacing")
+    if value is None or value == "":
+        return None, None
+    values = list(value) if isinstance(value, list | tuple) or hasattr(value, "__iter__") else [value]
+    if len(values) != 2:
+        raise UnusableDicom(f"PixelSpacing has {len(values)} values, expected 2")
+    return float(values[0]), float(values[1])
+
+
+def _pixel_length(head: bytes, pos: int, explicit: bool, little: bool) -> tuple[int, int] | None:
+    """(header length, value length) of the pixel data element at ``pos``; ``None`` if unparseable."""
+    order = "<" if little else ">"
+    try:
+        if explicit:
+            vr = head[pos + 4 : pos + 6]
+            if vr in _LONG_VRS:
+                return 12, struct.unpack(order + "I", head[pos + 8 : pos + 12])[0]
+            return 8, struct.unpack(order + "H", head[pos + 6 : pos + 8])[0]
+        return 8, struct.unpack(order + "I", head[pos + 4 : pos + 8])[0]
+    except struct.error:
+        return None
+
+
+def read_header(head: bytes, size: int) -> DicomHeader:
+    """The header of a DICOM object of ``size`` bytes whose first ``len(head)`` bytes are ``head``.
+
+    Raises ``NeedMoreBytes`` when the header continues past ``head``, ``UnusableDicom`` (the quarantine
+    reason) when the file is not a usable DICOM image: unreadable header, no pixel data, truncated pixels.
+    """
+    header = fast_header(head, size)
+    return header if header is not None else pydicom_header(head, size)
+
+
+def pydicom_header(head: bytes, size: int) -> DicomHeader:
+    """``read_header`` through a full ``pydicom.dcmread``: the reference every file can take."""
+    complete = len(head) >= size
+    buffer = io.BytesIO(head)
+    try:
+        with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates; the index reports outcomes
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(buffer, stop_before_pixels=True, force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError, TypeError, IndexError) as exc:
+        if not complete:
+            raise NeedMoreBytes from exc
+        raise UnusableDicom(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+    pos = buffer.tell()
+    deflated = _transfer_syntax(ds) == DeflatedExplicitVRLittleEndian
+    if deflated:  # positions refer to the inflated stream: parse it all and look for pixel data there
+        if not complete:
+            raise NeedMoreBytes
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            at_pixels = "PixelData" in pydicom.dcmread(io.BytesIO(head), force=True)
+    else:
+        at_pixels = head[pos : pos + 4] in _PIXEL_TAGS
+    if not at_pixels:
+        if not complete:
+            raise NeedMoreBytes
+        if any(tag in head[-12:] for tag in _PIXEL_TAGS):  # pydicom swallowed a cut-off pixel element header
+            raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
+        sop_class = _text(ds, "SOPClassUID")
+        what = f" (SOP class {pydicom.uid.UID(sop_class).name})" if sop_class else ""
+        raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
+    try:
+        row_mm, col_mm = _spacing(ds)
+        header = DicomHeader(
+            patient_id=_text(ds, "PatientID"),
+            study_uid=_text(ds, "StudyInstanceUID"),
+            series_uid=_text(ds, "SeriesInstanceUID"),
+            sop_uid=_text(ds, "SOPInstanceUID"),
+            modality=_text(ds, "Modality"),
+            body_part=_text(ds, "BodyPartExamined"),
+            photometric=_text(ds, "PhotometricInterpretation"),
+            transfer_syntax=_transfer_syntax(ds),
+            rows=_int(ds, "Rows"),
+            columns=_int(ds, "Columns"),
+            bits_allocated=_int(ds, "BitsAllocated"),
+            bits_stored=_int(ds, "BitsStored"),
+            samples_per_pixel=_int(ds, "SamplesPerPixel"),
+            frames=_int(ds, "NumberOfFrames"),
+            pixel_spacing_row=row_mm,
+            pixel_spacing_col=col_mm,
+        )
+    except UnusableDicom:
+        raise
+    except Exception as exc:  # pydicom converts values lazily: a malformed value fails here, not at read
+        raise UnusableDicom(f"unreadable DICOM header value: {type(exc).__name__}: {exc}") from exc
+    if not header.rows or not header.columns:
+        raise UnusableDicom("DICOM header has no Rows/Columns: not an image")
+    _, little = ds.original_encoding
+    if not deflated and little is not None:
+        _check_native_length(header, head, pos, size, little=bool(little))
+    return header
+
+
+def _check_native_length(header: DicomHeader, head: bytes, pos: int, size: int, little: bool) -> None:
+    """For uncompressed pixel data, the element must fit in the file and hold every frame: else truncated."""
+    # Explicit or implicit by the element's own bytes: some files contradict their transfer syntax.
+    explicit = head[pos + 4 : pos + 6] in _ALL_VRS
+    lengths = _pixel_length(head, pos, explicit=explicit, little=little)
+    if lengths is None:
+        raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
+    header_len, value_len = lengths
+    if value_len == 0xFFFFFFFF:  # encapsulated (compressed) frames: checked only by --verify-pixels
+        return
+    available = size - pos - header_len
+    if value_len > available:
+        raise UnusableDicom(f"truncated: pixel data declares {value_len} bytes, the file holds {available}")
+    if head[pos : pos + 4] in _PIXEL_TAGS[:2] and header.bits_allocated:
+        bits = header.rows * header.columns * (header.samples_per_pixel or 1) * (header.frames or 1)
+        expected = (bits * header.bits_allocated + 7) // 8
+        if header.photometric == "YBR_FULL_422":  # two chroma samples shared by each pair of pixels
+            expected = expected * 2 // 3
+        if value_len < expected:
+            raise UnusableDicom(f"truncated: pixel data holds {value_len} bytes, the header needs {expected}")
+
+
+# -- fast path ------------------------------------------------------------------------------------------------
+# Most files are little-endian with a preamble and plain ASCII values. For those, walking the raw elements with
+# pydicom's own element generator and decoding the dozen values we keep is about three times cheaper than
+# building a Dataset. Anything unusual (big endian, deflate, no preamble, non-ASCII or multi-valued text, no
+# pixel data, a header past ``head``) returns ``None`` and takes the full pydicom path above, which decides.
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_SLOW_SYNTAXES = frozenset(("1.2.840.10008.1.2.2", DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"))
+_TEXT_TAGS = {
+    0x00100020: "patient_id",
+    0x0020000D: "study_uid",
+    0x0020000E: "series_uid",
+    0x00080018: "sop_uid",
+    0x00080060: "modality",
+    0x00180015: "body_part",
+    0x00280004: "photometric",
+}
+_US_TAGS = {
+    0x00280010: "rows",
+    0x00280011: "columns",
+    0x00280100: "bits_allocated",
+    0x00280101: "bits_stored",
+    0x00280002: "samples_per_pixel",
+}
+_FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
+_WANTED = frozenset((*_TEXT_TAGS, *_US_TAGS, _FRAMES, _SPACING))
+_VRS_OF = {
+    **dict.fromkeys((0x00100020,), ("LO", None)),
+    **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), ("UI", None)),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), ("CS", None)),
+    **dict.fromkeys(_US_TAGS, ("US", None)),
+    _FRAMES: ("IS", None),
+    _SPACING: ("DS", None),
+}
+_UIDS = frozenset((0x0020000D, 0x0020000E, 0x00080018))
+_SPECIAL_BYTES = re.compile(rb"[\x01-\x1f\\\x7f-\xff]")
+
+
+def _ascii(value: bytes, uid: bool = False) -> str | None:
+    """A plain ASCII single value, stripped as pydicom strips it; ``None`` when empty.
+
+    Raises ``ValueError`` for what pydicom treats specially (multi-values, character sets, control bytes, NUL
+    padding outside UIDs), so the caller falls back to pydicom.
+    """
+    if _SPECIAL_BYTES.search(value) or (not uid and b"\x00" in value):
+        raise ValueError("not a plain ASCII single value")
+    text = value.decode("ascii").rstrip("\x00") if uid else value.decode("ascii")
+    if "\x00" in text:
+        raise ValueError("embedded NUL")
+    return text.strip() or None
+
+
+def fast_header(head: bytes, size: int) -> DicomHeader | None:
+    """``read_header`` for plain little-endian files with a preamble; ``None`` when pydicom must decide."""
+    from pydicom.filereader import data_element_generator
+
+    if head[128:132] != b"DICM":
+        return None
+    try:
+        buffer = io.BytesIO(head)
+        buffer.seek(132)
+        syntax = None
+        for elem in data_element_generator(buffer, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2):
+            if elem.tag == _TRANSFER_SYNTAX:
+                syntax = _ascii(elem.value, uid=True)
+        if syntax is None or syntax in _SLOW_SYNTAXES:
+            return None
+        found: dict[int, bytes] = {}
+        stop = lambda tag, vr, length: tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)  # noqa: E731
+        for elem in data_element_generator(buffer, syntax == _IMPLICIT_LE, True, stop_when=stop):
+            if elem.tag in _WANTED:
+                if not isinstance(elem.value, bytes | None) or elem.VR not in _VRS_OF[elem.tag]:
+                    return None
+                found[elem.tag] = elem.value or b""
+        pos = buffer.tell()
+        if head[pos : pos + 4] not in _PIXEL_TAGS[:1] + _PIXEL_TAGS[2:]:
+            return None
+        values: dict[str, object] = {
+            name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()
+        }
+        for tag, name in _US_TAGS.items():
+            raw = found.get(tag)
+            if raw is None or raw == b"":
+                values[name] = None
+            elif len(raw) == 2:
+                values[name] = struct.unpack("<H", raw)[0]
+            else:
+                return None
+        frames = _ascii(found.get(_FRAMES, b""))
+        if frames is not None and not frames.isdigit():
+            return None
+        spacing = _ascii(found.get(_SPACING, b"").replace(b"\\", b"/"))
+        row_mm = col_mm = None
+        if spacing is not None:
+            parts = spacing.split("/")
+            if len(parts) != 2:
+                return None
+            row_mm, col_mm = float(parts[0]), float(parts[1])
+    except Exception:  # any doubt: the full pydicom path decides, with its own reason
+        return None
+    header = DicomHeader(
+        transfer_syntax=syntax,
+        frames=int(frames) if frames is not None else None,
+        pixel_spacing_row=row_mm,
+        pixel_spacing_col=col_mm,
+        **values,  # type: ignore[arg-type]
+    )
+    if not header.rows or not header.columns:
+        return None
+    _check_native_length(header, head, pos, size, little=True)
+    return header

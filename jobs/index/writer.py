@@ -1,0 +1,76 @@
+"""The ``index.parquet`` schema and a writer that appends rows in batches, so memory stays flat.
+
+Rows arrive sorted by key and are written as row groups of ``BATCH_ROWS``; the schema is fixed and no
+timestamps or host names go into the file, so the same rows always give byte-identical Parquet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BATCH_ROWS = 8192
+
+SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("dataset", pa.string()),
+        ("sha256", pa.string()),
+        ("size", pa.int64()),
+        ("format", pa.string()),
+        ("label", pa.string()),
+        ("patient_id", pa.string()),
+        ("study_uid", pa.string()),
+        ("series_uid", pa.string()),
+        ("sop_uid", pa.string()),
+        ("modality", pa.string()),
+        ("body_part", pa.string()),
+        ("photometric", pa.string()),
+        ("transfer_syntax", pa.string()),
+        ("rows", pa.int32()),
+        ("columns", pa.int32()),
+        ("bits_allocated", pa.int32()),
+        ("bits_stored", pa.int32()),
+        ("samples_per_pixel", pa.int32()),
+        ("frames", pa.int32()),
+        ("pixel_spacing_row", pa.float64()),
+        ("pixel_spacing_col", pa.float64()),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+
+
+class IndexWriter:
+    """Appends index rows (dicts keyed by ``COLUMNS``) to a local Parquet file, one row group per batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._batch: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        self._writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd", write_statistics=True)
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name in COLUMNS:
+            self._batch[name].append(row.get(name))
+        self.rows += 1
+        if len(self._batch["key"]) >= BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch["key"]:
+            self._writer.write_table(pa.Table.from_pydict(self._batch, schema=SCHEMA))
+            self._batch = {name: [] for name in COLUMNS}
+
+    def close(self) -> None:
+        """Write the last batch and the footer (an empty index still gets the full schema)."""
+        self._flush()
+        self._writer.close()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

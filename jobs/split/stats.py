@@ -1,0 +1,55 @@
+"""Statistics of a split: rows and patients per split, rows per split and class, and the leakage check."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from jobs.core.errors import DataError
+
+
+def check_patients_disjoint(rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """``DataError`` if any patient has rows in two splits (the one promise a patient-grouped split makes)."""
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for split, rows in rows_by_split.items():
+        for row in rows:
+            splits_of[row["patient_id"]].add(split)
+    leaked = sorted(p for p, s in splits_of.items() if len(s) > 1)
+    if leaked:
+        raise DataError(
+            f"patient {leaked[0]!r} is in splits {sorted(splits_of[leaked[0]])} ({len(leaked)} patients leak); "
+            "nothing was written; fix the index's patient ids or the official split"
+        )
+
+
+def _patients(rows: Iterable[Mapping[str, Any]]) -> int:
+    return len({row["patient_id"] for row in rows})
+
+
+def split_stats(
+    rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]],
+    classes: Sequence[str],
+    **facts: Any,
+) -> dict[str, Any]:
+    """What ``stats.json`` holds: per split rows, patients, fraction of rows and rows per class; plus ``facts``."""
+    total = sum(len(rows) for rows in rows_by_split.values())
+    splits = {}
+    for split, rows in rows_by_split.items():
+        per_class = Counter(row["label"] for row in rows)
+        splits[split] = {
+            "rows": len(rows),
+            "patients": _patients(rows),
+            "fraction": round(len(rows) / total, 6) if total else 0.0,
+            "classes": {name: per_class.get(name, 0) for name in classes},
+        }
+    all_rows = [row for rows in rows_by_split.values() for row in rows]
+    overall = Counter(row["label"] for row in all_rows)
+    return {
+        **facts,
+        "classes": list(classes),
+        "rows": total,
+        "patients": _patients(all_rows),
+        "rows_per_class": {name: overall.get(name, 0) for name in classes},
+        "splits": splits,
+    }

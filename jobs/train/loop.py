@@ -1,0 +1,330 @@
+"""The training loop: AdamW, warm-up + cosine schedule, AMP, gradient clipping, early stopping, per-epoch checkpoints.
+
+Determinism: every epoch reseeds torch (dropout), the shuffling generator and the augmentation generator from
+(seed, epoch), so the batches and random numbers of epoch ``e`` do not depend on how the process got there. With
+the model/optimiser/scheduler/scaler states from the checkpoint, a resumed run repeats an uninterrupted one.
+Throughput (images/s) and the data-wait fraction (time blocked on the next batch / epoch time) are measured per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from jobs.core.networks import build_network
+from jobs.train.augment import Augmentation
+from jobs.train.checkpoint import TrainState
+from jobs.train.data import ImageSet, class_counts
+from jobs.train.metrics import classification_metrics
+from jobs.train.settings import TrainSettings
+
+log = logging.getLogger("irmsia.train.loop")
+
+
+# -- device ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hardware:
+    """Where training runs and with which numeric tricks."""
+
+    device: torch.device
+    name: str
+    amp_dtype: torch.dtype | None
+    """``float16`` (CUDA, with a GradScaler), ``bfloat16`` (CPU) or ``None`` (fp32)."""
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def describe(self) -> dict[str, Any]:
+        amp = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.amp_dtype, "off")  # type: ignore[arg-type]
+        return {"device": self.device.type, "device_name": self.name, "amp": amp, "channels_last": self.cuda}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "cpu"
+
+
+def pick_hardware(device: str, amp: str) -> Hardware:
+    """CUDA when present (or asked for), else CPU; AMP fp16 on CUDA, bf16 on CPUs where it pays off."""
+    from jobs.core.errors import UsageError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is visible; use --device auto or cpu")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        return Hardware(torch.device("cuda"), torch.cuda.get_device_name(0), None if amp == "off" else torch.float16)
+    # bf16 autocast is only faster than fp32 on CPUs with AMX tiles; AVX512-BF16 alone measured slower here.
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    use_bf16 = amp == "on" or (amp == "auto" and amx)
+    return Hardware(torch.device("cpu"), _cpu_name(), torch.bfloat16 if use_bf16 else None)
+
+
+# -- batches ---------------------------------------------------------------------------------------------------
+class BatchDataset(Dataset):
+    """Whole batches gathered from the cached array in one indexing operation (no per-item collation)."""
+
+    def __init__(self, images: ImageSet) -> None:
+        self.images = images.images
+        self.labels = images.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.asarray(index)
+        return torch.from_numpy(np.ascontiguousarray(self.images[idx])), torch.from_numpy(self.labels[idx])
+
+
+def make_loader(
+    images: ImageSet, batch_size: int, *, hardware: Hardware, workers: int, generator: torch.Generator | None = None
+) -> DataLoader:
+    """Shuffled, last-partial-batch-dropped batches with ``generator``; in order without one (evaluation)."""
+    dataset = BatchDataset(images)
+    if generator is not None:
+        drop_last = len(dataset) > batch_size  # a batch of one breaks BatchNorm; keep tiny sets whole
+        sampler = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=drop_last)
+    else:
+        sampler = BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=hardware.cuda,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def loader_workers(requested: int, hardware: Hardware) -> int:
+    """-1: 4 workers feeding a GPU; none on CPU, where gathering from the cache is cheaper than a process hop."""
+    if requested >= 0:
+        return requested
+    return 4 if hardware.cuda else 0
+
+
+# -- schedule --------------------------------------------------------------------------------------------------
+def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    """LR multiplier per optimiser step: linear warm-up to 1, then cosine down to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights ``N / (K * n_c)`` (1 for every class when balanced)."""
+    counts = np.asarray(class_counts(labels, num_classes), dtype=np.float64)
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+# -- the trainer -----------------------------------------------------------------------------------------------
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 101 + stream) % (2**63)
+
+
+def is_improvement(value: float | None, best: float | None, monitor: str, min_delta: float) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` (lower is better for loss)."""
+    if value is None:
+        return best is None
+    if best is None:
+        return True
+    return value < best - min_delta if monitor == "loss" else value > best + min_delta
+
+
+class Trainer:
+    """Owns the model and optimisation state of one run; ``fit`` runs epochs, ``evaluate`` scores a split."""
+
+    def __init__(
+        self,
+        settings: TrainSettings,
+        sets: dict[str, ImageSet],
+        classes: tuple[str, ...],
+        in_channels: int,
+        hardware: Hardware,
+    ) -> None:
+        self.settings = settings
+        self.sets = sets
+        self.classes = classes
+        self.hardware = hardware
+        self.workers = loader_workers(settings.workers, hardware)
+        torch.manual_seed(settings.seed)
+        model = build_network(settings.model, in_channels, len(classes)).to(hardware.device)
+        if hardware.cuda:
+            model = model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.model = model
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        train_n = len(sets["train"])
+        drop_last = train_n > settings.batch_size
+        self.steps_per_epoch = max(1, train_n // settings.batch_size if drop_last else 1)
+        total = self.steps_per_epoch * settings.epochs
+        warmup = round(settings.warmup_epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(total, warmup, settings.min_lr_ratio)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=hardware.amp_dtype == torch.float16)
+        weight = class_weight_tensor(sets["train"].labels, len(classes)) if settings.class_weights else None
+        self.loss_weight = weight.to(hardware.device) if weight is not None else None
+        self.augmentation = (
+            Augmentation(
+                rotate_deg=settings.rotate_deg,
+                flip_prob=settings.flip_prob,
+                zoom=settings.zoom,
+                noise_std=settings.noise_std,
+                noise_prob=settings.noise_prob,
+            )
+            if settings.augment
+            else None
+        )
+        self.shuffle = torch.Generator()
+        self.aug_generator = torch.Generator(device=hardware.device)
+        self.train_loader = make_loader(
+            sets["train"], settings.batch_size, hardware=hardware, workers=self.workers, generator=self.shuffle
+        )
+
+    def components(self) -> dict[str, Any]:
+        """What a checkpoint saves and restores."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+
+    def _autocast(self) -> Any:
+        hw = self.hardware
+        return torch.autocast(hw.device.type, dtype=hw.amp_dtype or torch.float32, enabled=hw.amp_dtype is not None)
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dev = self.hardware.device
+        x = x.to(dev, non_blocking=True).float()
+        y = y.to(dev, non_blocking=True)
+        return x, y
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split; returns loss, images/s and data-wait fraction."""
+        s = self.settings
+        torch.manual_seed(_epoch_seed(s.seed, epoch, 0))
+        self.shuffle.manual_seed(_epoch_seed(s.seed, epoch, 1))
+        self.aug_generator.manual_seed(_epoch_seed(s.seed, epoch, 2))
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.hardware.device)
+        seen = 0
+        wait = 0.0
+        started = time.perf_counter()
+        mark = started
+        for x_cpu, y_cpu in self.train_loader:
+            wait += time.perf_counter() - mark
+            x, y = self._to_device(x_cpu, y_cpu)
+            if self.augmentation is not None:
+                x = self.augmentation(x, self.aug_generator)
+            if self.hardware.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, weight=self.loss_weight, label_smoothing=s.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if s.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            seen += len(y)
+            mark = time.perf_counter()
+        if self.hardware.cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - started
+        return {
+            "train_loss": float(loss_sum.item()) / max(1, seen),
+            "images_per_s": seen / elapsed if elapsed > 0 else 0.0,
+            "data_wait_fraction": wait / elapsed if elapsed > 0 else 0.0,
+            "epoch_s": elapsed,
+        }
+
+    @torch.no_grad()
+    def predict(self, split: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Labels, class probabilities and mean cross-entropy of the current model on ``split``."""
+        images = self.sets[split]
+        self.model.eval()
+        probs, losses = [], []
+        loader = make_loader(images, self.settings.batch_size * 2, hardware=self.hardware, workers=0)
+        for x_cpu, y_cpu in loader:
+            x, y = self._to_device(x_cpu, y_cpu)
+            if self.hardware.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits = self.model(x).float()
+            losses.append(F.cross_entropy(logits, y, reduction="sum").item())
+            probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+        k = len(self.classes)
+        all_probs = np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
+        return images.labels, all_probs, sum(losses) / max(1, len(images))
+
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Metrics of the current model on ``split`` (``loss`` included)."""
+        labels, probs, loss = self.predict(split)
+        metrics = classification_metrics(labels, probs, self.classes)
+        metrics["loss"] = loss
+        return metrics
+
+    def fit(self, state: TrainState, on_epoch: Callable[[TrainState], None]) -> TrainState:
+        """Train from ``state.epoch`` to ``epochs`` (or early stop); ``on_epoch`` checkpoints after each epoch."""
+        s = self.settings
+        while state.epoch < s.epochs and not state.stopped:
+            epoch = state.epoch + 1
+            stats = self.train_epoch(epoch)
+            val = self.evaluate("val")
+            value = val[s.monitor]
+            entry = {
+                "epoch": epoch,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_loss": round(stats["train_loss"], 6),
+                "val_loss": round(val["loss"], 6),
+                **{f"val_{k}": _round(val[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
+                "images_per_s": round(stats["images_per_s"], 1),
+                "data_wait_fraction": round(stats["data_wait_fraction"], 4),
+                "epoch_s": round(stats["epoch_s"], 3),
+            }
+            state.epoch = epoch
+            if is_improvement(value, state.best_metric, s.monitor, s.min_delta):
+                state.best_metric, state.best_epoch = value, epoch
+                state.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            if s.patience and epoch - state.best_epoch >= s.patience and epoch < s.epochs:
+                state.stopped = True
+                log.info("early stopping: val %s has not improved for %d epochs", s.monitor, s.patience)
+            entry["best"] = state.best_epoch == epoch
+            state.history.append(entry)
+            log.info(
+                "epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %s val_auc %s %.0f img/s data-wait %.1f%%",
+                epoch, s.epochs, entry["train_loss"], entry["val_loss"], entry["val_accuracy"], entry["val_auc"],
+                entry["images_per_s"], 100 * entry["data_wait_fraction"],
+            )  # fmt: skip
+            on_epoch(state)
+        return state
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)

@@ -1,0 +1,55 @@
+"""The data file the Helm chart builds its WorkflowTemplate from (``helm/irmsia/files/pipeline.json``).
+
+The chart cannot run Python, so what does not depend on values (the DAG, each stage's arguments in Argo form,
+parameters, fixed environment, mounts, the retry expression, the container security context) is generated here
+from the same code that Hera renders with; a test renders both and requires identical WorkflowTemplates.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.argo.environment import FIXED_ENV, KAGGLE_SECRET_KEYS, S3_SECRET_KEYS
+from pipeline.argo.labels import POD_LABELS, object_labels
+from pipeline.argo.retry import TRANSIENT_ONLY
+from pipeline.argo.security import container_security_context
+from pipeline.argo.stage_template import RESULT_OUTPUT, workflow_argument
+from pipeline.argo.volumes import MOUNTS, RESULT_FILE
+from pipeline.argo.workflow_template import ENTRYPOINT, TARGET_PARAMETER, workflow_parameters
+from pipeline.dag import PIPELINE, Pipeline
+
+CHART_DATA = "helm/irmsia/files/pipeline.json"
+
+
+def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
+    return {
+        "name": pipeline.name,
+        "labels": object_labels(pipeline.name),
+        "podLabels": POD_LABELS,
+        "entrypoint": ENTRYPOINT,
+        "target": "{{workflow.parameters." + TARGET_PARAMETER + "}}",
+        "parameters": [p.model_dump(by_alias=True, exclude_none=True) for p in workflow_parameters(pipeline)],
+        "stages": [
+            {
+                "name": s.name,
+                "entrypoint": s.entrypoint,
+                "args": [workflow_argument(a) for a in s.args],
+                "depends": " && ".join(s.depends),
+                "gpu": s.gpu,
+            }
+            for s in pipeline.order()
+        ],
+        "fixedEnv": [{"name": k, "value": v} for k, v in FIXED_ENV.items()],
+        "s3SecretKeys": list(S3_SECRET_KEYS),
+        "kaggleSecretKeys": list(KAGGLE_SECRET_KEYS),
+        "mounts": [{"name": k, "mountPath": v} for k, v in MOUNTS.items()],
+        "resultOutput": RESULT_OUTPUT,
+        "resultFile": RESULT_FILE,
+        "retryExpression": TRANSIENT_ONLY,
+        "containerSecurityContext": container_security_context().model_dump(by_alias=True, exclude_none=True),
+    }
+
+
+def chart_data_text(pipeline: Pipeline = PIPELINE) -> str:
+    return json.dumps(chart_data(pipeline), indent=2, sort_keys=True) + "\n"

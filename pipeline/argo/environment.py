@@ -1,0 +1,49 @@
+"""Environment of a stage's container: store location, workflow id, log format, result file, and credentials.
+
+Credentials come only from Secrets through ``secretKeyRef``; no key ever appears in a manifest.
+"""
+
+from __future__ import annotations
+
+from hera.workflows.models import EnvVar, EnvVarSource, SecretKeySelector
+
+from pipeline.argo.volumes import CACHE_DIR, RESULT_FILE
+from pipeline.config import DeploymentConfig
+from pipeline.dag import StageSpec
+
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+KAGGLE_SECRET_KEYS = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+
+
+def _secret(name: str, secret: str, *, optional: bool = False) -> EnvVar:
+    return EnvVar(
+        name=name,
+        value_from=EnvVarSource(secret_key_ref=SecretKeySelector(name=secret, key=name, optional=optional or None)),
+    )
+
+
+FIXED_ENV = {
+    "IRMSIA_WORKFLOW_ID": "{{workflow.name}}",
+    "IRMSIA_LOG_FORMAT": "json",
+    "IRMSIA_RESULT_FILE": RESULT_FILE,
+    # The root filesystem is read-only: caches and configs go to the cache emptyDir.
+    "HOME": CACHE_DIR,
+    "XDG_CACHE_HOME": CACHE_DIR,
+    "MPLCONFIGDIR": f"{CACHE_DIR}/matplotlib",
+    "KAGGLE_CONFIG_DIR": f"{CACHE_DIR}/kaggle",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+"""Variables that do not depend on the configuration (the Helm chart reads them from its generated data file)."""
+
+
+def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar]:
+    """The variables every stage reads (see docs/contract.md), plus the caches a read-only image needs."""
+    plain = {"IRMSIA_STORE": config.store.uri, "AWS_REGION": config.store.region}
+    if config.store.endpoint:
+        plain["AWS_ENDPOINT_URL"] = config.store.endpoint
+    plain.update(FIXED_ENV)
+    env = [EnvVar(name=k, value=v) for k, v in plain.items()]
+    env += [_secret(k, config.store.credentials_secret) for k in S3_SECRET_KEYS]
+    if stage.name in config.kaggle.stages:
+        env += [_secret(k, config.kaggle.credentials_secret, optional=True) for k in KAGGLE_SECRET_KEYS]
+    return env

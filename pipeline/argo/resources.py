@@ -1,0 +1,17 @@
+"""Compute resources of a stage's pod: CPU/memory requests and limits, and GPUs on the GPU pool."""
+
+from __future__ import annotations
+
+from hera.workflows.models import ResourceRequirements
+
+from pipeline.config import DeploymentConfig
+from pipeline.dag import StageSpec
+
+
+def stage_resources(stage: StageSpec, config: DeploymentConfig) -> ResourceRequirements:
+    """Requests and limits from the configuration; a GPU stage gets the pool's GPUs when the pool is enabled."""
+    resources = config.stage_resources(stage.name)
+    limits = dict(resources.limits)
+    if stage.gpu and config.gpu_pool.enabled:
+        limits[config.gpu_pool.resource_name] = str(config.gpu_pool.gpus)
+    return ResourceRequirements(requests=dict(resources.requests), limits=limits)

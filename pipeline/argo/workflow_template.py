@@ -1,0 +1,68 @@
+"""The ``irmsia-pipeline`` WorkflowTemplate: the DAG collect -> index -> split -> train -> register.
+
+Each stage is a container template; workflow parameters are the pipeline's parameters (``pipeline.dag``) plus
+``target``, the last stage to run, so cron schedules can run a prefix of the DAG (collect + index).
+"""
+
+from __future__ import annotations
+
+from hera.workflows import DAG, Task, WorkflowTemplate
+from hera.workflows.models import Arguments, Metadata, Parameter, TTLStrategy
+
+from pipeline.argo.labels import POD_LABELS, object_labels
+from pipeline.argo.security import pod_security_context
+from pipeline.argo.stage_template import stage_container
+from pipeline.config import DeploymentConfig
+from pipeline.dag import PIPELINE, Pipeline
+
+ENTRYPOINT = "pipeline"
+TARGET_PARAMETER = "target"
+DEFAULT_RUN_ID = "{{workflow.name}}"
+"""Argo runs name their training run after the workflow: unique per run, and shown in the UI."""
+
+
+def workflow_parameters(pipeline: Pipeline) -> list[Parameter]:
+    """The pipeline's parameters with their defaults, descriptions and choices, then ``target``."""
+    parameters = [
+        Parameter(
+            name=p.name,
+            value=DEFAULT_RUN_ID if p.name == "run_id" and not p.default else p.default,
+            description=p.description,
+            enum=list(p.enum) or None,
+        )
+        for p in pipeline.parameters
+    ]
+    stages = [s.name for s in pipeline.order()]
+    parameters.append(
+        Parameter(
+            name=TARGET_PARAMETER,
+            value=stages[-1],
+            description="last stage to run; the stages it depends on run first",
+            enum=stages,
+        )
+    )
+    return parameters
+
+
+def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPELINE) -> WorkflowTemplate:
+    """The WorkflowTemplate for ``config`` (Hera object; ``.build()`` gives the model, ``.to_dict()`` the YAML)."""
+    with WorkflowTemplate(
+        name=pipeline.name,
+        namespace=config.namespace,
+        labels=object_labels(pipeline.name),
+        entrypoint=ENTRYPOINT,
+        arguments=Arguments(parameters=workflow_parameters(pipeline)),
+        service_account_name=config.service_account,
+        security_context=pod_security_context(config),
+        pod_metadata=Metadata(labels=dict(POD_LABELS)),
+        active_deadline_seconds=config.workflow.active_deadline_seconds,
+        parallelism=config.workflow.parallelism,
+        ttl_strategy=TTLStrategy(seconds_after_completion=config.workflow.ttl_seconds_after_finished),
+    ) as template:
+        containers = {s.name: stage_container(s, config) for s in pipeline.stages}
+        with DAG(name=ENTRYPOINT, target="{{workflow.parameters." + TARGET_PARAMETER + "}}"):
+            tasks = {s.name: Task(name=s.name, template=containers[s.name]) for s in pipeline.order()}
+            for stage in pipeline.order():
+                for upstream in stage.depends:
+                    tasks[upstream] >> tasks[stage.name]
+    return template

@@ -1,0 +1,400 @@
+"""The deployment configuration (``irmsia.yaml``): images, namespace, store, GPU pool, resources, schedules.
+
+One typed file drives every Kubernetes object we generate (``irmsia render``) and the Helm chart's values use the
+same keys, so a cluster's settings live in one place. Keys are camelCase as in Kubernetes; unknown keys are
+errors, so a typo fails at load time with the key's path instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.core.errors import UsageError
+from pipeline.dag import PIPELINE
+
+DEFAULT_CONFIG = "irmsia.yaml"
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DURATION = re.compile(r"^[0-9]+(s|m|h)$")
+
+
+def _check_dns_label(value: str, where: str) -> None:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise UsageError(f"{where} {value!r}: use a DNS-1123 label (lowercase letters, digits, '-', at most 63)")
+
+
+def _check_quantities(values: Mapping[str, str], where: str) -> None:
+    for key, value in values.items():
+        if not _QUANTITY.match(str(value)):
+            raise UsageError(f"{where}.{key} {value!r}: use a Kubernetes quantity like 500m, 2, 512Mi or 4Gi")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    """Where each stage's image comes from: ``<registry>/<entrypoint>:<tag>`` (``…/irmsia-train:0.1.0``)."""
+
+    registry: str = "localhost/irmsia"
+    """Registry and path prefix; the image name is the stage's console script (``irmsia-train``)."""
+    tag: str = "0.1.0"
+    """Image tag shared by every stage image (pin a digest with ``tag: "0.1.0@sha256:…"``)."""
+    pull_policy: str = "IfNotPresent"
+    """``IfNotPresent`` (kind/minikube with loaded images), ``Always`` or ``Never``."""
+
+    def __post_init__(self) -> None:
+        if self.pull_policy not in ("IfNotPresent", "Always", "Never"):
+            raise UsageError(f"images.pullPolicy {self.pull_policy!r}: use IfNotPresent, Always or Never")
+        if not self.tag or self.tag == "latest":
+            raise UsageError(f"images.tag {self.tag!r}: pin a version (a moving 'latest' breaks caching and rollbacks)")
+
+    def build(self, entrypoint: str) -> str:
+        """The full image reference of the stage whose console script is ``entrypoint``."""
+        return f"{self.registry.rstrip('/')}/{entrypoint}:{self.tag}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreConfig:
+    """The object store every stage reads and writes (the ``IRMSIA_STORE`` of the pods)."""
+
+    uri: str = "s3://irmsia/pipeline"
+    """``s3://bucket/prefix``; pods have no persistent disk, so a folder store is not allowed here."""
+    endpoint: str = ""
+    """S3 endpoint URL for MinIO/SeaweedFS (``AWS_ENDPOINT_URL``); empty for AWS S3."""
+    region: str = "us-east-1"
+    """``AWS_REGION`` of the bucket."""
+    credentials_secret: str = "irmsia-s3"
+    """Secret holding ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (never put keys in this file)."""
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", self.uri):
+            raise UsageError(f"store.uri {self.uri!r}: use s3://bucket/prefix (pods have no persistent folder)")
+        if self.endpoint and not re.match(r"^https?://", self.endpoint):
+            raise UsageError(f"store.endpoint {self.endpoint!r}: use an http:// or https:// URL, or leave it empty")
+        _check_dns_label(self.credentials_secret, "store.credentialsSecret")
+
+    @property
+    def bucket(self) -> str:
+        return self.uri.removeprefix("s3://").split("/", 1)[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KaggleConfig:
+    """Kaggle API credentials for the stages that download from Kaggle."""
+
+    credentials_secret: str = "irmsia-kaggle"
+    """Secret holding ``KAGGLE_USERNAME`` and ``KAGGLE_KEY``; optional in pods (only Kaggle sources need it)."""
+    stages: tuple[str, ...] = ("collect",)
+    """Stages that get the Kaggle credentials (least privilege: only the downloader)."""
+
+    def __post_init__(self) -> None:
+        _check_dns_label(self.credentials_secret, "kaggle.credentialsSecret")
+        known = {s.name for s in PIPELINE.stages}
+        if unknown := sorted(set(self.stages) - known):
+            raise UsageError(f"kaggle.stages {unknown}: not stages; use some of {sorted(known)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Toleration:
+    """A toleration for the GPU node pool's taint."""
+
+    key: str
+    """Taint key (``nvidia.com/gpu``)."""
+    operator: str = "Exists"
+    """``Exists`` or ``Equal``."""
+    value: str = ""
+    """Taint value when the operator is ``Equal``."""
+    effect: str = "NoSchedule"
+    """``NoSchedule``, ``PreferNoSchedule`` or ``NoExecute``."""
+
+    def __post_init__(self) -> None:
+        if self.operator not in ("Exists", "Equal"):
+            raise UsageError(f"gpuPool.tolerations operator {self.operator!r}: use Exists or Equal")
+        if self.effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise UsageError(
+                f"gpuPool.tolerations effect {self.effect!r}: use NoSchedule, PreferNoSchedule or NoExecute"
+            )
+        if self.operator == "Exists" and self.value:
+            raise UsageError(f"gpuPool.tolerations {self.key}: operator Exists takes no value")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuPool:
+    """The node pool GPU stages (``StageSpec.gpu``) run on; disabled on kind/minikube."""
+
+    enabled: bool = False
+    """Whether GPU stages request GPUs and are pinned to the pool; off, they run on any node on CPU."""
+    resource_name: str = "nvidia.com/gpu"
+    """Extended resource the device plugin advertises."""
+    gpus: int = 1
+    """GPUs per GPU stage (its limit of ``resourceName``)."""
+    node_selector: dict[str, str] = field(default_factory=dict)
+    """Labels of the pool's nodes (cloud specific: e.g. ``cloud.google.com/gke-accelerator``)."""
+    tolerations: tuple[Toleration, ...] = ()
+    """Tolerations for the pool's taints."""
+
+    def __post_init__(self) -> None:
+        if self.gpus < 1:
+            raise UsageError(f"gpuPool.gpus {self.gpus}: use 1 or more (disable the pool with enabled: false)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageResources:
+    """What one stage's pod asks for and may use."""
+
+    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "250m", "memory": "512Mi"})
+    """Requests (``cpu``, ``memory``, ``ephemeral-storage``) the scheduler reserves."""
+    limits: dict[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "1Gi"})
+    """Hard limits; memory over the limit is an OOM kill."""
+    active_deadline_seconds: int = 3600
+    """The pod is killed after this many seconds (a hung download must not hold the pipeline forever)."""
+    shm_size: str = ""
+    """Size of a memory-backed ``/dev/shm`` (PyTorch DataLoader workers share batches there); empty for none."""
+
+    def __post_init__(self) -> None:
+        _check_quantities(self.requests, "requests")
+        _check_quantities(self.limits, "limits")
+        if set(self.requests) - {"cpu", "memory", "ephemeral-storage"} or set(self.limits) - {
+            "cpu",
+            "memory",
+            "ephemeral-storage",
+        }:
+            raise UsageError("resources: use only cpu, memory and ephemeral-storage (GPUs come from gpuPool)")
+        if "memory" not in self.limits:
+            raise UsageError("resources.limits.memory is required: an unbounded pod can starve its node")
+        if self.active_deadline_seconds < 60:
+            raise UsageError(f"activeDeadlineSeconds {self.active_deadline_seconds}: use at least 60")
+        if self.shm_size and not _QUANTITY.match(self.shm_size):
+            raise UsageError(f"shmSize {self.shm_size!r}: use a Kubernetes quantity like 1Gi")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """Delay between retries of a transient failure: ``duration * factor**n`` up to ``maxDuration``."""
+
+    duration: str = "30s"
+    """First delay."""
+    factor: int = 2
+    """Multiplier per retry."""
+    max_duration: str = "10m"
+    """Stop retrying once this much time has passed since the first attempt."""
+
+    def __post_init__(self) -> None:
+        for name, value in (("duration", self.duration), ("maxDuration", self.max_duration)):
+            if not _DURATION.match(value):
+                raise UsageError(f"retry.backoff.{name} {value!r}: use a duration like 30s, 10m or 1h")
+        if self.factor < 1:
+            raise UsageError(f"retry.backoff.factor {self.factor}: use 1 or more")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryConfig:
+    """Retries of transient failures (exit 75) only; bad input (2, 3) fails at once."""
+
+    limit: int = 3
+    """Retries after the first attempt."""
+    backoff: Backoff = field(default_factory=Backoff)
+    """Delay between retries."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.limit <= 10:
+            raise UsageError(f"retry.limit {self.limit}: use 0 to 10")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecurityConfig:
+    """The non-root identity every stage runs as (the images create this user)."""
+
+    run_as_user: int = 10001
+    """UID of the stage process; never 0."""
+    run_as_group: int = 10001
+    """GID of the stage process."""
+    fs_group: int = 10001
+    """Group that owns the pod's volumes."""
+
+    def __post_init__(self) -> None:
+        for name, value in (("runAsUser", self.run_as_user), ("runAsGroup", self.run_as_group)):
+            if value <= 0:
+                raise UsageError(f"security.{name} {value}: use a non-root id (> 0)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowConfig:
+    """Settings of each pipeline run."""
+
+    active_deadline_seconds: int = 86400
+    """The whole run is stopped after this many seconds."""
+    ttl_seconds_after_finished: int = 604800
+    """Finished runs are deleted after this many seconds (their outputs stay in the store)."""
+    parallelism: int = 2
+    """Pods of one run at the same time."""
+
+    def __post_init__(self) -> None:
+        if self.active_deadline_seconds < 60 or self.ttl_seconds_after_finished < 0 or self.parallelism < 1:
+            raise UsageError("workflow: activeDeadlineSeconds >= 60, ttlSecondsAfterFinished >= 0, parallelism >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """A CronWorkflow: the pipeline (up to ``target``) on a schedule with fixed parameters."""
+
+    name: str
+    """CronWorkflow name (``irmsia-<name>``)."""
+    schedules: tuple[str, ...]
+    """Cron expressions (five fields)."""
+    target: str
+    """Last stage to run; the stages it depends on run first (``index`` = collect + index)."""
+    timezone: str = "UTC"
+    """IANA time zone the schedules are read in."""
+    parameters: dict[str, str] = field(default_factory=dict)
+    """Workflow parameters that differ from the template's defaults."""
+    starting_deadline_seconds: int = 3600
+    """A run missed by more than this (controller down) is skipped, not started late."""
+    successful_jobs_history_limit: int = 3
+    """Finished successful runs kept."""
+    failed_jobs_history_limit: int = 5
+    """Failed runs kept for debugging."""
+    suspend: bool = False
+    """Paused: defined but not started."""
+
+    def __post_init__(self) -> None:
+        _check_dns_label(f"irmsia-{self.name}", "schedules.name")
+        if not self.schedules:
+            raise UsageError(f"schedules.{self.name}.schedules: give at least one cron expression")
+        for expression in self.schedules:
+            if len(expression.split()) != 5:
+                raise UsageError(f"schedules.{self.name}: {expression!r} is not a five-field cron expression")
+        stages = [s.name for s in PIPELINE.stages]
+        if self.target not in stages:
+            raise UsageError(f"schedules.{self.name}.target {self.target!r}: use one of {', '.join(stages)}")
+        known = {p.name for p in PIPELINE.parameters}
+        if unknown := sorted(set(self.parameters) - known):
+            raise UsageError(f"schedules.{self.name}.parameters {unknown}: not pipeline parameters")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentConfig:
+    """Everything the Kubernetes objects depend on, loaded from ``irmsia.yaml`` (or the chart's values)."""
+
+    namespace: str = "irmsia"
+    """Namespace of every object."""
+    service_account: str = "irmsia-pipeline"
+    """Dedicated service account of the stage pods (never ``default``)."""
+    images: ImageRef = field(default_factory=ImageRef)
+    """Stage images."""
+    store: StoreConfig = field(default_factory=StoreConfig)
+    """The object store."""
+    kaggle: KaggleConfig = field(default_factory=KaggleConfig)
+    """Kaggle credentials."""
+    gpu_pool: GpuPool = field(default_factory=GpuPool)
+    """The GPU node pool."""
+    resources: dict[str, StageResources] = field(default_factory=dict)
+    """Resources per stage name; stages not listed get ``StageResources()``'s defaults."""
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    """Retries of transient failures."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """Pod identity."""
+    workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
+    """Run-level settings."""
+    schedules: tuple[Schedule, ...] = ()
+    """CronWorkflows; none by default."""
+
+    def __post_init__(self) -> None:
+        _check_dns_label(self.namespace, "namespace")
+        _check_dns_label(self.service_account, "serviceAccount")
+        if self.service_account == "default":
+            raise UsageError("serviceAccount 'default': use a dedicated service account (least privilege)")
+        stages = {s.name for s in PIPELINE.stages}
+        if unknown := sorted(set(self.resources) - stages):
+            raise UsageError(f"resources {unknown}: not stages; use some of {sorted(stages)}")
+        names = [s.name for s in self.schedules]
+        if len(set(names)) != len(names):
+            raise UsageError(f"schedules: duplicate names in {names}")
+
+    def stage_resources(self, stage: str) -> StageResources:
+        return self.resources.get(stage) or StageResources()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    """Turn parsed YAML ``value`` into ``kind`` (a dataclass, dict, tuple or scalar type), naming ``where``."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        origin = typing.get_origin(kind)
+    if is_dataclass(kind):
+        return from_mapping(kind, value, where)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise UsageError(f"{where}: expected a mapping, got {type(value).__name__}")
+        _, item = typing.get_args(kind)
+        return {str(k): _convert(item, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise UsageError(f"{where}: expected a list, got {type(value).__name__}")
+        item = typing.get_args(kind)[0]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if kind is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise UsageError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported configuration type {kind!r} at {where}")
+
+
+def from_mapping(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a camelCase mapping; unknown or mistyped keys raise ``UsageError``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise UsageError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    by_key = {_camel(f.name): f for f in fields(cls)}
+    if unknown := sorted(set(map(str, data)) - set(by_key)):
+        raise UsageError(f"{where}: unknown keys {unknown}; known keys are {sorted(by_key)}")
+    kwargs = {f.name: _convert(hints[f.name], data[key], f"{where}.{key}") for key, f in by_key.items() if key in data}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise UsageError(f"{where}: {exc}") from exc
+
+
+def to_mapping(value: Any) -> Any:
+    """The camelCase mapping ``from_mapping`` reads (tuples become lists): for values files and documentation."""
+    if is_dataclass(value):
+        return {_camel(f.name): to_mapping(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {k: to_mapping(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [to_mapping(v) for v in value]
+    return value
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> DeploymentConfig:
+    """Read and validate a deployment configuration file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UsageError(f"--config {path}: no such file; copy irmsia.yaml from the repository root") from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--config {path}: not valid YAML ({exc})") from exc
+    return from_mapping(DeploymentConfig, data, str(path))

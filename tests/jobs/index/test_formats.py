@@ -1,0 +1,80 @@
+"""Formats are recognised by content, and non-DICOM headers give their geometry."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jobs.index.formats import DICOM, JPEG, NIFTI, PNG, TIFF, Geometry, NotAnImage, geometry, sniff
+from tests.support.dicom_files import dicom_bytes
+
+
+def _pil(fmt: str, mode: str = "L", size: tuple[int, int] = (7, 5)) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, color=3).save(out, format=fmt)
+    return out.getvalue()
+
+
+def _nifti(shape: tuple[int, ...] = (6, 4, 3)) -> bytes:
+    import nibabel
+
+    image = nibabel.Nifti1Image(np.zeros(shape, dtype=np.int16), np.eye(4))
+    return image.to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("dicom with preamble", dicom_bytes(), DICOM),
+        ("dicom without preamble", dicom_bytes(preamble=False), DICOM),
+        ("png", _pil("PNG"), PNG),
+        ("jpeg", _pil("JPEG"), JPEG),
+        ("tiff", _pil("TIFF"), TIFF),
+        ("nifti", _nifti(), NIFTI),
+        ("nifti gz", gzip.compress(_nifti()), NIFTI),
+    ],
+)
+def test_sniff_recognises_formats_by_content(name, data, expected):
+    assert sniff(data[:1024]) == expected, name
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"hello, this is a text file and not an image at all", "not a recognised image format"),
+        (gzip.compress(b"just text"), "gzip-compressed file that is not NIfTI"),
+        (b"PK\x03\x04" + b"\x00" * 40, "zip archive"),
+        (b"\x00" * 100, "truncated"),
+    ],
+)
+def test_sniff_names_what_is_wrong(data, reason):
+    with pytest.raises(NotAnImage, match=reason):
+        sniff(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "expected"),
+    [
+        (_pil("PNG", "L", (7, 5)), PNG, Geometry(rows=5, columns=7, bits=8, samples=1, frames=1)),
+        (_pil("PNG", "RGB", (3, 9)), PNG, Geometry(rows=9, columns=3, bits=8, samples=3, frames=1)),
+        (_pil("JPEG", "L", (16, 12)), JPEG, Geometry(rows=12, columns=16, bits=8, samples=1, frames=1)),
+        (_nifti((6, 4, 3)), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=3)),
+        (gzip.compress(_nifti((6, 4))), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=1)),
+        (_pil("TIFF"), TIFF, Geometry()),
+    ],
+)
+def test_geometry_from_header_bytes(data, fmt, expected):
+    assert geometry(fmt, data) == expected
+
+
+def test_geometry_of_a_cut_jpeg_header_is_empty_not_an_error():
+    data = _pil("JPEG")
+    sof = data.index(b"\xff\xc0")
+    assert geometry(JPEG, data[:sof]) == Geometry()
+    assert struct.unpack(">H", data[sof + 5 : sof + 7])[0] == 5  # the SOF really holds the height

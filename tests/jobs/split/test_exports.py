@@ -1,0 +1,36 @@
+"""The split's files render deterministically and in the formats the train stage (and MONAI) read."""
+
+from __future__ import annotations
+
+import json
+
+from jobs.split.exports import csv_bytes, datalist_bytes, txt_bytes
+
+
+def test_csv_writes_empty_for_null_and_round_trip_floats_and_quotes_commas():
+    # GIVEN rows with nulls, floats and a label containing a comma
+    rows = [{"key": "raw/a,b.png", "label": None, "spacing": 0.1 + 0.2, "n": 3}]
+    # WHEN rendered
+    data = csv_bytes(["key", "label", "spacing", "n"], rows)
+    # THEN the text is exact, with \n line ends
+    assert data == b'key,label,spacing,n\n"raw/a,b.png",,0.30000000000000004,3\n'
+
+
+def test_txt_lists_one_key_per_line():
+    assert txt_bytes([{"key": "raw/a"}, {"key": "raw/b"}]) == b"raw/a\nraw/b\n"
+    assert txt_bytes([]) == b""
+
+
+def test_datalist_is_monai_style_with_label_indices():
+    rows = {
+        "train": [{"key": "k1", "label": "B", "patient_id": "p1"}],
+        "val": [{"key": "k2", "label": "A", "patient_id": "p2"}],
+        "test": [],
+    }
+    data = json.loads(datalist_bytes(["A", "B"], rows))
+    assert data == {
+        "labels": ["A", "B"],
+        "training": [{"image": "k1", "label": 1, "label_name": "B", "patient_id": "p1"}],
+        "validation": [{"image": "k2", "label": 0, "label_name": "A", "patient_id": "p2"}],
+        "test": [],
+    }
