@@ -43,6 +43,7 @@ DOCKER       ?= docker
 IMAGE_TAG    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 IMAGES       ?= irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu irmsia-train
 KIND_CLUSTER ?= kind
+KIND_REGISTRY ?= localhost/irmsia
 
 .PHONY: images base-image wheels constraints kind-load
 
@@ -58,5 +59,8 @@ wheels: venv  # every pinned wheel into docker/wheelhouse/, for OFFLINE=1 (air-g
 constraints: venv  # re-pin docker/constraints.txt from the venv after changing dependencies
 	$(BIN)/python docker/constraints.py > docker/constraints.txt
 
-kind-load:
-	for image in $(IMAGES); do kind load docker-image --name $(KIND_CLUSTER) $$image:$(IMAGE_TAG) || exit 1; done
+kind-load:  # under the names irmsia.yaml's images.registry gives them; kind has no GPU: train-cpu becomes irmsia-train
+	for image in irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu; do \
+	    ref=$(KIND_REGISTRY)/$${image%-cpu}:$(IMAGE_TAG); \
+	    $(DOCKER) tag $$image:$(IMAGE_TAG) $$ref && kind load docker-image --name $(KIND_CLUSTER) $$ref || exit 1; \
+	done

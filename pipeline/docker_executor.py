@@ -1,9 +1,9 @@
 """Run each stage as ``docker run`` of its image: the closest thing to a cluster run that fits on one machine.
 
-The container gets what a pod gets: the stage's console script (the image's ``ENTRYPOINT``) with the same
-arguments, the store URI in ``IRMSIA_STORE``, credentials as environment variables, UID 10001, a read-only root
-file system with a tmpfs on ``/tmp``, no capabilities. Environment values never appear on the command line:
-``-e NAME`` makes docker copy the value from its own environment, which the runner sets.
+The container gets what a pod gets: the stage's console script as its command (as the Argo template runs it)
+with the same arguments, the store URI in ``IRMSIA_STORE``, credentials as environment variables, UID 10001, a
+read-only root file system with a tmpfs on ``/tmp``, no capabilities. Environment values never appear on the
+command line: ``-e NAME`` makes docker copy the value from its own environment, which the runner sets.
 
 A file store is bind-mounted at the same absolute path, so ``IRMSIA_STORE`` needs no rewriting; it must be
 writable by UID 10001. An S3 endpoint on this machine (``AWS_ENDPOINT_URL=http://127.0.0.1:…``) is reached
@@ -100,7 +100,8 @@ class DockerExecutor:
             cmd += ["--volume", mount]
         for name in names:
             cmd += ["--env", name]
-        return [*cmd, self.image(stage), *argv]
+        # The console script as the command, as the Argo template runs it (the image's ENTRYPOINT is the same).
+        return [*cmd, "--entrypoint", stage.entrypoint, self.image(stage), *argv]
 
     @staticmethod
     def _result_folder(host_result: Path) -> Path:

@@ -42,7 +42,7 @@ def test_s3_run_is_non_root_read_only_and_passes_secrets_by_name_only(tmp_path):
     stage_env, cmd = _prepared(executor, "index", env)
     # THEN it runs the tagged image with the stage's arguments, as UID 10001, read-only, host network
     assert cmd[:2] == ["docker", "run"]
-    assert cmd[-3:] == ["reg.example/irmsia/irmsia-index:abc123", "--dataset", "demo"]
+    assert cmd[-5:] == ["--entrypoint", "irmsia-index", "reg.example/irmsia/irmsia-index:abc123", "--dataset", "demo"]
     for flag, value in [("--user", f"{CONTAINER_USER}:{CONTAINER_USER}"), ("--network", "host"),
                         ("--cap-drop", "ALL")]:  # fmt: skip
         assert cmd[cmd.index(flag) + 1] == value
