@@ -42,7 +42,7 @@ clean:
 DOCKER       ?= docker
 IMAGE_TAG    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 IMAGES       ?= irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu irmsia-train
-KIND_CLUSTER ?= kind
+KIND_CLUSTER ?= irmsia
 KIND_REGISTRY ?= localhost/irmsia
 
 .PHONY: images base-image wheels constraints kind-load

@@ -117,3 +117,38 @@ def build_stage_images(log_dir: Path, tag: str = "test") -> StageImages:
     _run(["sh", "docker/build-images.sh"], env=build_env, log=log_dir / "build-images.log")
     timings["images_s"] = time.monotonic() - started
     return StageImages(docker=docker, tag=tag, base_image=base, timings=timings)
+
+
+# A stand-in for the PyTorch CUDA base (which needs a registry): torch in the system interpreter's site-packages,
+# as in the pytorch/pytorch images, so the irmsia-train target's "keep the base's torch" path is built for real.
+TORCH_BASE_STANDIN = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN --mount=type=bind,source=docker,target=/docker \\
+    python3 -m venv /var/tmp/pip && /var/tmp/pip/bin/pip install --no-cache-dir --no-index \\
+    --find-links /docker/wheelhouse --target /usr/local/lib/python3.11/dist-packages \\
+    "$(grep '^torch==' /docker/constraints.txt)" && rm -rf /var/tmp/pip
+"""
+
+
+def build_train_on_torch_base(images: StageImages, log_dir: Path) -> str:
+    """Build ``irmsia-train`` on a local torch base image (the CUDA base's stand-in); returns its reference."""
+    standin = f"irmsia-torch-base-standin:{images.tag}"
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    docker = _buildkit_client(images.docker)
+    cmd = [docker, "build", "--build-arg", f"BASE_IMAGE={images.base_image}", "-t", standin, "-f", "-", "."]
+    proc = subprocess.run(cmd, input=TORCH_BASE_STANDIN, text=True, capture_output=True, cwd=REPO, env=env)
+    (log_dir / "torch-base.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the torch base stand-in failed:\n{proc.stderr[-3000:]}")
+    build_env = {**os.environ, "DOCKER": images.docker, "TAG": images.tag, "OFFLINE": "1",
+                 "TARGETS": "irmsia-train", "CUDA_BASE_IMAGE": standin, "BASE_IMAGE": images.base_image}  # fmt: skip
+    _run(["sh", "docker/build-images.sh"], env=build_env, log=log_dir / "build-train.log")
+    return images.ref("irmsia-train")
+
+
+def _buildkit_client(docker: str) -> str:
+    """``docker`` if it has buildx, else Debian's 20.10 client with BuildKit built in (as build-images.sh picks)."""
+    if subprocess.run([docker, "buildx", "version"], capture_output=True).returncode == 0:
+        return docker
+    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else docker
