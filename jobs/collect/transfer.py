@@ -36,9 +36,9 @@ from jobs.core.logs import redact
 
 log = logging.getLogger("irmsia.collect.transfer")
 
-# Reads smaller than the 1 MiB hashing chunk: a dropped connection loses the read in flight, so this bounds
-# what a resume has to fetch again, while staying large enough for full loopback speed.
-STREAM_CHUNK = 256 << 10
+# read1() hands over whatever has arrived (up to this much), so a dropped connection loses nothing that was
+# received: the resume starts exactly where the data stopped.
+STREAM_CHUNK = 1 << 20
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -95,7 +95,7 @@ class Downloaded:
     last_modified: str | None
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """One attempt failed in a way worth retrying; ``wait`` overrides the backoff (``Retry-After``)."""
 
     def __init__(self, message: str, wait: float | None = None) -> None:
@@ -159,15 +159,15 @@ class HttpClient:
         )
 
     # -- the retry loop ---------------------------------------------------------------------------------------
-    def _retrying(self, url: str, attempt_once: Callable[[], Any]) -> Any:
+    def retrying(self, url: str, attempt_once: Callable[[], Any]) -> Any:
         attempt = 0
         while True:
             attempt += 1
             try:
                 return attempt_once()
-            except (_Retryable, urllib3.exceptions.HTTPError) as exc:
+            except (Retryable, urllib3.exceptions.HTTPError) as exc:
                 reason = str(exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc)
-                wait = exc.wait if isinstance(exc, _Retryable) and exc.wait is not None else None
+                wait = exc.wait if isinstance(exc, Retryable) and exc.wait is not None else None
                 if wait is not None and wait > self.policy.max_retry_after:
                     raise TransientError(
                         f"{redact(url)}: the server asks to retry after {wait:.0f}s ({reason}); rerun later"
@@ -189,7 +189,7 @@ class HttpClient:
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
             resp.drain_conn()
             resp.release_conn()
-            raise _Retryable(f"HTTP {resp.status}", wait)
+            raise Retryable(f"HTTP {resp.status}", wait)
         return resp
 
     # -- small requests ---------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class HttpClient:
             finally:
                 resp.release_conn()
 
-        return self._retrying(full, once)
+        return self.retrying(full, once)
 
     def get_json(self, url: str, params: Mapping[str, str] | None = None, what: str = "") -> Any:
         """A JSON API response; an empty body is an empty list (NBIA answers no matches that way)."""
@@ -228,7 +228,7 @@ class HttpClient:
                 raise fatal_status(url, resp.status)
             return resp.headers
 
-        return self._retrying(url, once)
+        return self.retrying(url, once)
 
     # -- downloads --------------------------------------------------------------------------------------------
     def fetch(
@@ -247,7 +247,7 @@ class HttpClient:
         part.unlink(missing_ok=True)
         state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
         for verify_try in (1, 2):
-            digest, md5_digest, size = self._retrying(
+            digest, md5_digest, size = self.retrying(
                 url, lambda: self._fetch_once(url, part, state, headers, what, want_md5=md5 is not None)
             )
             got_sha, got_md5 = digest.hexdigest(), md5_digest.hexdigest() if md5_digest else None
@@ -280,7 +280,7 @@ class HttpClient:
             if resp.status == 416:  # our partial is longer than the object: it changed, start over
                 part.unlink(missing_ok=True)
                 state["validator"] = None
-                raise _Retryable("HTTP 416 on resume")
+                raise Retryable("HTTP 416 on resume")
             if resp.status not in (200, 206):
                 raise fatal_status(url, resp.status, what)
             total: int | None
@@ -289,7 +289,7 @@ class HttpClient:
                 if not match or int(match.group(1)) != offset:
                     part.unlink(missing_ok=True)
                     state["validator"] = None
-                    raise _Retryable(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+                    raise Retryable(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
                 total = None if match.group(3) == "*" else int(match.group(3))
                 self.stats.add(resumed=1)
                 log.info("%s: resuming at byte %d", redact(url), offset)
@@ -313,7 +313,7 @@ class HttpClient:
                             md5_digest.update(chunk)
             size = offset
             with open(part, "ab" if offset else "wb") as out:
-                for chunk in resp.stream(STREAM_CHUNK):
+                while chunk := resp.read1(STREAM_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     if md5_digest:
@@ -321,7 +321,7 @@ class HttpClient:
                     size += len(chunk)
                     self.stats.add(bytes_downloaded=len(chunk))
             if total is not None and size != total:
-                raise _Retryable(f"body ended at {size} of {total} bytes")
+                raise Retryable(f"body ended at {size} of {total} bytes")
             return digest, md5_digest, size
         finally:
             resp.release_conn()

@@ -73,7 +73,8 @@ class Manifest:
                 "stage": self.stage,
                 "prefix": self.prefix,
                 "cache_key": self.cache_key,
-                "outputs": [asdict(o) for o in self.outputs],
+                # Built by hand: dataclasses.asdict deep-copies, which costs more than the hashing for big manifests.
+                "outputs": [{"key": o.key, "size": o.size, "sha256": o.sha256} for o in self.outputs],
             }
         )
 

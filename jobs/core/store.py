@@ -43,7 +43,11 @@ def check_key(key: str) -> str:
 
 
 class HashingReader(io.RawIOBase):
-    """Wraps a byte stream, hashes what passes through, and checks the SHA-256 when the stream ends."""
+    """Wraps a byte stream, hashes what passes through, and checks the SHA-256 when the stream ends.
+
+    With no ``expected_sha256`` (an unverified read) nothing is hashed: callers that hash the bytes themselves
+    (the index stage) would otherwise pay for SHA-256 twice.
+    """
 
     def __init__(self, raw: BinaryIO, expected_sha256: str | None, name: str) -> None:
         self._raw = raw
@@ -61,7 +65,8 @@ class HashingReader(io.RawIOBase):
         n = len(data)
         buffer[:n] = data
         if n:
-            self._hash.update(data)
+            if self._expected:
+                self._hash.update(data)
             self.size += n
         else:
             self._finish()

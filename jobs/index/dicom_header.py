@@ -17,6 +17,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from jobs.index.dicom_elements import NotPlain, meta_elements, top_level_elements
+
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
 _ALL_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
@@ -134,6 +136,8 @@ def pydicom_header(head: bytes, size: int) -> DicomHeader:
             raise NeedMoreBytes
         if any(tag in head[-12:] for tag in _PIXEL_TAGS):  # pydicom swallowed a cut-off pixel element header
             raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
+        if _ends_inside_an_element(head):  # pydicom reads a cut-off header quietly; say what happened
+            raise UnusableDicom("truncated: the file ends inside the DICOM header, before any pixel data")
         sop_class = _text(ds, "SOPClassUID")
         what = f" (SOP class {pydicom.uid.UID(sop_class).name})" if sop_class else ""
         raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
@@ -215,14 +219,13 @@ _US_TAGS = {
     0x00280002: "samples_per_pixel",
 }
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
-_WANTED = frozenset((*_TEXT_TAGS, *_US_TAGS, _FRAMES, _SPACING))
 _VRS_OF = {
-    **dict.fromkeys((0x00100020,), ("LO", None)),
-    **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), ("UI", None)),
-    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), ("CS", None)),
-    **dict.fromkeys(_US_TAGS, ("US", None)),
-    _FRAMES: ("IS", None),
-    _SPACING: ("DS", None),
+    0x00100020: (b"LO",),
+    **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), (b"CS",)),
+    **dict.fromkeys(_US_TAGS, (b"US",)),
+    _FRAMES: (b"IS",),
+    _SPACING: (b"DS",),
 }
 _UIDS = frozenset((0x0020000D, 0x0020000E, 0x00080018))
 _SPECIAL_BYTES = re.compile(rb"[\x01-\x1f\\\x7f-\xff]")
@@ -242,31 +245,33 @@ def _ascii(value: bytes, uid: bool = False) -> str | None:
     return text.strip() or None
 
 
+def _ends_inside_an_element(head: bytes) -> bool:
+    """Whether a little-endian file with a preamble stops in the middle of an element (a truncated header)."""
+    if head[128:132] != b"DICM":
+        return False
+    try:
+        meta, pos = meta_elements(head, 132)
+        syntax = _ascii(meta.get(_TRANSFER_SYNTAX, b""), uid=True)
+        if syntax is None or syntax in _SLOW_SYNTAXES:
+            return False
+        top_level_elements(head, pos, syntax == _IMPLICIT_LE, {})
+    except NotPlain as exc:
+        return str(exc).startswith("ends inside")
+    except ValueError:
+        return False
+    return False
+
+
 def fast_header(head: bytes, size: int) -> DicomHeader | None:
     """``read_header`` for plain little-endian files with a preamble; ``None`` when pydicom must decide."""
-    from pydicom.filereader import data_element_generator
-
     if head[128:132] != b"DICM":
         return None
     try:
-        buffer = io.BytesIO(head)
-        buffer.seek(132)
-        syntax = None
-        for elem in data_element_generator(buffer, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2):
-            if elem.tag == _TRANSFER_SYNTAX:
-                syntax = _ascii(elem.value, uid=True)
+        meta, pos = meta_elements(head, 132)
+        syntax = _ascii(meta.get(_TRANSFER_SYNTAX, b""), uid=True)
         if syntax is None or syntax in _SLOW_SYNTAXES:
             return None
-        found: dict[int, bytes] = {}
-        stop = lambda tag, vr, length: tag in (0x7FE00010, 0x7FE00008, 0x7FE00009)  # noqa: E731
-        for elem in data_element_generator(buffer, syntax == _IMPLICIT_LE, True, stop_when=stop):
-            if elem.tag in _WANTED:
-                if not isinstance(elem.value, bytes | None) or elem.VR not in _VRS_OF[elem.tag]:
-                    return None
-                found[elem.tag] = elem.value or b""
-        pos = buffer.tell()
-        if head[pos : pos + 4] not in _PIXEL_TAGS[:1] + _PIXEL_TAGS[2:]:
-            return None
+        found, pos = top_level_elements(head, pos, syntax == _IMPLICIT_LE, _VRS_OF)
         values: dict[str, object] = {
             name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()
         }

@@ -15,9 +15,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from jobs.index.inspection import Inspection, ObjectReader, Task, inspect
 
-BATCH = 16
+BATCH = 64
 """Tasks per pool submission: amortises inter-process overhead, small enough to keep workers balanced."""
-WINDOW_PER_WORKER = 4
+WINDOW_PER_WORKER = 3
 
 _reader: ObjectReader | None = None
 _verify = False

@@ -22,7 +22,7 @@ from jobs.core.manifest import Manifest, StageWriter, require_manifest
 from jobs.core.store import Store, check_key, open_store
 from jobs.index.inspection import Inspection, Task
 from jobs.index.label_table import LabelTable
-from jobs.index.layouts import FileFacts, Layout, Unlabelled, choose_layout, labels_sidecar
+from jobs.index.layouts import FileFacts, Layout, Unlabelled, labels_sidecar, layout_class
 from jobs.index.quarantine import DUPLICATE_PREFIX, QuarantineRecord, QuarantineWriter
 from jobs.index.scan import default_workers, scan
 from jobs.index.settings import IndexSettings
@@ -71,6 +71,16 @@ def _load_labels(store: Store, value: str, raw: str) -> tuple[LabelTable, str]:
         f"--labels {value!r}: neither a key in {store.uri} (nor under {raw}) nor a local file; "
         "pass a store key like raw/<dataset>/labels.csv or a path"
     )
+
+
+def _official_splits(store: Store, raw: str, lists: dict[str, str]) -> dict[str, str]:
+    """File name -> split from the dataset's own split lists (sidecars under ``raw``, one file name a line)."""
+    official: dict[str, str] = {}
+    for rel, split in sorted(lists.items()):
+        for line in store.get_bytes(raw + rel).decode("utf-8", "replace").splitlines():
+            if name := line.strip():
+                official.setdefault(name, split)
+    return official
 
 
 def _row(dataset: str, item: Inspection, label: str | None, patient: str) -> dict[str, Any]:
@@ -172,6 +182,7 @@ def _index(
                 continue
             patient = facts.patient_id or verdict.patient_id or file_stem(facts.rel)
             row = _row(settings.dataset, item, verdict.label, patient)
+            row["official_split"] = verdict.official_split
             rows.add(row)
             tally.add_row(row)
     return rows, quarantine, tally
@@ -191,7 +202,10 @@ def run(settings: IndexSettings) -> tuple[Manifest, bool]:
         labels_ref = raw + sidecar  # the dataset's own labels CSV, covered by the collect manifest's hash
     if labels_ref is not None:
         labels, labels_sha = _load_labels(store, labels_ref, raw)
-    layout = choose_layout(settings.layout, [o.key[len(raw) :] for o in images], labels)
+    rels = [o.key[len(raw) :] for o in images]
+    chosen = layout_class(settings.layout, rels, labels)
+    official = _official_splits(store, raw, chosen.split_sidecars(sidecars))
+    layout = chosen(labels, official)
     tasks = [Task(o.key, o.sha256, o.size) for o in images if not layout.skip(o.key[len(raw) :])]
     skipped = len(images) - len(tasks)
     log.info(

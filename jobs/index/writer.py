@@ -12,7 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-BATCH_ROWS = 8192
+BATCH_ROWS = 1024
+"""Rows per row group: the only per-row state the writer holds, so memory stays flat as files grow."""
 
 SCHEMA = pa.schema(
     [
@@ -38,6 +39,7 @@ SCHEMA = pa.schema(
         ("frames", pa.int32()),
         ("pixel_spacing_row", pa.float64()),
         ("pixel_spacing_col", pa.float64()),
+        ("official_split", pa.string()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
@@ -49,20 +51,20 @@ class IndexWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows = 0
-        self._batch: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        self._batch: list[dict[str, Any]] = []
         self._writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd", write_statistics=True)
 
     def add(self, row: dict[str, Any]) -> None:
-        for name in COLUMNS:
-            self._batch[name].append(row.get(name))
+        """Queue one row (missing columns are null); a full batch is written as a row group."""
+        self._batch.append(row)
         self.rows += 1
-        if len(self._batch["key"]) >= BATCH_ROWS:
+        if len(self._batch) >= BATCH_ROWS:
             self._flush()
 
     def _flush(self) -> None:
-        if self._batch["key"]:
-            self._writer.write_table(pa.Table.from_pydict(self._batch, schema=SCHEMA))
-            self._batch = {name: [] for name in COLUMNS}
+        if self._batch:
+            self._writer.write_table(pa.Table.from_pylist(self._batch, schema=SCHEMA))
+            self._batch = []
 
     def close(self) -> None:
         """Write the last batch and the footer (an empty index still gets the full schema)."""

@@ -11,7 +11,7 @@ from jobs import __version__
 from jobs.core.errors import IrmsiaError
 
 # Subcommand modules under pipeline.cli; each defines add_subparser(subparsers) and do_command(args) -> int.
-SUBCOMMANDS = ("run", "render", "submit", "templates")
+SUBCOMMANDS = ("run", "render", "submit", "templates", "datasets", "registry")
 
 
 def build_parser() -> argparse.ArgumentParser:

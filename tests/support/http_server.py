@@ -6,7 +6,8 @@ per path and consumed one per request, so a test scripts exactly what the client
 
 * ``"drop"``: send the headers and half the body, then close the connection;
 * ``"ignore-range"``: answer 200 with the whole body even when a Range was asked for;
-* ``"429"``: 429 Too Many Requests with ``Retry-After: 1``; ``"500"``, ``"503"``, ``"404"``: that status.
+* ``"429"``: 429 Too Many Requests with ``Retry-After: 1``; ``"500"``, ``"503"``, ``"404"``: that status;
+* ``"ok"``: no fault (to let an earlier request of the same path through).
 
 Every request is logged (method, path, headers) so tests can assert what the client sent.
 """

@@ -66,9 +66,9 @@ class RawSink:
         """Write a small object (a licence, a label CSV) as ``raw/<dataset>/<name>``."""
         return self._count(self.writer.put_bytes(name, data))
 
-    def put_many(self, items: Iterable[tuple[str, str | Path]]) -> list[OutputRecord]:
-        """Upload many ``(name, local path)`` pairs in parallel with the ``--workers`` pool."""
-        return [self._count(r) for r in self.writer.put_many(items, workers=self.workers)]
+    def put_many(self, items: Iterable[tuple[str, str | Path]], workers: int | None = None) -> list[OutputRecord]:
+        """Upload many ``(name, local path)`` pairs in parallel (``--workers`` threads unless told otherwise)."""
+        return [self._count(r) for r in self.writer.put_many(items, workers=workers or self.workers)]
 
     def reuse(self, name: str, sha256: str, size: int | None = None) -> bool:
         """Keep ``name`` from an earlier (maybe interrupted) run if the store holds it with this checksum.

@@ -19,6 +19,7 @@ from jobs.collect.sources.base import CollectReport, RawSink, Source
 from jobs.collect.transfer import HttpClient, RetryPolicy, TransferStats
 from jobs.core.errors import IrmsiaError, TransientError
 from jobs.core.logs import redact
+from jobs.core.manifest import OutputRecord
 
 log = logging.getLogger("irmsia.collect")
 
@@ -46,8 +47,8 @@ def license_from_members(members) -> tuple[str | None, str | None]:
 
 
 def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file: Path, name: str,
-                   settings, folder: str = "", **extra: Any) -> tuple[int, str | None]:  # fmt: skip
-    """Store a downloaded file (unpacked if it is an archive) under ``folder``; returns (files, licence)."""
+                   settings, folder: str = "", **extra: Any) -> tuple[list[OutputRecord], str | None]:  # fmt: skip
+    """Store a downloaded file (unpacked if it is an archive) under ``folder``; returns (records, licence)."""
     license_line = None
     if archive_kind(file) is not None or named_like_archive(name):
         target = file.with_name(file.name + ".d")
@@ -60,7 +61,7 @@ def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file:
         records = [sink.put_file(folder + name, file)]
         file.unlink(missing_ok=True)
     sink.seal_unit(unit_id, validator, records, license=license_line, **extra)
-    return len(records), license_line
+    return records, license_line
 
 
 class UrlSource(Source):
@@ -101,8 +102,8 @@ class UrlSource(Source):
             # record what this download was, so an interrupted rerun can recognise it
             validator = {"sha256": settings.sha256} if settings.sha256 else {
                 "etag": got.etag, "last_modified": got.last_modified, "size": str(got.size)}  # fmt: skip
-        files, license_line = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
-        log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(settings.url), got.size, files,
+        records, license_line = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
+        log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(settings.url), got.size, len(records),
                  stats.as_dict())  # fmt: skip
         return CollectReport(license=license_line, details={"url": redact(settings.url), "sha256": got.sha256})
 

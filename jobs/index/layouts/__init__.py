@@ -6,7 +6,7 @@ tries them in ``LAYOUTS`` order and falls back to ``folder``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from jobs.core.errors import UsageError
 from jobs.index.label_table import LabelTable
@@ -25,7 +25,17 @@ LAYOUTS: dict[str, type[Layout]] = {
 """Every adapter by name, in detection order (label-CSV layouts first, the folder fallback last)."""
 AUTO = "auto"
 
-__all__ = ["AUTO", "LAYOUTS", "Assignment", "FileFacts", "Layout", "Unlabelled", "choose_layout", "labels_sidecar"]
+__all__ = [
+    "AUTO",
+    "LAYOUTS",
+    "Assignment",
+    "FileFacts",
+    "Layout",
+    "Unlabelled",
+    "choose_layout",
+    "labels_sidecar",
+    "layout_class",
+]
 
 
 def labels_sidecar(layout: str, sidecars: Sequence[str]) -> str | None:
@@ -37,13 +47,20 @@ def labels_sidecar(layout: str, sidecars: Sequence[str]) -> str | None:
     return None
 
 
-def choose_layout(layout: str, rels: Sequence[str], labels: LabelTable | None) -> Layout:
+def layout_class(layout: str, rels: Sequence[str], labels: LabelTable | None) -> type[Layout]:
     """The adapter ``layout`` names, or on ``auto`` the first whose ``detect`` accepts the tree."""
     if layout != AUTO:
         if layout not in LAYOUTS:
             raise UsageError(f"--layout {layout!r}: use auto or one of {', '.join(LAYOUTS)}")
-        return LAYOUTS[layout](labels)
+        return LAYOUTS[layout]
     for cls in LAYOUTS.values():
         if cls.detect(rels, labels):
-            return cls(labels)
-    return FolderLayout(labels)
+            return cls
+    return FolderLayout
+
+
+def choose_layout(
+    layout: str, rels: Sequence[str], labels: LabelTable | None, official: Mapping[str, str] | None = None
+) -> Layout:
+    """An instance of ``layout_class(...)`` with the labels and official split lists it may use."""
+    return layout_class(layout, rels, labels)(labels, official)

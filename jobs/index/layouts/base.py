@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,6 +34,8 @@ class Assignment:
 
     label: str | None
     patient_id: str | None = None
+    official_split: str | None = None
+    """The dataset's own split for this file (``train``, ``val``, ``test``), where the dataset defines one."""
 
 
 class Unlabelled(Exception):
@@ -48,10 +50,12 @@ class Layout(ABC):
     needs_labels: ClassVar[bool] = False
     """Whether the adapter cannot work without a labels CSV (``--labels`` or a sidecar it finds)."""
 
-    def __init__(self, labels: LabelTable | None = None) -> None:
+    def __init__(self, labels: LabelTable | None = None, official: Mapping[str, str] | None = None) -> None:
         if self.needs_labels and labels is None:
             raise UsageError(f"--layout {self.name} needs a labels CSV: pass --labels KEY_OR_PATH")
         self.labels = labels
+        self.official = dict(official or {})
+        """File name -> the dataset's own split, read from the lists ``split_sidecars`` names."""
 
     @classmethod
     def detect(cls, rels: Sequence[str], labels: LabelTable | None) -> bool:
@@ -62,6 +66,11 @@ class Layout(ABC):
     def labels_sidecar(cls, sidecars: Sequence[str]) -> str | None:
         """The dataset's own labels CSV among the sidecar paths, if this layout ships one (NIH)."""
         return None
+
+    @classmethod
+    def split_sidecars(cls, sidecars: Sequence[str]) -> dict[str, str]:
+        """Sidecar lists of file names that give the dataset's own split: ``{sidecar path: split}`` (NIH)."""
+        return {}
 
     def skip(self, rel: str) -> bool:
         """Whether ``rel`` belongs to the layout but is not an image to index (masks, OS litter)."""

@@ -2,8 +2,8 @@
 
 The label is the class folder. Patients are encoded in file names: ``person1_bacteria_1.jpeg`` (patient
 ``person1``), ``IM-0115-0001.jpeg`` and ``NORMAL2-IM-1427-0001.jpeg`` (the name without its image number).
-The archive's ``__MACOSX`` litter is skipped. The dataset's own train/val/test folders are not a split we
-trust (the val folder holds 16 images), so the split stage re-splits by patient.
+The archive's ``__MACOSX`` litter is skipped. The train/val/test folder is recorded as ``official_split`` (its
+val folder holds only 16 images, so ``irmsia-split`` re-splits by patient unless told ``--split-from official``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ class ChestXrayLayout(Layout):
 
     def assign(self, facts: FileFacts) -> Assignment:
         if self.labels is not None:
-            return labelled_by_table(self.labels, facts)
+            found = labelled_by_table(self.labels, facts)
+            match = _PATH.search(facts.rel)
+            return Assignment(found.label, found.patient_id, official_split=match.group(2) if match else None)
         match = _PATH.search(facts.rel)
-        return Assignment(match.group(3) if match else None, patient_from_name(facts.rel))
+        if match is None:
+            return Assignment(None, patient_from_name(facts.rel))
+        return Assignment(match.group(3), patient_from_name(facts.rel), official_split=match.group(2))
 
 
 def patient_from_name(rel: str) -> str | None:

@@ -2,7 +2,8 @@
 
 The CSV's ``Image Index`` names each file, ``Finding Labels`` holds the findings already joined by ``|``
 (``Cardiomegaly|Effusion``, ``No Finding``), and ``Patient ID`` the patient. The CSV is found among the
-dataset's sidecars, or given with ``--labels``. Images the CSV does not list are quarantined.
+dataset's sidecars, or given with ``--labels``. Images the CSV does not list are quarantined. The official
+``train_val_list.txt`` / ``test_list.txt`` sidecars, when present, set ``official_split`` to train / test.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from jobs.index.label_table import LabelTable
 from jobs.index.layouts.base import Assignment, FileFacts, Layout, labelled_by_table
 
 _SIDECAR = re.compile(r"(^|/)Data_Entry_2017[^/]*\.csv$", re.IGNORECASE)
+_SPLIT_LISTS = {
+    "train": re.compile(r"(^|/)train_val_list[^/]*\.txt$"),
+    "test": re.compile(r"(^|/)test_list[^/]*\.txt$"),
+}
 
 
 class NihLayout(Layout):
@@ -29,6 +34,10 @@ class NihLayout(Layout):
         return found[0] if found else None
 
     @classmethod
+    def split_sidecars(cls, sidecars: Sequence[str]) -> dict[str, str]:
+        return {s: split for s in sidecars for split, pattern in _SPLIT_LISTS.items() if pattern.search(s)}
+
+    @classmethod
     def detect(cls, rels: Sequence[str], labels: LabelTable | None) -> bool:
         return (
             labels is not None
@@ -38,4 +47,5 @@ class NihLayout(Layout):
 
     def assign(self, facts: FileFacts) -> Assignment:
         assert self.labels is not None
-        return labelled_by_table(self.labels, facts)
+        found = labelled_by_table(self.labels, facts)
+        return Assignment(found.label, found.patient_id, self.official.get(facts.rel.rsplit("/", 1)[-1]))

@@ -95,3 +95,9 @@ def test_fast_path_is_taken_for_ordinary_files():
     data = dicom_bytes("P", rows=16, columns=16)
     assert fast_header(data, len(data)) == pydicom_header(data, len(data))
     assert fast_header(dicom_bytes(preamble=False), 700) is None
+
+
+def test_a_header_cut_off_before_pixel_data_is_reported_as_truncated():
+    data = dicom_bytes(rows=4, columns=4)[:500]
+    with pytest.raises(UnusableDicom, match="truncated: the file ends inside the DICOM header"):
+        read_header(data, len(data))

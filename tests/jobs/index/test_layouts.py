@@ -41,9 +41,11 @@ def _facts(rel: str, patient: str | None = None, series: str | None = None) -> F
         (FolderLayout(), "NORMAL/a.dcm", Assignment("NORMAL")),
         (FolderLayout(), "x/y/PNEUMONIA/a.dcm", Assignment("PNEUMONIA")),
         (FolderLayout(), "top.dcm", Assignment(None)),
-        (ChestXrayLayout(), "chest_xray/train/PNEUMONIA/person12_virus_3.jpeg", Assignment("PNEUMONIA", "person12")),
-        (ChestXrayLayout(), "chest_xray/test/NORMAL/IM-0115-0001.jpeg", Assignment("NORMAL", "IM-0115")),
-        (ChestXrayLayout(), "chest_xray/val/NORMAL/NORMAL2-IM-1427-0001.jpeg", Assignment("NORMAL", "NORMAL2-IM-1427")),
+        (ChestXrayLayout(), "chest_xray/train/PNEUMONIA/person12_virus_3.jpeg",
+         Assignment("PNEUMONIA", "person12", "train")),
+        (ChestXrayLayout(), "chest_xray/test/NORMAL/IM-0115-0001.jpeg", Assignment("NORMAL", "IM-0115", "test")),
+        (ChestXrayLayout(), "chest_xray/val/NORMAL/NORMAL2-IM-1427-0001.jpeg",
+         Assignment("NORMAL", "NORMAL2-IM-1427", "val")),
         (Covid19Layout(), "COVID-19_Radiography_Dataset/Viral Pneumonia/images/Viral Pneumonia-1.png",
          Assignment("Viral Pneumonia")),
         (Covid19Layout(), "Lung_Opacity/images/Lung_Opacity-9.png", Assignment("Lung_Opacity")),
@@ -120,10 +122,10 @@ def test_chest_xray_tree(tmp_path):
     }
     rows, summary = _index(str(tmp_path / "s"), files)
     assert summary["layout"] == "chest-xray-pneumonia" and summary["skipped"] == 1
-    assert [(r["label"], r["patient_id"], r["format"], r["rows"]) for r in rows] == [
-        ("PNEUMONIA", "person3", "jpeg", 6),
-        ("NORMAL", "IM-0001", "jpeg", 6),
-        ("PNEUMONIA", "person3", "jpeg", 6),
+    assert [(r["label"], r["patient_id"], r["format"], r["rows"], r["official_split"]) for r in rows] == [
+        ("PNEUMONIA", "person3", "jpeg", 6, "test"),
+        ("NORMAL", "IM-0001", "jpeg", 6, "train"),
+        ("PNEUMONIA", "person3", "jpeg", 6, "train"),
     ]
 
 
@@ -159,10 +161,15 @@ def test_nih_tree_finds_its_data_entry_csv(tmp_path):
         "images_002/images/00000002_000.png": _image("PNG", 3),
         "Data_Entry_2017_v2020.csv": b"Image Index,Finding Labels,Follow-up #,Patient ID\n"
         b"00000001_000.png,Cardiomegaly|Effusion,0,1\n00000001_001.png,No Finding,1,1\n",
+        "train_val_list.txt": b"00000001_000.png\n",
+        "test_list.txt": b"00000001_001.png\n00000002_000.png\n",
     }
     rows, summary = _index(str(tmp_path / "s"), files)
     assert summary["layout"] == "nih" and summary["quarantined"] == 1
-    assert [(r["label"], r["patient_id"]) for r in rows] == [("Cardiomegaly|Effusion", "1"), ("No Finding", "1")]
+    assert [(r["label"], r["patient_id"], r["official_split"]) for r in rows] == [
+        ("Cardiomegaly|Effusion", "1", "train"),
+        ("No Finding", "1", "test"),
+    ]
 
 
 def test_tcia_tree_labels_by_series_and_patient(tmp_path):

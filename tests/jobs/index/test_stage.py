@@ -112,7 +112,7 @@ def test_parallel_scan_matches_serial(tmp_path):
     # GIVEN enough files for several pool batches
     store_uri = str(tmp_path / "store")
     store = open_store(store_uri)
-    files = {f"c{i % 3}/p{i}.dcm": dicom_bytes(f"p{i}", seed=i) for i in range(70)}
+    files = {f"c{i % 3}/p{i}.dcm": dicom_bytes(f"p{i}", seed=i) for i in range(150)}
     files["c0/dup.dcm"] = files["c1/p1.dcm"]
     put_raw(store, "ds", files)
     _index(store_uri, "--workers", "1")

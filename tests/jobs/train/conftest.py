@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Sleeping, not spinning, OpenMP threads (as irmsia-train sets): effective only if torch is not loaded yet.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from typing import Any
 
 import pytest

@@ -1,0 +1,206 @@
+"""``--source tcia``: series from The Cancer Imaging Archive through the NBIA REST API v4 (no login since 2025).
+
+Series are chosen by ``--collection`` (or ``--ref``) with optional ``--patient``, ``--modality`` and
+``--body-part`` filters (``getSeries``), or listed in a ``.tcia`` manifest (``--manifest``); ``--max-patients``
+keeps the first N patients in PatientID order. Each series is downloaded with ``getImage`` as a ZIP streamed to
+disk (resumable), tested member by member (CRC) before anything is unpacked, and stored as
+``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<file>``. A ``LICENSE`` member becomes the dataset's
+``LICENSE``; ``tcia_series.csv`` lists every series (UIDs, modality, body part, folder) for label joins.
+Series already stored completely by an interrupted run are not downloaded again.
+Base URL: ``IRMSIA_TCIA_URL`` (default ``https://nbia.cancerimagingarchive.net/nbia-api/services/v4/``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from jobs.collect.archive import extract, remove_tree, test_zip
+from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.sources.url import http_client, license_from_members
+from jobs.collect.transfer import HttpClient, TransferStats
+from jobs.core.errors import DataError, UsageError
+from jobs.core.hashing import sha256_json
+from jobs.core.logs import progress
+
+log = logging.getLogger("irmsia.collect")
+
+_UID = re.compile(r"^\d+(\.\d+)+$")
+SERIES_CSV = "tcia_series.csv"
+SERIES_COLUMNS = ("folder", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "Collection", "Modality",
+                  "BodyPartExamined", "ImageCount", "files", "LicenseName")  # fmt: skip
+
+
+def read_tcia_manifest(path: str) -> list[str]:
+    """The SeriesInstanceUIDs listed in a ``.tcia`` manifest (header lines ``key=value`` are skipped)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as exc:
+        raise UsageError(f"--manifest {path!r}: cannot read it ({exc.strerror}); give a .tcia manifest file") from exc
+    uids = [line.strip() for line in text.splitlines() if _UID.match(line.strip())]
+    if not uids:
+        raise UsageError(f"--manifest {path!r}: lists no SeriesInstanceUID; export a manifest from the TCIA portal")
+    return sorted(set(uids))
+
+
+def _segment(value: Any, fallback: str) -> str:
+    """One safe key segment from a header value (PatientIDs may hold spaces, never '/')."""
+    text = str(value or "").strip().replace("/", "_").replace("\\", "_")
+    return text if text and text not in (".", "..") else fallback
+
+
+class NbiaApi:
+    """The few NBIA v4 GET endpoints the collector needs (JSON lists of objects)."""
+
+    def __init__(self, base_url: str, client: HttpClient) -> None:
+        self.base = base_url if base_url.endswith("/") else base_url + "/"
+        self.client = client
+
+    def _get(self, endpoint: str, **params: str | None) -> list[dict[str, Any]]:
+        query = {k: v for k, v in params.items() if v}
+        query["format"] = "json"
+        data = self.client.get_json(self.base + endpoint, query, what=f"TCIA {endpoint}")
+        if not isinstance(data, list):
+            raise DataError(f"TCIA {endpoint}: expected a JSON list, got {type(data).__name__}; check IRMSIA_TCIA_URL")
+        return data
+
+    def collections(self) -> list[str]:
+        return sorted(str(c.get("Collection")) for c in self._get("getCollectionValues") if c.get("Collection"))
+
+    def patients(self, collection: str) -> list[dict[str, Any]]:
+        return self._get("getPatient", Collection=collection)
+
+    def series(self, **filters: str | None) -> list[dict[str, Any]]:
+        """``getSeries`` with ``Collection``, ``PatientID``, ``Modality``, ``BodyPartExamined``,
+        ``SeriesInstanceUID`` filters."""
+        return self._get("getSeries", **filters)
+
+    def image_url(self, series_uid: str) -> str:
+        return f"{self.base}getImage?SeriesInstanceUID={series_uid}"
+
+
+class TciaSource(Source):
+    """The Cancer Imaging Archive (NBIA v4)."""
+
+    name = "tcia"
+
+    def params(self, settings) -> dict[str, Any]:
+        manifest = read_tcia_manifest(settings.manifest) if settings.manifest else None
+        return {
+            "collection": settings.collection,
+            "patients": list(settings.patient),
+            "modality": settings.modality,
+            "body_part": settings.body_part,
+            "max_patients": settings.max_patients,
+            "manifest_series": sha256_json(manifest) if manifest else None,
+        }
+
+    # -- choosing series --------------------------------------------------------------------------------------
+    def select_series(self, settings, api: NbiaApi) -> list[dict[str, Any]]:
+        filters = {"Modality": settings.modality, "BodyPartExamined": settings.body_part}
+        if settings.manifest:
+            found = []
+            for uid in read_tcia_manifest(settings.manifest):
+                rows = api.series(SeriesInstanceUID=uid, **filters)
+                if not rows and not (settings.modality or settings.body_part):
+                    rows = [{"SeriesInstanceUID": uid}]  # listed but without metadata: still download it
+                found.extend(rows)
+        elif settings.patient:
+            found = [row for p in settings.patient
+                     for row in api.series(Collection=settings.collection, PatientID=p, **filters)]  # fmt: skip
+        else:
+            found = api.series(Collection=settings.collection, **filters)
+        unique = {str(s["SeriesInstanceUID"]): s for s in found if s.get("SeriesInstanceUID")}
+        series = sorted(unique.values(), key=lambda s: (str(s.get("PatientID", "")), str(s.get("StudyInstanceUID", "")),
+                                                         str(s["SeriesInstanceUID"])))  # fmt: skip
+        if settings.max_patients is not None:
+            keep = sorted({str(s.get("PatientID", "")) for s in series})[: settings.max_patients]
+            series = [s for s in series if str(s.get("PatientID", "")) in keep]
+        if not series:
+            what = f"collection {settings.collection!r}" if settings.collection else "the manifest/patients"
+            raise UsageError(
+                f"TCIA: {what} matched no series with these filters (--modality, --body-part, --patient); "
+                "check the names with: irmsia datasets search TEXT"
+            )
+        return series
+
+    # -- one series -------------------------------------------------------------------------------------------
+    def _collect_series(self, series: dict[str, Any], api: NbiaApi, client: HttpClient, settings,
+                        sink: RawSink) -> dict[str, Any]:  # fmt: skip
+        uid = str(series["SeriesInstanceUID"])
+        patient = _segment(series.get("PatientID"), "unknown-patient")
+        study = _segment(series.get("StudyInstanceUID"), "unknown-study")
+        folder = f"{patient}/{study}/{_segment(uid, 'series')}"
+        validator = {"series": uid, "images": series.get("ImageCount")}
+        if (record := sink.reuse_unit(f"tcia:{uid}", validator)) is not None:
+            return {"folder": folder, "files": len(record["files"]), "license_text": record.get("license_text")}
+        scratch = sink.workdir / "series" / uid
+        zip_path = scratch.parent / f"{uid}.zip"  # not with_suffix: UIDs are full of dots
+        for attempt in (1, 2):
+            got = client.fetch(api.image_url(uid), zip_path, what=f"TCIA series {uid}")
+            try:
+                test_zip(got.path, f"TCIA series {uid}")
+                break
+            except DataError:
+                if attempt == 2:
+                    raise
+                log.warning("TCIA series %s: the ZIP failed its CRC test; downloading it again", uid)
+        members = extract(zip_path, scratch, settings.max_extract_bytes, archive=f"TCIA series {uid}")
+        zip_path.unlink(missing_ok=True)
+        license_line, license_text = license_from_members(members)
+        images = [m for m in members if not (m.name.upper().startswith(("LICENSE", "LICENCE")) and "/" not in m.name)]
+        records = sink.put_many(((f"{folder}/{m.name}", m.path) for m in images), workers=4)
+        remove_tree(scratch)
+        sink.seal_unit(f"tcia:{uid}", validator, records, license=license_line, license_text=license_text)
+        return {"folder": folder, "files": len(records), "license_text": license_text}
+
+    def collect(self, settings, sink: RawSink) -> CollectReport:
+        stats = TransferStats()
+        client = http_client(settings, stats)
+        api = NbiaApi(settings.tcia_url, client)
+        series = self.select_series(settings, api)
+        log.info("TCIA: %d series from %d patients", len(series), len({s.get("PatientID") for s in series}))
+        results: dict[str, dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=settings.workers) as pool:
+            futures = {pool.submit(self._collect_series, s, api, client, settings, sink): str(s["SeriesInstanceUID"])
+                       for s in series}  # fmt: skip
+            try:
+                for future in progress(as_completed(futures), len(futures), "series", log):
+                    results[futures[future]] = future.result()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        license_text = next((results[str(s["SeriesInstanceUID"])]["license_text"] for s in series
+                             if results[str(s["SeriesInstanceUID"])]["license_text"]), None)  # fmt: skip
+        if license_text:
+            sink.put_bytes("LICENSE", license_text.encode())
+        sink.put_bytes(SERIES_CSV, self._series_csv(series, results))
+        names = sorted({str(s.get("LicenseName")) for s in series if s.get("LicenseName")})
+        first_line = next((ln.strip() for ln in (license_text or "").splitlines() if ln.strip()), None)
+        log.info("TCIA transfer: %s; %d series reused from an earlier run", stats.as_dict(), sink.units_reused)
+        return CollectReport(
+            license="; ".join(names) or first_line,
+            details={
+                "collection": settings.collection,
+                "series": len(series),
+                "patients": len({s.get("PatientID") for s in series}),
+            },
+        )
+
+    @staticmethod
+    def _series_csv(series: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> bytes:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=SERIES_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for s in sorted(series, key=lambda s: results[str(s["SeriesInstanceUID"])]["folder"]):
+            r = results[str(s["SeriesInstanceUID"])]
+            writer.writerow({**{k: s.get(k, "") for k in SERIES_COLUMNS}, "folder": r["folder"], "files": r["files"]})
+        return out.getvalue().encode()
+
+
+SOURCE = TciaSource()

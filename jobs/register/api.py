@@ -1,0 +1,67 @@
+"""The Python API for serving code: ``load_model(store, name, version="champion")``.
+
+Returns a ready-to-evaluate torch module (eval mode, on the CPU) and the preprocessing the model was trained
+with: ``jobs.core.preprocess.Preprocessing`` rebuilt from the spec the run's ``config.json`` recorded (and the
+metadata copied), a callable from image file bytes to the ``(C, H, W)`` float32 input the module expects.
+Before loading, the version is checked against its ledger entry and ``model.pt`` against its recorded SHA-256,
+so a tampered file never reaches a server.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jobs.core.errors import DataError, IrmsiaError
+from jobs.core.hashing import sha256_bytes
+from jobs.core.manifest import read_manifest
+from jobs.core.preprocess import Preprocessing
+from jobs.core.store import Store, open_store
+from jobs.register.catalog import resolve
+from jobs.register.export import load_state_dict_model
+from jobs.register.layout import METADATA, MODEL_PT, version_prefix
+
+
+def load_metadata(store: Store, name: str, version: str | int = "champion") -> dict[str, Any]:
+    """The ``configs/metadata.json`` of a registered version, checked against its ledger entry."""
+    entry = resolve(store, name, version)
+    raw = store.get_bytes(version_prefix(name, entry.version) + METADATA)
+    if sha256_bytes(raw) != entry.fields.get("metadata_sha256"):
+        raise DataError(f"v{entry.version} of {name!r}: metadata does not match the ledger; run irmsia registry verify")
+    return json.loads(raw)
+
+
+def load_model(store: Store | str, name: str, version: str | int = "champion") -> tuple[Any, Preprocessing]:
+    """``(module, preprocessing)`` for ``version`` of ``name``: an alias, ``latest`` or a version number.
+
+    ``preprocessing(file_bytes)`` gives one input; ``module(torch.from_numpy(x)[None])`` gives its logits.
+    """
+    store = open_store(store) if isinstance(store, str) else store
+    entry = resolve(store, name, version)
+    prefix = version_prefix(name, entry.version)
+    manifest = read_manifest(store, prefix)
+    if manifest is None or manifest.content_sha256 != entry.fields.get("manifest_sha256"):
+        raise DataError(f"v{entry.version} of {name!r} does not match its ledger entry; run irmsia registry verify")
+    meta = load_metadata(store, name, entry.version)
+    record = manifest.output(MODEL_PT)
+    with tempfile.TemporaryDirectory(prefix="irmsia-load-") as tmp:
+        path = Path(tmp) / "model.pt"
+        info = store.get_file(record.key, path, verify=False)
+        if info.sha256 != record.sha256:
+            raise DataError(f"{record.key}: SHA-256 is {info.sha256}, recorded {record.sha256}; the file was altered")
+        network = meta["irmsia"]["network"]
+        module = load_state_dict_model(
+            {"model": network["name"], "in_channels": network["in_channels"], "num_classes": network["num_classes"]},
+            path,
+        )
+    spec = meta["network_data_format"].get("preprocessing") or {}
+    try:
+        preprocessing = Preprocessing.from_dict(spec)
+    except (KeyError, TypeError, ValueError, IrmsiaError) as exc:
+        raise DataError(
+            f"v{entry.version} of {name!r} records no usable preprocessing ({exc}); register a run whose "
+            "config.json has a preprocessing section"
+        ) from exc
+    return module, preprocessing

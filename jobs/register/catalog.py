@@ -1,0 +1,129 @@
+"""Reading the registry as people and serving code see it: models, their versions, aliases, one version's record.
+
+A version is visible here only once its ledger entry exists (the commit point of a registration). This is the
+logic behind ``irmsia registry list|show|promote``; it imports no torch, so the ``pipeline`` CLI can use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.core.errors import DataError, UsageError
+from jobs.core.layout import check_dns_label
+from jobs.core.manifest import read_manifest
+from jobs.core.store import Store
+from jobs.register import aliases
+from jobs.register.layout import ALIASES, METADATA, version_prefix
+from jobs.register.ledger import LedgerEntry, find_version, read_entries
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of ``irmsia registry list NAME``."""
+
+    version: int
+    run_id: str
+    metric: str
+    value: float | None
+    registered_at: str
+    aliases: tuple[str, ...]
+
+
+def model_names(store: Store) -> list[str]:
+    """Every model that has at least one ledger entry."""
+    names = set()
+    for obj in store.list("registry/"):
+        parts = obj.key.split("/")
+        if len(parts) >= 4 and parts[2] == "ledger":
+            names.add(parts[1])
+    return sorted(names)
+
+
+def _entries(store: Store, name: str) -> list[LedgerEntry]:
+    check_dns_label(name, "model name")
+    entries = read_entries(store, name)
+    if not entries:
+        raise DataError(f"no registered versions of {name!r} in {store.uri}; see irmsia registry list")
+    return entries
+
+
+def alias_map(store: Store, name: str) -> dict[str, int]:
+    """``{"champion": 3, ...}`` for the aliases that are set."""
+    out = {}
+    for alias in ALIASES:
+        value = aliases.current(store, name, alias)
+        if value is not None:
+            out[alias] = value.version
+    return out
+
+
+def list_versions(store: Store, name: str) -> list[VersionRow]:
+    """Every registered version of ``name``, ascending."""
+    entries = _entries(store, name)
+    by_version: dict[int, list[str]] = {}
+    for alias, version in alias_map(store, name).items():
+        by_version.setdefault(version, []).append(alias)
+    rows = []
+    for e in sorted(entries, key=lambda e: e.version):
+        metric = str(e.fields.get("metric", ""))
+        rows.append(
+            VersionRow(
+                version=e.version,
+                run_id=str(e.fields.get("run_id", "")),
+                metric=metric,
+                value=e.metrics.get(metric),
+                registered_at=str(e.fields.get("registered_at", "")),
+                aliases=tuple(by_version.get(e.version, ())),
+            )
+        )
+    return rows
+
+
+def resolve(store: Store, name: str, spec: str | int = "champion") -> LedgerEntry:
+    """The ledger entry ``spec`` names: an alias, ``latest``, or a version number."""
+    entries = _entries(store, name)
+    text = str(spec)
+    if text in ALIASES:
+        value = aliases.current(store, name, text)
+        if value is None:
+            raise DataError(f"{name!r} has no {text}; promote a version with irmsia registry promote")
+        version = value.version
+    elif text == "latest":
+        version = max(e.version for e in entries)
+    elif text.isdigit():
+        version = int(text)
+    else:
+        raise UsageError(f"version {text!r}: use a number, 'latest' or one of {', '.join(ALIASES)}")
+    entry = find_version(entries, version)
+    if entry is None:
+        raise DataError(f"{name!r} has no registered v{version}; see irmsia registry list {name}")
+    return entry
+
+
+def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
+    """A version's ledger entry, its aliases, its sealed files and its metadata, as one JSON-able record."""
+    entry = resolve(store, name, spec)
+    prefix = version_prefix(name, entry.version)
+    manifest = read_manifest(store, prefix)
+    if manifest is None:
+        raise DataError(f"{prefix} is not sealed; run irmsia registry verify {name}")
+    metadata = json.loads(store.get_bytes(prefix + METADATA))
+    return {
+        "model_name": name,
+        "version": entry.version,
+        "aliases": sorted(a for a, v in alias_map(store, name).items() if v == entry.version),
+        "ledger": {"seq": entry.seq, "sha256": entry.sha256, **entry.fields},
+        "files": {o.key[len(prefix) :]: {"size": o.size, "sha256": o.sha256} for o in manifest.outputs},
+        "metadata": metadata,
+    }
+
+
+def promote(store: Store, name: str, version: int, alias: str = "champion") -> aliases.AliasValue:
+    """Point ``alias`` at a registered, sealed ``version`` (a manual promotion, always applied)."""
+    entry = resolve(store, name, version)
+    manifest = read_manifest(store, version_prefix(name, entry.version))
+    if manifest is None or manifest.content_sha256 != entry.fields.get("manifest_sha256"):
+        raise DataError(f"v{version} of {name!r} does not match its ledger entry; run irmsia registry verify {name}")
+    return aliases.set_alias(store, name, alias, entry.version, f"promoted by hand to {alias}")

@@ -1,0 +1,187 @@
+"""The register stage: turn a sealed training run into the next version of a model, or find it already there.
+
+Order of writes, so that a crash never leaves a version that readers would trust half-written:
+
+1. Everything is checked and built locally first (run manifest, model hash, metric, lineage, TorchScript and
+   ONNX exports verified against the state dict). A bad run fails here and the registry is untouched.
+2. The version number is claimed (``versions.claim_version``: exclusive create of ``claims/<n>.json``).
+3. The bundle is written into ``registry/<name>/<n>/`` and sealed with its ``_SUCCESS.json`` (``StageWriter``).
+4. The ledger entry is appended (``ledger.append``: exclusive create). This is the commit point: readers
+   (``irmsia registry``, ``api.load_model``, ``verify``) know versions only through the ledger.
+5. Aliases move by compare-and-swap (``aliases.apply_promotion``); MLflow is told last, best-effort.
+
+A crash after 2 leaves a claimed number that never reaches the ledger: it is skipped forever (never reused, so
+no race) and ``verify`` lists it as abandoned. On an error after 2 the partial folder is removed. Registering
+a run whose train manifest (same content hash) is already in the ledger is a cache hit returning that version;
+``--force`` registers it again as a new version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+
+from jobs.core.hashing import pretty_json, sha256_bytes
+from jobs.core.manifest import Manifest, StageWriter, read_manifest
+from jobs.core.store import Store, open_store
+from jobs.register import aliases, ledger
+from jobs.register.bundle import build_metadata
+from jobs.register.export import ExportedModel, export_model
+from jobs.register.layout import (
+    CONFUSION_MATRIX,
+    METADATA,
+    MODEL_CARD,
+    MODEL_ONNX,
+    MODEL_PT,
+    MODEL_TS,
+    version_prefix,
+)
+from jobs.register.lineage import Lineage, walk_lineage
+from jobs.register.model_card import render_model_card
+from jobs.register.settings import RegisterSettings
+from jobs.register.source_run import SourceRun, check_metric, load_source_run
+from jobs.register.versions import claim_version, new_token, now_iso
+
+log = logging.getLogger("irmsia.register")
+
+
+def _cached(store: Store, settings: RegisterSettings, run: SourceRun) -> tuple[Manifest, bool] | None:
+    """The version that already registers this exact run (same train manifest content), if any."""
+    for entry in reversed(ledger.read_entries(store, settings.model_name)):
+        if entry.fields.get("train_manifest_sha256") != run.manifest.content_sha256:
+            continue
+        manifest = read_manifest(store, version_prefix(settings.model_name, entry.version))
+        if manifest is not None and manifest.content_sha256 == entry.fields.get("manifest_sha256"):
+            log.info("run %s is already %s v%d; cache hit", run.run_id, settings.model_name, entry.version)
+            summary = {**manifest.summary, "version": entry.version, "ledger_sha256": entry.sha256}
+            return dataclasses.replace(manifest, summary=summary), True
+    return None
+
+
+def _write_bundle(
+    store: Store,
+    settings: RegisterSettings,
+    version: int,
+    run: SourceRun,
+    exported: ExportedModel,
+    lineage: Lineage,
+    workdir: Path,
+) -> tuple[Manifest, dict, str]:
+    """Write and seal ``registry/<name>/<version>/``; returns its manifest, metadata and metadata SHA-256."""
+    writer = StageWriter(
+        store,
+        "register",
+        version_prefix(settings.model_name, version),
+        {"model_name": settings.model_name, "version": version, "run_id": run.run_id, "metric": settings.metric},
+        {run.prefix: run.manifest.content_sha256},
+    )
+    writer.begin()
+    files = {MODEL_PT: exported.state_dict, MODEL_TS: exported.torchscript}
+    if exported.onnx is not None:
+        files[MODEL_ONNX] = exported.onnx
+    model_files = {name: writer.put_file(name, path).sha256 for name, path in files.items()}
+    has_cm = run.has_output("confusion_matrix.png")
+    if has_cm:
+        cm = workdir / "confusion_matrix.png"
+        store.get_file(run.prefix + "confusion_matrix.png", cm)
+        writer.put_file(CONFUSION_MATRIX, cm)
+    meta = build_metadata(
+        name=settings.model_name,
+        version=version,
+        run=run,
+        lineage=lineage,
+        metric=settings.metric,
+        model_files=model_files,
+        image=settings.image,
+        description=settings.description,
+    )
+    meta["irmsia"]["export_max_abs_diff"] = exported.max_abs_diff
+    meta_bytes = pretty_json(meta)
+    writer.put_bytes(METADATA, meta_bytes)
+    writer.put_bytes(MODEL_CARD, render_model_card(meta, has_cm).encode())
+    manifest = writer.commit(
+        summary={
+            "model_name": settings.model_name,
+            "version": version,
+            "run_id": run.run_id,
+            settings.metric: meta["irmsia"]["metric"]["value"],
+            "files": len(writer.outputs),
+        }
+    )
+    return manifest, meta, sha256_bytes(meta_bytes)
+
+
+def _abandon(store: Store, name: str, version: int, token: str) -> None:
+    """After a failure past the claim: remove the partial bundle, unless the ledger entry did get written.
+
+    The claim stays (a number is never reused). If the ledger cannot be read, nothing is removed: a sealed
+    bundle that the ledger names must never lose its files.
+    """
+    try:
+        if any(e.fields.get("token") == token for e in ledger.read_entries(store, name)):
+            return
+        store.delete_prefix(version_prefix(name, version))
+    except Exception:
+        log.warning("could not clean up v%d of %s; irmsia registry verify lists it as abandoned", version, name)
+
+
+def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
+    """Register ``settings.run_id`` as the next version of ``settings.model_name`` (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="irmsia-register-") as tmp:
+        workdir = Path(tmp)
+        run = load_source_run(store, settings.run_id, workdir)
+        if not settings.common.force and (hit := _cached(store, settings, run)) is not None:
+            return hit
+        value = check_metric(run, settings.metric)
+        exported = export_model(run.config, run.model_path, workdir / "models")
+        lineage = walk_lineage(store, run.manifest)
+        token = new_token()
+        version = claim_version(store, settings.model_name, run.run_id, token)
+        log.info("claimed %s v%d for run %s", settings.model_name, version, run.run_id)
+        try:
+            manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir)
+            entry = ledger.append(
+                store,
+                settings.model_name,
+                {
+                    "model_name": settings.model_name,
+                    "version": version,
+                    "run_id": run.run_id,
+                    "train_manifest_sha256": run.manifest.content_sha256,
+                    "split_manifest_sha256": meta["irmsia"]["lineage"]["split_manifest_sha256"],
+                    "metadata_sha256": meta_sha,
+                    "manifest_sha256": manifest.content_sha256,
+                    "manifest_file_sha256": sha256_bytes(manifest.to_json()),
+                    "metric": settings.metric,
+                    "metrics": meta["irmsia"]["metrics"],
+                    "registered_at": now_iso(),
+                },
+                token,
+            )
+        except BaseException:
+            _abandon(store, settings.model_name, version, token)
+            raise
+    decision = aliases.apply_promotion(
+        store, settings.model_name, settings.promote, settings.metric, entry, {entry.version: entry}
+    )
+    log.info("%s v%d is %s: %s", settings.model_name, version, decision.alias, decision.reason)
+    if settings.mlflow_tracking_uri:
+        from jobs.register.mlflow_sync import sync_version
+
+        sync_version(settings.mlflow_tracking_uri, store, settings.model_name, version, meta, decision.alias)
+    summary = {
+        **manifest.summary,
+        settings.metric: value,
+        "alias": decision.alias,
+        "promotion": decision.reason,
+        "ledger_seq": entry.seq,
+        "ledger_sha256": entry.sha256,
+    }
+    return dataclasses.replace(manifest, summary=summary), False
+
+
+def run(settings: RegisterSettings) -> tuple[Manifest, bool]:
+    """The stage's pure entry: open the store and register."""
+    return register(open_store(settings.common.store), settings)

@@ -1,0 +1,80 @@
+"""``irmsia registry list|show|promote|verify``: read, check and promote models in the store's registry.
+
+Uses only the torch-free modules of ``jobs.register`` (catalog, aliases, ledger, verify), so the CLI image
+needs neither torch nor monai. ``verify`` exits 3 at the first break it finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from jobs.core.errors import ExitCode
+from jobs.core.store import DEFAULT_STORE, open_store
+from jobs.register import catalog
+from jobs.register.layout import ALIASES
+from jobs.register.verify import verify_registry
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "registry", help="list, show, promote or verify registered models", description=__doc__
+    )
+    parser.add_argument("--store", help=f"store URI (env IRMSIA_STORE; default {DEFAULT_STORE})")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("list", help="models, or the versions of one model with their aliases")
+    p.add_argument("name", nargs="?", help="model name; without it, list every model")
+    p = actions.add_parser("show", help="one version's ledger entry, files and metadata as JSON")
+    p.add_argument("name")
+    p.add_argument("version", nargs="?", default="latest", help="number, 'latest' (default) or an alias")
+    p = actions.add_parser("promote", help="point an alias (champion by default) at a version")
+    p.add_argument("name")
+    p.add_argument("version", type=int)
+    p.add_argument("--alias", default="champion", choices=ALIASES)
+    p = actions.add_parser("verify", help="recompute every hash of the ledger and bundles; exit 3 at a break")
+    p.add_argument("name")
+    parser.set_defaults(do_command=do_command)
+
+
+def _list(store, name: str | None, out) -> int:
+    if not name:
+        for model in catalog.model_names(store):
+            print(model, file=out)
+        return 0
+    print(f"{'version':>7}  {'aliases':<20} {'metric':<16} {'value':>8}  {'run':<30} registered", file=out)
+    for row in catalog.list_versions(store, name):
+        value = f"{row.value:.4f}" if row.value is not None else "-"
+        aliases = ",".join(row.aliases) or "-"
+        print(f"{row.version:>7}  {aliases:<20} {row.metric:<16} {value:>8}  {row.run_id:<30} {row.registered_at}",
+              file=out)  # fmt: skip
+    return 0
+
+
+def _verify(store, name: str, out) -> int:
+    report = verify_registry(store, name)
+    for note in report.notes:
+        print(f"note: {note}", file=out)
+    if not report.ok:
+        print(f"BROKEN {name}: {report.first_break}", file=out)
+        print(f"  checked before the break: {report.entries} ledger entries, {report.files} files", file=out)
+        return int(ExitCode.DATA)
+    print(f"OK {name}: {report.entries} ledger entries, {report.files} files verified", file=out)
+    print(f"  head {report.head_sha256}", file=out)
+    return 0
+
+
+def do_command(args: argparse.Namespace, out=None) -> int:
+    out = out or sys.stdout
+    store = open_store(args.store or os.environ.get("IRMSIA_STORE") or DEFAULT_STORE)
+    if args.action == "list":
+        return _list(store, args.name, out)
+    if args.action == "show":
+        print(json.dumps(catalog.show(store, args.name, args.version), indent=2, sort_keys=True), file=out)
+        return 0
+    if args.action == "promote":
+        value = catalog.promote(store, args.name, args.version, args.alias)
+        print(f"{args.name} {value.alias} -> v{value.version}", file=out)
+        return 0
+    return _verify(store, args.name, out)

@@ -1,0 +1,174 @@
+"""``--source tcia`` against a local NBIA v4 server: selection, ZIP series, faults, idempotence."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+
+import pytest
+
+from jobs.collect.__main__ import main
+from jobs.core.manifest import read_manifest
+from jobs.core.store import open_store
+from tests.support.tcia_server import API, TciaServer, series_zip
+
+COLLECTION = "LIDC-Mini"
+
+
+@pytest.fixture
+def tcia(monkeypatch) -> Iterator[TciaServer]:
+    server = TciaServer()
+    server.files_by_series = {}
+    for p in range(1, 4):
+        for s in range(1, 3 if p != 2 else 2):
+            uid = f"1.2.3.{p}.{s}"
+            modality = "CT" if s == 1 else "MR"
+            files = server.add_series(COLLECTION, f"PAT-{p:03d}", f"1.2.3.{p}", uid, modality, images=2 + s)
+            server.files_by_series[uid] = files
+    server.add_series("Other", "X-1", "9.9", "9.9.1")
+    with server:
+        monkeypatch.setenv("IRMSIA_TCIA_URL", server.api_url)
+        monkeypatch.setenv("IRMSIA_LOG_FORMAT", "text")
+        yield server
+
+
+def _collect(store_uri: str, *extra: str) -> int:
+    return main(["--source", "tcia", "--dataset", "lidc", "--store", store_uri, "--backoff", "0.01",
+                 "--retries", "3", "--workers", "3", *extra])  # fmt: skip
+
+
+def _gets(server: TciaServer) -> list[str]:
+    return [r.query["SeriesInstanceUID"][0] for r in server.log if r.path == API + "getImage"]
+
+
+def test_collection_is_stored_byte_identical_with_licence_and_series_csv(store_uri, tcia):
+    # GIVEN one series whose connection drops and one behind a 429
+    tcia.retry_after = "0"
+    tcia.fault_series("1.2.3.1.1", "drop")
+    tcia.fault_series("1.2.3.3.2", "429")
+    # WHEN the collection is collected
+    assert _collect(store_uri, "--collection", COLLECTION) == 0
+    # THEN every DICOM file is stored under patient/study/series, byte for byte
+    store = open_store(store_uri)
+    manifest = read_manifest(store, "raw/lidc/")
+    for uid, files in tcia.files_by_series.items():
+        p = uid.split(".")[3]
+        for name, data in files.items():
+            assert store.get_bytes(f"raw/lidc/PAT-00{p}/1.2.3.{p}/{uid}/{name}") == data
+    dicoms = [o for o in manifest.outputs if o.key.endswith(".dcm")]
+    assert len(dicoms) == sum(len(f) for f in tcia.files_by_series.values())
+    # AND the licence member became the dataset's LICENSE, the series are listed for label joins
+    assert store.get_bytes("raw/lidc/LICENSE").startswith(b"Creative Commons Attribution 4.0")
+    rows = list(csv.DictReader(io.StringIO(store.get_bytes("raw/lidc/tcia_series.csv").decode())))
+    assert [r["SeriesInstanceUID"] for r in rows] == sorted(tcia.files_by_series)
+    assert rows[0]["folder"] == "PAT-001/1.2.3.1/1.2.3.1.1" and rows[0]["Modality"] == "CT"
+    assert manifest.summary["license"] == "CC BY 4.0"
+    assert manifest.summary["series"] == 5 and manifest.summary["patients"] == 3
+    # AND the dropped series was resumed with Range rather than downloaded twice in full
+    resumed = [r for r in tcia.log if r.path == API + "getImage" and "Range" in r.headers]
+    assert len(resumed) == 1 and resumed[0].query["SeriesInstanceUID"] == ["1.2.3.1.1"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--modality", "MR"], {"1.2.3.1.2", "1.2.3.3.2"}),
+        (["--patient", "PAT-002,PAT-003"], {"1.2.3.2.1", "1.2.3.3.1", "1.2.3.3.2"}),
+        (["--max-patients", "1"], {"1.2.3.1.1", "1.2.3.1.2"}),
+        (["--ref", COLLECTION, "--body-part", "CHEST", "--max-patients", "2"],
+         {"1.2.3.1.1", "1.2.3.1.2", "1.2.3.2.1"}),
+    ],
+)  # fmt: skip
+def test_filters_select_series(tmp_path, tcia, flags, expected):
+    if "--ref" not in flags:
+        flags = ["--collection", COLLECTION, *flags]
+    assert _collect(str(tmp_path / "s"), *flags) == 0
+    assert set(_gets(tcia)) == expected
+
+
+def test_tcia_manifest_file_selects_series(tmp_path, tcia):
+    manifest = tmp_path / "cart.tcia"
+    manifest.write_text(
+        "downloadServerUrl=https://public.cancerimagingarchive.net/nbia-download/servlet/DownloadServlet\n"
+        "includeAnnotation=true\nnoOfrRetry=4\ndatabasketId=manifest-1.tcia\nmanifestVersion=3.0\n"
+        "ListOfSeriesToDownload=\n1.2.3.2.1\n9.9.1\n"
+    )
+    assert _collect(str(tmp_path / "s"), "--manifest", str(manifest)) == 0
+    assert sorted(_gets(tcia)) == ["1.2.3.2.1", "9.9.1"]
+    assert open_store(str(tmp_path / "s")).exists("raw/lidc/X-1/9.9/9.9.1/1-01.dcm")
+
+
+def test_interrupted_collect_downloads_only_what_is_missing(store_uri, tcia):
+    # GIVEN a finished collect whose manifest and one series' completion record were lost, and whose other
+    # series lost one file (a partial series must not pass for complete)
+    assert _collect(store_uri, "--collection", COLLECTION) == 0
+    store = open_store(store_uri)
+    first = read_manifest(store, "raw/lidc/")
+    store.delete("raw/lidc/_SUCCESS.json")
+    unit_records = [o.key for o in first.outputs if "/_collect/" in o.key]
+    store.delete(next(k for k in unit_records if "1.2.3.2.1" in k))
+    store.delete("raw/lidc/PAT-003/1.2.3.3/1.2.3.3.1/1-02.dcm")
+    tcia.log.clear()
+    # WHEN it runs again
+    assert _collect(store_uri, "--collection", COLLECTION) == 0
+    # THEN exactly those two series were downloaded again and the result is identical to the first
+    assert sorted(_gets(tcia)) == ["1.2.3.2.1", "1.2.3.3.1"]
+    assert read_manifest(store, "raw/lidc/").content_sha256 == first.content_sha256
+
+
+def test_corrupt_zip_is_refetched_once(tmp_path, tcia):
+    # GIVEN a series whose first download is corrupt (a flipped byte) and second is good
+    good = tcia.zips["1.2.3.2.1"]
+    bad = bytearray(good)
+    bad[60] ^= 0xFF
+    served = []
+
+    def corrupt_then_good(handler, query, body) -> bool:
+        if query.get("SeriesInstanceUID") == ["1.2.3.2.1"]:
+            served.append(1)
+            handler.serve_bytes(bytes(bad) if len(served) == 1 else good, None, "application/zip")
+            return True
+        return tcia._image(handler, query, body)
+
+    tcia.routes[API + "getImage"] = corrupt_then_good
+    assert _collect(str(tmp_path / "s"), "--collection", COLLECTION, "--patient", "PAT-002") == 0
+    assert len(served) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "message"),
+    [
+        ("corrupt", 3, "the download is corrupt"),
+        ("traversal", 3, "escapes the target folder"),
+        ("down", 75, "unavailable after 3 attempts"),
+        ("unknown", 2, "matched no series"),
+    ],
+)
+def test_faults_give_the_documented_exit_codes(tmp_path, tcia, capsys, change, code, message):
+    flags = ["--collection", COLLECTION, "--patient", "PAT-002"]
+    if change == "corrupt":
+        data = bytearray(tcia.zips["1.2.3.2.1"])
+        data[60] ^= 0xFF
+        tcia.zips["1.2.3.2.1"] = bytes(data)
+    elif change == "traversal":
+        tcia.zips["1.2.3.2.1"] = series_zip({"../../../etc/cron.d/evil": b"x"})
+    elif change == "down":
+        tcia.fault(API + "getSeries", *["503"] * 5)
+    else:
+        flags = ["--collection", "No-Such-Collection"]
+    store = str(tmp_path / "s")
+    assert _collect(store, *flags) == code
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("irmsia-collect: error:") and message in err
+    assert read_manifest(open_store(store), "raw/lidc/") is None
+
+
+def test_missing_manifest_file_is_a_usage_error(tmp_path, tcia, capsys):
+    assert _collect(str(tmp_path / "s"), "--manifest", str(tmp_path / "nope.tcia")) == 2
+    assert "--manifest" in capsys.readouterr().err
+
+
+def test_series_zip_helper_is_a_valid_zip():
+    assert zipfile.ZipFile(io.BytesIO(series_zip({"a.dcm": b"x"}))).testzip() is None

@@ -1,0 +1,1 @@
+"""Tests of the register stage, mirroring jobs/register/."""

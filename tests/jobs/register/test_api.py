@@ -1,0 +1,68 @@
+"""``load_model``: from the registry to an eval-mode module that predicts what the trained weights predict."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jobs.core.errors import DataError, UsageError
+from jobs.core.networks import build_network
+from jobs.core.preprocess import Preprocessing
+from jobs.register.api import load_metadata, load_model
+from tests.jobs.register.conftest import register
+from tests.support.runs import seal_run, state_dict_bytes
+
+
+def test_load_model_round_trip(store, run_id):
+    # GIVEN a registered run
+    assert register(store, "--run", run_id, "--model-name", "m") == 0
+    # WHEN the champion is loaded
+    module, preprocessing = load_model(store, "m")
+    # THEN it is in eval mode and predicts exactly what the run's weights predict
+    reference = build_network("small-cnn", 1, 2)
+    reference.load_state_dict(torch.load(io.BytesIO(state_dict_bytes(seed=0)), weights_only=True))
+    reference.eval()
+    batch = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(5))
+    assert module.training is False
+    with torch.no_grad():
+        torch.testing.assert_close(module(batch), reference(batch))
+    # AND the preprocessing is the one the run was trained with, turning image bytes into the module's input
+    assert preprocessing == Preprocessing(image_size=32)
+    image = Image.fromarray(np.linspace(0, 255, 50 * 40, dtype=np.uint8).reshape(50, 40))
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    x = torch.from_numpy(preprocessing(png.getvalue()))[None]
+    assert x.shape == (1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), reference(x))
+
+
+def test_versions_by_number_alias_and_latest(store, upstream):
+    seal_run(store, "r1", upstream=upstream, metrics={"val_auc": 0.9})
+    seal_run(store, "r2", upstream=upstream, metrics={"val_auc": 0.8}, seed=2)
+    for run in ("r1", "r2"):
+        assert register(store, "--run", run, "--model-name", "m") == 0
+    assert load_metadata(store, "m", "champion")["irmsia"]["run_id"] == "r1"
+    assert load_metadata(store, "m", "candidate")["irmsia"]["run_id"] == "r2"
+    assert load_metadata(store, "m", "latest")["irmsia"]["run_id"] == "r2"
+    assert load_metadata(store, "m", 2)["irmsia"]["registry_version"] == 2
+    with pytest.raises(DataError, match="no registered v9"):
+        load_model(store, "m", 9)
+    with pytest.raises(UsageError, match="use a number"):
+        load_model(store, "m", "best")
+
+
+def test_a_tampered_model_file_is_refused(store, run_id):
+    assert register(store, "--run", run_id, "--model-name", "m") == 0
+    store.put_bytes("registry/m/1/models/model.pt", state_dict_bytes(seed=42))
+    with pytest.raises(DataError, match=r"model\.pt: SHA-256 is .* the file was altered"):
+        load_model(store, "m", 1)
+
+
+def test_unknown_model_is_a_data_error(store):
+    with pytest.raises(DataError, match="no registered versions of 'ghost'"):
+        load_model(store.uri, "ghost")
