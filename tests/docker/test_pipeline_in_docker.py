@@ -58,9 +58,12 @@ def test_demo_pipeline_in_containers_matches_the_process_run(stage_images, seawe
     assert _split_files(stores["docker"]) == _split_files(stores["process"])
     by_stage = {o.name: o.result for o in containers}
     assert by_stage["split"]["content_sha256"] == {o.name: o.result for o in process}["split"]["content_sha256"]
-    # AND a model was registered under the requested name
-    registered = require_manifest(open_store(stores["docker"]), f"registry/{VALUES['model_name']}/", "register")
-    assert registered.outputs
+    # AND a model version was registered under the requested name, with its model files sealed by its manifest
+    version_prefix = by_stage["register"]["prefix"]
+    assert version_prefix.startswith(f"registry/{VALUES['model_name']}/")
+    assert version_prefix == {o.name: o.result for o in process}["register"]["prefix"]
+    registered = require_manifest(open_store(stores["docker"]), version_prefix, "register")
+    assert any(o.key.endswith((".pt", ".ts", ".onnx")) for o in registered.outputs)
     # WHEN the containers run again THEN every stage is a cache hit
     again = run_pipeline(PIPELINE, VALUES, store=stores["docker"], executor=docker, env=env)
     assert [(o.exit_code, o.result["cached"]) for o in again] == [(0, True)] * len(PIPELINE.stages)
