@@ -152,3 +152,27 @@ def _buildkit_client(docker: str) -> str:
     if subprocess.run([docker, "buildx", "version"], capture_output=True).returncode == 0:
         return docker
     return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else docker
+
+
+# Installs the core dependencies with the image's own pip-install.sh from the index, with an empty wheelhouse:
+# what a build without `make wheels` does, through the proxy whose CA comes in as the `ca` build secret.
+ONLINE_INSTALL = """\
+ARG BASE_STAGE
+FROM ${BASE_STAGE}
+RUN --mount=type=tmpfs,target=/wheels --mount=type=secret,id=ca sh /build/docker/pip-install.sh core \\
+    && python -c "import boto3; print('boto3', boto3.__version__)"
+"""
+
+
+def build_online(images: StageImages, log_dir: Path, ca_bundle: Path | None) -> subprocess.CompletedProcess[str]:
+    """Build the Dockerfile's ``base`` stage, then install ``core`` on it from the index (no wheelhouse)."""
+    docker = _buildkit_client(images.docker)
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    base_stage = f"irmsia-base-stage:{images.tag}"
+    stage_cmd = [docker, "build", "-f", "docker/Dockerfile", "--target", "base", "--build-arg",
+                 f"BASE_IMAGE={images.base_image}", "-t", base_stage, "."]  # fmt: skip
+    _run(stage_cmd, env=env, log=log_dir / "base-stage.log")
+    cmd = [docker, "build", "--progress=plain", "--no-cache", "--build-arg", f"BASE_STAGE={base_stage}", "-f", "-"]
+    if ca_bundle is not None:
+        cmd += ["--secret", f"id=ca,src={ca_bundle}"]
+    return subprocess.run([*cmd, "."], input=ONLINE_INSTALL, text=True, capture_output=True, cwd=REPO, env=env)
