@@ -146,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             fmt="dicom",
         )
         report["dataset_s"] = round(time.perf_counter() - started, 1)
+        print(f"dataset written in {report['dataset_s']} s", flush=True)
         for model in args.models.split(","):
             for amp in ("auto", "off"):
                 case = run_case(f"{tmp}/store", f"{tmp}/cache", model, args, amp)
+                case["elapsed_s"] = round(time.perf_counter() - started, 1)
                 report["cases"].append(case)
+                _save(report, args.out)  # after every case: a run cut short still reports what it measured
                 print(
                     f"{model:<12} amp {case['amp']:<4} {case['images_per_s']:8.0f} img/s  "
                     f"GPU util mean {case['gpu_util_mean_pct']}% max {case['gpu_util_max_pct']}%  "
@@ -162,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             speedup = pair["fp16"]["images_per_s"] / pair["off"]["images_per_s"]
             report[f"{model}_amp_speedup"] = round(speedup, 2)
             print(f"{model}: AMP speed-up {speedup:.2f}x")
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "gpu_check.json").write_text(text)
+    _save(report, args.out)
+    print(json.dumps(report, indent=2))
     return 0
+
+
+def _save(report: dict, out: str | None) -> None:
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        Path(out, "gpu_check.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ PY="${PYTHON:-$(command -v python3 || command -v python)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi not found"
 "$PY" -c "import torch, monai, pydicom, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'monai', monai.__version__, 'pydicom', pydicom.__version__)"
-timeout 150 "$PY" bench/gpu_check.py "$@"
+timeout 170 "$PY" bench/gpu_check.py "$@"
 status=$?
 if "$PY" -c "import pytest" 2>/dev/null; then
     timeout 60 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/jobs/train/test_gpu.py 2>&1 | tail -5 | tee "${OUT:-/tmp}/gpu_tests.txt"

@@ -96,6 +96,8 @@ def inspect(reader: ObjectReader, task: Task, verify: bool = False) -> Inspectio
                 size += len(chunk)
     except ObjectNotFound:
         return Inspection(key, None, 0, reason="listed in the collect manifest but missing from the store")
+    except OSError as exc:  # a local file we may not read (permissions, I/O error): this file only
+        return Inspection(key, None, 0, reason=f"cannot read the file: {exc.strerror or exc}")
     sha = digest.hexdigest()
     if sha != task.sha256 or size != task.size:
         return Inspection(

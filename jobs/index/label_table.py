@@ -4,7 +4,7 @@ Columns are matched case-insensitively, ignoring spaces and underscores. A file 
 ``filename``, ``path``, ``file``, ``image``, ``Image Index``) matches a row to a file by store key, path under
 the dataset, or file name; ``SeriesInstanceUID`` and ``PatientID`` match rows to DICOM headers. The label
 column is ``label`` (or ``class``, ``Finding Labels``); a ``PatientID``/``Patient ID`` column also gives the
-patient of non-DICOM files.
+patient of non-DICOM files, and a ``split`` column the dataset's own split (``train_val`` counts as ``train``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ FILE_COLUMNS = ("key", "filename", "path", "file", "image", "imageindex", "image
 PATIENT_COLUMNS = ("patientid", "patient")
 SERIES_COLUMNS = ("seriesinstanceuid", "seriesuid", "series")
 LABEL_COLUMNS = ("label", "class", "findinglabels", "labels", "diagnosis")
+SPLIT_COLUMNS = ("officialsplit", "split")
+SPLIT_NAMES = {"train": "train", "train_val": "train", "trainval": "train", "val": "val", "validation": "val",
+               "test": "test"}  # fmt: skip
+"""A split column's values, as datasets spell them, -> the index's ``official_split`` (``train``/``val``/``test``)."""
 
 
 def _norm(name: str) -> str:
@@ -44,6 +48,7 @@ class LabelTable:
     by_series: dict[str, str] = field(default_factory=dict)
     by_patient: dict[str, str] = field(default_factory=dict)
     patient_of_file: dict[str, str] = field(default_factory=dict)
+    split_of_file: dict[str, str] = field(default_factory=dict)
     has_file_column: bool = False
     label_column: str = ""
     """The CSV's label column as spelled there (``label``, ``Finding Labels``)."""
@@ -61,6 +66,7 @@ class LabelTable:
         file_col = _pick(names, FILE_COLUMNS)
         patient_col = _pick(names, PATIENT_COLUMNS)
         series_col = _pick(names, SERIES_COLUMNS)
+        split_col = _pick(names, SPLIT_COLUMNS)
         if label_col is None:
             raise DataError(f"labels CSV {source}: no label column in {names}; name one 'label'")
         if not (file_col or patient_col or series_col):
@@ -78,6 +84,13 @@ class LabelTable:
                 table._put(table.by_file, name, label, line)
                 if patient:
                     table.patient_of_file[name] = patient
+                if split_col and (split := (row.get(split_col) or "").strip()):
+                    if split.lower() not in SPLIT_NAMES:
+                        raise DataError(
+                            f"labels CSV {source} line {line}: {split_col} {split!r} is not one of "
+                            f"{', '.join(SPLIT_NAMES)}; fix it or drop the column"
+                        )
+                    table.split_of_file[name] = SPLIT_NAMES[split.lower()]
             elif series_col and (series := (row.get(series_col) or "").strip()):
                 table._put(table.by_series, series, label, line)
             elif patient:
@@ -107,6 +120,10 @@ class LabelTable:
         if patient_id and patient_id in self.by_patient:
             return self.by_patient[patient_id]
         return None
+
+    def split_for(self, key: str, rel: str) -> str | None:
+        """The dataset's own split a file row names, if the CSV has a split column."""
+        return self._file_entry(self.split_of_file, key, rel)
 
     def patient_for(self, key: str, rel: str) -> str | None:
         """The patient a file row names, if the CSV has a patient column beside its file column."""

@@ -42,6 +42,7 @@ from jobs.register.lineage import Lineage, walk_lineage
 from jobs.register.model_card import render_model_card
 from jobs.register.settings import RegisterSettings
 from jobs.register.source_run import SourceRun, check_metric, load_source_run
+from jobs.register.telemetry import record_registration
 from jobs.register.versions import claim_version, new_token, now_iso
 
 log = logging.getLogger("irmsia.register")
@@ -82,10 +83,9 @@ def _write_bundle(
     if exported.onnx is not None:
         files[MODEL_ONNX] = exported.onnx
     model_files = {name: writer.put_file(name, path).sha256 for name, path in files.items()}
-    has_cm = run.has_output("confusion_matrix.png")
+    cm = workdir / "confusion_matrix.png"
+    has_cm = cm.exists()
     if has_cm:
-        cm = workdir / "confusion_matrix.png"
-        store.get_file(run.prefix + "confusion_matrix.png", cm)
         writer.put_file(CONFUSION_MATRIX, cm)
     meta = build_metadata(
         name=settings.model_name,
@@ -137,6 +137,8 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         value = check_metric(run, settings.metric)
         exported = export_model(run.config, run.model_path, workdir / "models")
         lineage = walk_lineage(store, run.manifest)
+        if run.has_output("confusion_matrix.png"):
+            store.get_file(run.prefix + "confusion_matrix.png", workdir / "confusion_matrix.png")
         token = new_token()
         version = claim_version(store, settings.model_name, run.run_id, token)
         log.info("claimed %s v%d for run %s", settings.model_name, version, run.run_id)
@@ -167,6 +169,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         store, settings.model_name, settings.promote, settings.metric, entry, {entry.version: entry}
     )
     log.info("%s v%d is %s: %s", settings.model_name, version, decision.alias, decision.reason)
+    record_registration(version, decision.alias)
     if settings.mlflow_tracking_uri:
         from jobs.register.mlflow_sync import sync_version
 

@@ -195,7 +195,10 @@ def _build_cache(
 
     objects_dir = None
     if not isinstance(store, FileStore):
-        objects_dir = str(Path(entry).parent.parent / "objects" / sha256_bytes(store.uri.encode())[:16])
+        # Keyed by the split's content hash, which covers every object's SHA-256 (through the index): a key whose
+        # bytes changed upstream lands in a new folder instead of reusing a stale download.
+        folder = sha256_bytes(f"{store.uri}|{split.manifest.content_sha256}".encode())[:24]
+        objects_dir = str(Path(entry).parent.parent / "objects" / folder)
     prep_dict = prep.to_dict()
     tasks = [(store.uri, key, objects_dir, prep_dict) for name in SPLITS for key, _ in split.items[name]]
     total = len(tasks)

@@ -101,7 +101,7 @@ def labelled_by_table(labels: LabelTable, facts: FileFacts, header_only: bool = 
     label = labels.label_for(key, rel, facts.series_uid, facts.patient_id)
     if label is None:
         raise Unlabelled(f"no label in labels CSV {labels.source} for this file, its series or its patient")
-    return Assignment(label, labels.patient_for(facts.key, facts.rel))
+    return Assignment(label, labels.patient_for(facts.key, facts.rel), labels.split_for(facts.key, facts.rel))
 
 
 LayoutFactory = Callable[[LabelTable | None], Layout]

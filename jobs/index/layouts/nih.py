@@ -48,4 +48,5 @@ class NihLayout(Layout):
     def assign(self, facts: FileFacts) -> Assignment:
         assert self.labels is not None
         found = labelled_by_table(self.labels, facts)
-        return Assignment(found.label, found.patient_id, self.official.get(facts.rel.rsplit("/", 1)[-1]))
+        official = self.official.get(facts.rel.rsplit("/", 1)[-1]) or found.official_split
+        return Assignment(found.label, found.patient_id, official)

@@ -51,3 +51,15 @@ def test_nih_columns_are_recognised():
 def test_bad_csv_is_a_data_error_naming_the_file(data, message):
     with pytest.raises(DataError, match=message.replace("|", r"\|")):
         LabelTable.parse(data, "bad.csv")
+
+
+def test_split_column_gives_the_official_split():
+    # GIVEN the labels.csv that collect writes for NIH (path,label,patient_id,split)
+    table = LabelTable.parse(
+        b"path,label,patient_id,split\nimages/a.png,No Finding,7,train_val\nimages/b.png,Mass,8,test\n", "labels.csv"
+    )
+    assert table.split_for("raw/n/images/a.png", "images/a.png") == "train"
+    assert table.split_for("raw/n/images/b.png", "images/b.png") == "test"
+    assert table.patient_for("raw/n/images/b.png", "images/b.png") == "8"
+    with pytest.raises(DataError, match="line 2: split 'holdout' is not one of"):
+        LabelTable.parse(b"path,label,split\na.png,x,holdout\n", "labels.csv")

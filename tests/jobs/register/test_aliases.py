@@ -94,3 +94,11 @@ def test_concurrent_promotions_lose_no_update(store_uri):
 def test_unknown_alias_is_a_usage_error(store):
     with pytest.raises(UsageError, match="alias 'best'"):
         aliases.current(store, "m", "best")
+
+
+def test_a_lost_response_to_an_alias_move_counts_as_done(store):
+    from tests.jobs.register.test_versions import LostFirstResponse
+
+    lossy = LostFirstResponse(store)
+    assert aliases.compare_and_set(lossy, "m", "champion", None, 1, "first") is True
+    assert lossy.lost == 1 and [v.version for v in aliases.history(store, "m", "champion")] == [1]

@@ -75,3 +75,40 @@ def test_resume_with_different_settings_is_refused(tmp_path, fast_settings, monk
     run(fast_settings(store_uri, run_id="r", epochs=1))
     with pytest.raises(UsageError, match="written with different settings"):
         run(fast_settings(store_uri, run_id="r", epochs=1, lr=0.5, resume=True))
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_checkpoint_then_resume_matches(tmp_path, fast_settings):
+    """A real ``kill -9`` of the stage process (a preempted pod), then ``irmsia-train --resume``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store_uri = str(tmp_path / "store")
+    store = open_store(store_uri)
+    write_split(store, "tiny", counts={"train": 48, "val": 8, "test": 8})
+    argv = ["--store", store_uri, "--dataset", "tiny", "--model", "small-cnn", "--epochs", "4", "--image-size", "32",
+            "--batch-size", "8", "--workers", "0", "--device", "cpu", "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    cmd = [sys.executable, "-m", "jobs.train", *argv]
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "IRMSIA_LOG_FORMAT": "json"}
+    # GIVEN an uninterrupted run (in this process: the same settings as the flags below)
+    run(fast_settings(store_uri, run_id="whole", epochs=4, cache_dir=str(tmp_path / "c")))
+    # AND a run killed with SIGKILL as soon as its first checkpoint is in the store
+    proc = subprocess.Popen([*cmd, "--run-id", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not store.exists("runs/killed/checkpoints/last.pt") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if store.exists("runs/killed/_SUCCESS.json"):
+        pytest.skip("the run finished before it could be killed")
+    # WHEN it is resumed
+    resumed = subprocess.run([*cmd, "--run-id", "killed", "--resume"], env=env, capture_output=True, text=True)
+    # THEN it completes from the checkpoint and ends with the uninterrupted run's weights
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming runs/killed/ after epoch" in resumed.stderr
+    whole, killed = _weights(store, "runs/whole/last_model.pt"), _weights(store, "runs/killed/last_model.pt")
+    for key in whole:
+        torch.testing.assert_close(killed[key], whole[key], rtol=1e-5, atol=1e-6)
