@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,10 +21,12 @@ from pipeline.cli.run import resolve_values
 from pipeline.dag import PIPELINE
 from pipeline.docker_executor import DockerExecutor
 from pipeline.runner import ProcessExecutor, run_pipeline
+from tests.support.docker_engine import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
 
 # The demo dataset with the smallest network and one epoch: the containers, not the training, are under test.
+CLI_PARAMETERS = ("source", "dataset", "model", "epochs", "image_size", "batch_size", "run_id")
 VALUES = resolve_values(PIPELINE, {"source": "demo", "dataset": "demo", "model": "small-cnn", "epochs": "1",
                                    "image_size": "32", "batch_size": "8"})  # fmt: skip
 
@@ -64,6 +68,14 @@ def test_demo_pipeline_in_containers_matches_the_process_run(stage_images, seawe
     assert version_prefix == {o.name: o.result for o in process}["register"]["prefix"]
     registered = require_manifest(open_store(stores["docker"]), version_prefix, "register")
     assert any(o.key.endswith((".pt", ".ts", ".onnx")) for o in registered.outputs)
-    # WHEN the containers run again THEN every stage is a cache hit
-    again = run_pipeline(PIPELINE, VALUES, store=stores["docker"], executor=docker, env=env)
-    assert [(o.exit_code, o.result["cached"]) for o in again] == [(0, True)] * len(PIPELINE.stages)
+    # WHEN `irmsia run --executor docker` runs the same pipeline again THEN every stage is a cache hit
+    flags = [arg for name in CLI_PARAMETERS for arg in (PIPELINE.parameter(name).flag, VALUES[name])]
+    cli = [sys.executable, "-m", "pipeline", "run", "--executor", "docker", "--image-tag", stage_images.tag]
+    proc = subprocess.run(
+        [*cli, "--store", stores["docker"], *flags], env=env, capture_output=True, text=True, cwd=REPO
+    )
+    summary = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [line.split()[:2] for line in summary.splitlines() if line.startswith("  ") and "s  " in line] == [
+        [s.name, "cached"] for s in PIPELINE.order()
+    ]
