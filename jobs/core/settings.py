@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 from jobs.core.errors import UsageError
 from jobs.core.store import DEFAULT_STORE
@@ -36,6 +37,13 @@ class CommonSettings:
             raise UsageError(f"--log-format {self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise UsageError(f"--log-level {self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+
+
+class StageArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as ``UsageError`` (exit 2, one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see {self.prog} --help")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
