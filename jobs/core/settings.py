@@ -8,7 +8,7 @@ Environment variables: ``IRMSIA_STORE`` (store URI), ``IRMSIA_WORKFLOW_ID`` (set
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -64,6 +64,20 @@ def common_settings(args: argparse.Namespace, env: Mapping[str, str]) -> CommonS
         log_level=str(args.log_level).upper(),
         workflow_id=env.get("IRMSIA_WORKFLOW_ID") or None,
     )
+
+
+def log_format_from(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The log format before settings are parsed (for reporting a usage error): ``--log-format`` when it names a
+    valid format, else ``IRMSIA_LOG_FORMAT``, else ``auto``; the last ``--log-format`` wins, as in argparse."""
+    chosen = None
+    for i, arg in enumerate(argv):
+        if arg == "--log-format" and i + 1 < len(argv):
+            chosen = argv[i + 1]
+        elif arg.startswith("--log-format="):
+            chosen = arg.split("=", 1)[1]
+    if chosen in LOG_FORMATS:
+        return chosen
+    return env.get("IRMSIA_LOG_FORMAT") or "auto"
 
 
 def parse_ratio_list(text: str, field: str, count: int) -> tuple[float, ...]:
