@@ -17,7 +17,7 @@ from typing import Any
 from jobs.core.errors import UsageError
 from jobs.core.layout import check_name
 from jobs.core.networks import NETWORKS, check_network
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings
+from jobs.core.settings import CommonSettings, StageArgumentParser, add_common_arguments, common_settings
 
 MONITORS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc")
 AMP_MODES = ("auto", "on", "off")
@@ -193,7 +193,7 @@ _OPTIONS: dict[str, tuple[Any, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StageArgumentParser(
         prog="irmsia-train", description="Train a MONAI classifier on a split; writes runs/<run-id>/."
     )
     parser.add_argument("--config", help="YAML file whose keys mirror these flags; flags override it")
@@ -253,13 +253,7 @@ def _convert(dest: str, value: Any, source: str) -> Any:
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> TrainSettings:
     """Flags over ``--config`` over defaults; ``UsageError`` (exit 2) on anything invalid."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:  # argparse already printed the usage line
-        if exc.code == 0:
-            raise
-        raise UsageError("invalid arguments; see irmsia-train --help") from exc
+    args = build_parser().parse_args(list(argv))
     values: dict[str, Any] = {}
     if args.config:
         values.update({k: _convert(k, v, f"--config {args.config!r}") for k, v in load_config(args.config).items()})

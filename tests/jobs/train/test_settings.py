@@ -81,7 +81,8 @@ def test_missing_config_file_is_a_usage_error(tmp_path):
         (["--dataset", "d", "--percentiles", "5"], "--percentiles '5': expected two numbers"),
         (["--dataset", "d", "--percentiles", "90,10"], "need 0 <= low < high <= 100"),
         (["--dataset", "d", "--max-unreadable", "2"], "--max-unreadable 2.0"),
-        (["--dataset", "d", "--no-such-flag"], "invalid arguments"),
+        (["--dataset", "d", "--no-such-flag"], "unrecognized arguments: --no-such-flag; see irmsia-train --help"),
+        (["--dataset", "d", "--epochs"], "argument --epochs: expected one argument; see irmsia-train --help"),
         (
             ["--dataset", "d", "--resume", "maybe"],
             "--resume 'maybe': use --resume \\(required\\), --resume auto or --no-resume",
