@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -26,25 +27,44 @@ def _deterministic(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
 
 
+def _preempt_in_epoch(monkeypatch, epoch: int) -> Callable[[], None]:
+    """Make the trainer die (as a preempted pod) when it starts ``epoch``; returns what puts it back."""
+    original = loop.Trainer.train_epoch
+
+    def dies(self, current):
+        if current == epoch:
+            raise KeyboardInterrupt("preempted")
+        return original(self, current)
+
+    monkeypatch.setattr(loop.Trainer, "train_epoch", dies)
+    return lambda: monkeypatch.setattr(loop.Trainer, "train_epoch", original)
+
+
+def _count_epochs(monkeypatch) -> list[int]:
+    """Record which epochs the trainer trains from now on."""
+    trained: list[int] = []
+    original = loop.Trainer.train_epoch
+
+    def counting(self, epoch):
+        trained.append(epoch)
+        return original(self, epoch)
+
+    monkeypatch.setattr(loop.Trainer, "train_epoch", counting)
+    return trained
+
+
 def test_resume_after_a_kill_equals_an_uninterrupted_run(store_uri, fast_settings, monkeypatch):
     store = open_store(store_uri)
     write_split(store, "tiny")
     # GIVEN an uninterrupted three-epoch run
     run(fast_settings(store_uri, run_id="whole", epochs=3))
     # AND the same run killed during epoch 3 (after the epoch-2 checkpoint reached the store)
-    original = loop.Trainer.train_epoch
-
-    def dies_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt("preempted")
-        return original(self, epoch)
-
-    monkeypatch.setattr(loop.Trainer, "train_epoch", dies_in_epoch_3)
+    restore_trainer = _preempt_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(fast_settings(store_uri, run_id="killed", epochs=3))
     assert not store.exists("runs/killed/_SUCCESS.json")
     assert store.exists("runs/killed/checkpoints/last.pt")
-    monkeypatch.setattr(loop.Trainer, "train_epoch", original)
+    restore_trainer()
     # WHEN the killed run is resumed in a fresh trainer
     manifest, cached = run(fast_settings(store_uri, run_id="killed", epochs=3, resume="required"))
     # THEN weights, history and metrics equal the uninterrupted run's
@@ -78,35 +98,15 @@ def test_resume_with_different_settings_is_refused(tmp_path, fast_settings, monk
         run(fast_settings(store_uri, run_id="r", epochs=1, lr=0.5, resume="required"))
 
 
-def _count_epochs(monkeypatch) -> list[int]:
-    """Record which epochs the trainer trains from now on."""
-    trained: list[int] = []
-    original = loop.Trainer.train_epoch
-
-    def counting(self, epoch):
-        trained.append(epoch)
-        return original(self, epoch)
-
-    monkeypatch.setattr(loop.Trainer, "train_epoch", counting)
-    return trained
-
-
 def test_resume_auto_continues_an_unfinished_run_and_starts_fresh_without_one(tmp_path, fast_settings, monkeypatch):
     store_uri = str(tmp_path / "store")
     store = open_store(store_uri)
     write_split(store, "tiny")
     # GIVEN a run killed in epoch 2, after the epoch-1 checkpoint
-    original = loop.Trainer.train_epoch
-
-    def dies_in_epoch_2(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt("preempted")
-        return original(self, epoch)
-
-    monkeypatch.setattr(loop.Trainer, "train_epoch", dies_in_epoch_2)
+    restore_trainer = _preempt_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(fast_settings(store_uri, run_id="killed", epochs=2))
-    monkeypatch.setattr(loop.Trainer, "train_epoch", original)
+    restore_trainer()
     trained = _count_epochs(monkeypatch)
     # WHEN it is retried with --resume auto THEN only epoch 2 is trained, and the run is sealed
     manifest, cached = run(fast_settings(store_uri, run_id="killed", epochs=2, resume="auto"))
