@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test lint format clean services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,23 @@ format: venv
 	$(BIN)/ruff check --fix jobs pipeline tests bench
 	$(BIN)/ruff format jobs pipeline tests bench
 
-test: venv lint
+# The servers the metrics tests run against (Debian packages). Installed only when missing and apt-get is there;
+# otherwise those tests skip with a message saying how to install them.
+services:
+	@if command -v prometheus >/dev/null && { command -v prometheus-pushgateway || command -v pushgateway; } >/dev/null; then \
+		echo "prometheus and pushgateway present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway; } \
+		|| echo "could not install prometheus/prometheus-pushgateway; the metrics integration tests will skip"; \
+	elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then \
+		sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway \
+		|| echo "could not install prometheus/prometheus-pushgateway; the metrics integration tests will skip"; \
+	else \
+		echo "no apt-get here: install prometheus and the pushgateway yourself, or the metrics integration tests skip"; \
+	fi
+
+test: venv lint services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

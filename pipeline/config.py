@@ -280,6 +280,21 @@ class Schedule:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    """Where the stage pods deliver their Prometheus metrics (see jobs/core/metrics_export.py)."""
+
+    pushgateway: str = ""
+    """Pushgateway URL the stages push to (``IRMSIA_PUSHGATEWAY``), e.g. the one of manifests/monitoring,
+    ``http://irmsia-pushgateway.irmsia.svc.cluster.local:9091``; empty: no pushes."""
+
+    def __post_init__(self) -> None:
+        if self.pushgateway and not re.match(r"^https?://[^\s]+$", self.pushgateway):
+            raise UsageError(
+                f"metrics.pushgateway {self.pushgateway!r}: use an http:// or https:// URL, or leave it empty"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeploymentConfig:
     """Everything the Kubernetes objects depend on, loaded from ``irmsia.yaml`` (or the chart's values)."""
 
@@ -305,6 +320,8 @@ class DeploymentConfig:
     """Run-level settings."""
     schedules: tuple[Schedule, ...] = ()
     """CronWorkflows; none by default."""
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    """Metrics delivery of the stage pods."""
 
     def __post_init__(self) -> None:
         _check_dns_label(self.namespace, "namespace")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from jobs.core.metrics_export import read_text_metrics
 from pipeline.dag import Pipeline, StageSpec
 
 
@@ -29,6 +30,8 @@ class StageOutcome:
     exit_code: int
     duration_s: float
     result: dict[str, Any] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The stage's ``--metrics-file``, summed per sample name (``irmsia_stage_bytes_read_total`` …)."""
 
 
 class Executor(Protocol):
@@ -74,14 +77,23 @@ def run_pipeline(
         for stage in stages:
             argv = stage.argv(values) + (["--force"] if force else [])
             result_file = Path(tmp) / f"{stage.name}.json"
-            stage_env = executor.environment(stage, {**base_env, "IRMSIA_RESULT_FILE": str(result_file)})
+            metrics_file = Path(tmp) / f"{stage.name}.prom"
+            stage_env = executor.environment(
+                stage, {**base_env, "IRMSIA_RESULT_FILE": str(result_file), "IRMSIA_METRICS_FILE": str(metrics_file)}
+            )
             if on_stage:
                 on_stage(stage, argv)
             started = time.monotonic()
             code = subprocess.call(executor.command(stage, argv), env=stage_env)
             result = json.loads(result_file.read_text()) if code == 0 and result_file.exists() else None
             outcomes.append(
-                StageOutcome(name=stage.name, exit_code=code, duration_s=time.monotonic() - started, result=result)
+                StageOutcome(
+                    name=stage.name,
+                    exit_code=code,
+                    duration_s=time.monotonic() - started,
+                    result=result,
+                    metrics=read_text_metrics(metrics_file),
+                )
             )
             if code != 0:
                 break

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SeaweedFS S3 server for the session, and a store on each backend."""
+"""Shared fixtures: a real SeaweedFS S3 server for the session, and a store on each backend; a real Pushgateway
+and Prometheus for the metrics tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.prometheus import (
+    INSTALL_HINT,
+    Prometheus,
+    Server,
+    prometheus_binary,
+    pushgateway_binary,
+    start_prometheus,
+    start_pushgateway,
+)
 from tests.support.seaweedfs import SeaweedS3, start_seaweedfs
 
 # OpenMP threads that spin while waiting steal the shared cores from each other and from the servers the tests
@@ -48,3 +58,28 @@ def store_uri(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "file":
         return str(tmp_path / "store")
     return request.getfixturevalue("s3_store_uri")
+
+
+# -- Prometheus and Pushgateway (Debian packages; `make services` installs them) ---------------------------------
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One Pushgateway on 127.0.0.1 for the session; tests keep apart by workflow id."""
+    if pushgateway_binary() is None:
+        pytest.skip(f"prometheus-pushgateway is not installed: {INSTALL_HINT}")
+    server = start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(pushgateway: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """One Prometheus scraping the session's Pushgateway every second (``honor_labels: true``)."""
+    if prometheus_binary() is None:
+        pytest.skip(f"prometheus is not installed: {INSTALL_HINT}")
+    server = start_prometheus(tmp_path_factory.mktemp("prometheus"), pushgateway.address)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,12 +2,15 @@
 
 Every member name is checked before anything is written: absolute paths, ``..`` segments, drive letters and
 links are refused (path traversal), and the uncompressed total is capped (zip bombs) both by the sizes the
-archive declares and by the bytes actually written. Zips are tested first (every member's CRC) so a corrupt
-download is rejected before a single file is unpacked. macOS ``__MACOSX/`` and ``.DS_Store`` noise is skipped.
+archive declares and by the bytes actually written. Members are unpacked into a private scratch folder and
+every zip member's CRC is verified as it is read, so a corrupt download is rejected before a single file
+reaches the store (one decompression pass, not two). Each member's SHA-256 is computed on the way, so storing
+it needs no second read. macOS ``__MACOSX/`` and ``.DS_Store`` noise is skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import tarfile
@@ -16,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from jobs.collect.telemetry import count_archive
 from jobs.core.errors import DataError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -29,6 +33,7 @@ class Member:
     name: str
     path: Path
     size: int
+    sha256: str
 
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -74,36 +79,25 @@ def _budget_error(archive: str, limit: int) -> DataError:
     )
 
 
-def test_zip(path: Path, archive: str) -> None:
-    """Read every member and check its CRC; ``DataError`` naming the first bad member."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error) as exc:
-        raise DataError(
-            f"{archive}: not a valid zip ({exc}); the download is corrupt, rerun to fetch it again"
-        ) from exc
-    if bad is not None:
-        raise DataError(f"{archive}: member {bad!r} fails its CRC check; the download is corrupt, rerun to refetch")
-
-
 def extract(path: Path, dest: Path, max_bytes: int, archive: str | None = None) -> list[Member]:
     """Unpack ``path`` into ``dest`` safely; returns the files written, sorted by name."""
     archive = archive or path.name
     kind = archive_kind(path)
-    if kind == "zip":
-        test_zip(path, archive)
-        members = _extract_zip(path, dest, max_bytes, archive)
-    elif kind == "tar":
-        members = _extract_tar(path, dest, max_bytes, archive)
-    else:
+    if kind is None:
         raise DataError(f"{archive}: not a zip or tar archive; check the URL points at the dataset archive")
+    try:
+        members = (_extract_zip if kind == "zip" else _extract_tar)(path, dest, max_bytes, archive)
+    except BaseException:
+        remove_tree(dest)  # nothing half-unpacked stays behind
+        raise
+    count_archive()
     return sorted(members, key=lambda m: m.name)
 
 
-def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int) -> int:
+def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int) -> tuple[int, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
+    digest = hashlib.sha256()
     with open(target, "wb") as out:
         while chunk := src.read(1 << 20):
             written += len(chunk)
@@ -111,11 +105,18 @@ def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int
             if budget[0] < 0:
                 raise _budget_error(archive, limit)
             out.write(chunk)
-    return written
+            digest.update(chunk)
+    return written, digest.hexdigest()
 
 
 def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[Member]:
-    with zipfile.ZipFile(path) as zf:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(
+            f"{archive}: not a valid zip ({exc}); the download is corrupt, rerun to fetch it again"
+        ) from exc
+    with zf:
         infos = zf.infolist()
         names = {}
         for info in infos:
@@ -134,11 +135,14 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
                 continue
             target = dest / rel
             try:
-                with zf.open(info) as src:
-                    size = _copy_limited(src, target, budget, archive, max_bytes)
+                with zf.open(info) as src:  # zipfile checks the member's CRC when it is read to the end
+                    size, sha = _copy_limited(src, target, budget, archive, max_bytes)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                raise DataError(f"{archive}: member {info.filename!r} is corrupt ({exc}); rerun to refetch") from exc
-            members.append(Member(rel, target, size))
+                raise DataError(
+                    f"{archive}: member {info.filename!r} fails its CRC check ({exc}); the download is corrupt, "
+                    "rerun to fetch it again"
+                ) from exc
+            members.append(Member(rel, target, size, sha))
     return members
 
 
@@ -164,8 +168,8 @@ def _extract_tar(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
                 if src is None:
                     continue
                 with src:
-                    size = _copy_limited(src, dest / rel, budget, archive, max_bytes)
-                members.append(Member(rel, dest / rel, size))
+                    size, sha = _copy_limited(src, dest / rel, budget, archive, max_bytes)
+                members.append(Member(rel, dest / rel, size, sha))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise

@@ -9,6 +9,7 @@ from pathlib import Path
 from jobs.collect.settings import CollectSettings
 from jobs.collect.sources import load_source
 from jobs.collect.sources.base import RawSink
+from jobs.collect.telemetry import record_collect
 from jobs.core.layout import raw_prefix
 from jobs.core.manifest import Manifest, StageWriter
 from jobs.core.store import open_store
@@ -28,9 +29,13 @@ def run(settings: CollectSettings) -> tuple[Manifest, bool]:
                  store.uri, prefix)  # fmt: skip
         return hit, True
     writer.begin()
-    with tempfile.TemporaryDirectory(prefix="irmsia-collect-") as tmp:
+    # scratch beside a file store's objects, so finished files are renamed into it rather than copied
+    with tempfile.TemporaryDirectory(prefix="irmsia-collect-", dir=store._spool_dir()) as tmp:
         sink = RawSink(writer, Path(tmp), settings.workers)
-        report = source.collect(settings, sink)
+        try:
+            report = source.collect(settings, sink)
+        finally:
+            sink.close()
     outputs = writer.outputs
     summary = {
         "source": source.name,
@@ -40,5 +45,6 @@ def run(settings: CollectSettings) -> tuple[Manifest, bool]:
         **report.details,
     }
     manifest = writer.commit(summary=summary)
+    record_collect(manifest)
     log.info("collected %d files (%d bytes) into %s/%s", summary["files"], summary["bytes"], store.uri, prefix)
     return manifest, False

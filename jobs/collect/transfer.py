@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from urllib.parse import urlencode
 import urllib3
 from urllib3.util.retry import Retry
 
+from jobs.collect.telemetry import count_transfer
 from jobs.core.errors import DataError, IrmsiaError, TransientError, UsageError
 from jobs.core.hashing import CHUNK
 from jobs.core.logs import redact
@@ -65,7 +67,10 @@ class RetryPolicy:
 
 @dataclass
 class TransferStats:
-    """Byte and request counters across threads (logged at the end; the metrics of a collect run)."""
+    """Byte and request counters across threads (logged at the end; the metrics of a collect run).
+
+    On a terminal a tqdm bar shows the bytes received by all transfers together.
+    """
 
     bytes_downloaded: int = 0
     requests: int = 0
@@ -73,11 +78,28 @@ class TransferStats:
     resumed: int = 0
     restarted: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _bar: Any = field(default=None, repr=False)
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+        count_transfer(**counts)
+
+    def received(self, n: int) -> None:
+        """Count ``n`` body bytes as they arrive (and move the progress bar)."""
+        with self._lock:
+            self.bytes_downloaded += n
+            if self._bar is None and sys.stderr.isatty():
+                try:
+                    from tqdm import tqdm
+                except ImportError:
+                    self._bar = False
+                else:
+                    self._bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="download", leave=False)
+            if self._bar:
+                self._bar.update(n)
+        count_transfer(bytes_downloaded=n)
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -240,17 +262,23 @@ class HttpClient:
         md5: str | None = None,
         headers: Mapping[str, str] | None = None,
         what: str = "",
+        hashed: bool = True,
     ) -> Downloaded:
-        """Download ``url`` to ``dest`` (atomically, via ``dest.part``), resuming and retrying as needed."""
+        """Download ``url`` to ``dest`` (atomically, via ``dest.part``), resuming and retrying as needed.
+
+        ``hashed=False`` skips the SHA-256 of the download (``Downloaded.sha256`` is then empty) when the caller
+        verifies the content another way (a ZIP's CRCs) and does not record it.
+        """
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         part.unlink(missing_ok=True)
         state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
         for verify_try in (1, 2):
             digest, md5_digest, size = self.retrying(
-                url, lambda: self._fetch_once(url, part, state, headers, what, want_md5=md5 is not None)
+                url, lambda: self._fetch_once(url, part, state, headers, what, md5 is not None, hashed or bool(sha256))
             )
-            got_sha, got_md5 = digest.hexdigest(), md5_digest.hexdigest() if md5_digest else None
+            got_sha = digest.hexdigest() if digest else ""
+            got_md5 = md5_digest.hexdigest() if md5_digest else None
             bad = (sha256 and got_sha != sha256 and ("SHA-256", sha256, got_sha)) or (
                 md5 and got_md5 != md5 and ("MD5", md5, got_md5)
             )
@@ -269,7 +297,8 @@ class HttpClient:
             self.stats.add(restarted=1)
         raise AssertionError("unreachable")
 
-    def _fetch_once(self, url: str, part: Path, state: dict[str, Any], headers, what: str, want_md5: bool):
+    def _fetch_once(self, url: str, part: Path, state: dict[str, Any], headers, what: str, want_md5: bool,
+                    want_sha256: bool):  # fmt: skip
         offset = part.stat().st_size if part.exists() and state["validator"] else 0
         request_headers = dict(headers or {})
         if offset:
@@ -303,25 +332,25 @@ class HttpClient:
             state["validator"] = _validator(resp.headers)
             state["etag"] = resp.headers.get("ETag")
             state["last_modified"] = resp.headers.get("Last-Modified")
-            digest = hashlib.sha256()
-            md5_digest = hashlib.md5(usedforsecurity=False) if want_md5 else None
-            if offset:  # the bytes we keep still need hashing
+            digests = [h for h in (hashlib.sha256() if want_sha256 else None,
+                                    hashlib.md5(usedforsecurity=False) if want_md5 else None) if h]  # fmt: skip
+            if offset and digests:  # the bytes we keep still need hashing
                 with open(part, "rb") as fh:
                     while chunk := fh.read(CHUNK):
-                        digest.update(chunk)
-                        if md5_digest:
-                            md5_digest.update(chunk)
+                        for h in digests:
+                            h.update(chunk)
             size = offset
             with open(part, "ab" if offset else "wb") as out:
                 while chunk := resp.read1(STREAM_CHUNK):
                     out.write(chunk)
-                    digest.update(chunk)
-                    if md5_digest:
-                        md5_digest.update(chunk)
+                    for h in digests:
+                        h.update(chunk)
                     size += len(chunk)
-                    self.stats.add(bytes_downloaded=len(chunk))
+                    self.stats.received(len(chunk))
             if total is not None and size != total:
                 raise Retryable(f"body ended at {size} of {total} bytes")
+            digest = digests[0] if want_sha256 else None
+            md5_digest = digests[-1] if want_md5 else None
             return digest, md5_digest, size
         finally:
             resp.release_conn()

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from jobs.core.errors import ExitCode, IrmsiaError
 from jobs.core.logs import redact, setup_logging, wants_json
+from jobs.core.metrics import begin_stage_metrics
+from jobs.core.metrics_export import MetricsExport, MetricsTargets
 from jobs.core.settings import log_format_from
 
 S = TypeVar("S")
@@ -49,6 +51,18 @@ def _write_result(path: str | None, stage: str, result: Any) -> None:
     os.replace(tmp, path)
 
 
+def _metrics_targets(common: Any) -> MetricsTargets:
+    """Metric deliveries from the common settings (none when a stage has no ``common``)."""
+    if common is None:
+        return MetricsTargets()
+    return MetricsTargets(
+        pushgateway=getattr(common, "pushgateway", None),
+        push_interval_s=getattr(common, "push_interval_s", 30.0),
+        port=getattr(common, "metrics_port", None),
+        file=getattr(common, "metrics_file", None),
+    )
+
+
 def stage_main(
     stage: str,
     argv: Sequence[str] | None,
@@ -75,18 +89,30 @@ def stage_main(
         run_id=getattr(settings, "run_id", None),
         workflow_id=getattr(common, "workflow_id", None),
     )
+    metrics = begin_stage_metrics(
+        stage,
+        dataset=getattr(settings, "dataset", None),
+        run_id=getattr(settings, "run_id", None),
+        workflow_id=getattr(common, "workflow_id", None),
+    )
+    export = MetricsExport(metrics, _metrics_targets(common)).start()
+    code, error_kind, cached = ExitCode.OK, None, False
     try:
         result = run(settings)
+        cached = isinstance(result, tuple) and len(result) == 2 and bool(result[1])
         _write_result(env.get("IRMSIA_RESULT_FILE"), stage, result)
     except IrmsiaError as exc:
         _report(stage, str(exc), log_format)
-        return int(exc.exit_code)
+        code, error_kind = exc.exit_code, type(exc).__name__
     except KeyboardInterrupt:
         _report(stage, "interrupted; nothing was sealed, rerun to finish", log_format)
-        return int(ExitCode.INTERRUPTED)
+        code, error_kind = ExitCode.INTERRUPTED, "KeyboardInterrupt"
     except Exception as exc:  # a bug: keep the traceback for the log, one line for the user
         logger.debug("unexpected failure", exc_info=True)
         logger.error("unexpected %s", type(exc).__name__, exc_info=True)
         _report(stage, f"unexpected {type(exc).__name__}: {exc}", log_format)
-        return int(ExitCode.FAILURE)
-    return int(ExitCode.OK)
+        code, error_kind = ExitCode.FAILURE, type(exc).__name__
+    finally:
+        metrics.finish(int(code), error_kind=error_kind, cached=cached)
+        export.close()
+    return int(code)

@@ -21,6 +21,7 @@ from jobs import __version__
 from jobs.core.errors import DataError, ObjectNotFound
 from jobs.core.hashing import pretty_json, sha256_json
 from jobs.core.layout import MANIFEST_NAME, manifest_key
+from jobs.core.metrics import stage_metrics
 from jobs.core.store import ObjectInfo, Store
 
 SCHEMA_VERSION = 1
@@ -196,21 +197,31 @@ class StageWriter:
         self._outputs[rec.key] = rec
         return rec
 
+    def _written(self, info: ObjectInfo) -> OutputRecord:
+        """Track an object this writer just wrote, counting its bytes in the stage's metrics."""
+        rec = self.record(info)
+        stage_metrics().bytes_written.inc(rec.size)
+        return rec
+
     def put_bytes(self, name: str, data: bytes) -> OutputRecord:
-        return self.record(self.store.put_bytes(self._rel(name), data))
+        return self._written(self.store.put_bytes(self._rel(name), data))
 
     def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
-        return self.record(self.store.put_file(self._rel(name), path, sha256=sha256))
+        return self._written(self.store.put_file(self._rel(name), path, sha256=sha256))
+
+    def move_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
+        """Store a scratch file and let it go (renamed into a file store instead of copied)."""
+        return self._written(self.store.move_file(self._rel(name), path, sha256=sha256))
 
     def put_many(self, items: Iterable[tuple[str, str | Path]], workers: int = 16) -> list[OutputRecord]:
         infos = self.store.put_many(((self._rel(name), path) for name, path in items), workers=workers)
-        return [self.record(i) for i in infos]
+        return [self._written(i) for i in infos]
 
     @contextmanager
     def open_write(self, name: str) -> Iterator[BinaryIO]:
         with self.store.open_write(self._rel(name)) as fh:
             yield fh
-        self.record(self.store.head(self._rel(name)))
+        self._written(self.store.head(self._rel(name)))
 
     @property
     def outputs(self) -> list[OutputRecord]:

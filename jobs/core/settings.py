@@ -2,7 +2,8 @@
 
 Stages compose ``CommonSettings`` into their own frozen settings dataclass; nothing else reads ``os.environ``.
 Environment variables: ``IRMSIA_STORE`` (store URI), ``IRMSIA_WORKFLOW_ID`` (set by Argo to the workflow name),
-``IRMSIA_LOG_FORMAT`` (auto|text|json).
+``IRMSIA_LOG_FORMAT`` (auto|text|json), ``IRMSIA_PUSHGATEWAY`` (Pushgateway address for metrics),
+``IRMSIA_PUSH_INTERVAL`` (seconds between metric pushes), ``IRMSIA_METRICS_FILE`` (same as ``--metrics-file``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,24 @@ class CommonSettings:
     log_level: str = "INFO"
     workflow_id: str | None = None
     """The Argo workflow name, put on every log line and metric."""
+    pushgateway: str | None = None
+    """Pushgateway address (``IRMSIA_PUSHGATEWAY``); metrics are pushed there when set."""
+    push_interval_s: float = 30.0
+    """Seconds between metric pushes during the stage (``IRMSIA_PUSH_INTERVAL``)."""
+    metrics_port: int | None = None
+    """Serve ``/metrics`` over HTTP on this port while the stage runs (``--metrics-port``)."""
+    metrics_file: str | None = None
+    """Write the metrics in the Prometheus text format here at the end (``--metrics-file``)."""
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
             raise UsageError(f"--log-format {self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise UsageError(f"--log-level {self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise UsageError(f"--metrics-port {self.metrics_port}: use a TCP port number 0-65535 (0 picks a free one)")
+        if not self.push_interval_s > 0:
+            raise UsageError(f"IRMSIA_PUSH_INTERVAL {self.push_interval_s!r}: use a positive number of seconds")
 
 
 class StageArgumentParser(argparse.ArgumentParser):
@@ -53,6 +66,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="recompute even if the cache key matches")
     group.add_argument("--log-format", choices=LOG_FORMATS, help="log format (env IRMSIA_LOG_FORMAT; default auto)")
     group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    group.add_argument("--metrics-port", help="serve Prometheus metrics over HTTP on this port while running")
+    group.add_argument("--metrics-file", help="write Prometheus metrics in the text format to this file at the end")
 
 
 def common_settings(args: argparse.Namespace, env: Mapping[str, str]) -> CommonSettings:
@@ -63,7 +78,19 @@ def common_settings(args: argparse.Namespace, env: Mapping[str, str]) -> CommonS
         log_format=args.log_format or env.get("IRMSIA_LOG_FORMAT") or "auto",
         log_level=str(args.log_level).upper(),
         workflow_id=env.get("IRMSIA_WORKFLOW_ID") or None,
+        pushgateway=env.get("IRMSIA_PUSHGATEWAY") or None,
+        push_interval_s=_number(env.get("IRMSIA_PUSH_INTERVAL") or "30", "IRMSIA_PUSH_INTERVAL", float),
+        metrics_port=_number(args.metrics_port, "--metrics-port", int) if getattr(args, "metrics_port", "") else None,
+        metrics_file=getattr(args, "metrics_file", None) or env.get("IRMSIA_METRICS_FILE") or None,
     )
+
+
+def _number(text: str, field: str, kind: type[int] | type[float]) -> int | float:
+    """A number from a flag or variable, or a ``UsageError`` naming it."""
+    try:
+        return kind(text)
+    except ValueError as exc:
+        raise UsageError(f"{field} {text!r}: expected a number") from exc
 
 
 def log_format_from(argv: Sequence[str], env: Mapping[str, str]) -> str:

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from jobs.core.errors import ChecksumMismatch, UsageError
 from jobs.core.hashing import CHUNK
+from jobs.core.metrics import stage_metrics
 
 DEFAULT_STORE = "./irmsia-data"
 _BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
@@ -87,6 +88,8 @@ class HashingReader(io.RawIOBase):
             )
 
     def close(self) -> None:
+        if not self.closed:
+            stage_metrics().bytes_read.inc(self.size)
         try:
             self._raw.close()
         finally:
@@ -102,6 +105,15 @@ class Store(ABC):
     @abstractmethod
     def put_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
         """Upload a local file (streamed; multipart on S3). ``sha256`` skips re-hashing when already known."""
+
+    def move_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
+        """Store a local file the caller no longer needs: ``put_file``, then the local file is removed.
+
+        Backends may rename the file into place instead of copying it (the file store does, on one file system).
+        """
+        info = self.put_file(key, path, sha256=sha256)
+        Path(path).unlink(missing_ok=True)
+        return info
 
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:

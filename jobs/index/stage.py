@@ -26,6 +26,7 @@ from jobs.index.layouts import FileFacts, Layout, Unlabelled, labels_sidecar, la
 from jobs.index.quarantine import DUPLICATE_PREFIX, QuarantineRecord, QuarantineWriter
 from jobs.index.scan import default_workers, scan
 from jobs.index.settings import IndexSettings
+from jobs.index.telemetry import record_index
 from jobs.index.writer import IndexWriter
 
 log = logging.getLogger("irmsia.index")
@@ -260,6 +261,7 @@ def run(settings: IndexSettings) -> tuple[Manifest, bool]:
         "quarantine_reasons": dict(sorted(quarantine.kinds.items())),
     }
     manifest = writer.commit(summary)
+    record_index(manifest)
     log.info(
         "indexed %d rows (%d classes), quarantined %d (%d duplicates) -> %s",
         rows.rows,

@@ -42,6 +42,7 @@ from jobs.register.lineage import Lineage, walk_lineage
 from jobs.register.model_card import render_model_card
 from jobs.register.settings import RegisterSettings
 from jobs.register.source_run import SourceRun, check_metric, load_source_run
+from jobs.register.telemetry import record_registration
 from jobs.register.versions import claim_version, new_token, now_iso
 
 log = logging.getLogger("irmsia.register")
@@ -168,6 +169,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         store, settings.model_name, settings.promote, settings.metric, entry, {entry.version: entry}
     )
     log.info("%s v%d is %s: %s", settings.model_name, version, decision.alias, decision.reason)
+    record_registration(version, decision.alias)
     if settings.mlflow_tracking_uri:
         from jobs.register.mlflow_sync import sync_version
 

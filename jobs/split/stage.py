@@ -26,6 +26,7 @@ from jobs.split.exports import csv_bytes, datalist_bytes, txt_bytes
 from jobs.split.indexes import OFFICIAL_COLUMN, IndexRows, index_manifests, load_index_rows
 from jobs.split.settings import SplitSettings
 from jobs.split.stats import check_patients_disjoint, split_stats
+from jobs.split.telemetry import record_split
 
 log = logging.getLogger("irmsia.split")
 
@@ -118,6 +119,7 @@ def run(settings: SplitSettings) -> tuple[Manifest, bool]:
         "skipped_unlabeled": skipped,
     }
     manifest = writer.commit(summary=summary)
+    record_split(stats)
     log.info(
         "split %s: %s rows, %s patients, %d classes",
         writer.prefix,

@@ -25,6 +25,7 @@ from jobs.core.store import Store, open_store
 from jobs.train.data import ImageSet, Split, check_split, class_counts, load_images, read_split
 from jobs.train.metrics import HEADLINE, flat_metrics
 from jobs.train.settings import TrainSettings
+from jobs.train.telemetry import record_epoch, record_final
 
 log = logging.getLogger("irmsia.train")
 STAGE = "train"
@@ -105,6 +106,7 @@ def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWri
 
     def checkpoint(current: TrainState) -> None:
         save_checkpoint(store, prefix, cache_key=writer.cache_key, state=current, **trainer.components())
+        record_epoch(current.history[-1], images=len(trainer.sets["train"]))
 
     state = trainer.fit(state, checkpoint)
     last_state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
@@ -204,6 +206,7 @@ def _write_outputs(
         **{k: v for k, v in flat.items() if k.startswith(("val_", "test_")) and not k.endswith("_loss")},
     }
     manifest = writer.commit(summary=summary)
+    record_final(flat)
     log.info(
         "run sealed at %s: best epoch %d, val accuracy %s, test accuracy %s",
         writer.prefix, state.best_epoch, flat["val_accuracy"], flat["test_accuracy"],

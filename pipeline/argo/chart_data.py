@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.argo.environment import FIXED_ENV, KAGGLE_SECRET_KEYS, S3_SECRET_KEYS
 from pipeline.argo.labels import POD_LABELS, object_labels
+from pipeline.argo.metrics import template_metrics
 from pipeline.argo.retry import TRANSIENT_ONLY
 from pipeline.argo.security import container_security_context
 from pipeline.argo.stage_template import RESULT_OUTPUT, workflow_argument
@@ -37,6 +38,7 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
                 "args": [workflow_argument(a) for a in s.args],
                 "depends": " && ".join(s.depends),
                 "gpu": s.gpu,
+                "metrics": template_metrics(s, RESULT_OUTPUT).model_dump(by_alias=True, exclude_none=True),
             }
             for s in pipeline.order()
         ],

@@ -42,6 +42,8 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     if config.store.endpoint:
         plain["AWS_ENDPOINT_URL"] = config.store.endpoint
     plain["IRMSIA_IMAGE"] = config.images.build(stage.entrypoint)  # register records it in the model's metadata
+    if config.metrics.pushgateway:
+        plain["IRMSIA_PUSHGATEWAY"] = config.metrics.pushgateway
     plain.update(FIXED_ENV)
     env = [EnvVar(name=k, value=v) for k, v in plain.items()]
     env += [_secret(k, config.store.credentials_secret) for k in S3_SECRET_KEYS]

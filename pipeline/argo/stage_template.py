@@ -8,6 +8,7 @@ from hera.workflows import Container
 from hera.workflows.models import Outputs, Parameter, ValueFrom
 
 from pipeline.argo.environment import stage_environment
+from pipeline.argo.metrics import template_metrics
 from pipeline.argo.resources import stage_resources
 from pipeline.argo.retry import transient_retry
 from pipeline.argo.scheduling import node_selector, tolerations
@@ -47,4 +48,5 @@ def stage_container(stage: StageSpec, config: DeploymentConfig) -> Container:
         retry_strategy=transient_retry(config.retry),
         labels={"app.kubernetes.io/component": stage.name},
         outputs=Outputs(parameters=[Parameter(name=RESULT_OUTPUT, value_from=ValueFrom(path=RESULT_FILE))]),
+        metrics=template_metrics(stage, RESULT_OUTPUT),
     )

@@ -71,6 +71,27 @@ def print_summary(outcomes: list[StageOutcome], store: str, out=sys.stdout) -> N
         print(f"  {o.name:<9} {state:<6} {o.duration_s:6.1f}s  {result.get('prefix', '')}", file=out)
         for key, value in (result.get("summary") or {}).items():
             print(f"      {key}: {_fmt(value)}", file=out)
+        if o.metrics:
+            print(f"      {_io_line(o.metrics)}", file=out)
+
+
+def _bytes(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB"):
+        n /= 1024
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GiB"
+
+
+def _io_line(metrics: dict[str, float]) -> str:
+    """Items and bytes from the stage's metrics file: ``items 12, read 1.2 MiB, wrote 340 B``."""
+    return (
+        f"items {metrics.get('irmsia_stage_items_total', 0):.0f}, "
+        f"read {_bytes(metrics.get('irmsia_stage_bytes_read_total', 0))}, "
+        f"wrote {_bytes(metrics.get('irmsia_stage_bytes_written_total', 0))}"
+    )
 
 
 def do_command(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from pipeline.config import DeploymentConfig, from_mapping
 from tests.support.argo_schema import REPO_ROOT
 from tests.support.k8s_objects import CHART, KUBERNETES_VERSION, ci_values_files, render_chart
 
-CHART_ONLY_KEYS = ("nameOverride", "fullnameOverride", "networkPolicy", "minio")
+CHART_ONLY_KEYS = ("nameOverride", "fullnameOverride", "networkPolicy", "minio", "pushgateway")
 CHART_LABELS = ("helm.sh/chart", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
                 "app.kubernetes.io/version", "app.kubernetes.io/part-of")  # fmt: skip
 SCENARIOS = ci_values_files()

@@ -47,9 +47,10 @@ def dicom_bytes(patient: str, study: str, series: str, sop: str, modality: str, 
     return buf.getvalue()
 
 
-def series_zip(files: dict[str, bytes], license_text: bytes | None = LICENSE_TEXT) -> bytes:
+def series_zip(files: dict[str, bytes], license_text: bytes | None = LICENSE_TEXT,
+               compression: int = zipfile.ZIP_DEFLATED) -> bytes:  # fmt: skip
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", compression) as zf:
         for name, data in sorted(files.items()):
             zf.writestr(name, data)
         if license_text is not None:
@@ -70,11 +71,12 @@ class TciaServer(FaultyHttpServer):
 
     def add_series(self, collection: str, patient: str, study: str, uid: str, modality: str = "CT",
                    body_part: str = "CHEST", images: int = 3, image_size: int = 16,
-                   zip_bytes: bytes | None = None) -> dict[str, bytes]:  # fmt: skip
+                   zip_bytes: bytes | None = None, compression: int = zipfile.ZIP_DEFLATED,
+                   ) -> dict[str, bytes]:  # fmt: skip
         """Add a series of ``images`` DICOM files; returns the files (name -> bytes) its ZIP holds."""
         files = {f"1-{i:02d}.dcm": dicom_bytes(patient, study, uid, f"{uid}.{i}", modality, image_size)
                  for i in range(1, images + 1)}  # fmt: skip
-        self.zips[uid] = zip_bytes if zip_bytes is not None else series_zip(files)
+        self.zips[uid] = zip_bytes if zip_bytes is not None else series_zip(files, compression=compression)
         self.series.append({
             "SeriesInstanceUID": uid, "StudyInstanceUID": study, "PatientID": patient, "Collection": collection,
             "Modality": modality, "BodyPartExamined": body_part, "ImageCount": images,

@@ -11,13 +11,16 @@ import importlib.util
 import json
 import logging
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobs.core.errors import IrmsiaError
+from jobs.core.filestore import FileStore
 from jobs.core.hashing import pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 
@@ -53,6 +56,8 @@ class RawSink:
         self.bytes_written = 0
         self.files_reused = 0
         self.units_reused = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def _count(self, rec: OutputRecord) -> OutputRecord:
         self.bytes_written += rec.size
@@ -62,13 +67,42 @@ class RawSink:
         """Upload one local file as ``raw/<dataset>/<name>``."""
         return self._count(self.writer.put_file(name, path, sha256=sha256))
 
+    def move_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
+        """Store a scratch file as ``raw/<dataset>/<name>`` and let it go (renamed, not copied, where possible)."""
+        return self._count(self.writer.move_file(name, path, sha256=sha256))
+
     def put_bytes(self, name: str, data: bytes) -> OutputRecord:
         """Write a small object (a licence, a label CSV) as ``raw/<dataset>/<name>``."""
         return self._count(self.writer.put_bytes(name, data))
 
-    def put_many(self, items: Iterable[tuple[str, str | Path]], workers: int | None = None) -> list[OutputRecord]:
-        """Upload many ``(name, local path)`` pairs in parallel (``--workers`` threads unless told otherwise)."""
-        return [self._count(r) for r in self.writer.put_many(items, workers=workers or self.workers)]
+    def put_many(self, items: Iterable[tuple[str, str | Path] | tuple[str, str | Path, str | None]],
+                 workers: int | None = None, move: bool = False) -> list[OutputRecord]:  # fmt: skip
+        """Upload ``(name, local path[, sha256])`` items in parallel (``--workers`` threads unless told otherwise).
+
+        A known SHA-256 (computed while unpacking) spares the store a second read of the file; ``move`` hands
+        scratch files over to the store (renamed into a file store instead of copied).
+        """
+        items = [(i[0], i[1], i[2] if len(i) > 2 else None) for i in items]
+        put = self.move_file if move else self.put_file
+        if len(items) <= 1 or (move and isinstance(self.store, FileStore)):
+            # a move into a file store is a rename: threads would only add lock contention
+            return [put(name, path, sha256=sha) for name, path, sha in items]
+        if workers is not None:
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+                return list(pool.map(lambda i: put(i[0], i[1], sha256=i[2]), items))
+        # one long-lived pool for the whole run: sources call this once per series or archive, and starting
+        # threads for each call costs more than uploading a small series
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
+        futures = [self._pool.submit(put, name, path, sha256=sha) for name, path, sha in items]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Stop the upload pool (the stage calls this when the source is done)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def reuse(self, name: str, sha256: str, size: int | None = None) -> bool:
         """Keep ``name`` from an earlier (maybe interrupted) run if the store holds it with this checksum.

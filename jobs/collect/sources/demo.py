@@ -224,7 +224,7 @@ class DemoSource(Source):
         files = generate(settings.seed, settings.patients, root)
         (root / "LICENSE").write_text(LICENSE_TEXT)
         files.append(root / "LICENSE")
-        sink.put_many((p.relative_to(root).as_posix(), p) for p in files)
+        sink.put_many(((p.relative_to(root).as_posix(), p) for p in files), move=True)
         return CollectReport(
             license=LICENSE,
             details={"patients": settings.patients, "classes": list(CLASSES), "broken_files": 3},

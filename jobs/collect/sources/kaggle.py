@@ -32,7 +32,10 @@ class KaggleDatasets:
     """The few dataset calls the pipeline needs, on an authenticated ``kagglesdk`` client, with retries."""
 
     def __init__(self, credentials, endpoint: str | None, client: HttpClient) -> None:
-        from kagglesdk import KaggleClient, KaggleEnv
+        try:
+            from kagglesdk import KaggleClient, KaggleEnv
+        except ModuleNotFoundError as exc:
+            raise UsageError("Kaggle needs the kagglesdk package: pip install 'irmsia-pipeline[collect]'") from exc
 
         if credentials is None:
             raise UsageError("Kaggle needs credentials: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, "
@@ -135,7 +138,7 @@ class KaggleSource(Source):
         got = client.fetch(url, sink.workdir / "kaggle" / name, what=f"Kaggle dataset {settings.ref}")
         records, _ = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
         log.info("Kaggle %s: %d files from %s; transfer %s", settings.ref, len(records), redact(url),
-                 stats.as_dict())  # fmt: skip
+                 stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
         return CollectReport(license=license_name, details={"ref": settings.ref})
 
 

@@ -3,9 +3,10 @@
 Collected: the 12 image archives (``images_001.tar.gz`` … ``images_012.tar.gz``; ``--archives 1,2`` for a
 subset), each verified against NIH's published MD5 and unpacked to ``images/<Image Index>.png``; the labels CSV
 ``Data_Entry_2017_v2020.csv``; the official split lists ``train_val_list.txt`` and ``test_list.txt``. From these
-the collector writes ``labels.csv`` (``path,label,patient_id,split``: the image's path under ``raw/<dataset>/``,
-its findings joined by ``|`` as NIH spells them, NIH's Patient ID, and ``train_val`` or ``test`` from the
-official lists) so the index and split stages (``--split-from official``) need no NIH-specific parsing.
+the collector writes ``labels.csv`` (``path,label,patient_id,official_split``: the image's path under
+``raw/<dataset>/``, its findings joined by ``|`` as NIH spells them, NIH's Patient ID, and ``train`` (from
+``train_val_list.txt``) or ``test``) so the index and split stages (``--split-from official``) need no
+NIH-specific parsing.
 
 Archive links and MD5s are NIH's published list (the Box "static" links). NIH gives the CSV and split lists no
 direct link: pass ``--path DIR`` holding them (downloaded once from https://nihcc.app.box.com/v/ChestXray-NIHCC),
@@ -45,7 +46,8 @@ ARCHIVES: tuple[tuple[str, str, str], ...] = (
     ("images_012.tar.gz", "ioqwiy20ihqwyr8pf4c24eazhh281pbu.gz", "dc9fda1757c2de0032b63347a7d2895c"),
 )
 LABELS_CSV = "Data_Entry_2017_v2020.csv"
-SPLIT_LISTS = {"train_val_list.txt": "train_val", "test_list.txt": "test"}
+# official list -> the split stage's name for it (its --split-from official carves val out of train)
+SPLIT_LISTS = {"train_val_list.txt": "train", "test_list.txt": "test"}
 METADATA = (LABELS_CSV, *SPLIT_LISTS)
 FINDINGS = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis", "Hernia",
@@ -65,7 +67,7 @@ MAX_PARALLEL_ARCHIVES = 3
 
 
 def labels_csv(entries: bytes, split_lists: dict[str, bytes], images: set[str]) -> bytes:
-    """``labels.csv`` rows (path, label, patient_id, split) for the collected images, sorted by path."""
+    """``labels.csv`` rows (path, label, patient_id, official_split) for the collected images, sorted by path."""
     split_of: dict[str, str] = {}
     for name, data in split_lists.items():
         for line in data.decode(errors="replace").splitlines():
@@ -90,7 +92,7 @@ def labels_csv(entries: bytes, split_lists: dict[str, bytes], images: set[str]) 
         log.warning("%s: findings outside NIH's 15 labels: %s", LABELS_CSV, sorted(unknown))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "label", "patient_id", "split"])
+    writer.writerow(["path", "label", "patient_id", "official_split"])
     writer.writerows(sorted(rows))
     return out.getvalue().encode()
 
@@ -152,7 +154,12 @@ class NihSource(Source):
         split_lists = {n: metadata[n].read_bytes() for n in SPLIT_LISTS}
         sink.put_bytes(LABELS_OUT, labels_csv(metadata[LABELS_CSV].read_bytes(), split_lists, images))
         sink.put_bytes("LICENSE", LICENSE_TEXT.encode())
-        log.info("NIH transfer: %s; %d archives reused from an earlier run", stats.as_dict(), sink.units_reused)
+        log.info(
+            "NIH transfer: %s; %d archives reused from an earlier run",
+            stats.as_dict(),
+            sink.units_reused,
+            extra={"fields": {"transfer": stats.as_dict()}},
+        )
         return CollectReport(license=LICENSE, details={"archives": [a[0] for a in chosen], "images": len(images)})
 
 

@@ -3,7 +3,8 @@
 Series are chosen by ``--collection`` (or ``--ref``) with optional ``--patient``, ``--modality`` and
 ``--body-part`` filters (``getSeries``), or listed in a ``.tcia`` manifest (``--manifest``); ``--max-patients``
 keeps the first N patients in PatientID order. Each series is downloaded with ``getImage`` as a ZIP streamed to
-disk (resumable), tested member by member (CRC) before anything is unpacked, and stored as
+disk (resumable), every member's CRC verified while it is unpacked into scratch (a corrupt ZIP is fetched once
+more, then fails with exit 3) before anything reaches the store, and stored as
 ``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<file>``. A ``LICENSE`` member becomes the dataset's
 ``LICENSE``; ``tcia_series.csv`` lists every series (UIDs, modality, body part, folder) for label joins.
 Series already stored completely by an interrupted run are not downloaded again.
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from jobs.collect.archive import extract, remove_tree, test_zip
+from jobs.collect.archive import extract, remove_tree
 from jobs.collect.sources.base import CollectReport, RawSink, Source
 from jobs.collect.sources.url import http_client, license_from_members
 from jobs.collect.transfer import HttpClient, TransferStats
@@ -142,19 +143,18 @@ class TciaSource(Source):
         scratch = sink.workdir / "series" / uid
         zip_path = scratch.parent / f"{uid}.zip"  # not with_suffix: UIDs are full of dots
         for attempt in (1, 2):
-            got = client.fetch(api.image_url(uid), zip_path, what=f"TCIA series {uid}")
-            try:
-                test_zip(got.path, f"TCIA series {uid}")
+            client.fetch(api.image_url(uid), zip_path, what=f"TCIA series {uid}", hashed=False)
+            try:  # every CRC is checked while unpacking into scratch, before anything reaches the store
+                members = extract(zip_path, scratch, settings.max_extract_bytes, archive=f"TCIA series {uid}")
                 break
-            except DataError:
-                if attempt == 2:
+            except DataError as exc:
+                if attempt == 2 or "corrupt" not in str(exc):
                     raise
-                log.warning("TCIA series %s: the ZIP failed its CRC test; downloading it again", uid)
-        members = extract(zip_path, scratch, settings.max_extract_bytes, archive=f"TCIA series {uid}")
+                log.warning("TCIA series %s: the ZIP is corrupt (%s); downloading it again", uid, exc)
         zip_path.unlink(missing_ok=True)
         license_line, license_text = license_from_members(members)
         images = [m for m in members if not (m.name.upper().startswith(("LICENSE", "LICENCE")) and "/" not in m.name)]
-        records = sink.put_many(((f"{folder}/{m.name}", m.path) for m in images), workers=4)
+        records = sink.put_many(((f"{folder}/{m.name}", m.path, m.sha256) for m in images), move=True)
         remove_tree(scratch)
         sink.seal_unit(f"tcia:{uid}", validator, records, license=license_line, license_text=license_text)
         return {"folder": folder, "files": len(records), "license_text": license_text}
@@ -182,7 +182,12 @@ class TciaSource(Source):
         sink.put_bytes(SERIES_CSV, self._series_csv(series, results))
         names = sorted({str(s.get("LicenseName")) for s in series if s.get("LicenseName")})
         first_line = next((ln.strip() for ln in (license_text or "").splitlines() if ln.strip()), None)
-        log.info("TCIA transfer: %s; %d series reused from an earlier run", stats.as_dict(), sink.units_reused)
+        log.info(
+            "TCIA transfer: %s; %d series reused from an earlier run",
+            stats.as_dict(),
+            sink.units_reused,
+            extra={"fields": {"transfer": stats.as_dict()}},
+        )
         return CollectReport(
             license="; ".join(names) or first_line,
             details={

@@ -55,11 +55,10 @@ def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file:
         members = extract(file, target, settings.max_extract_bytes, archive=name)
         file.unlink(missing_ok=True)
         license_line, _ = license_from_members(members)
-        records = sink.put_many((folder + m.name, m.path) for m in members)
+        records = sink.put_many(((folder + m.name, m.path, m.sha256) for m in members), move=True)
         remove_tree(target)
     else:
-        records = [sink.put_file(folder + name, file)]
-        file.unlink(missing_ok=True)
+        records = [sink.move_file(folder + name, file)]
     sink.seal_unit(unit_id, validator, records, license=license_line, **extra)
     return records, license_line
 
@@ -104,7 +103,7 @@ class UrlSource(Source):
                 "etag": got.etag, "last_modified": got.last_modified, "size": str(got.size)}  # fmt: skip
         records, license_line = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
         log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(settings.url), got.size, len(records),
-                 stats.as_dict())  # fmt: skip
+                 stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
         return CollectReport(license=license_line, details={"url": redact(settings.url), "sha256": got.sha256})
 
 

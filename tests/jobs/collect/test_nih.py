@@ -55,8 +55,8 @@ def test_archives_labels_and_official_split(store_uri, nih_server):
     assert by_path["images/00000001_000.png"]["label"] == "Cardiomegaly|Effusion"
     assert by_path["images/00000002_000.png"]["label"] == "No Finding"
     assert by_path["images/00000001_001.png"]["patient_id"] == "1"
-    assert by_path["images/00000004_000.png"]["split"] == "test"
-    assert by_path["images/00000003_000.png"]["split"] == "train_val"
+    assert by_path["images/00000004_000.png"]["official_split"] == "test"
+    assert by_path["images/00000003_000.png"]["official_split"] == "train"
     # AND the original metadata files and licence are kept as sidecars
     for sidecar in ("Data_Entry_2017_v2020.csv", "train_val_list.txt", "test_list.txt", "LICENSE"):
         assert store.exists(f"raw/nih/{sidecar}")

@@ -74,16 +74,20 @@ def test_failure_mid_write_leaves_no_manifest_and_rerun_is_identical(store_uri, 
     assert main([*DEMO, "--store", reference]) == 0
     # AND a store that fails after 10 uploads (the network went away mid-run)
     store_cls = type(open_store(store_uri))
-    real_put = store_cls.put_file
+    real = {name: getattr(store_cls, name) for name in ("put_file", "move_file")}
     calls = {"n": 0}
 
-    def flaky_put(self, key, path, sha256=None):
-        calls["n"] += 1
-        if calls["n"] > 10:
-            raise TransientError(f"store unreachable while writing {key}")
-        return real_put(self, key, path, sha256=sha256)
+    def failing(name):
+        def upload(self, key, path, sha256=None):
+            calls["n"] += 1
+            if calls["n"] > 10:
+                raise TransientError(f"store unreachable while writing {key}")
+            return real[name](self, key, path, sha256=sha256)
 
-    monkeypatch.setattr(store_cls, "put_file", flaky_put)
+        return upload
+
+    for name in real:
+        monkeypatch.setattr(store_cls, name, failing(name))
     # WHEN the collect runs into it
     assert main([*DEMO, "--store", store_uri]) == 75
     # THEN some objects were written but nothing is sealed
@@ -91,7 +95,8 @@ def test_failure_mid_write_leaves_no_manifest_and_rerun_is_identical(store_uri, 
     assert any(store.list("raw/demo/"))
     assert read_manifest(store, "raw/demo/") is None
     # AND after the store recovers, a plain rerun reproduces the reference byte for byte
-    monkeypatch.setattr(store_cls, "put_file", real_put)
+    for name, method in real.items():
+        monkeypatch.setattr(store_cls, name, method)
     assert main([*DEMO, "--store", store_uri]) == 0
     assert _outputs(store_uri) == _outputs(reference)
 
@@ -146,6 +151,10 @@ def test_killed_process_leaves_no_manifest_and_rerun_is_identical(tmp_path):
         (["--sha256", "abc"], 2, "--sha256"),
         (["--no-such-flag"], 2, "unrecognized arguments"),
         (["--store", "gs://bucket/x"], 2, "unsupported scheme"),
+        (["--source", "nih", "--dataset", "x", "--archives", "0,13"], 2, "--archives"),
+        (["--backoff", "-1"], 2, "--backoff -1.0"),
+        (["--retries", "0"], 2, "--retries 0"),
+        (["--source", "tcia", "--dataset", "x", "--collection", "C", "--max-patients", "0"], 2, "--max-patients 0"),
     ],
 )
 def test_bad_usage_exits_2_naming_the_field(argv, code, message, capsys, tmp_path, monkeypatch):
@@ -163,3 +172,12 @@ def test_empty_flags_from_argo_mean_unset(tmp_path):
     argv = ["--source", "demo", "--dataset", "demo", "--path", "", "--url", "", "--ref", "", "--patients", "4"]
     assert main([*argv, "--store", store, "--log-format", "json"]) == 0
     assert read_manifest(open_store(store), "raw/demo/").params["seed"] == 42
+
+
+def test_kaggle_credentials_never_reach_a_repr():
+    from jobs.collect.settings import parse_settings
+
+    env = {"KAGGLE_USERNAME": "someone", "KAGGLE_KEY": "s3cr3t-kaggle-key"}
+    settings = parse_settings(["--source", "kaggle", "--dataset", "x", "--ref", "a/b"], env)
+    assert settings.kaggle.key == "s3cr3t-kaggle-key"
+    assert "s3cr3t" not in repr(settings)

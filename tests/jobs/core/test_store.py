@@ -155,3 +155,15 @@ def test_s3_errors_map_to_contract(seaweedfs, s3_env, monkeypatch):
 def test_unsupported_scheme_is_usage_error():
     with pytest.raises(UsageError, match="unsupported scheme"):
         open_store("gs://bucket/x")
+
+
+def test_move_file_stores_and_consumes_the_local_file(store_uri, tmp_path):
+    # GIVEN a scratch file the caller no longer needs
+    src = tmp_path / "scratch.bin"
+    src.write_bytes(b"moved bytes")
+    # WHEN it is moved into the store
+    info = open_store(store_uri).move_file("raw/demo/m.bin", src)
+    # THEN it reads back verified and the local file is gone
+    assert info.sha256 == hashlib.sha256(b"moved bytes").hexdigest()
+    assert open_store(store_uri).get_bytes("raw/demo/m.bin") == b"moved bytes"
+    assert not src.exists()
