@@ -19,7 +19,7 @@ from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
 from jobs.core.layout import run_prefix, splits_prefix
 from jobs.core.logs import set_context
-from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key
+from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest
 from jobs.core.preprocess import Preprocessing
 from jobs.core.store import Store, open_store
 from jobs.train.data import ImageSet, Split, check_split, class_counts, load_images, read_split
@@ -75,13 +75,13 @@ def run(settings: TrainSettings) -> tuple[Manifest, bool]:
 
 
 def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWriter) -> Manifest:
-    from jobs.train.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint
+    from jobs.train.checkpoint import TrainState, restore, save_checkpoint
     from jobs.train.loop import Trainer, pick_hardware
 
     prefix = writer.prefix
     hardware = pick_hardware(settings.device, settings.amp)
     # Fail on a missing or foreign checkpoint before spending minutes decoding images.
-    payload = load_checkpoint(store, prefix, writer.cache_key) if settings.resume else None
+    payload = _checkpoint_to_resume(settings, store, writer)
     prep = Preprocessing(image_size=settings.image_size, percentiles=settings.percentiles)
     sets, in_channels = load_images(
         store,
@@ -116,6 +116,23 @@ def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWri
     if "test" not in results:
         log.warning("the test split is empty: test metrics are not reported")
     return _write_outputs(settings, split, writer, trainer, state, prep, in_channels, results, best_state, last_state)
+
+
+def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWriter) -> dict[str, Any] | None:
+    """The checkpoint to continue from, per ``--resume``: ``required`` insists on one, ``auto`` takes a usable one."""
+    from jobs.train.checkpoint import find_checkpoint, load_checkpoint
+
+    if settings.resume == "required":
+        return load_checkpoint(store, writer.prefix, writer.cache_key)
+    if settings.resume != "auto":
+        return None
+    if read_manifest(store, writer.prefix) is not None:
+        # Sealed and still not a cache hit: --force, or other settings under this --run-id. Both mean retrain.
+        log.info("--resume auto: %s is a finished run; retraining from scratch", writer.prefix)
+        return None
+    payload, why = find_checkpoint(store, writer.prefix, writer.cache_key)
+    log.info("--resume auto: %s; %s", why, "resuming from it" if payload is not None else "starting fresh")
+    return payload
 
 
 def _write_outputs(

@@ -101,6 +101,15 @@ def test_every_stage_exposes_its_result_file_as_output_parameter():
         assert str(Path(env["IRMSIA_RESULT_FILE"]).parent) in mounts
 
 
+def test_every_stage_knows_its_own_image_for_the_registry_metadata():
+    # GIVEN a configured registry and tag WHEN rendered THEN IRMSIA_IMAGE is exactly the container's image
+    for name, template in _templates(load_config(REPO_ROOT / "irmsia.yaml")).items():
+        if name == "pipeline":
+            continue
+        env = {e["name"]: e.get("value") for e in template["container"]["env"]}
+        assert env["IRMSIA_IMAGE"] == template["container"]["image"] != ""
+
+
 def test_gpu_pool_applies_only_to_gpu_stages():
     # GIVEN a GPU pool with a node selector and a toleration
     pool = GpuPool(enabled=True, gpus=2, node_selector={"pool": "gpu"}, tolerations=(Toleration(key="nvidia.com/gpu"),))
