@@ -32,8 +32,12 @@ class TrainState:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    """Per-epoch losses and validation metrics: a function of data, settings and seed (no timings)."""
     stopped: bool = False
     """Early stopping ended the run (a resume must not train further)."""
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    """Per-epoch throughput of this process (images/s, data wait, seconds); never checkpointed or sealed as an
+    output, so a rerun that reproduces the model reproduces every output byte for byte."""
 
 
 def rng_states() -> dict[str, Any]:
