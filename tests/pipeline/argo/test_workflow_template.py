@@ -86,7 +86,7 @@ def test_every_stage_retries_only_transient_failures_with_backoff():
         if name == "pipeline":
             continue
         retry = template["retryStrategy"]
-        assert retry["expression"] == TRANSIENT_ONLY == "asInt(lastRetry.exitCode) == 75"
+        assert retry["expression"] == TRANSIENT_ONLY == "lastRetry.status == 'Error' || asInt(lastRetry.exitCode) == 75"
         assert retry["backoff"]["factor"] == 2 and retry["limit"] == 3
 
 
