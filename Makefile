@@ -53,3 +53,30 @@ test: venv lint services
 
 clean:
 	rm -rf $(VENV) irmsia-data .pytest_cache .ruff_cache
+
+# ---- container images (docker/): `make images` builds every stage image, tagged with the git revision --------------
+DOCKER       ?= docker
+IMAGE_TAG    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
+IMAGES       ?= irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu irmsia-train
+KIND_CLUSTER ?= irmsia
+KIND_REGISTRY ?= localhost/irmsia
+
+.PHONY: images base-image wheels constraints kind-load
+
+images:  # BASE_IMAGE, CUDA_BASE_IMAGE, OFFLINE=1, CA_BUNDLE=file: see docker/build-images.sh
+	DOCKER=$(DOCKER) TAG=$(IMAGE_TAG) TARGETS="$(IMAGES)" sh docker/build-images.sh
+
+base-image:  # Debian bookworm + python3 from debootstrap, for machines without a registry; prints the tag
+	DOCKER=$(DOCKER) sh docker/base-image.sh
+
+wheels: venv  # every pinned wheel into docker/wheelhouse/, for OFFLINE=1 (air-gapped) image builds
+	PYTHON=$(BIN)/python sh docker/wheelhouse.sh
+
+constraints: venv  # re-pin docker/constraints.txt from the venv after changing dependencies
+	$(BIN)/python docker/constraints.py > docker/constraints.txt
+
+kind-load:  # under the names irmsia.yaml's images.registry gives them; kind has no GPU: train-cpu becomes irmsia-train
+	for image in irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu; do \
+	    ref=$(KIND_REGISTRY)/$${image%-cpu}:$(IMAGE_TAG); \
+	    $(DOCKER) tag $$image:$(IMAGE_TAG) $$ref && kind load docker-image --name $(KIND_CLUSTER) $$ref || exit 1; \
+	done

@@ -209,7 +209,7 @@ STAGES: tuple[StageSpec, ...] = (
         args=(
             "--dataset", "{dataset}", "--run-id", "{run_id}", "--model", "{model}",
             "--epochs", "{epochs}", "--image-size", "{image_size}", "--batch-size", "{batch_size}",
-            "--seed", "{seed}",
+            "--seed", "{seed}", "--resume", "auto",
         ),
         depends=("split",),
         output_prefix="runs/{run_id}/",

@@ -16,6 +16,7 @@ from jobs.core.errors import ExitCode, IrmsiaError
 from jobs.core.logs import redact, setup_logging, wants_json
 from jobs.core.metrics import begin_stage_metrics
 from jobs.core.metrics_export import MetricsExport, MetricsTargets
+from jobs.core.settings import log_format_from
 
 S = TypeVar("S")
 
@@ -71,7 +72,7 @@ def stage_main(
     """Run one stage process and return its exit code (see ``jobs.core.errors.ExitCode``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
-    log_format = env.get("IRMSIA_LOG_FORMAT", "auto")
+    log_format = log_format_from(argv, env)  # a usage error is reported in the format the user asked for
     try:
         settings = parse(argv, env)
     except IrmsiaError as exc:

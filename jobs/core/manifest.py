@@ -209,6 +209,10 @@ class StageWriter:
     def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
         return self._written(self.store.put_file(self._rel(name), path, sha256=sha256))
 
+    def move_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
+        """Store a scratch file and let it go (renamed into a file store instead of copied)."""
+        return self._written(self.store.move_file(self._rel(name), path, sha256=sha256))
+
     def put_many(self, items: Iterable[tuple[str, str | Path]], workers: int = 16) -> list[OutputRecord]:
         infos = self.store.put_many(((self._rel(name), path) for name, path in items), workers=workers)
         return [self._written(i) for i in infos]

@@ -86,7 +86,10 @@ class Preprocessing:
     def native(self, data: bytes, name: str = "image") -> np.ndarray:
         """Decode and preprocess keeping the file's own channel count (1 or 3): ``(C, S, S)`` float32."""
         image = decode(data, name, frame=self.frame, voi_lut=self.voi_lut)
-        image = scale_intensity(image, self.percentiles)
+        try:
+            image = scale_intensity(image, self.percentiles)
+        except DataError as exc:
+            raise DataError(f"{name}: {exc}") from exc
         return resize(image, self.image_size)
 
     def __call__(self, data: bytes, name: str = "image") -> np.ndarray:
@@ -105,8 +108,8 @@ def decode(data: bytes, name: str = "image", *, frame: str = "middle", voi_lut: 
             return _decode_dicom(data, frame, voi_lut)
         if fmt in ("png", "jpeg", "tiff"):
             return _decode_bitmap(data, fmt, frame)
-    except DataError:
-        raise
+    except DataError as exc:  # the decoders' own findings (no pixel data, odd shape) do not know the file
+        raise DataError(f"{name}: {exc}") from exc
     except Exception as exc:
         raise DataError(f"{name}: cannot decode {fmt} image ({type(exc).__name__}: {exc})") from exc
     raise DataError(f"{name}: not a DICOM, PNG, JPEG or TIFF image")

@@ -9,8 +9,9 @@ Environment variables: ``IRMSIA_STORE`` (store URI), ``IRMSIA_WORKFLOW_ID`` (set
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from jobs.core.errors import UsageError
 from jobs.core.store import DEFAULT_STORE
@@ -51,6 +52,13 @@ class CommonSettings:
             raise UsageError(f"IRMSIA_PUSH_INTERVAL {self.push_interval_s!r}: use a positive number of seconds")
 
 
+class StageArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as ``UsageError`` (exit 2, one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see {self.prog} --help")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every stage accepts."""
     group = parser.add_argument_group("common")
@@ -83,6 +91,20 @@ def _number(text: str, field: str, kind: type[int] | type[float]) -> int | float
         return kind(text)
     except ValueError as exc:
         raise UsageError(f"{field} {text!r}: expected a number") from exc
+
+
+def log_format_from(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The log format before settings are parsed (for reporting a usage error): ``--log-format`` when it names a
+    valid format, else ``IRMSIA_LOG_FORMAT``, else ``auto``; the last ``--log-format`` wins, as in argparse."""
+    chosen = None
+    for i, arg in enumerate(argv):
+        if arg == "--log-format" and i + 1 < len(argv):
+            chosen = argv[i + 1]
+        elif arg.startswith("--log-format="):
+            chosen = arg.split("=", 1)[1]
+    if chosen in LOG_FORMATS:
+        return chosen
+    return env.get("IRMSIA_LOG_FORMAT") or "auto"
 
 
 def parse_ratio_list(text: str, field: str, count: int) -> tuple[float, ...]:

@@ -245,15 +245,27 @@ def _ascii(value: bytes, uid: bool = False) -> str | None:
     return text.strip() or None
 
 
+def _plain_start(head: bytes) -> tuple[str, int] | None:
+    """Transfer syntax and dataset offset of a file with a preamble in a syntax the fast reader walks, else ``None``.
+
+    Raises what ``meta_elements`` raises on a broken file meta group; callers decide what that means.
+    """
+    if head[128:132] != b"DICM":
+        return None
+    meta, pos = meta_elements(head, 132)
+    syntax = _ascii(meta.get(_TRANSFER_SYNTAX, b""), uid=True)
+    if syntax is None or syntax in _SLOW_SYNTAXES:
+        return None
+    return syntax, pos
+
+
 def _ends_inside_an_element(head: bytes) -> bool:
     """Whether a little-endian file with a preamble stops in the middle of an element (a truncated header)."""
-    if head[128:132] != b"DICM":
-        return False
     try:
-        meta, pos = meta_elements(head, 132)
-        syntax = _ascii(meta.get(_TRANSFER_SYNTAX, b""), uid=True)
-        if syntax is None or syntax in _SLOW_SYNTAXES:
+        start = _plain_start(head)
+        if start is None:
             return False
+        syntax, pos = start
         top_level_elements(head, pos, syntax == _IMPLICIT_LE, {})
     except NotPlain as exc:
         return str(exc).startswith("ends inside")
@@ -264,13 +276,11 @@ def _ends_inside_an_element(head: bytes) -> bool:
 
 def fast_header(head: bytes, size: int) -> DicomHeader | None:
     """``read_header`` for plain little-endian files with a preamble; ``None`` when pydicom must decide."""
-    if head[128:132] != b"DICM":
-        return None
     try:
-        meta, pos = meta_elements(head, 132)
-        syntax = _ascii(meta.get(_TRANSFER_SYNTAX, b""), uid=True)
-        if syntax is None or syntax in _SLOW_SYNTAXES:
+        start = _plain_start(head)
+        if start is None:
             return None
+        syntax, pos = start
         found, pos = top_level_elements(head, pos, syntax == _IMPLICIT_LE, _VRS_OF)
         values: dict[str, object] = {
             name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()

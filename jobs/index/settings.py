@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from jobs.core.errors import UsageError
 from jobs.core.layout import check_name
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings
+from jobs.core.settings import CommonSettings, StageArgumentParser, add_common_arguments, common_settings
 from jobs.index.layouts import AUTO, LAYOUTS
 
 
@@ -36,15 +36,10 @@ class IndexSettings:
             raise UsageError(f"--workers {self.workers}: use 0 (one per core) or a positive number")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad flags as ``UsageError`` (exit 2, one line) instead of printing usage."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}; see irmsia-index --help")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="irmsia-index", description="Hash, sniff and read every raw file; write the index.")
+    parser = StageArgumentParser(
+        prog="irmsia-index", description="Hash, sniff and read every raw file; write the index."
+    )
     parser.add_argument("--dataset", required=True, help="dataset name (raw/<dataset>/ -> index/<dataset>/)")
     parser.add_argument("--labels", default="", help="labels CSV: store key or local path ('' = none)")
     parser.add_argument("--layout", default="", help=f"layout adapter: {AUTO} (default) or one of {', '.join(LAYOUTS)}")

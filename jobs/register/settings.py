@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from jobs.core.errors import UsageError
 from jobs.core.layout import check_dns_label, check_name
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings
+from jobs.core.settings import CommonSettings, StageArgumentParser, add_common_arguments, common_settings
 from jobs.register.aliases import PROMOTE_MODES
 
 
@@ -46,15 +46,8 @@ class RegisterSettings:
             raise UsageError("--metric is empty: name a metrics.json key such as val_auc")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad flags as ``UsageError`` (exit 2, one line) instead of exiting itself."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}; see irmsia-register --help")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="irmsia-register", description="Register a trained run as a new model version.")
+    parser = StageArgumentParser(prog="irmsia-register", description="Register a trained run as a new model version.")
     parser.add_argument("--run", required=True, help="run id of a finished training run (runs/<run-id>/)")
     parser.add_argument("--model-name", required=True, help="registry name, a DNS-1123 label")
     parser.add_argument("--promote", default="auto", help="auto (default), always or never")

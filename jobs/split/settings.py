@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 
 from jobs.core.errors import UsageError
 from jobs.core.layout import check_name
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings, parse_ratio_list
+from jobs.core.settings import (
+    CommonSettings,
+    StageArgumentParser,
+    add_common_arguments,
+    common_settings,
+    parse_ratio_list,
+)
 
 SPLITS = ("train", "val", "test")
 SPLIT_FROM = ("stratified", "official")
@@ -86,15 +92,8 @@ def _int(value: str | None, flag: str, default: int) -> int:
         raise UsageError(f"{flag} {value!r}: expected a whole number") from exc
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ``UsageError`` instead of exiting, so the stage reports it like any other error."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = StageArgumentParser(
         prog="irmsia-split",
         description="Split index/<dataset>/ into train/val/test by patient, stratified by label, "
         "into splits/<dataset>/.",

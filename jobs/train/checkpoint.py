@@ -32,8 +32,12 @@ class TrainState:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    """Per-epoch losses and validation metrics: a function of data, settings and seed (no timings)."""
     stopped: bool = False
     """Early stopping ended the run (a resume must not train further)."""
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    """Per-epoch throughput of this process (images/s, data wait, seconds); never checkpointed or sealed as an
+    output, so a rerun that reproduces the model reproduces every output byte for byte."""
 
 
 def rng_states() -> dict[str, Any]:
@@ -84,26 +88,44 @@ def save_checkpoint(store: Store, prefix: str, *, cache_key: str, state: TrainSt
     store.put_bytes(prefix + CHECKPOINT_NAME, buffer.getvalue())
 
 
+def _read_checkpoint(store: Store, key: str) -> dict[str, Any] | None:
+    """The checkpoint at ``key``, or ``None`` when there is none; ``DataError`` when it cannot be read."""
+    try:
+        raw = store.get_bytes(key)
+    except ObjectNotFound:
+        return None
+    try:
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{key}: not a readable checkpoint ({exc}); drop --resume to start over") from exc
+
+
 def load_checkpoint(store: Store, prefix: str, cache_key: str) -> dict[str, Any]:
     """The run's last checkpoint; ``UsageError`` if there is none or it belongs to other settings."""
     key = prefix + CHECKPOINT_NAME
-    try:
-        raw = store.get_bytes(key)
-    except ObjectNotFound as exc:
+    payload = _read_checkpoint(store, key)
+    if payload is None:
         raise UsageError(
             f"--resume: no checkpoint at {store.uri}/{key}; check --run-id and --store, or drop --resume "
             "to start a fresh run"
-        ) from exc
-    try:
-        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"{key}: not a readable checkpoint ({exc}); drop --resume to start over") from exc
+        )
     if payload.get("cache_key") != cache_key:
         raise UsageError(
             f"--resume: {key} was written with different settings or data; rerun with the original flags "
             "or drop --resume to start a fresh run"
         )
     return payload
+
+
+def find_checkpoint(store: Store, prefix: str, cache_key: str) -> tuple[dict[str, Any] | None, str]:
+    """``--resume auto``: the run's last checkpoint if it has this cache key, else ``None``; and why, for the log."""
+    key = prefix + CHECKPOINT_NAME
+    payload = _read_checkpoint(store, key)
+    if payload is None:
+        return None, f"no checkpoint at {key}"
+    if payload.get("cache_key") != cache_key:
+        return None, f"{key} was written with different settings or data"
+    return payload, f"{key} is from an unfinished run with these settings"
 
 
 def restore(payload: dict[str, Any], **components: Any) -> TrainState:

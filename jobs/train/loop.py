@@ -309,6 +309,9 @@ class Trainer:
                 "train_loss": round(stats["train_loss"], 6),
                 "val_loss": round(val["loss"], 6),
                 **{f"val_{k}": _round(val[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
+            }
+            timing = {
+                "epoch": epoch,
                 "images_per_s": round(stats["images_per_s"], 1),
                 "data_wait_fraction": round(stats["data_wait_fraction"], 4),
                 "epoch_s": round(stats["epoch_s"], 3),
@@ -322,10 +325,11 @@ class Trainer:
                 log.info("early stopping: val %s has not improved for %d epochs", s.monitor, s.patience)
             entry["best"] = state.best_epoch == epoch
             state.history.append(entry)
+            state.timings.append(timing)
             log.info(
                 "epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %s val_auc %s %.0f img/s data-wait %.1f%%",
                 epoch, s.epochs, entry["train_loss"], entry["val_loss"], entry["val_accuracy"], entry["val_auc"],
-                entry["images_per_s"], 100 * entry["data_wait_fraction"],
+                timing["images_per_s"], 100 * timing["data_wait_fraction"],
             )  # fmt: skip
             on_epoch(state)
         return state

@@ -17,11 +17,12 @@ from typing import Any
 from jobs.core.errors import UsageError
 from jobs.core.layout import check_name
 from jobs.core.networks import NETWORKS, check_network
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings
+from jobs.core.settings import CommonSettings, StageArgumentParser, add_common_arguments, common_settings
 
 MONITORS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc")
 AMP_MODES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
+RESUME_MODES = ("off", "required", "auto")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +75,10 @@ class TrainSettings:
     """Fraction of images that may be unreadable (skipped with a warning) before the run fails with exit 3."""
     cache_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "irmsia-train-cache"))
     """Local folder for downloaded objects and decoded tensors (``--cache-dir`` / ``IRMSIA_CACHE_DIR``)."""
-    resume: bool = False
-    """Continue from ``runs/<run-id>/checkpoints/last.pt``; an error if it does not exist."""
+    resume: str = "off"
+    """``required`` (``--resume``): continue from ``runs/<run-id>/checkpoints/last.pt``, an error if there is none;
+    ``auto`` (``--resume auto``, what Argo retries pass): continue from it when the unfinished run has one, else
+    start fresh; ``off``: always start fresh."""
 
     def __post_init__(self) -> None:
         check_name(self.dataset, "--dataset")
@@ -106,6 +109,8 @@ class TrainSettings:
             raise UsageError(f"--monitor {self.monitor!r}: use one of {', '.join(MONITORS)}")
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp {self.amp!r}: use one of {', '.join(AMP_MODES)}")
+        if self.resume not in RESUME_MODES:
+            raise UsageError(f"--resume {self.resume!r}: use one of {', '.join(RESUME_MODES)}")
         if self.device not in DEVICES:
             raise UsageError(f"--device {self.device!r}: use one of {', '.join(DEVICES)}")
         lo, hi = self.percentiles
@@ -128,6 +133,17 @@ def _positive(flag: str, value: float) -> None:
 def _in_range(flag: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi:
         raise UsageError(f"{flag} {value}: must be between {lo} and {hi}")
+
+
+def _resume_mode(value: Any) -> str:
+    """``--resume`` alone is ``required``; YAML booleans map to ``required``/``off``; else a mode name."""
+    if isinstance(value, bool):
+        return "required" if value else "off"
+    text = str(value).strip().lower()
+    mode = {"true": "required", "yes": "required", "false": "off", "no": "off"}.get(text, text)
+    if mode not in RESUME_MODES:
+        raise UsageError(f"--resume {value!r}: use --resume (required), --resume auto or --no-resume")
+    return mode
 
 
 def _percentiles(text: str) -> tuple[float, float]:
@@ -169,12 +185,15 @@ _OPTIONS: dict[str, tuple[Any, str]] = {
     "workers": (int, "data loader workers and decode processes (-1: automatic)"),
     "max_unreadable": (float, "fraction of unreadable images tolerated before exit 3"),
     "cache_dir": (str, "local cache folder (env IRMSIA_CACHE_DIR)"),
-    "resume": (bool, "continue from the run's last checkpoint (error if there is none)"),
+    "resume": (
+        _resume_mode,
+        "continue from the run's last checkpoint: alone, an error if there is none; 'auto': if there is one",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StageArgumentParser(
         prog="irmsia-train", description="Train a MONAI classifier on a split; writes runs/<run-id>/."
     )
     parser.add_argument("--config", help="YAML file whose keys mirror these flags; flags override it")
@@ -182,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + dest.replace("_", "-")
         if kind is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif dest == "resume":
+            parser.add_argument(flag, dest=dest, nargs="?", const="required", default=None, help=text)
+            parser.add_argument("--no-resume", dest=dest, action="store_const", const="off", help="start fresh")
         else:
             parser.add_argument(flag, dest=dest, default=None, help=text)
     add_common_arguments(parser)
@@ -231,13 +253,7 @@ def _convert(dest: str, value: Any, source: str) -> Any:
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> TrainSettings:
     """Flags over ``--config`` over defaults; ``UsageError`` (exit 2) on anything invalid."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:  # argparse already printed the usage line
-        if exc.code == 0:
-            raise
-        raise UsageError("invalid arguments; see irmsia-train --help") from exc
+    args = build_parser().parse_args(list(argv))
     values: dict[str, Any] = {}
     if args.config:
         values.update({k: _convert(k, v, f"--config {args.config!r}") for k, v in load_config(args.config).items()})

@@ -19,7 +19,7 @@ from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
 from jobs.core.layout import run_prefix, splits_prefix
 from jobs.core.logs import set_context
-from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key
+from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest
 from jobs.core.preprocess import Preprocessing
 from jobs.core.store import Store, open_store
 from jobs.train.data import ImageSet, Split, check_split, class_counts, load_images, read_split
@@ -75,13 +75,13 @@ def run(settings: TrainSettings) -> tuple[Manifest, bool]:
 
 
 def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWriter) -> Manifest:
-    from jobs.train.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint
+    from jobs.train.checkpoint import TrainState, restore, save_checkpoint
     from jobs.train.loop import Trainer, pick_hardware
 
     prefix = writer.prefix
     hardware = pick_hardware(settings.device, settings.amp)
     # Fail on a missing or foreign checkpoint before spending minutes decoding images.
-    payload = load_checkpoint(store, prefix, writer.cache_key) if settings.resume else None
+    payload = _checkpoint_to_resume(settings, store, writer)
     prep = Preprocessing(image_size=settings.image_size, percentiles=settings.percentiles)
     sets, in_channels = load_images(
         store,
@@ -106,7 +106,7 @@ def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWri
 
     def checkpoint(current: TrainState) -> None:
         save_checkpoint(store, prefix, cache_key=writer.cache_key, state=current, **trainer.components())
-        record_epoch(current.history[-1], images=len(trainer.sets["train"]))
+        record_epoch({**current.history[-1], **current.timings[-1]}, images=len(trainer.sets["train"]))
 
     state = trainer.fit(state, checkpoint)
     last_state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
@@ -116,6 +116,23 @@ def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWri
     if "test" not in results:
         log.warning("the test split is empty: test metrics are not reported")
     return _write_outputs(settings, split, writer, trainer, state, prep, in_channels, results, best_state, last_state)
+
+
+def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWriter) -> dict[str, Any] | None:
+    """The checkpoint to continue from, per ``--resume``: ``required`` insists on one, ``auto`` takes a usable one."""
+    from jobs.train.checkpoint import find_checkpoint, load_checkpoint
+
+    if settings.resume == "required":
+        return load_checkpoint(store, writer.prefix, writer.cache_key)
+    if settings.resume != "auto":
+        return None
+    if read_manifest(store, writer.prefix) is not None:
+        # Sealed and still not a cache hit: --force, or other settings under this --run-id. Both mean retrain.
+        log.info("--resume auto: %s is a finished run; retraining from scratch", writer.prefix)
+        return None
+    payload, why = find_checkpoint(store, writer.prefix, writer.cache_key)
+    log.info("--resume auto: %s; %s", why, "resuming from it" if payload is not None else "starting fresh")
+    return payload
 
 
 def _write_outputs(
@@ -141,7 +158,7 @@ def _write_outputs(
             flat[f"{name}_loss"] = round(results[name]["loss"], 6)
         else:
             flat.update({f"{name}_{m}": None for m in (*HEADLINE, "loss")})
-    perf_epochs = [h for h in history if "images_per_s" in h]
+    perf_epochs = state.timings
     metrics = {
         **flat,
         "best_epoch": state.best_epoch,
@@ -149,15 +166,16 @@ def _write_outputs(
         "stopped_early": state.stopped,
         "monitor": settings.monitor,
         "details": {name: r["details"] for name, r in results.items()},
-        # Timings vary between runs; everything above is a function of data, settings and device.
-        "performance": {
-            **trainer.hardware.describe(),
-            "images_per_s": round(float(np.mean([h["images_per_s"] for h in perf_epochs])), 1) if perf_epochs else 0,
-            "data_wait_fraction": (
-                round(float(np.mean([h["data_wait_fraction"] for h in perf_epochs])), 4) if perf_epochs else 0
-            ),
-            "loader_workers": trainer.workers,
-        },
+    }
+    # Timings vary between runs, so they go into the manifest's summary, never into a sealed output: the outputs
+    # stay a function of data, settings and device, and a reproduced run keeps its identity (content hash).
+    performance = {
+        **trainer.hardware.describe(),
+        "images_per_s": round(float(np.mean([h["images_per_s"] for h in perf_epochs])), 1) if perf_epochs else 0,
+        "data_wait_fraction": (
+            round(float(np.mean([h["data_wait_fraction"] for h in perf_epochs])), 4) if perf_epochs else 0
+        ),
+        "loader_workers": trainer.workers,
     }
     config = {
         **settings.result_params(),
@@ -187,6 +205,7 @@ def _write_outputs(
         "epochs_run": state.epoch,
         "best_epoch": state.best_epoch,
         **{k: v for k, v in flat.items() if k.startswith(("val_", "test_")) and not k.endswith("_loss")},
+        "performance": performance,
     }
     manifest = writer.commit(summary=summary)
     record_final(flat)

@@ -1,4 +1,4 @@
-"""Environment of a stage's container: store location, workflow id, log format, result file, and credentials.
+"""Environment of a stage's container: store, its own image, workflow id, log format, result file, credentials.
 
 Credentials come only from Secrets through ``secretKeyRef``; no key ever appears in a manifest.
 """
@@ -41,6 +41,7 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     plain = {"IRMSIA_STORE": config.store.uri, "AWS_REGION": config.store.region}
     if config.store.endpoint:
         plain["AWS_ENDPOINT_URL"] = config.store.endpoint
+    plain["IRMSIA_IMAGE"] = config.images.build(stage.entrypoint)  # register records it in the model's metadata
     if config.metrics.pushgateway:
         plain["IRMSIA_PUSHGATEWAY"] = config.metrics.pushgateway
     plain.update(FIXED_ENV)

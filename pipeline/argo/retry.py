@@ -1,4 +1,9 @@
-"""Retries of transient failures only: the stage contract's exit 75, never bad usage (2) or bad data (3)."""
+"""Retries of transient failures only: the stage contract's exit 75 or a lost pod, never bad usage or data.
+
+A pod that is preempted, evicted or deleted ends in Argo's ``Error`` phase (no exit code of the stage's own);
+a stage that fails ends ``Failed`` with its exit code. Retrying ``Error`` is what lets ``--resume auto`` continue
+a preempted training run from its last checkpoint; a stage's exit 2 or 3 (``Failed``) is never retried.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from hera.workflows.models import RetryStrategy as RetryStrategyModel
 from jobs.core.errors import ExitCode
 from pipeline.config import RetryConfig
 
-# Argo evaluates this after each failed attempt; exit codes arrive as strings.
-TRANSIENT_ONLY = f"asInt(lastRetry.exitCode) == {int(ExitCode.TRANSIENT)}"
+# Argo evaluates this after each failed attempt; exit codes arrive as strings (empty when the pod was lost, so the
+# status test comes first and short-circuits).
+TRANSIENT_ONLY = f"lastRetry.status == 'Error' || asInt(lastRetry.exitCode) == {int(ExitCode.TRANSIENT)}"
 
 
 def transient_retry(config: RetryConfig) -> RetryStrategyModel:

@@ -12,7 +12,8 @@ from jobs.core.hashing import sha256_json
 from jobs.core.layout import check_name
 from jobs.core.store import DEFAULT_STORE
 from pipeline.dag import PIPELINE, Pipeline, StageSpec
-from pipeline.runner import StageOutcome, run_pipeline
+from pipeline.docker_executor import DockerExecutor
+from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipeline
 
 # Parameters that change what training produces; the default run id is derived from them so that a rerun
 # with the same inputs reuses the run (a cache hit) and a different configuration gets its own run.
@@ -35,6 +36,17 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         help="start at this stage (earlier stages' outputs must exist)",
     )
     parser.add_argument("--force", action="store_true", help="recompute every stage even on a cache hit")
+    parser.add_argument(
+        "--executor",
+        choices=("process", "docker"),
+        default="process",
+        help="run each stage as a local process (default) or as `docker run` of its image (see docker/)",
+    )
+    parser.add_argument("--image-tag", default="latest", help="stage image tag for --executor docker (default latest)")
+    parser.add_argument("--image-registry", default="", help="image name prefix for --executor docker (registry/org/)")
+    parser.add_argument(
+        "--gpus", action="store_true", help="--executor docker: run GPU stages on their CUDA image with --gpus all"
+    )
     parser.set_defaults(do_command=do_command)
 
 
@@ -104,6 +116,9 @@ def do_command(args: argparse.Namespace) -> int:
     def announce(stage: StageSpec, argv: list[str]) -> None:
         print(f"==> {stage.name}: {stage.entrypoint} {' '.join(argv)}", file=sys.stderr, flush=True)
 
+    executor: Executor = ProcessExecutor()
+    if args.executor == "docker":
+        executor = DockerExecutor(tag=args.image_tag, registry=args.image_registry, gpu=args.gpus)
     outcomes = run_pipeline(
         PIPELINE,
         values,
@@ -112,6 +127,7 @@ def do_command(args: argparse.Namespace) -> int:
         force=args.force,
         workflow_id=f"local-{values['run_id']}",
         on_stage=announce,
+        executor=executor,
     )
     print_summary(outcomes, store)
     return outcomes[-1].exit_code if outcomes else 0

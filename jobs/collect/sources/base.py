@@ -69,7 +69,7 @@ class RawSink:
 
     def move_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
         """Store a scratch file as ``raw/<dataset>/<name>`` and let it go (renamed, not copied, where possible)."""
-        return self._count(self.writer.record(self.store.move_file(self.prefix + name, path, sha256=sha256)))
+        return self._count(self.writer.move_file(name, path, sha256=sha256))
 
     def put_bytes(self, name: str, data: bytes) -> OutputRecord:
         """Write a small object (a licence, a label CSV) as ``raw/<dataset>/<name>``."""

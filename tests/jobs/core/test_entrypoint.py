@@ -50,6 +50,31 @@ def test_usage_error_in_settings_exits_2(capsys, monkeypatch):
     assert "irmsia-split: error: --bad is not a flag; use --good" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "env_format", "json_line"),
+    [
+        (["--log-format", "json"], "text", True),
+        (["--log-format=text"], "json", False),
+        (["--log-format", "json", "--log-format", "text"], "json", False),  # the last one wins, as in argparse
+        (["--log-format", "yaml"], "json", True),  # not a format: the environment decides
+    ],
+)
+def test_usage_error_in_settings_honours_log_format_flag(argv, env_format, json_line, capsys, monkeypatch):
+    # GIVEN settings that fail to parse, with --log-format on the command line and another in the environment
+    monkeypatch.setenv("IRMSIA_LOG_FORMAT", env_format)
+
+    def parse(argv, env):
+        raise UsageError("--ratios '1': expected 3 numbers")
+
+    # WHEN the stage starts THEN exit 2, and the one error line is in the format the flag asked for
+    assert stage_main("split", argv, parse, lambda s: None) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    if json_line:
+        assert json.loads(last)["msg"] == "--ratios '1': expected 3 numbers"
+    else:
+        assert last == "irmsia-split: error: --ratios '1': expected 3 numbers"
+
+
 def test_json_log_format_reports_errors_as_json(monkeypatch, capsys):
     def parse(argv, env):
         return Settings(common=CommonSettings(log_format="json"))

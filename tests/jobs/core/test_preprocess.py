@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pydicom
 import pytest
+import tifffile
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -176,6 +177,19 @@ def test_detect_format_by_content(head, expected):
 def test_unreadable_bytes_are_a_data_error_naming_the_file(data, match):
     with pytest.raises(DataError, match=match):
         decode(data, "broken.png")
+
+
+def test_errors_found_after_reading_name_the_file():
+    # GIVEN a DICOM without pixel data, and a float TIFF holding NaN
+    ds = _testfile("CT_small.dcm")
+    del ds.PixelData
+    nan_tiff = io.BytesIO()
+    tifffile.imwrite(nan_tiff, np.full((4, 4), np.nan, np.float32))
+    # WHEN preprocessed THEN the error names the file (train logs it when it skips an unreadable image)
+    with pytest.raises(DataError, match=r"^raw/a\.dcm: DICOM file has no pixel data$"):
+        Preprocessing(image_size=8).native(_bytes(ds), "raw/a.dcm")
+    with pytest.raises(DataError, match=r"^raw/n\.tif: image holds NaN or infinite values$"):
+        Preprocessing(image_size=8).native(nan_tiff.getvalue(), "raw/n.tif")
 
 
 def test_truncated_dicom_is_a_data_error():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -22,7 +20,7 @@ def test_trains_on_cuda_with_amp_and_reports_the_device(tmp_path, fast_settings)
     store = open_store(store_uri)
     write_split(store, "tiny", counts={"train": 64, "val": 16, "test": 16})
     manifest, _ = run(fast_settings(store_uri, run_id="gpu", device="auto", workers=-1, epochs=3))
-    perf = json.loads(store.get_bytes("runs/gpu/metrics.json"))["performance"]
+    perf = manifest.summary["performance"]
     assert perf["device"] == "cuda" and perf["amp"] == "fp16" and perf["channels_last"] is True
     assert perf["device_name"] == torch.cuda.get_device_name(0)
     assert manifest.summary["device"].startswith("cuda")

@@ -38,7 +38,9 @@ def test_training_loss_falls(tmp_path, fast_settings):
     assert len(losses) == 4
     assert losses[-1] < 0.6 * losses[0]
     assert max(h["val_auc"] for h in state.history) > 0.8
-    assert all(h["images_per_s"] > 0 and 0 <= h["data_wait_fraction"] < 1 for h in state.history)
+    assert [t["epoch"] for t in state.timings] == [1, 2, 3, 4]
+    assert all(t["images_per_s"] > 0 and 0 <= t["data_wait_fraction"] < 1 for t in state.timings)
+    assert not any("images_per_s" in h for h in state.history)  # history is sealed: no timings in it
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path, fast_settings):

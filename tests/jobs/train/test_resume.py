@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import pytest
 import torch
 
 from jobs.core.errors import UsageError
+from jobs.core.settings import CommonSettings
 from jobs.core.store import open_store
 from jobs.train import loop
 from jobs.train.stage import run
@@ -25,27 +27,46 @@ def _deterministic(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
 
 
+def _preempt_in_epoch(monkeypatch, epoch: int) -> Callable[[], None]:
+    """Make the trainer die (as a preempted pod) when it starts ``epoch``; returns what puts it back."""
+    original = loop.Trainer.train_epoch
+
+    def dies(self, current):
+        if current == epoch:
+            raise KeyboardInterrupt("preempted")
+        return original(self, current)
+
+    monkeypatch.setattr(loop.Trainer, "train_epoch", dies)
+    return lambda: monkeypatch.setattr(loop.Trainer, "train_epoch", original)
+
+
+def _count_epochs(monkeypatch) -> list[int]:
+    """Record which epochs the trainer trains from now on."""
+    trained: list[int] = []
+    original = loop.Trainer.train_epoch
+
+    def counting(self, epoch):
+        trained.append(epoch)
+        return original(self, epoch)
+
+    monkeypatch.setattr(loop.Trainer, "train_epoch", counting)
+    return trained
+
+
 def test_resume_after_a_kill_equals_an_uninterrupted_run(store_uri, fast_settings, monkeypatch):
     store = open_store(store_uri)
     write_split(store, "tiny")
     # GIVEN an uninterrupted three-epoch run
     run(fast_settings(store_uri, run_id="whole", epochs=3))
     # AND the same run killed during epoch 3 (after the epoch-2 checkpoint reached the store)
-    original = loop.Trainer.train_epoch
-
-    def dies_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt("preempted")
-        return original(self, epoch)
-
-    monkeypatch.setattr(loop.Trainer, "train_epoch", dies_in_epoch_3)
+    restore_trainer = _preempt_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(fast_settings(store_uri, run_id="killed", epochs=3))
     assert not store.exists("runs/killed/_SUCCESS.json")
     assert store.exists("runs/killed/checkpoints/last.pt")
-    monkeypatch.setattr(loop.Trainer, "train_epoch", original)
+    restore_trainer()
     # WHEN the killed run is resumed in a fresh trainer
-    manifest, cached = run(fast_settings(store_uri, run_id="killed", epochs=3, resume=True))
+    manifest, cached = run(fast_settings(store_uri, run_id="killed", epochs=3, resume="required"))
     # THEN weights, history and metrics equal the uninterrupted run's
     assert not cached and manifest.summary["epochs_run"] == 3
     for name in ("last_model.pt", "best_model.pt"):
@@ -56,8 +77,6 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(store_uri, fast_setting
     history = [json.loads(store.get_bytes(f"runs/{r}/history.json")) for r in ("whole", "killed")]
     assert _deterministic(history[0]) == _deterministic(history[1])
     metrics = [json.loads(store.get_bytes(f"runs/{r}/metrics.json")) for r in ("whole", "killed")]
-    for m in metrics:
-        m.pop("performance")
     assert metrics[0] == metrics[1]
 
 
@@ -65,7 +84,7 @@ def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path, fas
     store_uri = str(tmp_path / "store")
     write_split(open_store(store_uri), "tiny")
     with pytest.raises(UsageError, match=r"--resume: no checkpoint at .*runs/never/checkpoints/last.pt"):
-        run(fast_settings(store_uri, run_id="never", resume=True))
+        run(fast_settings(store_uri, run_id="never", resume="required"))
     assert not open_store(store_uri).exists("runs/never/_SUCCESS.json")
 
 
@@ -74,7 +93,44 @@ def test_resume_with_different_settings_is_refused(tmp_path, fast_settings, monk
     write_split(open_store(store_uri), "tiny")
     run(fast_settings(store_uri, run_id="r", epochs=1))
     with pytest.raises(UsageError, match="written with different settings"):
-        run(fast_settings(store_uri, run_id="r", epochs=1, lr=0.5, resume=True))
+        run(fast_settings(store_uri, run_id="r", epochs=1, lr=0.5, resume="required"))
+
+
+def test_resume_auto_continues_an_unfinished_run_and_starts_fresh_without_one(tmp_path, fast_settings, monkeypatch):
+    store_uri = str(tmp_path / "store")
+    store = open_store(store_uri)
+    write_split(store, "tiny")
+    # GIVEN a run killed in epoch 2, after the epoch-1 checkpoint
+    restore_trainer = _preempt_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(fast_settings(store_uri, run_id="killed", epochs=2))
+    restore_trainer()
+    trained = _count_epochs(monkeypatch)
+    # WHEN it is retried with --resume auto THEN only epoch 2 is trained, and the run is sealed
+    manifest, cached = run(fast_settings(store_uri, run_id="killed", epochs=2, resume="auto"))
+    assert (trained, cached, manifest.summary["epochs_run"]) == ([2], False, 2)
+    # WHEN a run with no checkpoint gets --resume auto THEN it starts fresh instead of failing
+    trained.clear()
+    run(fast_settings(store_uri, run_id="fresh", epochs=2, resume="auto"))
+    assert trained == [1, 2]
+
+
+def test_resume_auto_on_a_finished_run_is_a_cache_hit_and_force_retrains(tmp_path, fast_settings, monkeypatch):
+    store_uri = str(tmp_path / "store")
+    write_split(open_store(store_uri), "tiny")
+    # GIVEN a finished run (its last checkpoint stays in the store)
+    first, _ = run(fast_settings(store_uri, run_id="done", epochs=2))
+    trained = _count_epochs(monkeypatch)
+    # WHEN rerun with --resume auto THEN it is a cache hit
+    again, cached = run(fast_settings(store_uri, run_id="done", epochs=2, resume="auto"))
+    assert cached and again.content_sha256 == first.content_sha256 and trained == []
+    # WHEN forced with --resume auto THEN every epoch is trained again (not resumed from the final checkpoint)
+    _, cached = run(
+        fast_settings(
+            store_uri, run_id="done", epochs=2, resume="auto", common=CommonSettings(store=store_uri, force=True)
+        )
+    )
+    assert not cached and trained == [1, 2]
 
 
 @pytest.mark.slow

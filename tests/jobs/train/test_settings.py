@@ -81,7 +81,12 @@ def test_missing_config_file_is_a_usage_error(tmp_path):
         (["--dataset", "d", "--percentiles", "5"], "--percentiles '5': expected two numbers"),
         (["--dataset", "d", "--percentiles", "90,10"], "need 0 <= low < high <= 100"),
         (["--dataset", "d", "--max-unreadable", "2"], "--max-unreadable 2.0"),
-        (["--dataset", "d", "--no-such-flag"], "invalid arguments"),
+        (["--dataset", "d", "--no-such-flag"], "unrecognized arguments: --no-such-flag; see irmsia-train --help"),
+        (["--dataset", "d", "--epochs"], "argument --epochs: expected one argument; see irmsia-train --help"),
+        (
+            ["--dataset", "d", "--resume", "maybe"],
+            "--resume 'maybe': use --resume \\(required\\), --resume auto or --no-resume",
+        ),
     ],
 )
 def test_bad_flags_are_usage_errors_naming_the_flag(argv, match, capsys):
@@ -94,3 +99,22 @@ def test_result_params_exclude_what_does_not_change_the_result():
     b = parse_settings(["--dataset", "d", "--run-id", "other"], ENV)
     assert a.result_params() == b.result_params()
     assert parse_settings(["--dataset", "d", "--lr", "0.1"], ENV).result_params() != b.result_params()
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "mode"),
+    [
+        ([], None, "off"),
+        (["--resume"], None, "required"),
+        (["--resume", "auto"], None, "auto"),
+        (["--resume", ""], None, "off"),  # Argo passes every argument; empty means not set
+        ([], "resume: true\n", "required"),
+        ([], "resume: auto\n", "auto"),
+        (["--no-resume"], "resume: auto\n", "off"),
+    ],
+)
+def test_resume_modes(tmp_path, argv, config, mode):
+    # GIVEN --resume spelled on the command line and/or in the config file
+    extra = ["--config", _write(tmp_path, config)] if config else []
+    # WHEN parsed THEN the mode is the flag's, else the file's, else off
+    assert parse_settings(["--dataset", "d", *extra, *argv], ENV).resume == mode

@@ -86,7 +86,7 @@ def test_every_stage_retries_only_transient_failures_with_backoff():
         if name == "pipeline":
             continue
         retry = template["retryStrategy"]
-        assert retry["expression"] == TRANSIENT_ONLY == "asInt(lastRetry.exitCode) == 75"
+        assert retry["expression"] == TRANSIENT_ONLY == "lastRetry.status == 'Error' || asInt(lastRetry.exitCode) == 75"
         assert retry["backoff"]["factor"] == 2 and retry["limit"] == 3
 
 
@@ -99,6 +99,15 @@ def test_every_stage_exposes_its_result_file_as_output_parameter():
         assert output == {"name": "result", "valueFrom": {"path": env["IRMSIA_RESULT_FILE"]}}
         mounts = {m["mountPath"] for m in template["container"]["volumeMounts"]}
         assert str(Path(env["IRMSIA_RESULT_FILE"]).parent) in mounts
+
+
+def test_every_stage_knows_its_own_image_for_the_registry_metadata():
+    # GIVEN a configured registry and tag WHEN rendered THEN IRMSIA_IMAGE is exactly the container's image
+    for name, template in _templates(load_config(REPO_ROOT / "irmsia.yaml")).items():
+        if name == "pipeline":
+            continue
+        env = {e["name"]: e.get("value") for e in template["container"]["env"]}
+        assert env["IRMSIA_IMAGE"] == template["container"]["image"] != ""
 
 
 def test_gpu_pool_applies_only_to_gpu_stages():
