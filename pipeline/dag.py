@@ -160,7 +160,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(name="merge", default="", description="comma-separated indexed datasets to merge into --dataset"),
     # small-cnn x 8 epochs: the demo reaches val accuracy >= 0.95 in ~15 s on 2 CPU cores (densenet121 for real data).
-    Parameter(name="model", default="densenet121", description="MONAI network for the train stage (see irmsia-train --help)"),
+    Parameter(name="model", default="densenet121", description="MONAI network for the train stage"),
     Parameter(name="epochs", default="5", description="maximum training epochs"),
     Parameter(name="image_size", default="64", description="square input size in pixels"),
     Parameter(name="batch_size", default="16", description="training batch size"),
