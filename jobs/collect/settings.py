@@ -19,7 +19,14 @@ from pathlib import Path
 
 from jobs.core.errors import UsageError
 from jobs.core.layout import check_name
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings
+from jobs.core.settings import (
+    CommonSettings,
+    StageArgumentParser,
+    add_common_arguments,
+    common_settings,
+    int_flag,
+    optional_flag,
+)
 
 SOURCES = ("demo", "local", "url", "tcia", "kaggle", "nih")
 DEFAULT_SEED = 42
@@ -155,22 +162,6 @@ class CollectSettings:
             raise UsageError("--source tcia needs --collection NAME (or --ref NAME), --patient IDS or --manifest FILE")
 
 
-def _optional(value: str | None) -> str | None:
-    """Argo passes every flag; an empty string means the flag was not set."""
-    value = (value or "").strip()
-    return value or None
-
-
-def _int(value: str | None, flag: str, default: int | None) -> int | None:
-    value = _optional(value)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag} {value!r}: expected a whole number") from exc
-
-
 def _int_list(value: str | None, flag: str) -> tuple[int, ...]:
     items = [v.strip() for v in (value or "").split(",") if v.strip()]
     try:
@@ -180,7 +171,7 @@ def _int_list(value: str | None, flag: str) -> tuple[int, ...]:
 
 
 def _float(value: str | None, flag: str, default: float) -> float:
-    value = _optional(value)
+    value = optional_flag(value)
     if value is None:
         return default
     try:
@@ -189,15 +180,8 @@ def _float(value: str | None, flag: str, default: float) -> float:
         raise UsageError(f"{flag} {value!r}: expected a number") from exc
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ``UsageError`` instead of exiting, so the stage reports it like any other error."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = StageArgumentParser(
         prog="irmsia-collect",
         description="Download a dataset (demo, local folder, URL, TCIA, Kaggle, NIH) into raw/<dataset>/.",
     )
@@ -228,14 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> CollectSettings:
     """Flags and environment -> validated ``CollectSettings`` (``UsageError`` naming the bad flag)."""
     args = build_parser().parse_args(list(argv))
-    source = _optional(args.source) or "demo"
+    source = optional_flag(args.source) or "demo"
     if source not in SOURCES:
         raise UsageError(f"--source {source!r}: use one of {', '.join(SOURCES)}")
-    dataset = _optional(args.dataset) or ("demo" if source == "demo" else None)
+    dataset = optional_flag(args.dataset) or ("demo" if source == "demo" else None)
     if dataset is None:
         raise UsageError(f"--source {source} needs --dataset NAME: the store folder raw/<NAME>/ to collect into")
-    collection = _optional(args.collection)
-    ref = _optional(args.ref)
+    collection = optional_flag(args.collection)
+    ref = optional_flag(args.ref)
     if source == "tcia" and collection is None:
         collection = ref
     patients = tuple(p.strip() for p in (args.patient or "").split(",") if p.strip())
@@ -243,26 +227,26 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> CollectSettin
         common=common_settings(args, env),
         source=source,
         dataset=dataset,
-        path=_optional(args.path),
-        url=_optional(args.url),
+        path=optional_flag(args.path),
+        url=optional_flag(args.url),
         ref=ref,
-        sha256=(_optional(args.sha256) or "").lower() or None,
-        seed=_int(args.seed, "--seed", DEFAULT_SEED),  # type: ignore[arg-type]
-        patients=_int(args.patients, "--patients", DEFAULT_PATIENTS),  # type: ignore[arg-type]
-        workers=_int(args.workers, "--workers", DEFAULT_WORKERS),  # type: ignore[arg-type]
+        sha256=(optional_flag(args.sha256) or "").lower() or None,
+        seed=int_flag(args.seed, "--seed", DEFAULT_SEED),  # type: ignore[arg-type]
+        patients=int_flag(args.patients, "--patients", DEFAULT_PATIENTS),  # type: ignore[arg-type]
+        workers=int_flag(args.workers, "--workers", DEFAULT_WORKERS),  # type: ignore[arg-type]
         collection=collection,
         patient=patients,
-        modality=_optional(args.modality),
-        body_part=_optional(args.body_part),
-        max_patients=_int(args.max_patients, "--max-patients", None),
-        manifest=_optional(args.manifest),
-        max_extract_bytes=_int(args.max_extract_bytes, "--max-extract-bytes", DEFAULT_MAX_EXTRACT_BYTES),  # type: ignore[arg-type]
+        modality=optional_flag(args.modality),
+        body_part=optional_flag(args.body_part),
+        max_patients=int_flag(args.max_patients, "--max-patients", None),
+        manifest=optional_flag(args.manifest),
+        max_extract_bytes=int_flag(args.max_extract_bytes, "--max-extract-bytes", DEFAULT_MAX_EXTRACT_BYTES),  # type: ignore[arg-type]
         archives=_int_list(args.archives, "--archives") or tuple(range(1, NIH_ARCHIVES + 1)),
-        retries=_int(args.retries, "--retries", 5),  # type: ignore[arg-type]
+        retries=int_flag(args.retries, "--retries", 5),  # type: ignore[arg-type]
         backoff=_float(args.backoff, "--backoff", 1.0),
         timeout=_float(args.timeout, "--timeout", 60.0),
-        tcia_url=_optional(env.get("IRMSIA_TCIA_URL")) or TCIA_URL,
-        nih_url=_optional(env.get("IRMSIA_NIH_URL")) or NIH_URL,
-        kaggle_endpoint=_optional(env.get("IRMSIA_KAGGLE_ENDPOINT")),
+        tcia_url=optional_flag(env.get("IRMSIA_TCIA_URL")) or TCIA_URL,
+        nih_url=optional_flag(env.get("IRMSIA_NIH_URL")) or NIH_URL,
+        kaggle_endpoint=optional_flag(env.get("IRMSIA_KAGGLE_ENDPOINT")),
         kaggle=kaggle_credentials(env) if source == "kaggle" else None,
     )

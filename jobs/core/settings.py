@@ -59,6 +59,23 @@ class StageArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message}; see {self.prog} --help")
 
 
+def optional_flag(value: str | None) -> str | None:
+    """A flag's value, or ``None`` when unset: Argo passes every flag, so an empty string means "not set"."""
+    value = (value or "").strip()
+    return value or None
+
+
+def int_flag(value: str | None, flag: str, default: int | None) -> int | None:
+    """A whole-number flag (empty means ``default``); a ``UsageError`` naming ``flag`` otherwise."""
+    value = optional_flag(value)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {value!r}: expected a whole number") from exc
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every stage accepts."""
     group = parser.add_argument_group("common")

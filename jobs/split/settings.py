@@ -16,6 +16,8 @@ from jobs.core.settings import (
     StageArgumentParser,
     add_common_arguments,
     common_settings,
+    int_flag,
+    optional_flag,
     parse_ratio_list,
 )
 
@@ -76,22 +78,6 @@ class SplitSettings:
         }
 
 
-def _optional(value: str | None) -> str | None:
-    """Argo passes every flag; an empty string means the flag was not set."""
-    value = (value or "").strip()
-    return value or None
-
-
-def _int(value: str | None, flag: str, default: int) -> int:
-    value = _optional(value)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag} {value!r}: expected a whole number") from exc
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = StageArgumentParser(
         prog="irmsia-split",
@@ -121,17 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> SplitSettings:
     """Flags and environment -> validated ``SplitSettings`` (``UsageError`` naming the bad flag)."""
     args = build_parser().parse_args(list(argv))
-    dataset = _optional(args.dataset)
+    dataset = optional_flag(args.dataset)
     if dataset is None:
         raise UsageError("--dataset is required: the name of the split (and of the index to read, index/<NAME>/)")
-    ratios = parse_ratio_list(_optional(args.ratios) or DEFAULT_RATIOS, "--ratios", len(SPLITS))
+    ratios = parse_ratio_list(optional_flag(args.ratios) or DEFAULT_RATIOS, "--ratios", len(SPLITS))
     merge = tuple(sorted(m.strip() for m in (args.merge or "").split(",") if m.strip()))
     return SplitSettings(
         common=common_settings(args, env),
         dataset=dataset,
         ratios=ratios,  # type: ignore[arg-type]
-        seed=_int(args.seed, "--seed", DEFAULT_SEED),
+        seed=int_flag(args.seed, "--seed", DEFAULT_SEED),
         merge=merge,
-        split_from=_optional(args.split_from) or "stratified",
-        min_per_class=_int(args.min_per_class, "--min-per-class", DEFAULT_MIN_PER_CLASS),
+        split_from=optional_flag(args.split_from) or "stratified",
+        min_per_class=int_flag(args.min_per_class, "--min-per-class", DEFAULT_MIN_PER_CLASS),
     )
