@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.seaweedfs import free_port
+from tests.support.seaweedfs import free_port, stop_process
 
 INSTALL_HINT = "run `make services` (apt-get install -y prometheus prometheus-pushgateway)"
 
@@ -51,13 +51,7 @@ class Server:
             return resp.read()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 @dataclass

@@ -24,6 +24,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen, grace: float = 15.0) -> None:
+    """Terminate a server started by a fixture; kill it if it has not exited after ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 def weed_binary() -> str | None:
     """The ``weed`` executable: beside this interpreter (a venv) or on PATH."""
     beside = Path(sys.executable).parent / "weed"
@@ -67,13 +78,7 @@ class SeaweedS3:
         return name
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def start_seaweedfs(workdir: Path, timeout: float = 60.0) -> SeaweedS3:
