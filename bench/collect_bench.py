@@ -3,18 +3,23 @@
 Starts a local NBIA v4 server (``tests/support/tcia_server.py``) serving M series ZIPs (default 24 series x 16
 DICOM files of 256x256 16-bit, about 2 MiB per ZIP), then times, against that same server:
 
-  (a) ours: ``python -m jobs.collect --source tcia`` into a fresh file store: list the series, download every
-      ZIP (streamed, hashed), test every CRC, unpack safely, store each file with its SHA-256, seal the manifest;
+  (a) ours: ``python -m jobs.collect --source tcia`` into a fresh file store: list the series, unpack every ZIP
+      safely as it streams in (every CRC tested, every file's SHA-256 computed), check its central directory,
+      move each file into the store with its SHA-256, seal the manifest;
   (b) the floor: one ``curl --parallel`` process fetching the same ZIPs to disk with the same parallelism (no
       testing, unpacking or storing);
   (c) a reference, not the target: (b) followed by ``unzip`` of every ZIP (``--workers`` at a time), i.e. stock
       tools producing the same member files with their CRCs tested (no SHA-256, no checksum records, no overlap
-      of downloading and unpacking). Ours creates about 2 files per DICOM member (the file and its checksum
-      record) where (b) creates one per series, and on many disks file creation, not bytes, dominates.
+      of downloading and unpacking);
+  (d) for scale, not a side: the CPU seconds of SHA-256 + CRC-32 over the same bytes on one core, in this
+      process: work that (a) must do on top of (b)'s receiving and writing, and that (b) never does.
+Ours also creates one file per DICOM member where (b) creates one per series; on many disks file creation, not
+bytes, dominates.
 
-Both sides write to the same temporary folder (one disk), run as child processes of this script (process start
-included) with the same number of parallel transfers, each into a new folder, in an order rotated every round;
-the best round of each is reported. Nothing is deleted until all rounds are done (see the comment in ``main``).
+Both sides write to the same temporary folder (one disk; ``--dir`` picks another, e.g. /dev/shm), run as child
+processes of this script (process start included) with the same number of parallel transfers, each into a new
+folder, in an order rotated every round; the best round of each is reported. Nothing is deleted until all rounds
+are done (see the comment in ``main``).
 Besides wall time it prints each side's CPU seconds (user + system of the child, from ``getrusage``), which is
 steadier than wall time on a shared, loaded machine. Prints MB/s and the ratio floor_time / our_time (target
 >= 0.8), plus the cache-hit rerun time.
@@ -26,6 +31,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import resource
 import subprocess
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +101,18 @@ def time_floor_unzip(server: TciaServer, workers: int, out: Path) -> Timing:
     return download + timed(unzip, input=zips)
 
 
+def time_hashing(server: TciaServer) -> float:
+    """CPU seconds of SHA-256 and CRC-32 over every ZIP's bytes, one core (this process), best of 3."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for data in server.zips.values():
+            hashlib.sha256(data).digest()
+            zlib.crc32(data)
+        best = min(best, time.process_time() - started)
+    return best
+
+
 def python_env(root: Path, pycache: Path) -> dict[str, str]:
     """The environment of our child processes: compiled bytecode cached (as in an installed image, where ``.pyc``
     files exist), not recompiled on every start as ``PYTHONDONTWRITEBYTECODE`` in a dev shell would make it."""
@@ -128,6 +147,12 @@ def main() -> int:
         help="how the server's ZIPs are compressed (ours must inflate deflated ones; curl does not)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is reported")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="where both sides write (default: the system temporary folder); e.g. /dev/shm to take the disk's "
+        "file-creation costs out of the comparison",
+    )
     parser.add_argument("--unzip", action="store_true", help="also time the reference (c): curl, then unzip")
     parser.add_argument(
         "--before",
@@ -141,7 +166,7 @@ def main() -> int:
     server = build_server(args.series, args.images, args.image_size, args.compression)
     total = sum(len(z) for z in server.zips.values())
     files = args.series * args.images
-    with server, tempfile.TemporaryDirectory(prefix="collect-bench-") as tmp:
+    with server, tempfile.TemporaryDirectory(prefix="collect-bench-", dir=args.dir) as tmp:
         floor: list[Timing] = []
         ours: list[Timing] = []
         before: list[Timing] = []
@@ -187,6 +212,9 @@ def main() -> int:
         print(f"{label} : {best:6.2f} s  {mb / best:7.1f} MB/s  CPU {cpu:5.2f} s (user {user:4.2f})"
               f"  (wall/user+sys runs: {shown})")  # fmt: skip
     print(f"    ours, rerun (cache hit)        : {cached.wall:6.2f} s  CPU {cached.cpu:5.2f} s")
+    hashing = time_hashing(server)
+    print(f"(d) SHA-256 + CRC-32 alone, 1 core : {hashing:6.2f} s CPU"
+          f" = {hashing / best_floor:.2f}x the floor's wall time")  # fmt: skip
     print(f"ratio floor/ours = {best_floor / best_ours:.2f}  (target >= 0.8); CPU ratio {cpu_floor / cpu_ours:.2f}")
     if unzipped:
         best_unzip, cpu_unzip = min(t.wall for t in unzipped), min(t.cpu for t in unzipped)

@@ -73,7 +73,8 @@ def safe_member_name(name: str, archive: str) -> str | None:
     return rel
 
 
-def _budget_error(archive: str, limit: int) -> DataError:
+def budget_error(archive: str, limit: int) -> DataError:
+    """The refusal of an archive whose content would exceed ``--max-extract-bytes``."""
     return DataError(
         f"{archive}: uncompressed content exceeds {limit} bytes (--max-extract-bytes); refusing it as a possible "
         "zip bomb (raise the limit if the dataset really is that large)"
@@ -113,7 +114,7 @@ def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int
             written += len(chunk)
             budget[0] -= len(chunk)
             if budget[0] < 0:
-                raise _budget_error(archive, limit)
+                raise budget_error(archive, limit)
             view = memoryview(chunk)
             while view:  # a raw file may write less than asked
                 view = view[out.write(view) :]
@@ -138,7 +139,7 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
             if rel is not None and not info.is_dir():
                 names[info.filename] = rel
         if sum(i.file_size for i in infos if i.filename in names) > max_bytes:
-            raise _budget_error(archive, max_bytes)
+            raise budget_error(archive, max_bytes)
         budget = [max_bytes]
         members = []
         folders: set[Path] = set()
@@ -177,7 +178,7 @@ def _extract_tar(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
                 if rel is None:
                     continue
                 if info.size > budget[0]:
-                    raise _budget_error(archive, max_bytes)
+                    raise budget_error(archive, max_bytes)
                 src = tf.extractfile(info)
                 if src is None:
                     continue

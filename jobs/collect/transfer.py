@@ -1,6 +1,7 @@
 """HTTP transfers for every collector: streamed to disk, resumed with ``Range`` + ``If-Range``, retried, verified.
 
 * Streaming: bodies go to a ``.part`` file in 1 MiB chunks and are hashed on the way; never held in memory.
+  ``stream`` hands them to any ``BodySink`` instead (``zipstream.ZipStream`` unpacks a ZIP as it arrives).
 * Resume: after a dropped connection the next attempt asks for the rest (``Range: bytes=N-``) guarded by
   ``If-Range`` with the validator (strong ETag or Last-Modified) of the first response. A server that answers
   200 instead of 206 (Range ignored, or the object changed) is detected and the file restarts cleanly.
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
@@ -33,7 +34,6 @@ from urllib3.util.retry import Retry
 
 from jobs.collect.telemetry import count_transfer
 from jobs.core.errors import DataError, IrmsiaError, TransientError, UsageError
-from jobs.core.hashing import CHUNK
 from jobs.core.logs import redact
 
 log = logging.getLogger("irmsia.collect.transfer")
@@ -115,6 +115,62 @@ class Downloaded:
     md5: str | None
     etag: str | None
     last_modified: str | None
+
+
+class BodySink(Protocol):
+    """Where a streamed response body goes. The client calls ``rewind`` before a resumed attempt and
+    ``restart`` when the body starts over; ``pause`` ends every attempt."""
+
+    def rewind(self) -> int:
+        """Drop whatever cannot be kept; the number of body bytes kept (the ``Range`` to ask for next)."""
+        ...
+
+    def restart(self) -> None:
+        """Drop everything: the next bytes written are the body from its first byte."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def pause(self) -> None:
+        """Release open files until the next attempt (or the end)."""
+        ...
+
+
+class _FileBody:
+    """The sink ``fetch`` uses: a ``.part`` file, hashed on the way (the hashes survive a resume)."""
+
+    def __init__(self, part: Path, want_sha256: bool, want_md5: bool) -> None:
+        self.part = part
+        self.want_sha256, self.want_md5 = want_sha256, want_md5
+        self._fh: Any = None
+        self.restart()
+
+    def restart(self) -> None:
+        self.pause()
+        self.part.unlink(missing_ok=True)
+        self.sha256 = hashlib.sha256() if self.want_sha256 else None
+        self.md5 = hashlib.md5(usedforsecurity=False) if self.want_md5 else None
+        self.size = 0
+
+    def rewind(self) -> int:
+        self.pause()
+        if not self.part.exists():
+            self.restart()
+        return self.size
+
+    def write(self, data: bytes) -> None:
+        if self._fh is None:
+            self._fh = open(self.part, "ab")  # noqa: SIM115 - kept open across writes, closed by pause()
+        self._fh.write(data)
+        for digest in (self.sha256, self.md5):
+            if digest is not None:
+                digest.update(data)
+        self.size += len(data)
+
+    def pause(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 class Retryable(Exception):
@@ -267,26 +323,24 @@ class HttpClient:
         """Download ``url`` to ``dest`` (atomically, via ``dest.part``), resuming and retrying as needed.
 
         ``hashed=False`` skips the SHA-256 of the download (``Downloaded.sha256`` is then empty) when the caller
-        verifies the content another way (a ZIP's CRCs) and does not record it.
+        verifies the content another way and does not record it.
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        part.unlink(missing_ok=True)
-        state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
+        body = _FileBody(dest.with_name(dest.name + ".part"), hashed or bool(sha256), md5 is not None)
         for verify_try in (1, 2):
-            digest, md5_digest, size = self.retrying(
-                url, lambda: self._fetch_once(url, part, state, headers, what, md5 is not None, hashed or bool(sha256))
-            )
-            got_sha = digest.hexdigest() if digest else ""
-            got_md5 = md5_digest.hexdigest() if md5_digest else None
+            try:
+                validators = self.stream(url, body, headers=headers, what=what)
+            finally:
+                body.pause()
+            got_sha = body.sha256.hexdigest() if body.sha256 else ""
+            got_md5 = body.md5.hexdigest() if body.md5 else None
             bad = (sha256 and got_sha != sha256 and ("SHA-256", sha256, got_sha)) or (
                 md5 and got_md5 != md5 and ("MD5", md5, got_md5)
             )
             if not bad:
-                part.replace(dest)
-                return Downloaded(dest, size, got_sha, got_md5, state["etag"], state["last_modified"])
-            part.unlink(missing_ok=True)
-            state["validator"] = None
+                body.part.replace(dest)
+                return Downloaded(dest, body.size, got_sha, got_md5, validators["etag"], validators["last_modified"])
+            body.restart()
             if verify_try == 2:
                 kind, expected, got = bad
                 raise DataError(
@@ -297,9 +351,26 @@ class HttpClient:
             self.stats.add(restarted=1)
         raise AssertionError("unreachable")
 
-    def _fetch_once(self, url: str, part: Path, state: dict[str, Any], headers, what: str, want_md5: bool,
-                    want_sha256: bool):  # fmt: skip
-        offset = part.stat().st_size if part.exists() and state["validator"] else 0
+    def stream(self, url: str, sink: BodySink, *, headers: Mapping[str, str] | None = None,
+               what: str = "") -> dict[str, str | None]:  # fmt: skip
+        """Send the body of ``url`` into ``sink``, resuming (``Range`` + ``If-Range``) and retrying as needed.
+
+        Returns the server's validators (``etag``, ``last_modified``). Errors the sink raises (a corrupt
+        archive) end the transfer at once; the caller decides whether to try again.
+        """
+        state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
+        sink.restart()
+        try:
+            self.retrying(url, lambda: self._receive_once(url, sink, state, headers, what))
+        finally:
+            sink.pause()
+        return {"etag": state["etag"], "last_modified": state["last_modified"]}
+
+    def _receive_once(self, url: str, sink: BodySink, state: dict[str, Any], headers, what: str) -> None:
+        # without a validator from the first response a resume could splice two versions: start over instead
+        offset = sink.rewind() if state["validator"] else 0
+        if not offset:
+            sink.restart()
         request_headers = dict(headers or {})
         if offset:
             request_headers["Range"] = f"bytes={offset}-"
@@ -307,7 +378,7 @@ class HttpClient:
         resp = self._open("GET", url, request_headers)
         try:
             if resp.status == 416:  # our partial is longer than the object: it changed, start over
-                part.unlink(missing_ok=True)
+                sink.restart()
                 state["validator"] = None
                 raise Retryable("HTTP 416 on resume")
             if resp.status not in (200, 206):
@@ -316,7 +387,7 @@ class HttpClient:
             if resp.status == 206:
                 match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
                 if not match or int(match.group(1)) != offset:
-                    part.unlink(missing_ok=True)
+                    sink.restart()
                     state["validator"] = None
                     raise Retryable(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
                 total = None if match.group(3) == "*" else int(match.group(3))
@@ -326,31 +397,23 @@ class HttpClient:
                 if offset:
                     log.warning("%s: server ignored the Range request (200, not 206); restarting", redact(url))
                     self.stats.add(restarted=1)
+                    sink.restart()
                 offset = 0
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
             state["validator"] = _validator(resp.headers)
             state["etag"] = resp.headers.get("ETag")
             state["last_modified"] = resp.headers.get("Last-Modified")
-            digests = [h for h in (hashlib.sha256() if want_sha256 else None,
-                                    hashlib.md5(usedforsecurity=False) if want_md5 else None) if h]  # fmt: skip
-            if offset and digests:  # the bytes we keep still need hashing
-                with open(part, "rb") as fh:
-                    while chunk := fh.read(CHUNK):
-                        for h in digests:
-                            h.update(chunk)
             size = offset
-            with open(part, "ab" if offset else "wb") as out:
-                while chunk := resp.read1(STREAM_CHUNK):
-                    out.write(chunk)
-                    for h in digests:
-                        h.update(chunk)
-                    size += len(chunk)
-                    self.stats.received(len(chunk))
+            while chunk := resp.read1(STREAM_CHUNK):
+                sink.write(chunk)
+                size += len(chunk)
+                self.stats.received(len(chunk))
             if total is not None and size != total:
                 raise Retryable(f"body ended at {size} of {total} bytes")
-            digest = digests[0] if want_sha256 else None
-            md5_digest = digests[-1] if want_md5 else None
-            return digest, md5_digest, size
+        except BaseException:
+            resp.close()  # the connection may hold unread body bytes: never hand it to the next request
+            raise
         finally:
+            sink.pause()
             resp.release_conn()

@@ -1,7 +1,13 @@
-"""The file-system store: objects are plain files under a root, checksums in a hidden ``.meta`` tree.
+"""The file-system store: objects are plain files under a root, each carrying its SHA-256.
 
 Each write goes to ``.tmp/`` first and is renamed into place, so a killed writer never leaves a torn object.
-The data files stay plain files so people can open them; ``.meta/<key>.json`` holds ``{"sha256", "size"}``.
+The data files stay plain files so people can open them. The checksum is an extended attribute of the file
+(``user.irmsia.sha256``, the 32-byte digest: it fits inside the inode on ext4 and XFS, so recording it costs no
+extra file), set before the rename, so an object and its checksum appear together. Where the file system has no
+user extended attributes (older NFS, tmpfs before Linux 6.6) the store falls back to a hidden ``.meta`` tree,
+``.meta/<key>.json`` holding ``{"sha256", "size"}`` (how earlier versions kept every checksum; still read).
+Copy a store with ``cp -a`` or ``rsync -aX`` to keep the attributes; a file without either record reads like one
+dropped in by hand (unverified).
 """
 
 from __future__ import annotations
@@ -23,16 +29,19 @@ from jobs.core.store import HashingReader, ObjectInfo, Store, check_key
 
 _HIDDEN = (".meta", ".tmp")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+SHA_XATTR = "user.irmsia.sha256"
+"""The extended attribute holding an object's raw SHA-256 digest (32 bytes)."""
+_NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
-def _replace(src: Path, dest: Path) -> None:
+def _replace(src: str | Path, dest: str | Path) -> None:
     """``os.replace``, creating ``dest``'s folder only when it is missing (one syscall in the common case)."""
     try:
         os.replace(src, dest)
     except FileNotFoundError:
         if not os.path.lexists(src):
             raise
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.replace(src, dest)
 
 
@@ -44,10 +53,15 @@ class FileStore(Store):
         if not path:
             raise UsageError(f"--store {uri!r}: empty path; use file:///abs/path or a folder path")
         self.root = Path(path).expanduser().resolve()
+        self._root = str(self.root)
         self.uri = f"file://{self.root}"
         # temporary names: unique per store object (uuid) and per write (counter), without a syscall per name
         self._tmp_prefix = uuid.uuid4().hex
         self._tmp_count = itertools.count()
+        # checksums go into extended attributes until the file system refuses one (then into .meta/ files)
+        self._xattrs = hasattr(os, "setxattr")
+        # a .meta/ tree from an earlier version or a fallback: a rewritten object must not keep a stale record there
+        self._meta_tree = (self.root / ".meta").is_dir()
 
     # -- paths ----------------------------------------------------------------------------------------------
     def _data(self, key: str) -> Path:
@@ -60,8 +74,9 @@ class FileStore(Store):
         """A fresh temporary path under ``.tmp/`` (the folder is created on first write, see ``_write_tmp``)."""
         return self.root / ".tmp" / f"{self._tmp_prefix}-{next(self._tmp_count)}.part"
 
-    def _write_tmp(self, data: bytes) -> Path:
-        """A new temporary file holding ``data``: one open and one write, no buffering or tty checks."""
+    def _write_tmp(self, data: bytes, sha: str | None = None) -> tuple[Path, bool]:
+        """A new temporary file holding ``data`` (one open and one write, no buffering or tty checks), with
+        ``sha`` as its checksum attribute when given; returns the path and whether the attribute was set."""
         tmp = self._tmp()
         try:
             fd = os.open(tmp, _CREATE, 0o666)
@@ -72,9 +87,34 @@ class FileStore(Store):
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-        finally:
+            tagged = sha is not None and self._tag(fd, sha)
+        except BaseException:
             os.close(fd)
-        return tmp
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return tmp, tagged
+
+    def _tag(self, target: int | str | Path, sha: str) -> bool:
+        """Set the checksum attribute on an open file or a path; ``False`` if the file system has none."""
+        if not self._xattrs:
+            return False
+        try:
+            os.setxattr(target, SHA_XATTR, bytes.fromhex(sha))
+        except OSError as exc:
+            if exc.errno not in _NO_XATTR:
+                raise
+            self._xattrs = False  # remembered: one refused attempt per store, not one per object
+            return False
+        return True
+
+    def _record(self, key: str, sha: str, size: int, tagged: bool) -> None:
+        """Record the checksum of an object about to be renamed into place: in ``.meta/`` unless its file is
+        tagged, and then drop any stale ``.meta/`` record for the key."""
+        if not tagged:
+            self._write_meta(key, sha, size)
+        elif self._meta_tree:
+            self._meta(key).unlink(missing_ok=True)
 
     def _spool_dir(self) -> str | None:
         tmp = self.root / ".tmp"
@@ -100,21 +140,21 @@ class FileStore(Store):
                     raise
                 tmp.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, tmp)
-            self._write_meta(key, sha, size)
+            self._record(key, sha, size, self._tag(tmp, sha))
             _replace(tmp, data)
         except OSError as exc:
             raise self._io("write", key, exc) from exc
         return ObjectInfo(key, size, sha)
 
-    def move_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
+    def move_file(self, key: str, path: str | Path, sha256: str | None = None, size: int | None = None) -> ObjectInfo:
         """Rename the file into place (no copy) when it is on the store's file system; else copy and remove."""
-        data = self._data(key)
+        data = os.path.join(self._root, check_key(key))  # strings, not Paths: this runs once per file unpacked
         try:
             sha = sha256 or sha256_file(path)
-            size = os.path.getsize(path)
-            self._write_meta(key, sha, size)
+            size = os.path.getsize(path) if size is None or sha256 is None else size
+            self._record(key, sha, size, self._tag(path, sha))
             try:
-                _replace(Path(path), data)
+                _replace(path, data)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
@@ -129,8 +169,8 @@ class FileStore(Store):
         target = self._data(key)
         sha = hashlib.sha256(data).hexdigest()
         try:
-            tmp = self._write_tmp(data)
-            self._write_meta(key, sha, len(data))
+            tmp, tagged = self._write_tmp(data, sha)
+            self._record(key, sha, len(data), tagged)
             _replace(tmp, target)
         except OSError as exc:
             raise self._io("write", key, exc) from exc
@@ -140,8 +180,9 @@ class FileStore(Store):
         import hashlib
 
         target = self._data(key)
+        sha = hashlib.sha256(data).hexdigest()
         try:
-            tmp = self._write_tmp(data)
+            tmp, tagged = self._write_tmp(data, sha)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(tmp, target)  # link(2) fails if target exists: an exclusive create.
@@ -149,17 +190,27 @@ class FileStore(Store):
                 return False
             finally:
                 tmp.unlink(missing_ok=True)
-            self._write_meta(key, hashlib.sha256(data).hexdigest(), len(data))
+            if not tagged:
+                self._write_meta(key, sha, len(data))
         except OSError as exc:
             raise self._io("write", key, exc) from exc
         return True
 
     def _write_meta(self, key: str, sha: str, size: int) -> None:
-        tmp = self._write_tmp(json.dumps({"sha256": sha, "size": size}).encode())
+        tmp, _ = self._write_tmp(json.dumps({"sha256": sha, "size": size}).encode())
         _replace(tmp, self._meta(key))
+        self._meta_tree = True
 
     # -- reads ----------------------------------------------------------------------------------------------
     def _recorded_sha(self, key: str) -> str | None:
+        try:
+            raw = os.getxattr(self._data(key), SHA_XATTR)
+            if len(raw) == 32:
+                return raw.hex()
+        except (OSError, AttributeError):
+            pass  # no attribute (or no attributes on this file system): look for a .meta record
+        if not self._meta_tree:
+            return None
         try:
             return json.loads(self._meta(key).read_text()).get("sha256")
         except (OSError, ValueError):
@@ -193,11 +244,18 @@ class FileStore(Store):
         return self._data(key).is_file()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        yield from (ObjectInfo(key, os.path.getsize(path)) for key, path in self._walk(prefix))
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        yield from (key for key, _ in self._walk(prefix))  # no stat per file
+
+    def _walk(self, prefix: str) -> list[tuple[str, str]]:
+        """``(key, path)`` of every object under ``prefix``, sorted by key."""
         # Walk only the folder the prefix names, then filter by the rest of the prefix.
         base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         if not base.is_dir():
-            return
-        found: list[ObjectInfo] = []
+            return []
+        found: list[tuple[str, str]] = []
         for dirpath, dirnames, filenames in os.walk(base):
             if Path(dirpath) == self.root:
                 dirnames[:] = [d for d in dirnames if d not in _HIDDEN]
@@ -205,13 +263,13 @@ class FileStore(Store):
             for name in filenames:
                 key = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
                 if key.startswith(prefix):
-                    found.append(ObjectInfo(key, os.path.getsize(os.path.join(dirpath, name))))
-        found.sort(key=lambda o: o.key)
-        yield from found
+                    found.append((key, os.path.join(dirpath, name)))
+        found.sort()
+        return found
 
     # -- deletes --------------------------------------------------------------------------------------------
     def delete(self, key: str) -> None:
-        for path in (self._data(key), self._meta(key)):
+        for path in (self._data(key), self._meta(key)) if self._meta_tree else (self._data(key),):
             try:
                 path.unlink()
             except FileNotFoundError:

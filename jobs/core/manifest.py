@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -88,7 +88,9 @@ class Manifest:
         raise DataError(f"{manifest_key(self.prefix)} lists no output {name!r}; rerun the {self.stage} stage")
 
     def to_json(self) -> bytes:
-        data = asdict(self)
+        # by hand, not dataclasses.asdict: its deep copy of thousands of output records costs more than the JSON
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["outputs"] = [{"key": o.key, "size": o.size, "sha256": o.sha256} for o in self.outputs]
         data["content_sha256"] = self.content_sha256
         return pretty_json(data)
 
@@ -209,9 +211,10 @@ class StageWriter:
     def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
         return self._written(self.store.put_file(self._rel(name), path, sha256=sha256))
 
-    def move_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
+    def move_file(self, name: str, path: str | Path, sha256: str | None = None,
+                  size: int | None = None) -> OutputRecord:  # fmt: skip
         """Store a scratch file and let it go (renamed into a file store instead of copied)."""
-        return self._written(self.store.move_file(self._rel(name), path, sha256=sha256))
+        return self._written(self.store.move_file(self._rel(name), path, sha256=sha256, size=size))
 
     def put_many(self, items: Iterable[tuple[str, str | Path]], workers: int = 16) -> list[OutputRecord]:
         infos = self.store.put_many(((self._rel(name), path) for name, path in items), workers=workers)
@@ -232,9 +235,9 @@ class StageWriter:
         """Remove leftovers not written this time, then write the manifest last."""
         if prune:
             keep = set(self._outputs) | {manifest_key(self.prefix)}
-            for obj in self.store.list(self.prefix):
-                if obj.key not in keep:
-                    self.store.delete(obj.key)
+            for key in self.store.keys(self.prefix):
+                if key not in keep:
+                    self.store.delete(key)
         manifest = Manifest(
             stage=self.stage,
             prefix=self.prefix,

@@ -106,10 +106,11 @@ class Store(ABC):
     def put_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
         """Upload a local file (streamed; multipart on S3). ``sha256`` skips re-hashing when already known."""
 
-    def move_file(self, key: str, path: str | Path, sha256: str | None = None) -> ObjectInfo:
+    def move_file(self, key: str, path: str | Path, sha256: str | None = None, size: int | None = None) -> ObjectInfo:
         """Store a local file the caller no longer needs: ``put_file``, then the local file is removed.
 
-        Backends may rename the file into place instead of copying it (the file store does, on one file system).
+        Backends may rename the file into place instead of copying it (the file store does, on one file system);
+        ``size``, with ``sha256``, spares them a ``stat``.
         """
         info = self.put_file(key, path, sha256=sha256)
         Path(path).unlink(missing_ok=True)
@@ -192,6 +193,10 @@ class Store(ABC):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, sorted by key (``sha256`` may be ``None``)."""
 
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys ``list`` yields, where a backend can skip fetching sizes."""
+        yield from (o.key for o in self.list(prefix))
+
     # -- deletes --------------------------------------------------------------------------------------------
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -201,7 +206,7 @@ class Store(ABC):
         """Remove every object under ``prefix``; returns how many were removed."""
         if not prefix.endswith("/"):
             raise UsageError(f"delete_prefix needs a folder prefix ending in '/', got {prefix!r}")
-        keys = [o.key for o in self.list(prefix)]
+        keys = list(self.keys(prefix))
         for key in keys:
             self.delete(key)
         return len(keys)

@@ -67,35 +67,41 @@ class RawSink:
         """Upload one local file as ``raw/<dataset>/<name>``."""
         return self._count(self.writer.put_file(name, path, sha256=sha256))
 
-    def move_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
+    def move_file(self, name: str, path: str | Path, sha256: str | None = None,
+                  size: int | None = None) -> OutputRecord:  # fmt: skip
         """Store a scratch file as ``raw/<dataset>/<name>`` and let it go (renamed, not copied, where possible)."""
-        return self._count(self.writer.move_file(name, path, sha256=sha256))
+        return self._count(self.writer.move_file(name, path, sha256=sha256, size=size))
 
     def put_bytes(self, name: str, data: bytes) -> OutputRecord:
         """Write a small object (a licence, a label CSV) as ``raw/<dataset>/<name>``."""
         return self._count(self.writer.put_bytes(name, data))
 
-    def put_many(self, items: Iterable[tuple[str, str | Path] | tuple[str, str | Path, str | None]],
-                 workers: int | None = None, move: bool = False) -> list[OutputRecord]:  # fmt: skip
-        """Upload ``(name, local path[, sha256])`` items in parallel (``--workers`` threads unless told otherwise).
+    def put_many(self, items: Iterable[tuple], workers: int | None = None, move: bool = False) -> list[OutputRecord]:
+        """Upload ``(name, local path[, sha256[, size]])`` items in parallel (``--workers`` threads unless told
+        otherwise).
 
-        A known SHA-256 (computed while unpacking) spares the store a second read of the file; ``move`` hands
-        scratch files over to the store (renamed into a file store instead of copied).
+        A known SHA-256 and size (computed while unpacking) spare the store a second read of the file; ``move``
+        hands scratch files over to the store (renamed into a file store instead of copied).
         """
-        items = [(i[0], i[1], i[2] if len(i) > 2 else None) for i in items]
-        put = self.move_file if move else self.put_file
-        if len(items) <= 1 or (move and isinstance(self.store, FileStore)):
+        padded = [(*i, None, None)[:4] for i in items]
+
+        def put(i: tuple) -> OutputRecord:
+            if move:
+                return self.move_file(i[0], i[1], sha256=i[2], size=i[3])
+            return self.put_file(i[0], i[1], sha256=i[2])
+
+        if len(padded) <= 1 or (move and isinstance(self.store, FileStore)):
             # a move into a file store is a rename: threads would only add lock contention
-            return [put(name, path, sha256=sha) for name, path, sha in items]
+            return [put(i) for i in padded]
         if workers is not None:
-            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
-                return list(pool.map(lambda i: put(i[0], i[1], sha256=i[2]), items))
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(padded)))) as pool:
+                return list(pool.map(put, padded))
         # one long-lived pool for the whole run: sources call this once per series or archive, and starting
         # threads for each call costs more than uploading a small series
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
-        futures = [self._pool.submit(put, name, path, sha256=sha) for name, path, sha in items]
+        futures = [self._pool.submit(put, i) for i in padded]
         return [f.result() for f in futures]
 
     def close(self) -> None:

@@ -2,9 +2,11 @@
 
 Series are chosen by ``--collection`` (or ``--ref``) with optional ``--patient``, ``--modality`` and
 ``--body-part`` filters (``getSeries``), or listed in a ``.tcia`` manifest (``--manifest``); ``--max-patients``
-keeps the first N patients in PatientID order. Each series is downloaded with ``getImage`` as a ZIP streamed to
-disk (resumable), every member's CRC verified while it is unpacked into scratch (a corrupt ZIP is fetched once
-more, then fails with exit 3) before anything reaches the store, and stored as
+keeps the first N patients in PatientID order. Each series is downloaded with ``getImage`` as a ZIP unpacked
+into scratch as it streams (``zipstream``: never written whole or held in memory; a dropped connection resumes
+at the member it was reading), every member's CRC and the central directory verified before anything reaches
+the store (a corrupt ZIP is fetched once more, then fails with exit 3); a ZIP that cannot be read front to back
+is downloaded to disk and unpacked from there. Files are stored as
 ``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<file>``. A ``LICENSE`` member becomes the dataset's
 ``LICENSE``; ``tcia_series.csv`` lists every series (UIDs, modality, body part, folder) for label joins.
 Series already stored completely by an interrupted run are not downloaded again.
@@ -21,10 +23,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from jobs.collect.archive import extract, remove_tree
+from jobs.collect.archive import Member, extract, remove_tree
 from jobs.collect.sources.base import CollectReport, RawSink, Source
 from jobs.collect.sources.url import http_client, license_from_members
 from jobs.collect.transfer import HttpClient, TransferStats
+from jobs.collect.zipstream import NotStreamable, ZipStream
 from jobs.core.errors import DataError, UsageError
 from jobs.core.hashing import sha256_json
 from jobs.core.logs import progress
@@ -141,23 +144,41 @@ class TciaSource(Source):
         if (record := sink.reuse_unit(f"tcia:{uid}", validator)) is not None:
             return {"folder": folder, "files": len(record["files"]), "license_text": record.get("license_text")}
         scratch = sink.workdir / "series" / uid
-        zip_path = scratch.parent / f"{uid}.zip"  # not with_suffix: UIDs are full of dots
         for attempt in (1, 2):
-            client.fetch(api.image_url(uid), zip_path, what=f"TCIA series {uid}", hashed=False)
             try:  # every CRC is checked while unpacking into scratch, before anything reaches the store
-                members = extract(zip_path, scratch, settings.max_extract_bytes, archive=f"TCIA series {uid}")
+                members = self._download(api.image_url(uid), scratch, client, settings.max_extract_bytes,
+                                         f"TCIA series {uid}")  # fmt: skip
                 break
             except DataError as exc:
                 if attempt == 2 or "corrupt" not in str(exc):
                     raise
                 log.warning("TCIA series %s: the ZIP is corrupt (%s); downloading it again", uid, exc)
-        zip_path.unlink(missing_ok=True)
         license_line, license_text = license_from_members(members)
         images = [m for m in members if not (m.name.upper().startswith(("LICENSE", "LICENCE")) and "/" not in m.name)]
-        records = sink.put_many(((f"{folder}/{m.name}", m.path, m.sha256) for m in images), move=True)
+        records = sink.put_many(((f"{folder}/{m.name}", m.path, m.sha256, m.size) for m in images), move=True)
         remove_tree(scratch)
         sink.seal_unit(f"tcia:{uid}", validator, records, license=license_line, license_text=license_text)
         return {"folder": folder, "files": len(records), "license_text": license_text}
+
+    @staticmethod
+    def _download(url: str, scratch: Path, client: HttpClient, max_bytes: int, what: str) -> list[Member]:
+        """One series ZIP unpacked into ``scratch`` and verified: streamed, or through disk when it must be."""
+        stream = ZipStream(scratch, max_bytes, what)
+        try:
+            client.stream(url, stream, what=what)
+            return stream.finish()
+        except NotStreamable as exc:
+            log.info("%s: %s cannot be unpacked while streaming; downloading the ZIP first", what, exc)
+        except BaseException:
+            stream.abort()
+            raise
+        stream.abort()
+        zip_path = scratch.with_name(scratch.name + ".zip")  # not with_suffix: UIDs are full of dots
+        try:
+            client.fetch(url, zip_path, what=what, hashed=False)
+            return extract(zip_path, scratch, max_bytes, archive=what)
+        finally:
+            zip_path.unlink(missing_ok=True)
 
     def collect(self, settings, sink: RawSink) -> CollectReport:
         stats = TransferStats()

@@ -55,7 +55,7 @@ def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file:
         members = extract(file, target, settings.max_extract_bytes, archive=name)
         file.unlink(missing_ok=True)
         license_line, _ = license_from_members(members)
-        records = sink.put_many(((folder + m.name, m.path, m.sha256) for m in members), move=True)
+        records = sink.put_many(((folder + m.name, m.path, m.sha256, m.size) for m in members), move=True)
         remove_tree(target)
     else:
         records = [sink.move_file(folder + name, file)]

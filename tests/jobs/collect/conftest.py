@@ -26,6 +26,31 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+class Unseekable(io.RawIOBase):
+    """A write-only stream without tell/seek: zipfile then writes each member's CRC and sizes after its data
+    (a data descriptor), as zip writers that stream do."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.data += b
+        return len(b)
+
+
+def make_streamed_zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip written front to back to an unseekable stream (data descriptors after every member)."""
+    out = Unseekable()
+    with zipfile.ZipFile(out, "w", method) as zf:
+        for name, data in members.items():
+            with zf.open(name, "w") as fh:
+                fh.write(data)
+    return bytes(out.data)
+
+
 def make_tar_gz(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:

@@ -78,11 +78,11 @@ def test_failure_mid_write_leaves_no_manifest_and_rerun_is_identical(store_uri, 
     calls = {"n": 0}
 
     def failing(name):
-        def upload(self, key, path, sha256=None):
+        def upload(self, key, path, sha256=None, **kwargs):
             calls["n"] += 1
             if calls["n"] > 10:
                 raise TransientError(f"store unreachable while writing {key}")
-            return real[name](self, key, path, sha256=sha256)
+            return real[name](self, key, path, sha256=sha256, **kwargs)
 
         return upload
 

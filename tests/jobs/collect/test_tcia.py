@@ -12,6 +12,7 @@ import pytest
 from jobs.collect.__main__ import main
 from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
+from tests.jobs.collect.conftest import make_streamed_zip
 from tests.support.tcia_server import API, TciaServer, series_zip
 
 COLLECTION = "LIDC-Mini"
@@ -116,6 +117,49 @@ def test_interrupted_collect_downloads_only_what_is_missing(store_uri, tcia):
     # THEN exactly those two series were downloaded again and the result is identical to the first
     assert sorted(_gets(tcia)) == ["1.2.3.2.1", "1.2.3.3.1"]
     assert read_manifest(store, "raw/lidc/").content_sha256 == first.content_sha256
+
+
+def _stored_files(store_uri: str, uid: str) -> dict[str, bytes]:
+    store = open_store(store_uri)
+    keys = [k for k in store.keys("raw/lidc/") if f"/{uid}/" in k]
+    return {k.rsplit("/", 1)[1]: store.get_bytes(k) for k in keys}
+
+
+def test_dropped_series_download_resumes_at_the_member_it_was_reading(tmp_path, tcia):
+    # GIVEN a series whose first download breaks off halfway through its ZIP
+    uid = "1.2.3.3.2"
+    tcia.fault_series(uid, "drop")
+    # WHEN it is collected
+    assert _collect(str(tmp_path / "s"), "--collection", COLLECTION, "--patient", "PAT-003") == 0
+    # THEN the second request asked only for the rest, from the local header of the member cut in two
+    requests = [r for r in tcia.log if r.path == API + "getImage" and r.query["SeriesInstanceUID"] == [uid]]
+    assert len(requests) == 2 and "Range" not in requests[0].headers
+    offset = int(requests[1].headers["Range"].removeprefix("bytes=").rstrip("-"))
+    data = tcia.zips[uid]
+    assert 0 < offset < len(data) // 2 and data[offset : offset + 4] == b"PK\x03\x04"
+    assert requests[1].headers["If-Range"]
+    # AND the stored files are the series' files, byte for byte
+    assert _stored_files(str(tmp_path / "s"), uid) == tcia.files_by_series[uid]
+
+
+def test_a_server_ignoring_the_resume_restarts_the_series_cleanly(tmp_path, tcia):
+    uid = "1.2.3.3.2"
+    tcia.fault_series(uid, "drop", "ignore-range")
+    assert _collect(str(tmp_path / "s"), "--collection", COLLECTION, "--patient", "PAT-003") == 0
+    assert _gets(tcia).count(uid) == 2
+    assert _stored_files(str(tmp_path / "s"), uid) == tcia.files_by_series[uid]
+
+
+def test_a_zip_that_cannot_be_streamed_is_downloaded_then_unpacked(tmp_path, tcia):
+    # GIVEN a series ZIP with stored members whose sizes follow their data (written to an unseekable stream)
+    uid = "1.2.3.2.1"
+
+    tcia.zips[uid] = make_streamed_zip(tcia.files_by_series[uid], zipfile.ZIP_STORED)
+    # WHEN it is collected
+    assert _collect(str(tmp_path / "s"), "--collection", COLLECTION, "--patient", "PAT-002") == 0
+    # THEN it took one refused streaming attempt and one download, and the files are intact
+    assert _gets(tcia) == [uid, uid]
+    assert _stored_files(str(tmp_path / "s"), uid) == tcia.files_by_series[uid]
 
 
 def test_corrupt_zip_is_refetched_once(tmp_path, tcia):
