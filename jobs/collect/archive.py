@@ -73,6 +73,17 @@ def safe_member_name(name: str, archive: str) -> str | None:
     return rel
 
 
+def corrupt_zip(archive: str, why: object) -> DataError:
+    """The refusal of a zip that does not parse: the download is corrupt."""
+    return DataError(f"{archive}: not a valid zip ({why}); the download is corrupt, rerun to fetch it again")
+
+
+def refuse_zip_link(archive: str, name: str, external_attr: int) -> None:
+    """A ``DataError`` if a zip entry's Unix mode (the high half of its external attributes) is a symbolic link."""
+    if (external_attr >> 16) & 0o170000 == 0o120000:
+        raise DataError(f"{archive}: member {name!r} is a symbolic link; refusing to extract")
+
+
 def budget_error(archive: str, limit: int) -> DataError:
     """The refusal of an archive whose content would exceed ``--max-extract-bytes``."""
     return DataError(
@@ -126,15 +137,12 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[M
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(
-            f"{archive}: not a valid zip ({exc}); the download is corrupt, rerun to fetch it again"
-        ) from exc
+        raise corrupt_zip(archive, exc) from exc
     with zf:
         infos = zf.infolist()
         names = {}
         for info in infos:
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise DataError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract")
+            refuse_zip_link(archive, info.filename, info.external_attr)
             rel = safe_member_name(info.filename, archive)
             if rel is not None and not info.is_dir():
                 names[info.filename] = rel

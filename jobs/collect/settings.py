@@ -24,6 +24,7 @@ from jobs.core.settings import (
     StageArgumentParser,
     add_common_arguments,
     common_settings,
+    float_flag,
     int_flag,
     optional_flag,
 )
@@ -170,16 +171,6 @@ def _int_list(value: str | None, flag: str) -> tuple[int, ...]:
         raise UsageError(f"{flag} {value!r}: expected comma-separated whole numbers like 1,2") from exc
 
 
-def _float(value: str | None, flag: str, default: float) -> float:
-    value = optional_flag(value)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag} {value!r}: expected a number") from exc
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = StageArgumentParser(
         prog="irmsia-collect",
@@ -243,8 +234,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> CollectSettin
         max_extract_bytes=int_flag(args.max_extract_bytes, "--max-extract-bytes", DEFAULT_MAX_EXTRACT_BYTES),  # type: ignore[arg-type]
         archives=_int_list(args.archives, "--archives") or tuple(range(1, NIH_ARCHIVES + 1)),
         retries=int_flag(args.retries, "--retries", 5),  # type: ignore[arg-type]
-        backoff=_float(args.backoff, "--backoff", 1.0),
-        timeout=_float(args.timeout, "--timeout", 60.0),
+        backoff=float_flag(args.backoff, "--backoff", 1.0),
+        timeout=float_flag(args.timeout, "--timeout", 60.0),
         tcia_url=optional_flag(env.get("IRMSIA_TCIA_URL")) or TCIA_URL,
         nih_url=optional_flag(env.get("IRMSIA_NIH_URL")) or NIH_URL,
         kaggle_endpoint=optional_flag(env.get("IRMSIA_KAGGLE_ENDPOINT")),

@@ -328,10 +328,7 @@ class HttpClient:
         dest.parent.mkdir(parents=True, exist_ok=True)
         body = _FileBody(dest.with_name(dest.name + ".part"), hashed or bool(sha256), md5 is not None)
         for verify_try in (1, 2):
-            try:
-                validators = self.stream(url, body, headers=headers, what=what)
-            finally:
-                body.pause()
+            validators = self.stream(url, body, headers=headers, what=what)
             got_sha = body.sha256.hexdigest() if body.sha256 else ""
             got_md5 = body.md5.hexdigest() if body.md5 else None
             bad = (sha256 and got_sha != sha256 and ("SHA-256", sha256, got_sha)) or (
@@ -359,11 +356,8 @@ class HttpClient:
         archive) end the transfer at once; the caller decides whether to try again.
         """
         state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
-        sink.restart()
-        try:
-            self.retrying(url, lambda: self._receive_once(url, sink, state, headers, what))
-        finally:
-            sink.pause()
+        # each attempt starts the sink over (no validator yet) or rewinds it, and pauses it when it ends
+        self.retrying(url, lambda: self._receive_once(url, sink, state, headers, what))
         return {"etag": state["etag"], "last_modified": state["last_modified"]}
 
     def _receive_once(self, url: str, sink: BodySink, state: dict[str, Any], headers, what: str) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.collect.archive import Member, budget_error, remove_tree, safe_member_name
+from jobs.collect.archive import Member, budget_error, corrupt_zip, refuse_zip_link, remove_tree, safe_member_name
 from jobs.collect.telemetry import count_archive
 from jobs.core.errors import DataError
 
@@ -165,7 +165,7 @@ class ZipStream:
             self._budget += entry.written
 
     def _corrupt(self, why: str) -> DataError:
-        return DataError(f"{self.archive}: not a valid zip ({why}); the download is corrupt, rerun to fetch it again")
+        return corrupt_zip(self.archive, why)
 
     # -- headers and descriptors ------------------------------------------------------------------------------
     def _structure_bytes(self, view: memoryview) -> int:
@@ -224,14 +224,14 @@ class ZipStream:
             raise DataError(f"{self.archive}: member {name!r} is encrypted; refusing to extract")
         if rel is not None and rel in self._members:
             raise DataError(f"{self.archive}: member {name!r} appears twice; refusing to extract an ambiguous ZIP")
-        zip64 = False
-        if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF:
-            usize, csize, zip64 = *_zip64_sizes(extra, usize, csize, self._corrupt), True
-        elif _has_extra(extra, _ZIP64_EXTRA):
-            zip64 = True
+        zip64 = _extra_fields(extra).get(_ZIP64_EXTRA)  # its presence also widens the data descriptor
+        if 0xFFFFFFFF in (csize, usize):
+            if zip64 is None or len(zip64) < 16:
+                raise self._corrupt("a ZIP64 member lacks its sizes")
+            usize, csize = struct.unpack_from("<QQ", zip64)
         if method not in (0, 8) or (method == 0 and flags & 0x08):
             raise NotStreamable(f"{self.archive}: member {name!r} (method {method}, flags {flags:#x})")
-        entry = _Entry(name, rel, self._struct_at, flags, method, crc, csize, usize, zip64,
+        entry = _Entry(name, rel, self._struct_at, flags, method, crc, csize, usize, zip64 is not None,
                        digest=hashlib.sha256() if rel is not None else None,
                        inflater=zlib.decompressobj(-15) if method == 8 else None)  # fmt: skip
         if rel is not None and not entry.sizes_follow and usize > self._budget:
@@ -353,8 +353,7 @@ class ZipStream:
             name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", errors="replace")
             if 0xFFFFFFFF in (usize, csize, offset):
                 usize, csize, offset = _zip64_central(extra, usize, csize, offset, self._corrupt)
-            if (attrs >> 16) & 0o170000 == 0o120000:
-                raise DataError(f"{self.archive}: member {name!r} is a symbolic link; refusing to extract")
+            refuse_zip_link(self.archive, name, attrs)
             if self._entries.get(offset) != (name, crc, csize, usize):
                 raise self._corrupt(f"its central directory disagrees with member {name!r}")
             seen += 1
@@ -382,18 +381,6 @@ def _extra_fields(extra: bytes) -> dict[int, bytes]:
         fields[tag] = extra[pos + 4 : pos + 4 + size]
         pos += 4 + size
     return fields
-
-
-def _has_extra(extra: bytes, tag: int) -> bool:
-    return tag in _extra_fields(extra)
-
-
-def _zip64_sizes(extra: bytes, usize: int, csize: int, corrupt) -> tuple[int, int]:
-    """A local header's real sizes from its ZIP64 extra field (uncompressed first, then compressed)."""
-    field = _extra_fields(extra).get(_ZIP64_EXTRA)
-    if field is None or len(field) < 16:
-        raise corrupt("a ZIP64 member lacks its sizes")
-    return struct.unpack_from("<QQ", field)
 
 
 def _zip64_central(extra: bytes, usize: int, csize: int, offset: int, corrupt) -> tuple[int, int, int]:

@@ -69,15 +69,15 @@ class Manifest:
     @property
     def content_sha256(self) -> str:
         """Stable identity of the result: equal for byte-identical outputs of the same computation."""
-        return sha256_json(
-            {
-                "stage": self.stage,
-                "prefix": self.prefix,
-                "cache_key": self.cache_key,
-                # Built by hand: dataclasses.asdict deep-copies, which costs more than the hashing for big manifests.
-                "outputs": [{"key": o.key, "size": o.size, "sha256": o.sha256} for o in self.outputs],
-            }
-        )
+        return self._content_sha256(self._output_dicts())
+
+    def _content_sha256(self, outputs: list[dict[str, Any]]) -> str:
+        identity = {"stage": self.stage, "prefix": self.prefix, "cache_key": self.cache_key, "outputs": outputs}
+        return sha256_json(identity)
+
+    def _output_dicts(self) -> list[dict[str, Any]]:
+        # Built by hand: dataclasses.asdict deep-copies, which costs more than the hashing for big manifests.
+        return [{"key": o.key, "size": o.size, "sha256": o.sha256} for o in self.outputs]
 
     def output(self, name: str) -> OutputRecord:
         """The output named ``name`` relative to the prefix (``index.parquet``); ``DataError`` if absent."""
@@ -88,10 +88,9 @@ class Manifest:
         raise DataError(f"{manifest_key(self.prefix)} lists no output {name!r}; rerun the {self.stage} stage")
 
     def to_json(self) -> bytes:
-        # by hand, not dataclasses.asdict: its deep copy of thousands of output records costs more than the JSON
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["outputs"] = [{"key": o.key, "size": o.size, "sha256": o.sha256} for o in self.outputs]
-        data["content_sha256"] = self.content_sha256
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: see _output_dicts
+        data["outputs"] = self._output_dicts()
+        data["content_sha256"] = self._content_sha256(data["outputs"])
         return pretty_json(data)
 
     @classmethod

@@ -76,6 +76,17 @@ def int_flag(value: str | None, flag: str, default: int | None) -> int | None:
         raise UsageError(f"{flag} {value!r}: expected a whole number") from exc
 
 
+def float_flag(value: str | None, flag: str, default: float) -> float:
+    """A number flag (empty means ``default``); a ``UsageError`` naming ``flag`` otherwise."""
+    value = optional_flag(value)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {value!r}: expected a number") from exc
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every stage accepts."""
     group = parser.add_argument_group("common")

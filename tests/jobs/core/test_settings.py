@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.core.errors import UsageError
-from jobs.core.settings import StageArgumentParser, add_common_arguments, common_settings
+from jobs.core.settings import StageArgumentParser, add_common_arguments, common_settings, float_flag, int_flag
 
 
 def _parser() -> StageArgumentParser:
@@ -37,3 +37,19 @@ def test_flags_win_over_environment():
     args = _parser().parse_args(["--dataset", "d", "--store", "/s", "--log-format", "json"])
     common = common_settings(args, {"IRMSIA_STORE": "/env", "IRMSIA_LOG_FORMAT": "text", "IRMSIA_WORKFLOW_ID": "wf"})
     assert (common.store, common.log_format, common.workflow_id) == ("/s", "json", "wf")
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "expected"),
+    [(int_flag, " 7 ", 7), (int_flag, "", 3), (float_flag, "0.5", 0.5), (float_flag, " ", 3.0)],
+)
+def test_number_flags_parse_or_fall_back_to_the_default(parse, value, expected):
+    assert parse(value, "--n", 3) == expected
+
+
+@pytest.mark.parametrize(
+    ("parse", "message"), [(int_flag, "expected a whole number"), (float_flag, "expected a number")]
+)
+def test_bad_number_flags_name_the_flag(parse, message):
+    with pytest.raises(UsageError, match=rf"--n 'soon': {message}"):
+        parse("soon", "--n", 3)
