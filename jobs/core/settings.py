@@ -65,26 +65,24 @@ def optional_flag(value: str | None) -> str | None:
     return value or None
 
 
-def int_flag(value: str | None, flag: str, default: int | None) -> int | None:
-    """A whole-number flag (empty means ``default``); a ``UsageError`` naming ``flag`` otherwise."""
+def _number_flag(value: str | None, flag: str, default, convert, expected: str):
     value = optional_flag(value)
     if value is None:
         return default
     try:
-        return int(value)
+        return convert(value)
     except ValueError as exc:
-        raise UsageError(f"{flag} {value!r}: expected a whole number") from exc
+        raise UsageError(f"{flag} {value!r}: expected {expected}") from exc
+
+
+def int_flag(value: str | None, flag: str, default: int | None) -> int | None:
+    """A whole-number flag (empty means ``default``); a ``UsageError`` naming ``flag`` otherwise."""
+    return _number_flag(value, flag, default, int, "a whole number")
 
 
 def float_flag(value: str | None, flag: str, default: float) -> float:
     """A number flag (empty means ``default``); a ``UsageError`` naming ``flag`` otherwise."""
-    value = optional_flag(value)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag} {value!r}: expected a number") from exc
+    return _number_flag(value, flag, default, float, "a number")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
