@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/irmsia run --source demo --dataset demo
+	$(BIN)/irmsia run --profile demo
 
 lint: venv
 	$(BIN)/ruff check jobs pipeline tests bench

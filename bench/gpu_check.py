@@ -63,9 +63,9 @@ class UtilisationSampler:
 
 
 def run_case(store_path: str, cache_dir: str, model: str, args: argparse.Namespace, amp: str) -> dict:
-    from jobs.core.preprocess import Preprocessing
     from jobs.core.settings import CommonSettings
     from jobs.core.store import open_store
+    from jobs.ml.preprocess import Preprocessing
     from jobs.train.data import load_images, read_split
     from jobs.train.loop import Trainer, pick_hardware
     from jobs.train.settings import TrainSettings

@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from jobs.core.cpus import usable_cpus  # noqa: E402
 from jobs.core.manifest import StageWriter  # noqa: E402
 from jobs.core.store import open_store  # noqa: E402
-from jobs.index.scan import default_workers  # noqa: E402
 from tests.support.dicom_files import dicom_bytes  # noqa: E402
 
 # Runs the stage in a fresh interpreter and reports the time of run() alone, the process wall time and peak RSS.
@@ -43,9 +43,9 @@ def cpu(who):
     ru = resource.getrusage(who)
     return ru.ru_utime + ru.ru_stime
 t0 = time.perf_counter()
-from jobs.index.settings import parse_settings
+from jobs.index.settings import IndexSettings
 from jobs.index.stage import run
-settings = parse_settings(sys.argv[1:], {})
+settings = IndexSettings.parse(sys.argv[1:], {})
 t1, c1 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 manifest, cached = run(settings)
 t2 = time.perf_counter()
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-rss", action="store_true", help="skip the N vs 5N memory runs")
     parser.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
     args = parser.parse_args(argv)
-    workers = args.workers or default_workers()
+    workers = args.workers or usable_cpus()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="irmsia-index-bench-"))
     try:
         t0 = time.perf_counter()

@@ -52,9 +52,9 @@ def _step(model, optimizer, x, y) -> None:
 
 
 def bench_ours(store_path: str, args: argparse.Namespace) -> dict:
-    from jobs.core.preprocess import Preprocessing
     from jobs.core.settings import CommonSettings
     from jobs.core.store import open_store
+    from jobs.ml.preprocess import Preprocessing
     from jobs.train.data import load_images, read_split
     from jobs.train.loop import Trainer, pick_hardware
     from jobs.train.settings import TrainSettings
@@ -106,7 +106,7 @@ def bench_monai_tutorial(files: list[tuple[str, int]], args: argparse.Namespace)
     )
     from monai.utils import set_determinism
 
-    from jobs.core.networks import build_network
+    from jobs.ml.networks import build_network
 
     set_determinism(seed=42)
     transforms = Compose(

@@ -1,16 +1,22 @@
-"""The pipeline, defined once as data: parameters, stages, their entrypoints, arguments and dependencies.
+"""The pipeline as data: parameters, stages, their entrypoints, arguments and dependencies.
 
-The local runner executes this definition; the Hera renderer turns the same definition into Argo objects.
-Nothing else may define the stage order or a stage's arguments.
+``PIPELINE`` is derived, not written: the stages and their order come from the stage registry (``jobs.stages``),
+each stage's arguments and the workflow parameters from the options the stage declares (``jobs.core.settings``:
+an option with a ``parameter`` is passed by the DAG as ``--flag {parameter}``). The local runner executes this
+definition; the Hera renderer turns the same definition into Argo objects.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+from jobs.core.settings import REQUIRED, Option, options_of
+from jobs.stages import STAGES, StageEntry
+
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +63,8 @@ class StageSpec:
     """Template of the prefix the stage seals with ``_SUCCESS.json`` (for people and summaries)."""
     gpu: bool = False
     """Whether the stage runs on the GPU node pool."""
+    outputs: tuple[str, ...] = ()
+    """Summary fields of the stage's result that later stages read as parameters when those are left empty."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]*", self.name):
@@ -67,7 +75,7 @@ class StageSpec:
         """Names of the parameters the stage's arguments use, in order of first use."""
         seen: dict[str, None] = {}
         for template in self.args:
-            for name in _PLACEHOLDER.findall(template):
+            for name in PLACEHOLDER.findall(template):
                 seen.setdefault(name, None)
         return tuple(seen)
 
@@ -79,7 +87,7 @@ class StageSpec:
 def render_template(template: str, values: Mapping[str, str]) -> str:
     """Replace each ``{name}`` in ``template`` by ``values[name]``."""
     try:
-        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+        return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
     except KeyError as exc:
         raise ValueError(f"argument template {template!r} uses unknown parameter {exc.args[0]!r}") from exc
 
@@ -138,92 +146,78 @@ class Pipeline:
         return order[index:]
 
 
-PARAMETERS: tuple[Parameter, ...] = (
-    Parameter(
-        name="source",
-        default="demo",
-        description="where collect gets data",
-        enum=("demo", "local", "url", "tcia", "kaggle", "nih"),
-    ),
-    Parameter(name="dataset", default="demo", description="dataset name in the store (raw/<dataset>/…)"),
-    Parameter(name="path", default="", description="local folder for --source local"),
-    Parameter(name="url", default="", description="file or archive URL for --source url"),
-    Parameter(name="ref", default="", description="dataset reference: Kaggle owner/slug or TCIA collection"),
-    Parameter(name="labels", default="", description="labels CSV (store key or path) for the index stage"),
-    Parameter(name="ratios", default="0.7,0.15,0.15", description="train,val,test fractions"),
-    Parameter(name="seed", default="42", description="seed for the split and training"),
-    Parameter(
-        name="split_from",
-        default="stratified",
-        description="stratified (grouped by patient) or official (the dataset's own split)",
-        enum=("stratified", "official"),
-    ),
-    Parameter(name="merge", default="", description="comma-separated indexed datasets to merge into --dataset"),
-    # small-cnn x 8 epochs: the demo reaches val accuracy >= 0.95 in ~15 s on 2 CPU cores (densenet121 for real data).
-    Parameter(name="model", default="densenet121", description="MONAI network for the train stage"),
-    Parameter(name="epochs", default="5", description="maximum training epochs"),
-    Parameter(name="image_size", default="64", description="square input size in pixels"),
-    Parameter(name="batch_size", default="16", description="training batch size"),
-    Parameter(name="run_id", default="", description="training run id (runs/<run-id>/); generated when empty"),
-    Parameter(name="model_name", default="demo-classifier", description="registry model name (DNS-1123 label)"),
-)
+PIPELINE_DEFAULTS: dict[str, str] = {"dataset": "demo", "model_name": "demo-classifier"}
+"""Defaults of parameters whose options have none (required by the stage): what a bare ``irmsia run`` runs."""
+SHARED_DESCRIPTIONS: dict[str, str] = {
+    "dataset": "dataset name in the store (raw/<dataset>/…)",
+    "seed": "seed for the split and training",
+    "run_id": "training run id (runs/<run-id>/); derived from the training's cache key when empty",
+}
+"""The description of a parameter that several stages read, where each stage's own help would say less."""
 
-STAGES: tuple[StageSpec, ...] = (
-    StageSpec(
-        name="collect",
-        entrypoint="irmsia-collect",
-        module="jobs.collect",
-        extra="collect",
-        args=(
-            "--source", "{source}", "--dataset", "{dataset}",
-            "--path", "{path}", "--url", "{url}", "--ref", "{ref}",
-        ),
-        output_prefix="raw/{dataset}/",
-    ),
-    StageSpec(
-        name="index",
-        entrypoint="irmsia-index",
-        module="jobs.index",
-        extra="index",
-        args=("--dataset", "{dataset}", "--labels", "{labels}"),
-        depends=("collect",),
-        output_prefix="index/{dataset}/",
-    ),
-    StageSpec(
-        name="split",
-        entrypoint="irmsia-split",
-        module="jobs.split",
-        extra="split",
-        args=(
-            "--dataset", "{dataset}", "--ratios", "{ratios}", "--seed", "{seed}",
-            "--split-from", "{split_from}", "--merge", "{merge}",
-        ),
-        depends=("index",),
-        output_prefix="splits/{dataset}/",
-    ),
-    StageSpec(
-        name="train",
-        entrypoint="irmsia-train",
-        module="jobs.train",
-        extra="train",
-        args=(
-            "--dataset", "{dataset}", "--run-id", "{run_id}", "--model", "{model}",
-            "--epochs", "{epochs}", "--image-size", "{image_size}", "--batch-size", "{batch_size}",
-            "--seed", "{seed}", "--resume", "auto",
-        ),
-        depends=("split",),
-        output_prefix="runs/{run_id}/",
-        gpu=True,
-    ),
-    StageSpec(
-        name="register",
-        entrypoint="irmsia-register",
-        module="jobs.register",
-        extra="register",
-        args=("--run", "{run_id}", "--model-name", "{model_name}"),
-        depends=("train",),
-        output_prefix="registry/{model_name}/",
-    ),
-)  # fmt: skip
 
-PIPELINE = Pipeline(name="irmsia-pipeline", parameters=PARAMETERS, stages=STAGES)
+def _text(value: Any) -> str:
+    """An option's default as a workflow parameter value ("" for none)."""
+    if value is None or value is REQUIRED:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _stage_options(entry: StageEntry) -> list[tuple[Option, str]]:
+    """The options of a stage that the DAG passes (those with a workflow parameter), one per flag, each with its
+    parameter's default: the option's own, or "" for an option of a sub-group (a collect source's options apply
+    to one source only, so the DAG leaves them unset unless the run sets them)."""
+    seen: dict[str, tuple[Option, str]] = {}
+    own, *others = entry.settings_class().option_groups()
+    for group in (own, *others):
+        for opt in options_of(group):
+            if opt.parameter and opt.flag and opt.flag not in seen:
+                default = _text(opt.default) if group is own else ""
+                seen[opt.flag] = (opt, PIPELINE_DEFAULTS.get(opt.parameter, default))
+    return list(seen.values())
+
+
+def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia-pipeline") -> Pipeline:
+    """The DAG from the stage registry and each stage's options: one parameter per distinct workflow parameter
+    (stages sharing one must agree on its default), each stage passing its parameters as ``--flag {param}``."""
+    parameters: dict[str, Parameter] = {}
+    stages = []
+    for entry in entries:
+        args: list[str] = []
+        for opt, default in _stage_options(entry):
+            args += [opt.flag or "", "{" + (opt.parameter or "") + "}"]
+            known = parameters.get(opt.parameter or "")
+            if known is not None:
+                if known.default != default and default and known.default:
+                    raise ValueError(f"parameter {opt.parameter}: stage {entry.name} defaults it to {default!r}, "
+                                     f"an earlier stage to {known.default!r}")  # fmt: skip
+                if not known.default and default:
+                    parameters[known.name] = replace(known, default=default)
+                continue
+            parameters[opt.parameter or ""] = Parameter(
+                name=opt.parameter or "",
+                default=default,
+                description=SHARED_DESCRIPTIONS.get(opt.parameter or "", opt.help),
+                enum=opt.choices,
+            )
+        stages.append(
+            StageSpec(
+                name=entry.name,
+                entrypoint=entry.script,
+                module=entry.module,
+                args=(*args, *entry.fixed_args),
+                depends=entry.depends,
+                extra=entry.extra,
+                output_prefix=entry.output,
+                gpu=entry.gpu,
+                outputs=entry.outputs,
+            )
+        )
+    return Pipeline(name=name, parameters=tuple(parameters.values()), stages=tuple(stages))
+
+
+PIPELINE = build_pipeline()

@@ -2,7 +2,8 @@
 
 Each stage runs exactly as a pod would (same module, same arguments, store URI in ``IRMSIA_STORE``), stops
 the pipeline at the first failure with that stage's exit code, and reports its result through
-``IRMSIA_RESULT_FILE``. Cache hits are decided by the stages themselves, so a rerun costs seconds.
+``IRMSIA_RESULT_FILE``; a parameter left empty takes the value a stage's result names (see ``handed_on``). Cache
+hits are decided by the stages themselves, so a rerun costs seconds.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class ProcessExecutor:
         return dict(env)
 
 
-def run_pipeline(
+def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with a default
     pipeline: Pipeline,
     values: Mapping[str, str],
     *,
@@ -73,6 +74,7 @@ def run_pipeline(
     base_env = dict(os.environ if env is None else env)
     base_env.update({"IRMSIA_STORE": store, "IRMSIA_WORKFLOW_ID": workflow_id})
     outcomes: list[StageOutcome] = []
+    values = dict(values)
     with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp:
         for stage in stages:
             argv = stage.argv(values) + (["--force"] if force else [])
@@ -97,4 +99,12 @@ def run_pipeline(
             )
             if code != 0:
                 break
+            values.update(handed_on(stage, values, result))
     return outcomes
+
+
+def handed_on(stage: StageSpec, values: Mapping[str, str], result: Mapping[str, Any] | None) -> dict[str, str]:
+    """The empty parameters a stage's result fills: each of its ``outputs`` that its summary holds (train's
+    ``run_id``, derived from its cache key, becomes register's ``--run``)."""
+    summary = (result or {}).get("summary") or {}
+    return {k: str(summary[k]) for k in stage.outputs if values.get(k) == "" and summary.get(k) not in (None, "")}

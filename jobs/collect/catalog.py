@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.collect.settings import TCIA_URL, kaggle_credentials
+from jobs.collect.sources.kaggle import kaggle_credentials
+from jobs.collect.sources.tcia import TCIA_URL
 from jobs.collect.transfer import HttpClient, RetryPolicy
 
 

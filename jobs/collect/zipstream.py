@@ -144,9 +144,9 @@ class ZipStream:
         self._state = "header"  # header | descriptor | data | central | done
         self._offset = 0  # bytes of the archive consumed before the piece being written
         self._struct_at = 0  # where the header or descriptor being buffered began
-        self._resume_at = 0  # where the entry being read (its local header) began
-        self._central_at = -1
-        self._buf = bytearray()
+        self._resume_at: int = 0  # where the entry being read (its local header) began
+        self._central_at: int = -1
+        self._buf: bytearray = bytearray()
         self._entry: _Entry | None = None
         self._entries: dict[int, tuple[str, int, int, int]] = {}  # local header offset -> (name, crc, csize, usize)
         self._members: dict[str, Member] = {}

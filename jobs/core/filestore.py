@@ -12,6 +12,7 @@ dropped in by hand (unverified).
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import itertools
@@ -47,6 +48,8 @@ def _replace(src: str | Path, dest: str | Path) -> None:
 
 class FileStore(Store):
     """A store rooted at a local (or mounted) folder, created on first use."""
+
+    is_local = True
 
     def __init__(self, uri: str) -> None:
         path = uri[len("file://") :] if uri.startswith("file://") else uri
@@ -116,7 +119,7 @@ class FileStore(Store):
         elif self._meta_tree:
             self._meta(key).unlink(missing_ok=True)
 
-    def _spool_dir(self) -> str | None:
+    def scratch_dir(self) -> str | None:
         tmp = self.root / ".tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         return str(tmp)
@@ -225,7 +228,7 @@ class FileStore(Store):
         except OSError as exc:
             raise self._io("read", key, exc) from exc
         expected = self._recorded_sha(key) if verify else None
-        return io.BufferedReader(HashingReader(raw, expected, key), buffer_size=1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(HashingReader(raw, expected, key), buffer_size=1 << 20)
 
     def local_path(self, key: str) -> Path | None:
         return self._data(key)
@@ -249,13 +252,13 @@ class FileStore(Store):
     def keys(self, prefix: str = "") -> Iterator[str]:
         yield from (key for key, _ in self._walk(prefix))  # no stat per file
 
-    def _walk(self, prefix: str) -> list[tuple[str, str]]:
+    def _walk(self, prefix: str) -> builtins.list[tuple[str, str]]:
         """``(key, path)`` of every object under ``prefix``, sorted by key."""
         # Walk only the folder the prefix names, then filter by the rest of the prefix.
         base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         if not base.is_dir():
             return []
-        found: list[tuple[str, str]] = []
+        found: builtins.list[tuple[str, str]] = []
         for dirpath, dirnames, filenames in os.walk(base):
             if Path(dirpath) == self.root:
                 dirnames[:] = [d for d in dirnames if d not in _HIDDEN]

@@ -7,8 +7,10 @@ code version) equals the stored manifest's is a cache hit and is skipped; ``--fo
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,10 +21,10 @@ from typing import Any, BinaryIO
 
 from jobs import __version__
 from jobs.core.errors import DataError, ObjectNotFound
-from jobs.core.hashing import pretty_json, sha256_json
-from jobs.core.layout import MANIFEST_NAME, manifest_key
+from jobs.core.hashing import CHUNK, pretty_json, sha256_json
 from jobs.core.metrics import stage_metrics
-from jobs.core.store import ObjectInfo, Store
+from jobs.core.paths import MANIFEST_NAME, manifest_key
+from jobs.core.store import HashingReader, ObjectInfo, Store
 
 SCHEMA_VERSION = 1
 log = logging.getLogger("irmsia.manifest")
@@ -130,6 +132,47 @@ def require_manifest(store: Store, prefix: str, producer: str) -> Manifest:
     return manifest
 
 
+def open_output(store: Store, manifest: Manifest, name: str) -> BinaryIO:
+    """Stream the output ``name`` of ``manifest``, checked against the SHA-256 the manifest records for it.
+
+    The manifest, not the store's own per-object record, is what a reader trusts: a file rewritten through a new
+    inode or a plain S3 PUT loses the store's record but never the manifest's. A mismatch raises
+    ``ChecksumMismatch`` (exit 3) naming the key when the stream reaches its end; an output the manifest does not
+    list, or one listed but missing, is a ``DataError``.
+    """
+    record = manifest.output(name)
+    try:
+        raw = store.open_read(record.key, verify=False)
+    except ObjectNotFound as exc:
+        raise DataError(
+            f"{record.key} is listed in {manifest_key(manifest.prefix)} but missing; rerun the {manifest.stage} "
+            "stage with --force"
+        ) from exc
+    hint = f"it changed after {manifest_key(manifest.prefix)} sealed it; rerun the {manifest.stage} stage with --force"
+    return io.BufferedReader(HashingReader(raw, record.sha256, record.key, hint=hint))
+
+
+def read_output(store: Store, manifest: Manifest, name: str) -> bytes:
+    """The whole output ``name`` of ``manifest``, verified against the manifest (small objects only)."""
+    with open_output(store, manifest, name) as fh:
+        return fh.read()
+
+
+def fetch_output(store: Store, manifest: Manifest, name: str, path: str | Path) -> Path:
+    """Download the output ``name`` of ``manifest`` to ``path``, verified against the manifest before it lands."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    try:
+        with open_output(store, manifest, name) as src, open(part, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(chunk)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+    return path
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -163,6 +206,7 @@ class StageWriter:
         self.inputs = dict(sorted(inputs.items()))
         self.cache_key = compute_cache_key(stage, self.params, self.inputs, code_version())
         self._outputs: dict[str, OutputRecord] = {}
+        self._begun = False
         self._started = time.monotonic()
         self._started_at = _now()
 
@@ -181,8 +225,14 @@ class StageWriter:
         return existing
 
     def begin(self) -> None:
-        """Withdraw any old manifest first: while outputs are rewritten, nothing under the prefix is trusted."""
-        self.store.delete(manifest_key(self.prefix))
+        """Withdraw any old manifest first: while outputs are rewritten, nothing under the prefix is trusted.
+
+        Every write (and ``commit``) begins on its own, so a stage that fails before writing anything leaves the
+        previous sealed result as it was; call it explicitly before writing under the prefix by other means.
+        """
+        if not self._begun:
+            self.store.delete(manifest_key(self.prefix))
+            self._begun = True
 
     # -- outputs --------------------------------------------------------------------------------------------
     def _rel(self, name: str) -> str:
@@ -192,6 +242,7 @@ class StageWriter:
         """Track an object written under the prefix by other means (it must carry its SHA-256)."""
         if not info.key.startswith(self.prefix) or info.key == manifest_key(self.prefix):
             raise ValueError(f"{info.key!r} is not an output of {self.prefix!r}")
+        self.begin()
         if info.sha256 is None:
             info = self.store.head(info.key)
         rec = OutputRecord(key=info.key, size=info.size, sha256=info.sha256 or "")
@@ -205,22 +256,27 @@ class StageWriter:
         return rec
 
     def put_bytes(self, name: str, data: bytes) -> OutputRecord:
+        self.begin()
         return self._written(self.store.put_bytes(self._rel(name), data))
 
     def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
+        self.begin()
         return self._written(self.store.put_file(self._rel(name), path, sha256=sha256))
 
     def move_file(self, name: str, path: str | Path, sha256: str | None = None,
                   size: int | None = None) -> OutputRecord:  # fmt: skip
         """Store a scratch file and let it go (renamed into a file store instead of copied)."""
+        self.begin()
         return self._written(self.store.move_file(self._rel(name), path, sha256=sha256, size=size))
 
     def put_many(self, items: Iterable[tuple[str, str | Path]], workers: int = 16) -> list[OutputRecord]:
+        self.begin()
         infos = self.store.put_many(((self._rel(name), path) for name, path in items), workers=workers)
         return [self._written(i) for i in infos]
 
     @contextmanager
     def open_write(self, name: str) -> Iterator[BinaryIO]:
+        self.begin()
         with self.store.open_write(self._rel(name)) as fh:
             yield fh
         self._written(self.store.head(self._rel(name)))
@@ -232,6 +288,7 @@ class StageWriter:
     # -- seal -----------------------------------------------------------------------------------------------
     def commit(self, summary: Mapping[str, Any] | None = None, prune: bool = True) -> Manifest:
         """Remove leftovers not written this time, then write the manifest last."""
+        self.begin()
         if prune:
             keep = set(self._outputs) | {manifest_key(self.prefix)}
             for key in self.store.keys(self.prefix):

@@ -15,6 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import push_to_gateway, start_http_server, write_to_textfile
 
@@ -47,7 +48,7 @@ class MetricsExport:
         self.targets = targets
         self.port: int | None = None
         self.push_failures = 0
-        self._server = None
+        self._server: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._push_lock = threading.Lock()

@@ -177,7 +177,7 @@ class S3Store(Store):
             raise self._wrap("read", key, exc) from exc
         expected = resp.get("Metadata", {}).get(SHA_META) if verify else None
         reader = HashingReader(_StreamGuard(resp["Body"], self, key), expected, key)
-        return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(reader, buffer_size=1 << 20)
 
     def head(self, key: str) -> ObjectInfo:
         try:

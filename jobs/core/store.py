@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from jobs.core.errors import ChecksumMismatch, UsageError
 from jobs.core.hashing import CHUNK
@@ -43,6 +43,14 @@ def check_key(key: str) -> str:
     return key
 
 
+class RawStream(Protocol):
+    """What ``HashingReader`` wraps: anything with ``read`` and ``close`` (a file, an HTTP body)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class HashingReader(io.RawIOBase):
     """Wraps a byte stream, hashes what passes through, and checks the SHA-256 when the stream ends.
 
@@ -50,10 +58,13 @@ class HashingReader(io.RawIOBase):
     (the index stage) would otherwise pay for SHA-256 twice.
     """
 
-    def __init__(self, raw: BinaryIO, expected_sha256: str | None, name: str) -> None:
+    def __init__(
+        self, raw: RawStream, expected_sha256: str | None, name: str, hint: str = "rerun the stage that wrote it"
+    ) -> None:
         self._raw = raw
         self._expected = expected_sha256
         self._name = name
+        self._hint = hint
         self._hash = hashlib.sha256()
         self._checked = False
         self.size = 0
@@ -61,7 +72,7 @@ class HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self._raw.read(len(buffer))
         n = len(data)
         buffer[:n] = data
@@ -84,7 +95,7 @@ class HashingReader(io.RawIOBase):
         if self._expected and self._hash.hexdigest() != self._expected:
             raise ChecksumMismatch(
                 f"{self._name}: SHA-256 is {self._hash.hexdigest()}, recorded {self._expected}; "
-                "the object is corrupt, rerun the stage that wrote it"
+                f"the object is corrupt: {self._hint}"
             )
 
     def close(self) -> None:
@@ -100,6 +111,9 @@ class Store(ABC):
     """What every backend implements. Keys are validated here; backends see only safe keys."""
 
     uri: str
+    is_local: bool = False
+    """Objects are plain files on this machine: readers may open them in place (``local_path``) and a scratch
+    file in ``scratch_dir()`` is moved in by a rename, not a copy."""
 
     # -- writes ---------------------------------------------------------------------------------------------
     @abstractmethod
@@ -132,7 +146,7 @@ class Store(ABC):
         import tempfile
 
         check_key(key)
-        with tempfile.NamedTemporaryFile(prefix="irmsia-", suffix=".part", dir=self._spool_dir()) as tmp:
+        with tempfile.NamedTemporaryFile(prefix="irmsia-", suffix=".part", dir=self.scratch_dir()) as tmp:
             yield tmp  # type: ignore[misc]
             tmp.flush()
             self.put_file(key, tmp.name)
@@ -211,7 +225,9 @@ class Store(ABC):
             self.delete(key)
         return len(keys)
 
-    def _spool_dir(self) -> str | None:
+    def scratch_dir(self) -> str | None:
+        """A folder for scratch files that will be stored (on the store's file system where it has one);
+        ``None``: the system's temporary folder."""
         return None
 
     def __repr__(self) -> str:

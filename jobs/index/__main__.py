@@ -6,12 +6,12 @@ import sys
 from collections.abc import Sequence
 
 from jobs.core.entrypoint import stage_main
-from jobs.index.settings import parse_settings
-from jobs.index.stage import run
+from jobs.index.stage import STAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return stage_main("index", argv, parse_settings, run)
+    """Run the index stage; returns the contract's exit code."""
+    return stage_main(STAGE, argv)
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def _check_native_length(header: DicomHeader, head: bytes, pos: int, size: int, 
     available = size - pos - header_len
     if value_len > available:
         raise UnusableDicom(f"truncated: pixel data declares {value_len} bytes, the file holds {available}")
-    if head[pos : pos + 4] in _PIXEL_TAGS[:2] and header.bits_allocated:
+    if head[pos : pos + 4] in _PIXEL_TAGS[:2] and header.bits_allocated and header.rows and header.columns:
         bits = header.rows * header.columns * (header.samples_per_pixel or 1) * (header.frames or 1)
         expected = (bits * header.bits_allocated + 7) // 8
         if header.photometric == "YBR_FULL_422":  # two chroma samples shared by each pair of pixels
@@ -219,7 +219,7 @@ _US_TAGS = {
     0x00280002: "samples_per_pixel",
 }
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
-_VRS_OF = {
+_VRS_OF: dict[int, tuple[bytes, ...]] = {
     0x00100020: (b"LO",),
     **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
     **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), (b"CS",)),

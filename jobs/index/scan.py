@@ -8,7 +8,6 @@ memory holds a fixed number of results whatever the dataset size, and the caller
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -21,14 +20,6 @@ WINDOW_PER_WORKER = 3
 
 _reader: ObjectReader | None = None
 _verify = False
-
-
-def default_workers() -> int:
-    """One worker per core this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _init_worker(store_uri: str, verify: bool) -> None:

@@ -12,19 +12,22 @@ import hashlib
 import logging
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError, UsageError
-from jobs.core.layout import index_prefix, raw_prefix
 from jobs.core.logs import progress
-from jobs.core.manifest import Manifest, StageWriter, require_manifest
-from jobs.core.store import Store, check_key, open_store
+from jobs.core.manifest import Manifest, read_output, require_manifest
+from jobs.core.paths import index_prefix, raw_prefix
+from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
+from jobs.core.store import Store, check_key
 from jobs.index.inspection import Inspection, Task
 from jobs.index.label_table import LabelTable
 from jobs.index.layouts import FileFacts, Layout, Unlabelled, labels_sidecar, layout_class
 from jobs.index.quarantine import DUPLICATE_PREFIX, QuarantineRecord, QuarantineWriter
-from jobs.index.scan import default_workers, scan
+from jobs.index.scan import scan
 from jobs.index.settings import IndexSettings
 from jobs.index.telemetry import record_index
 from jobs.index.writer import IndexWriter
@@ -51,13 +54,19 @@ def is_sidecar(key: str) -> bool:
     return name.startswith(SIDECAR_PREFIXES) or name.endswith(SIDECAR_SUFFIXES)
 
 
-def _load_labels(store: Store, value: str, raw: str) -> tuple[LabelTable, str]:
-    """The labels CSV named by ``--labels`` (store key, key under the dataset, or local path) and its SHA-256."""
+def _load_labels(store: Store, collect: Manifest, value: str, raw: str) -> tuple[LabelTable, str]:
+    """The labels CSV named by ``--labels`` (store key, key under the dataset, or local path) and its SHA-256.
+
+    A CSV the collect manifest lists is read through it (verified against its recorded SHA-256).
+    """
     for key in (value, raw + value):
         try:
             check_key(key)
         except UsageError:
             continue
+        if key.startswith(raw) and any(o.key == key for o in collect.outputs):
+            data = read_output(store, collect, key[len(raw) :])
+            return LabelTable.parse(data, key), hashlib.sha256(data).hexdigest()
         if store.exists(key):
             data = store.get_bytes(key)
             return LabelTable.parse(data, key), hashlib.sha256(data).hexdigest()
@@ -74,11 +83,11 @@ def _load_labels(store: Store, value: str, raw: str) -> tuple[LabelTable, str]:
     )
 
 
-def _official_splits(store: Store, raw: str, lists: dict[str, str]) -> dict[str, str]:
+def _official_splits(store: Store, collect: Manifest, raw: str, lists: dict[str, str]) -> dict[str, str]:
     """File name -> split from the dataset's own split lists (sidecars under ``raw``, one file name a line)."""
     official: dict[str, str] = {}
     for rel, split in sorted(lists.items()):
-        for line in store.get_bytes(raw + rel).decode("utf-8", "replace").splitlines():
+        for line in read_output(store, collect, rel).decode("utf-8", "replace").splitlines():
             if name := line.strip():
                 official.setdefault(name, split)
     return official
@@ -147,18 +156,17 @@ class _Tally:
         self.patients.add(row["patient_id"])
 
 
-def _index(
-    settings: IndexSettings, tasks: list[Task], layout: Layout, raw: str, workdir: Path
-) -> tuple[IndexWriter, QuarantineWriter, _Tally]:
+def _index(settings: IndexSettings, plan: IndexPlan, workdir: Path) -> tuple[IndexWriter, QuarantineWriter, _Tally]:
     tally = _Tally()
     first_of: dict[bytes, str] = {}  # content hash -> first key with it (dedup: first key in key order wins)
-    workers = settings.workers or default_workers()
-    results = scan(settings.common.store, tasks, workers, settings.verify_pixels)
+    workers = settings.workers or usable_cpus()
+    results = scan(settings.common.store, plan.tasks, workers, settings.verify_pixels)
+    raw, layout = plan.raw, plan.layout
     with (
         IndexWriter(workdir / "index.parquet") as rows,
         QuarantineWriter(workdir / "quarantine.csv") as quarantine,
     ):
-        for item in progress(results, len(tasks), "index", log):
+        for item in progress(results, len(plan.tasks), "index", log):
             if item.reason is not None:
                 quarantine.add(QuarantineRecord(item.key, item.reason))
                 continue
@@ -189,85 +197,98 @@ def _index(
     return rows, quarantine, tally
 
 
-def run(settings: IndexSettings) -> tuple[Manifest, bool]:
-    """Index ``raw/<dataset>/`` into ``index/<dataset>/``; returns the manifest and whether it was a cache hit."""
-    store = open_store(settings.common.store)
-    raw, out = raw_prefix(settings.dataset), index_prefix(settings.dataset)
-    collect = require_manifest(store, raw, "collect")
-    listed = [o for o in collect.outputs if o.key.startswith(raw)]
-    sidecars = [o.key[len(raw) :] for o in listed if is_sidecar(o.key)]
-    images = [o for o in listed if not is_sidecar(o.key)]
+@dataclass(frozen=True, kw_only=True)
+class IndexPlan(StagePlan):
+    """What index will read: the collect manifest's images (tasks), its sidecars and the chosen layout."""
 
-    labels, labels_sha, labels_ref = None, None, settings.labels
-    if labels_ref is None and (sidecar := labels_sidecar(settings.layout, sidecars)) is not None:
-        labels_ref = raw + sidecar  # the dataset's own labels CSV, covered by the collect manifest's hash
-    if labels_ref is not None:
-        labels, labels_sha = _load_labels(store, labels_ref, raw)
-    rels = [o.key[len(raw) :] for o in images]
-    chosen = layout_class(settings.layout, rels, labels)
-    official = _official_splits(store, raw, chosen.split_sidecars(sidecars))
-    layout = chosen(labels, official)
-    tasks = [Task(o.key, o.sha256, o.size) for o in images if not layout.skip(o.key[len(raw) :])]
-    skipped = len(images) - len(tasks)
-    log.info(
-        "%s: %d files listed, %d sidecars, %d skipped by layout %s, %d to index",
-        raw,
-        len(listed),
-        len(sidecars),
-        skipped,
-        layout.name,
-        len(tasks),
-    )
-    params = {
-        "dataset": settings.dataset,
-        "labels": labels_ref,
-        "labels_sha256": labels_sha,
-        "layout": layout.name,
-        "verify_pixels": settings.verify_pixels,
-    }
-    writer = StageWriter(store, "index", out, params, {raw: collect.content_sha256})
-    if (hit := writer.cached(settings.common.force)) is not None:
+    raw: str
+    tasks: list[Task]
+    layout: Layout
+    sidecars: int
+    skipped: int
+
+
+class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
+    """``raw/<dataset>/`` -> ``index/<dataset>/index.parquet`` and ``quarantine.csv``."""
+
+    name = "index"
+    settings_type = IndexSettings
+
+    def plan(self, settings: IndexSettings, store: Store) -> IndexPlan:
+        raw, out = raw_prefix(settings.dataset), index_prefix(settings.dataset)
+        collect = require_manifest(store, raw, "collect")
+        listed = [o for o in collect.outputs if o.key.startswith(raw)]
+        sidecars = [o.key[len(raw) :] for o in listed if is_sidecar(o.key)]
+        images = [o for o in listed if not is_sidecar(o.key)]
+
+        labels, labels_sha, labels_ref = None, None, settings.labels
+        if labels_ref is None and (sidecar := labels_sidecar(settings.layout, sidecars)) is not None:
+            labels_ref = raw + sidecar  # the dataset's own labels CSV, covered by the collect manifest's hash
+        if labels_ref is not None:
+            labels, labels_sha = _load_labels(store, collect, labels_ref, raw)
+        rels = [o.key[len(raw) :] for o in images]
+        chosen = layout_class(settings.layout, rels, labels)
+        official = _official_splits(store, collect, raw, chosen.split_sidecars(sidecars))
+        layout = chosen(labels, official)
+        tasks = [Task(o.key, o.sha256, o.size) for o in images if not layout.skip(o.key[len(raw) :])]
+        skipped = len(images) - len(tasks)
         log.info(
-            "cache hit: %s already indexes this input (%s rows); use --force to redo", out, hit.summary.get("rows")
-        )
-        return hit, True
-    if not tasks:
-        raise DataError(f"{raw}_SUCCESS.json lists no image files (only sidecars or masks); check the collect output")
+            "%s: %d files listed, %d sidecars, %d skipped by layout %s, %d to index",
+            raw, len(listed), len(sidecars), skipped, layout.name, len(tasks),
+        )  # fmt: skip
+        params = {**settings.result_params(), "labels": labels_ref, "labels_sha256": labels_sha, "layout": layout.name}
+        return IndexPlan(
+            prefix=out, params=params, inputs={raw: collect}, raw=raw, tasks=tasks, layout=layout,
+            sidecars=len(sidecars), skipped=skipped,
+        )  # fmt: skip
 
-    with tempfile.TemporaryDirectory(prefix="irmsia-index-") as tmp:
-        rows, quarantine, tally = _index(settings, tasks, layout, raw, Path(tmp))
-        if rows.rows == 0:
-            reasons = ", ".join(f"{k} ({n})" for k, n in quarantine.kinds.most_common(3))
+    def produce(self, settings: IndexSettings, job: StageJob[IndexPlan]) -> dict[str, Any]:
+        plan = job.plan
+        if not plan.tasks:
             raise DataError(
-                f"{raw}: no usable image among {len(tasks)} files, all quarantined: {reasons}; "
-                "check the dataset or the --labels CSV"
+                f"{plan.raw}_SUCCESS.json lists no image files (only sidecars or masks); check the collect output"
             )
-        writer.begin()
-        writer.put_file("index.parquet", rows.path)
-        writer.put_file("quarantine.csv", quarantine.path)
-    summary = {
-        "rows": rows.rows,
-        "quarantined": quarantine.count,
-        "duplicates": tally.duplicates,
-        "skipped": skipped,
-        "sidecars": len(sidecars),
-        "layout": layout.name,
-        "patients": len(tally.patients),
-        "classes": sorted(tally.classes),
-        "unlabelled": tally.unlabelled,
-        "per_class": dict(sorted(tally.classes.items())),
-        "per_format": dict(sorted(tally.formats.items())),
-        "per_modality": dict(sorted(tally.modalities.items())),
-        "quarantine_reasons": dict(sorted(quarantine.kinds.items())),
-    }
-    manifest = writer.commit(summary)
-    record_index(manifest)
-    log.info(
-        "indexed %d rows (%d classes), quarantined %d (%d duplicates) -> %s",
-        rows.rows,
-        len(tally.classes),
-        quarantine.count,
-        tally.duplicates,
-        out,
-    )
-    return manifest, False
+        # Outputs are built locally and stored only once complete: a failure leaves the store as it was.
+        with tempfile.TemporaryDirectory(prefix="irmsia-index-") as tmp:
+            rows, quarantine, tally = _index(settings, plan, Path(tmp))
+            if rows.rows == 0:
+                reasons = ", ".join(f"{k} ({n})" for k, n in quarantine.kinds.most_common(3))
+                raise DataError(
+                    f"{plan.raw}: no usable image among {len(plan.tasks)} files, all quarantined: {reasons}; "
+                    "check the dataset or the --labels CSV"
+                )
+            job.writer.put_file("index.parquet", rows.path)
+            job.writer.put_file("quarantine.csv", quarantine.path)
+        return {
+            "rows": rows.rows,
+            "quarantined": quarantine.count,
+            "duplicates": tally.duplicates,
+            "skipped": plan.skipped,
+            "sidecars": plan.sidecars,
+            "layout": plan.layout.name,
+            "patients": len(tally.patients),
+            "classes": sorted(tally.classes),
+            "unlabelled": tally.unlabelled,
+            "per_class": dict(sorted(tally.classes.items())),
+            "per_format": dict(sorted(tally.formats.items())),
+            "per_modality": dict(sorted(tally.modalities.items())),
+            "quarantine_reasons": dict(sorted(quarantine.kinds.items())),
+        }
+
+    def record_metrics(self, manifest: Manifest) -> None:
+        record_index(manifest)
+
+    def describe(self, manifest: Manifest) -> str:
+        s = manifest.summary
+        return (
+            f"indexed {s['rows']} rows ({len(s['classes'])} classes), quarantined {s['quarantined']} "
+            f"({s['duplicates']} duplicates) -> {manifest.prefix}"
+        )
+
+
+STAGE = IndexStage()
+
+
+def run(settings: IndexSettings) -> StageResult:
+    """Index ``raw/<dataset>/`` into ``index/<dataset>/``: the manifest, and whether it was a cache hit."""
+    return STAGE.execute(settings)

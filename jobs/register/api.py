@@ -1,7 +1,7 @@
 """The Python API for serving code: ``load_model(store, name, version="champion")``.
 
 Returns a ready-to-evaluate torch module (eval mode, on the CPU) and the preprocessing the model was trained
-with: ``jobs.core.preprocess.Preprocessing`` rebuilt from the spec the run's ``config.json`` recorded (and the
+with: ``jobs.ml.preprocess.Preprocessing`` rebuilt from the spec the run's ``config.json`` recorded (and the
 metadata copied), a callable from image file bytes to the ``(C, H, W)`` float32 input the module expects.
 Before loading, the version is checked against its ledger entry and ``model.pt`` against its recorded SHA-256,
 so a tampered file never reaches a server.
@@ -17,8 +17,8 @@ from typing import Any
 from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import sha256_bytes
 from jobs.core.manifest import read_manifest
-from jobs.core.preprocess import Preprocessing
 from jobs.core.store import Store, open_store
+from jobs.ml.preprocess import Preprocessing
 from jobs.register.catalog import resolve
 from jobs.register.export import load_state_dict_model
 from jobs.register.layout import METADATA, MODEL_PT, version_prefix

@@ -61,7 +61,7 @@ def _network_data_format(config: dict[str, Any], classes: list[str]) -> dict[str
     }
 
 
-def build_metadata(
+def build_metadata(  # noqa: PLR0913 - keyword-only: every part of the metadata, named at the one call
     *,
     name: str,
     version: int,

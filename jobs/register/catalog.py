@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.core.errors import DataError, UsageError
-from jobs.core.layout import check_dns_label
 from jobs.core.manifest import read_manifest
+from jobs.core.paths import check_dns_label
 from jobs.core.store import Store
 from jobs.register import aliases
 from jobs.register.layout import ALIASES, METADATA, version_prefix

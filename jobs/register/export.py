@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.core.errors import DataError
-from jobs.core.networks import build_network
+from jobs.ml.networks import build_network
 
 ATOL = 1e-4
 RTOL = 1e-3

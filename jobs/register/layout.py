@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from jobs.core.errors import UsageError
-from jobs.core.layout import manifest_key, registry_prefix
+from jobs.core.paths import manifest_key, registry_prefix
 
 ALIASES = ("champion", "candidate")
 SEQ_WIDTH = 8

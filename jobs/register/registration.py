@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 from jobs.core.hashing import pretty_json, sha256_bytes
-from jobs.core.manifest import Manifest, StageWriter, read_manifest
-from jobs.core.store import Store, open_store
+from jobs.core.manifest import Manifest, StageWriter, fetch_output, read_manifest
+from jobs.core.store import Store
 from jobs.register import aliases, ledger
 from jobs.register.bundle import build_metadata
 from jobs.register.export import ExportedModel, export_model
@@ -138,7 +138,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         exported = export_model(run.config, run.model_path, workdir / "models")
         lineage = walk_lineage(store, run.manifest)
         if run.has_output("confusion_matrix.png"):
-            store.get_file(run.prefix + "confusion_matrix.png", workdir / "confusion_matrix.png")
+            fetch_output(store, run.manifest, "confusion_matrix.png", workdir / "confusion_matrix.png")
         token = new_token()
         version = claim_version(store, settings.model_name, run.run_id, token)
         log.info("claimed %s v%d for run %s", settings.model_name, version, run.run_id)
@@ -183,8 +183,3 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         "ledger_sha256": entry.sha256,
     }
     return dataclasses.replace(manifest, summary=summary), False
-
-
-def run(settings: RegisterSettings) -> tuple[Manifest, bool]:
-    """The stage's pure entry: open the store and register."""
-    return register(open_store(settings.common.store), settings)

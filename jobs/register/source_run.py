@@ -17,8 +17,8 @@ from typing import Any
 
 from jobs.core.errors import DataError, ObjectNotFound, UsageError
 from jobs.core.hashing import CHUNK
-from jobs.core.layout import MANIFEST_NAME, run_prefix
-from jobs.core.manifest import Manifest, read_manifest
+from jobs.core.manifest import Manifest, read_manifest, read_output
+from jobs.core.paths import MANIFEST_NAME, run_prefix
 from jobs.core.store import Store
 
 MODEL_FILE = "best_model.pt"
@@ -60,7 +60,7 @@ class SourceRun:
 def _read_json(store: Store, manifest: Manifest, name: str) -> dict[str, Any]:
     record = manifest.output(name)
     try:
-        data = json.loads(store.get_bytes(record.key))
+        data = json.loads(read_output(store, manifest, name))  # verified against the train manifest
     except ValueError as exc:
         raise DataError(f"{record.key}: not valid JSON ({exc}); rerun irmsia-train for this run") from exc
     if not isinstance(data, dict):

@@ -6,12 +6,12 @@ import sys
 from collections.abc import Sequence
 
 from jobs.core.entrypoint import stage_main
-from jobs.split.settings import parse_settings
-from jobs.split.stage import run
+from jobs.split.stage import STAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return stage_main("split", argv, parse_settings, run)
+    """Run the split stage; returns the contract's exit code."""
+    return stage_main(STAGE, argv)
 
 
 if __name__ == "__main__":

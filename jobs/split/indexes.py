@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from jobs.core.errors import DataError
 from jobs.core.hashing import sha256_bytes
-from jobs.core.layout import index_prefix
 from jobs.core.manifest import Manifest, read_manifest
+from jobs.core.paths import index_prefix
 from jobs.core.store import Store
 
 INDEX_FILE = "index.parquet"

@@ -1,7 +1,7 @@
 """The training data: read the sealed split, decode every image once, and cache the tensors on local disk.
 
 Images are read from the store by key (on S3 they are downloaded once into ``<cache-dir>/objects/``), decoded and
-preprocessed by ``jobs.core.preprocess`` in a process pool, and written as one float16 array per split to
+preprocessed by ``jobs.ml.preprocess`` in a process pool, and written as one float16 array per split to
 ``<cache-dir>/tensors/<key>/``. The key hashes the split manifest and the preprocessing, so a rerun, a resumed pod
 or a later epoch never decodes DICOM again; arrays are memory-mapped, so RAM does not have to hold the dataset.
 Unreadable images are counted and skipped with a warning up to ``--max-unreadable``, then the run fails (exit 3).
@@ -25,10 +25,10 @@ import numpy as np
 
 from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import sha256_bytes, sha256_json
-from jobs.core.layout import splits_prefix
-from jobs.core.manifest import Manifest, require_manifest
-from jobs.core.preprocess import Preprocessing, to_channels
+from jobs.core.manifest import Manifest, read_output, require_manifest
+from jobs.core.paths import splits_prefix
 from jobs.core.store import Store, open_store
+from jobs.ml.preprocess import Preprocessing, to_channels
 
 log = logging.getLogger("irmsia.train.data")
 SPLITS = ("train", "val", "test")
@@ -62,9 +62,8 @@ def read_split(store: Store, dataset: str) -> Split:
     prefix = splits_prefix(dataset)
     manifest = require_manifest(store, prefix, "split")
     where = f"{prefix}datalist.json"
-    manifest.output("datalist.json")
     try:
-        datalist = json.loads(store.get_bytes(where))
+        datalist = json.loads(read_output(store, manifest, "datalist.json"))  # verified against the manifest
     except ValueError as exc:
         raise DataError(f"{where}: not valid JSON ({exc}); rerun irmsia-split --force") from exc
     classes = datalist.get("labels") if isinstance(datalist, dict) else None
@@ -191,10 +190,8 @@ def load_images(
 def _build_cache(
     store: Store, split: Split, prep: Preprocessing, entry: Path, workers: int, max_unreadable: float
 ) -> dict[str, Any]:
-    from jobs.core.filestore import FileStore
-
     objects_dir = None
-    if not isinstance(store, FileStore):
+    if not store.is_local:
         # Keyed by the split's content hash, which covers every object's SHA-256 (through the index): a key whose
         # bytes changed upstream lands in a new folder instead of reusing a stale download.
         folder = sha256_bytes(f"{store.uri}|{split.manifest.content_sha256}".encode())[:24]

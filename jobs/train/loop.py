@@ -22,11 +22,11 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from jobs.core.logs import progress
-from jobs.core.networks import build_network
+from jobs.ml.networks import build_network
 from jobs.train.augment import Augmentation
 from jobs.train.checkpoint import TrainState
 from jobs.train.data import ImageSet, class_counts
-from jobs.train.metrics import classification_metrics
+from jobs.train.scores import classification_metrics
 from jobs.train.settings import TrainSettings
 
 log = logging.getLogger("irmsia.train.loop")

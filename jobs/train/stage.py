@@ -10,30 +10,32 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
-from jobs.core.layout import run_prefix, splits_prefix
 from jobs.core.logs import set_context
 from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest
-from jobs.core.preprocess import Preprocessing
-from jobs.core.store import Store, open_store
+from jobs.core.paths import run_prefix, splits_prefix
+from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
+from jobs.core.store import Store
+from jobs.ml.preprocess import Preprocessing
 from jobs.train.data import ImageSet, Split, check_split, class_counts, load_images, read_split
-from jobs.train.metrics import HEADLINE, flat_metrics
+from jobs.train.scores import HEADLINE, flat_metrics
 from jobs.train.settings import TrainSettings
 from jobs.train.telemetry import record_epoch, record_final
 
 log = logging.getLogger("irmsia.train")
-STAGE = "train"
+STAGE_NAME = "train"
 
 
 def derive_run_id(dataset: str, params: dict[str, Any], inputs: dict[str, str]) -> str:
     """A run id that is the same whenever the result would be: ``<dataset>-<10 hex of the cache key>``."""
-    key = compute_cache_key(STAGE, params, inputs, code_version())
+    key = compute_cache_key(STAGE_NAME, params, inputs, code_version())
     return f"{dataset[:40].rstrip('-._')}-{key[:10]}"
 
 
@@ -56,29 +58,64 @@ def _check_usable(sets: dict[str, ImageSet], split: Split, where: str) -> None:
         raise DataError(f"{where}: class(es) {missing} have no readable training images; fix the images")
 
 
-def run(settings: TrainSettings) -> tuple[Manifest, bool]:
-    """Train (or find the cached run) and return ``(manifest, cached)``."""
-    store = open_store(settings.common.store)
-    split_prefix = splits_prefix(settings.dataset)
-    split = read_split(store, settings.dataset)
-    check_split(split, split_prefix)
-    params = {**settings.result_params(), "classes": list(split.classes)}
-    inputs = {split_prefix: split.manifest.content_sha256}
-    run_id = settings.run_id or derive_run_id(settings.dataset, params, inputs)
-    set_context(run_id=run_id)
-    prefix = run_prefix(run_id)
-    writer = StageWriter(store, STAGE, prefix, params, inputs)
-    if (hit := writer.cached(settings.common.force)) is not None:
-        log.info("cache hit: %s already holds this run (use --force to retrain)", prefix)
-        return hit, True
-    return _train(settings, store, split, writer), False
+@dataclass(frozen=True, kw_only=True)
+class TrainPlan(StagePlan):
+    """The sealed split a run trains on, and the run it becomes."""
+
+    split: Split
+    run_id: str
 
 
-def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWriter) -> Manifest:
+@dataclass(frozen=True)
+class _Fit:
+    """What training left behind for the outputs: the trainer, its final state, the scores, the preprocessing."""
+
+    trainer: Any
+    state: Any
+    prep: Preprocessing
+    in_channels: int
+    results: dict[str, dict[str, Any]]
+    best_state: dict[str, Any]
+    last_state: dict[str, Any]
+
+
+class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
+    """``splits/<dataset>/`` -> ``runs/<run-id>/``: a trained classifier with its checkpoint, metrics and plots."""
+
+    name = STAGE_NAME
+    settings_type = TrainSettings
+
+    def plan(self, settings: TrainSettings, store: Store) -> TrainPlan:
+        split_prefix = splits_prefix(settings.dataset)
+        split = read_split(store, settings.dataset)
+        check_split(split, split_prefix)
+        params = {**settings.result_params(), "classes": list(split.classes)}
+        run_id = settings.run_id or derive_run_id(
+            settings.dataset, params, {split_prefix: split.manifest.content_sha256}
+        )
+        set_context(run_id=run_id)
+        return TrainPlan(
+            prefix=run_prefix(run_id), params=params, inputs={split_prefix: split.manifest}, split=split, run_id=run_id
+        )
+
+    def produce(self, settings: TrainSettings, job: StageJob[TrainPlan]) -> dict[str, Any]:
+        fit = _fit(settings, job)
+        return _write_outputs(settings, job, fit)
+
+    def describe(self, manifest: Manifest) -> str:
+        s = manifest.summary
+        return (
+            f"run sealed at {manifest.prefix}: best epoch {s['best_epoch']}, val accuracy {s.get('val_accuracy')}, "
+            f"test accuracy {s.get('test_accuracy')}"
+        )
+
+
+def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
+    """Decode the split once, then train (resuming a checkpoint when asked) and score the best model."""
     from jobs.train.checkpoint import TrainState, restore, save_checkpoint
     from jobs.train.loop import Trainer, pick_hardware
 
-    prefix = writer.prefix
+    store, writer, split = job.store, job.writer, job.plan.split
     hardware = pick_hardware(settings.device, settings.amp)
     # Fail on a missing or foreign checkpoint before spending minutes decoding images.
     payload = _checkpoint_to_resume(settings, store, writer)
@@ -88,7 +125,7 @@ def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWri
         split,
         prep,
         settings.cache_dir,
-        workers=settings.workers if settings.workers > 0 else _cpu_count(),
+        workers=settings.workers if settings.workers > 0 else usable_cpus(),
         max_unreadable=settings.max_unreadable,
     )
     _check_usable(sets, split, splits_prefix(settings.dataset))
@@ -98,14 +135,14 @@ def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWri
         settings.model, hardware.device.type, hardware.name, hardware.describe()["amp"],
         len(sets["train"]), len(sets["val"]), len(sets["test"]), len(split.classes), in_channels,
     )  # fmt: skip
-    writer.begin()
+    writer.begin()  # checkpoints are written under the prefix from the first epoch on
     trainer = Trainer(settings, sets, split.classes, in_channels, hardware)
     state = restore(payload, **trainer.components()) if payload is not None else TrainState()
     if payload is not None:
-        log.info("resuming %s after epoch %d", prefix, state.epoch)
+        log.info("resuming %s after epoch %d", writer.prefix, state.epoch)
 
     def checkpoint(current: TrainState) -> None:
-        save_checkpoint(store, prefix, cache_key=writer.cache_key, state=current, **trainer.components())
+        save_checkpoint(store, writer.prefix, cache_key=writer.cache_key, state=current, **trainer.components())
         record_epoch({**current.history[-1], **current.timings[-1]}, images=len(trainer.sets["train"]))
 
     state = trainer.fit(state, checkpoint)
@@ -115,7 +152,7 @@ def _train(settings: TrainSettings, store: Store, split: Split, writer: StageWri
     results = {name: trainer.evaluate(name) for name in ("val", "test") if len(sets[name])}
     if "test" not in results:
         log.warning("the test split is empty: test metrics are not reported")
-    return _write_outputs(settings, split, writer, trainer, state, prep, in_channels, results, best_state, last_state)
+    return _Fit(trainer, state, prep, in_channels, results, best_state, last_state)
 
 
 def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWriter) -> dict[str, Any] | None:
@@ -135,22 +172,8 @@ def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWr
     return payload
 
 
-def _write_outputs(
-    settings: TrainSettings,
-    split: Split,
-    writer: StageWriter,
-    trainer: Any,
-    state: Any,
-    prep: Preprocessing,
-    in_channels: int,
-    results: dict[str, dict[str, Any]],
-    best_state: dict[str, Any],
-    last_state: dict[str, Any],
-) -> Manifest:
-    from jobs.train.checkpoint import CHECKPOINT_NAME
-    from jobs.train.plots import confusion_matrices, training_curves
-
-    history = state.history
+def _flat_scores(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``val_accuracy``, ``test_auc``… and each split's loss; ``None`` for a split that was not scored."""
     flat: dict[str, Any] = {}
     for name in ("val", "test"):
         if name in results:
@@ -158,65 +181,80 @@ def _write_outputs(
             flat[f"{name}_loss"] = round(results[name]["loss"], 6)
         else:
             flat.update({f"{name}_{m}": None for m in (*HEADLINE, "loss")})
-    perf_epochs = state.timings
+    return flat
+
+
+def _performance(fit: _Fit) -> dict[str, Any]:
+    """Throughput of this process: it varies between runs, so it goes into the summary, never a sealed output."""
+    epochs = fit.state.timings
+
+    def mean(key: str, digits: int) -> float:
+        return round(float(np.mean([h[key] for h in epochs])), digits) if epochs else 0
+
+    return {
+        **fit.trainer.hardware.describe(),
+        "images_per_s": mean("images_per_s", 1),
+        "data_wait_fraction": mean("data_wait_fraction", 4),
+        "loader_workers": fit.trainer.workers,
+    }
+
+
+def _run_config(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> dict[str, Any]:
+    """``config.json``: what the run was trained with and on, enough to rebuild the network and its inputs."""
+    split = job.plan.split
+    return {
+        **settings.result_params(),
+        "dataset": settings.dataset,
+        "run_id": job.plan.run_id,
+        "in_channels": fit.in_channels,
+        "num_classes": len(split.classes),
+        "classes": list(split.classes),
+        "preprocessing": fit.prep.to_dict(),
+        "train_images": len(fit.trainer.sets["train"]),
+        "class_counts": class_counts(fit.trainer.sets["train"].labels, len(split.classes)),
+        "split_manifest_sha256": split.manifest.content_sha256,
+        "code_version": code_version(),
+    }
+
+
+def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> dict[str, Any]:
+    """Write the run's sealed outputs; returns the manifest's summary."""
+    from jobs.train.checkpoint import CHECKPOINT_NAME
+    from jobs.train.plots import confusion_matrices, training_curves
+
+    writer, state = job.writer, fit.state
+    flat = _flat_scores(fit.results)
     metrics = {
         **flat,
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
         "stopped_early": state.stopped,
         "monitor": settings.monitor,
-        "details": {name: r["details"] for name, r in results.items()},
+        "details": {name: r["details"] for name, r in fit.results.items()},
     }
-    # Timings vary between runs, so they go into the manifest's summary, never into a sealed output: the outputs
-    # stay a function of data, settings and device, and a reproduced run keeps its identity (content hash).
-    performance = {
-        **trainer.hardware.describe(),
-        "images_per_s": round(float(np.mean([h["images_per_s"] for h in perf_epochs])), 1) if perf_epochs else 0,
-        "data_wait_fraction": (
-            round(float(np.mean([h["data_wait_fraction"] for h in perf_epochs])), 4) if perf_epochs else 0
-        ),
-        "loader_workers": trainer.workers,
-    }
-    config = {
-        **settings.result_params(),
-        "dataset": settings.dataset,
-        "run_id": writer.prefix.split("/")[1],
-        "in_channels": in_channels,
-        "num_classes": len(split.classes),
-        "classes": list(split.classes),
-        "preprocessing": prep.to_dict(),
-        "train_images": len(trainer.sets["train"]),
-        "class_counts": class_counts(trainer.sets["train"].labels, len(split.classes)),
-        "split_manifest_sha256": split.manifest.content_sha256,
-        "code_version": code_version(),
-    }
-    writer.put_bytes("best_model.pt", _state_bytes(best_state))
-    writer.put_bytes("last_model.pt", _state_bytes(last_state))
+    writer.put_bytes("best_model.pt", _state_bytes(fit.best_state))
+    writer.put_bytes("last_model.pt", _state_bytes(fit.last_state))
     writer.record(writer.store.head(writer.prefix + CHECKPOINT_NAME))
-    writer.put_bytes("config.json", pretty_json(config))
-    writer.put_bytes("history.json", pretty_json(history))
+    writer.put_bytes("config.json", pretty_json(_run_config(settings, job, fit)))
+    writer.put_bytes("history.json", pretty_json(state.history))
     writer.put_bytes("metrics.json", pretty_json(metrics))
-    writer.put_bytes("training_curves.png", training_curves(history, settings.monitor))
+    writer.put_bytes("training_curves.png", training_curves(state.history, settings.monitor))
     writer.put_bytes("confusion_matrix.png", confusion_matrices(metrics["details"]))
-    summary = {
-        "run_id": config["run_id"],
+    record_final(flat)
+    return {
+        "run_id": job.plan.run_id,
         "model": settings.model,
-        "device": f"{trainer.hardware.device.type} ({trainer.hardware.name})",
+        "device": f"{fit.trainer.hardware.device.type} ({fit.trainer.hardware.name})",
         "epochs_run": state.epoch,
         "best_epoch": state.best_epoch,
         **{k: v for k, v in flat.items() if k.startswith(("val_", "test_")) and not k.endswith("_loss")},
-        "performance": performance,
+        "performance": _performance(fit),
     }
-    manifest = writer.commit(summary=summary)
-    record_final(flat)
-    log.info(
-        "run sealed at %s: best epoch %d, val accuracy %s, test accuracy %s",
-        writer.prefix, state.best_epoch, flat["val_accuracy"], flat["test_accuracy"],
-    )  # fmt: skip
-    return manifest
 
 
-def _cpu_count() -> int:
-    import os
+STAGE = TrainStage()
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+def run(settings: TrainSettings) -> StageResult:
+    """Train (or find the cached run): the run's manifest, and whether it was a cache hit."""
+    return STAGE.execute(settings)

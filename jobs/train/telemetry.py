@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobs.core.metrics import stage_metrics
-from jobs.core.nvml import sample_gpus
+from jobs.ml.nvml import sample_gpus
 
 
 def _number(value: Any) -> bool:

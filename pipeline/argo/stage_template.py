@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from hera.workflows import Container
 from hera.workflows.models import Outputs, Parameter, ValueFrom
 
@@ -15,9 +13,7 @@ from pipeline.argo.scheduling import node_selector, tolerations
 from pipeline.argo.security import container_security_context
 from pipeline.argo.volumes import RESULT_FILE, stage_volumes
 from pipeline.config import DeploymentConfig
-from pipeline.dag import StageSpec
-
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+from pipeline.dag import PLACEHOLDER, StageSpec
 
 RESULT_OUTPUT = "result"
 """Output parameter holding the stage's result JSON (prefix, cached, content_sha256, summary)."""
@@ -25,7 +21,7 @@ RESULT_OUTPUT = "result"
 
 def workflow_argument(template: str) -> str:
     """``--run-id {run_id}`` style templates in Argo form: ``{run_id}`` -> ``{{workflow.parameters.run_id}}``."""
-    return _PLACEHOLDER.sub(lambda m: "{{workflow.parameters." + m.group(1) + "}}", template)
+    return PLACEHOLDER.sub(lambda m: "{{workflow.parameters." + m.group(1) + "}}", template)
 
 
 def stage_container(stage: StageSpec, config: DeploymentConfig) -> Container:

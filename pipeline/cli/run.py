@@ -9,16 +9,12 @@ from typing import Any
 
 from jobs.core.errors import UsageError
 from jobs.core.hashing import sha256_json
-from jobs.core.layout import check_name
+from jobs.core.paths import check_name
 from jobs.core.store import DEFAULT_STORE
 from pipeline.dag import PIPELINE, Pipeline, StageSpec
 from pipeline.docker_executor import DockerExecutor
+from pipeline.profiles import PROFILES, profile_values
 from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipeline
-
-# Parameters that change what training produces; the default run id is derived from them so that a rerun
-# with the same inputs reuses the run (a cache hit) and a different configuration gets its own run.
-RUN_ID_INPUTS = ("source", "dataset", "path", "url", "ref", "labels", "ratios", "seed", "split_from", "merge",
-                 "model", "epochs", "image_size", "batch_size")  # fmt: skip
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +24,11 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         if param.enum:
             kwargs["choices"] = param.enum
         parser.add_argument(param.flag, dest=param.name, **kwargs)
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        help="start from a named set of parameter values (demo: the quick CPU demo); flags win",
+    )
     parser.add_argument("--store", help=f"store URI (env IRMSIA_STORE; default {DEFAULT_STORE})")
     parser.add_argument(
         "--from",
@@ -50,15 +51,15 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(do_command=do_command)
 
 
-def resolve_values(pipeline: Pipeline, given: dict[str, str | None]) -> dict[str, str]:
-    """Parameter values: the given ones over the defaults, plus a deterministic run id when none is given."""
+def resolve_values(pipeline: Pipeline, given: dict[str, str | None], profile: str | None = None) -> dict[str, str]:
+    """Parameter values: the given ones over the profile's over the defaults. An empty ``run_id`` stays empty: the
+    train stage derives it from its cache key and the runner hands it on to the stages after it."""
     values = pipeline.defaults()
+    values.update(profile_values(profile, values))
     values.update({k: v for k, v in given.items() if v is not None and k in values})
     check_name(values["dataset"], "--dataset")
-    if not values.get("run_id"):
-        digest = sha256_json({k: values.get(k, "") for k in RUN_ID_INPUTS})[:10]
-        values["run_id"] = f"{values['dataset'][:40].rstrip('-._')}-{digest}"
-    check_name(values["run_id"], "--run-id")
+    if values.get("run_id"):
+        check_name(values["run_id"], "--run-id")
     return values
 
 
@@ -106,15 +107,35 @@ def _io_line(metrics: dict[str, float]) -> str:
     )
 
 
+def set_arguments(argv: list[str]) -> list[str]:
+    """``argv`` without flags whose value is empty: what a person needs to see of a stage's command line."""
+    shown: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            if argv[i + 1] != "":
+                shown += argv[i : i + 2]
+            i += 2
+        else:
+            shown.append(argv[i])
+            i += 1
+    return shown
+
+
+def local_run_name(values: dict[str, str]) -> str:
+    """A stable name for a local run without a given run id: the dataset and a hash of every parameter value."""
+    return f"{values['dataset'][:40].rstrip('-._')}-{sha256_json(values)[:10]}"
+
+
 def do_command(args: argparse.Namespace) -> int:
     given = {p.name: getattr(args, p.name) for p in PIPELINE.parameters}
-    values = resolve_values(PIPELINE, given)
+    values = resolve_values(PIPELINE, given, args.profile)
     store = args.store or os.environ.get("IRMSIA_STORE") or DEFAULT_STORE
     if args.from_stage and args.from_stage not in {s.name for s in PIPELINE.stages}:
         raise UsageError(f"--from {args.from_stage!r}: not a stage")
 
     def announce(stage: StageSpec, argv: list[str]) -> None:
-        print(f"==> {stage.name}: {stage.entrypoint} {' '.join(argv)}", file=sys.stderr, flush=True)
+        print(f"==> {stage.name}: {stage.entrypoint} {' '.join(set_arguments(argv))}", file=sys.stderr, flush=True)
 
     executor: Executor = ProcessExecutor()
     if args.executor == "docker":
@@ -125,7 +146,7 @@ def do_command(args: argparse.Namespace) -> int:
         store=store,
         from_stage=args.from_stage,
         force=args.force,
-        workflow_id=f"local-{values['run_id']}",
+        workflow_id=f"local-{values['run_id'] or local_run_name(values)}",
         on_stage=announce,
         executor=executor,
     )

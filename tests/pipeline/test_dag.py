@@ -32,8 +32,49 @@ def test_every_stage_argument_renders_with_the_defaults():
         argv = spec.argv(values)
         assert not any("{" in a for a in argv), (spec.name, argv)
     assert PIPELINE.stage("split").argv(values) == [
-        "--dataset", "demo", "--ratios", "0.7,0.15,0.15", "--seed", "42", "--split-from", "stratified", "--merge", "",
+        "--dataset", "demo", "--ratios", "0.7,0.15,0.15", "--seed", "42", "--merge", "", "--split-from", "stratified",
+        "--min-per-class", "3",
     ]  # fmt: skip
+
+
+def test_the_dag_is_derived_from_the_stage_registry_and_the_options():
+    from jobs.stages import STAGES
+
+    # THEN every registered stage is a task running its console script, after the stages it depends on
+    assert [(s.name, s.entrypoint, s.depends) for s in PIPELINE.stages] == [
+        (e.name, e.script, e.depends) for e in STAGES
+    ]
+    # AND each option with a workflow parameter is passed as --flag {parameter}, shared parameters agreeing
+    train = PIPELINE.stage("train")
+    assert ("--epochs", "{epochs}") in zip(train.args, train.args[1:], strict=False)
+    assert train.args[-2:] == ("--resume", "auto")
+    assert PIPELINE.parameter("epochs").default == "10" and PIPELINE.parameter("seed").default == "42"
+    assert PIPELINE.parameter("split_from").enum == ("stratified", "official")
+    # AND a source's own options reach Argo, unset unless given (they apply to one source only)
+    collect = PIPELINE.stage("collect")
+    assert {"modality", "max_patients", "manifest", "collection", "archives"} <= set(collect.parameters)
+    assert PIPELINE.parameter("max_patients").default == ""
+
+
+def test_parameters_that_stages_share_must_agree(monkeypatch):
+    from dataclasses import dataclass
+
+    from jobs.core.settings import StageSettings, option
+    from jobs.stages import StageEntry
+    from pipeline.dag import build_pipeline
+
+    @dataclass(frozen=True, kw_only=True)
+    class A(StageSettings):
+        seed: int = option(1, parameter="seed", help="s")
+
+    @dataclass(frozen=True, kw_only=True)
+    class B(StageSettings):
+        seed: int = option(2, parameter="seed", help="s")
+
+    monkeypatch.setattr(StageEntry, "settings_class", lambda self: {"a": A, "b": B}[self.name])
+    entries = tuple(StageEntry(name=n, summary="", settings="x:Y", extra="", output="") for n in ("a", "b"))
+    with pytest.raises(ValueError, match="parameter seed: stage b defaults it to '2', an earlier stage to '1'"):
+        build_pipeline(entries)
 
 
 def test_order_follows_dependencies_not_declaration_and_is_stable():

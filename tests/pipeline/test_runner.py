@@ -81,15 +81,36 @@ def test_process_executor_runs_the_stage_module():
     ]  # fmt: skip
 
 
-def test_default_run_id_is_deterministic_and_config_specific():
-    # GIVEN the same parameters twice and one changed training parameter
-    a = resolve_values(PIPELINE, {"dataset": "demo"})
-    b = resolve_values(PIPELINE, {"dataset": "demo"})
-    c = resolve_values(PIPELINE, {"dataset": "demo", "epochs": "7"})
-    # THEN the run id is stable for equal configs and differs otherwise
-    assert a["run_id"] == b["run_id"] and a["run_id"].startswith("demo-")
-    assert c["run_id"] != a["run_id"]
-    assert resolve_values(PIPELINE, {"run_id": "mine"})["run_id"] == "mine"
+def test_values_come_from_flags_over_the_profile_over_the_defaults():
+    # GIVEN the demo profile and one flag that overrides it
+    values = resolve_values(PIPELINE, {"epochs": "2", "model": None}, profile="demo")
+    # THEN the flag wins, the profile sets the rest it names, the stages' own defaults fill the gaps
+    assert (values["epochs"], values["image_size"], values["source"]) == ("2", "64", "demo")
+    assert values["model"] == PIPELINE.parameter("model").default == "densenet121"
+    # AND an empty run id stays empty: train derives it from its cache key
+    assert values["run_id"] == "" and resolve_values(PIPELINE, {"run_id": "mine"})["run_id"] == "mine"
+
+
+@pytest.mark.parametrize(("given", "expected"), [("", "a-run"), ("mine", "mine")])
+def test_an_empty_parameter_takes_the_value_an_earlier_stage_hands_on(tmp_path, monkeypatch, given, expected):
+    # GIVEN a stage that hands on its run id and a later stage that reads it
+    log = _log(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_STAGE_RUN_ID", "1")
+    pipeline = Pipeline(
+        name="t",
+        parameters=(Parameter(name="run_id", default="", description="x"),),
+        stages=(
+            StageSpec(
+                name="a", entrypoint="irmsia-a", module="m.a", args=("--run-id", "{run_id}"), outputs=("run_id",)
+            ),
+            StageSpec(name="b", entrypoint="irmsia-b", module="m.b", args=("--run", "{run_id}"), depends=("a",)),
+        ),
+    )
+    # WHEN the pipeline runs with the run id left empty, or set
+    run_pipeline(pipeline, {"run_id": given}, store="/s", executor=FakeStageExecutor())
+    # THEN the later stage gets the earlier one's run id only when none was given
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls[1]["argv"] == ["--run", expected]
 
 
 @pytest.mark.parametrize(("given", "match"), [({"dataset": "Bad Name"}, "--dataset"), ({"run_id": "x/y"}, "--run-id")])

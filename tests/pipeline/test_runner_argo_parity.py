@@ -27,7 +27,7 @@ def _console_scripts() -> dict[str, str]:
 
 
 def _argo_substitute(arg: str, values: dict[str, str]) -> str:
-    return re.sub(r"\{\{workflow\.parameters\.([a-z_]+)\}\}", lambda m: values[m.group(1)], arg)
+    return re.sub(r"\{\{workflow\.parameters\.([a-z][a-z0-9_]*)\}\}", lambda m: values[m.group(1)], arg)
 
 
 @pytest.mark.parametrize("stage", PIPELINE.stages, ids=lambda s: s.name)

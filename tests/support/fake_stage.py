@@ -18,7 +18,8 @@ def main(argv: list[str]) -> int:
                               "workflow_id": os.environ.get("IRMSIA_WORKFLOW_ID")}) + "\n")  # fmt: skip
     if int(code) == 0 and os.environ.get("IRMSIA_RESULT_FILE"):
         with open(os.environ["IRMSIA_RESULT_FILE"], "w", encoding="utf-8") as fh:
-            json.dump({"stage": name, "prefix": f"{name}/", "cached": False, "summary": {"argc": len(rest)}}, fh)
+            summary = {"argc": len(rest), **({"run_id": f"{name}-run"} if os.environ.get("FAKE_STAGE_RUN_ID") else {})}
+            json.dump({"stage": name, "prefix": f"{name}/", "cached": False, "summary": summary}, fh)
     return int(code)
 
 

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass
 
 from jobs.core.hashing import pretty_json
-from jobs.core.layout import index_prefix, raw_prefix, run_prefix, splits_prefix
 from jobs.core.manifest import Manifest, StageWriter
-from jobs.core.preprocess import Preprocessing
+from jobs.core.paths import index_prefix, raw_prefix, run_prefix, splits_prefix
 from jobs.core.store import Store
+from jobs.ml.preprocess import Preprocessing
 
 CLASSES = ["normal", "abnormal"]
 # A 1x1 PNG: enough to test that the image is carried into the bundle.
@@ -55,7 +55,7 @@ def state_dict_bytes(seed: int = 0, model: str = "small-cnn", in_channels: int =
     """A freshly initialised network's state dict, serialised as ``torch.save`` writes it."""
     import torch
 
-    from jobs.core.networks import build_network
+    from jobs.ml.networks import build_network
 
     torch.manual_seed(seed)
     net = build_network(model, in_channels, num_classes)

@@ -13,8 +13,8 @@ import json
 
 import numpy as np
 
-from jobs.core.layout import raw_prefix, splits_prefix
 from jobs.core.manifest import Manifest, StageWriter
+from jobs.core.paths import raw_prefix, splits_prefix
 from jobs.core.store import Store
 
 CLASSES = ("nodule", "normal")

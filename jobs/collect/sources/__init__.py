@@ -1,17 +1,17 @@
 """The collectors, one module per source behind the interface in ``base.py`` (like pydicom's decoder plugins).
 
-``load_source(name)`` imports only the module asked for, so a source's optional dependencies (``kaggle``…) are
-needed only when that source is used, and a missing one is a usage error that says what to install.
+Each module defines ``SOURCE`` (its ``Source``) and the source's option group. ``load_source(name)`` checks the
+source's optional dependencies (``kagglesdk``…) only when that source is used, and a missing one is a usage error
+that says what to install; the modules themselves import no optional dependency at import time.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from jobs.collect.sources.base import Source
+from jobs.collect.sources.base import Source, SourceOptions
 from jobs.core.errors import UsageError
 
-# source name -> module under jobs.collect.sources that defines SOURCE
 MODULES: dict[str, str] = {
     "demo": "demo",
     "local": "local",
@@ -20,19 +20,26 @@ MODULES: dict[str, str] = {
     "kaggle": "kaggle",
     "nih": "nih",
 }
+"""Source name -> module under ``jobs.collect.sources`` that defines ``SOURCE``."""
+SOURCES: tuple[str, ...] = tuple(MODULES)
+
+
+def source_plugin(name: str) -> Source:
+    """The ``Source`` called ``name`` (without checking its dependencies); ``UsageError`` if unknown."""
+    if name not in MODULES:
+        raise UsageError(f"--source {name!r}: use one of {', '.join(MODULES)}")
+    source: Source = importlib.import_module(f"jobs.collect.sources.{MODULES[name]}").SOURCE
+    return source
+
+
+def options_types() -> dict[str, type[SourceOptions]]:
+    """Every source's option group, by source name (for the parser, the DAG and the docs)."""
+    return {name: source_plugin(name).options_type for name in MODULES}
 
 
 def load_source(name: str) -> Source:
     """The source plugin called ``name``; ``UsageError`` if unknown or its dependencies are not installed."""
-    if name not in MODULES:
-        raise UsageError(f"--source {name!r}: use one of {', '.join(MODULES)}")
-    try:
-        module = importlib.import_module(f"jobs.collect.sources.{MODULES[name]}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("jobs.collect.sources."):
-            raise UsageError(f"--source {name}: not implemented in this version") from exc
-        raise
-    source: Source = module.SOURCE
+    source = source_plugin(name)
     if not source.is_available():
         missing = ", ".join(source.missing_dependencies())
         raise UsageError(f"--source {name} needs {missing}: install it with pip install 'irmsia-pipeline[collect]'")

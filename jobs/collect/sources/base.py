@@ -1,8 +1,9 @@
-"""The interface every collector implements, and the sink it writes ``raw/<dataset>/`` files through.
+"""The interface every collector implements, its option groups, and the sink it writes ``raw/<dataset>/`` through.
 
-A source declares its dependencies (importable module names) and answers ``is_available()``; it turns settings
-into the parameters that define its result (the cache key) and then writes files through a ``RawSink``. The
-stage (``jobs.collect.stage``) owns the manifest: a source never seals anything itself.
+A source declares its dependencies (importable module names) and answers ``is_available()``; it owns its options
+(a ``SourceOptions`` dataclass: its flags, defaults, bounds and which of them are workflow parameters), turns them
+into the parameters that define its result (the cache key) and then writes files through a ``RawSink``. The stage
+(``jobs.collect.stage``) owns the manifest: a source never seals anything itself.
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from jobs.core.errors import IrmsiaError
-from jobs.core.filestore import FileStore
 from jobs.core.hashing import pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
-
-if TYPE_CHECKING:
-    from jobs.collect.settings import CollectSettings
+from jobs.core.settings import Options, option
 
 log = logging.getLogger("irmsia.collect")
 
@@ -90,7 +88,7 @@ class RawSink:
                 return self.move_file(i[0], i[1], sha256=i[2], size=i[3])
             return self.put_file(i[0], i[1], sha256=i[2])
 
-        if len(padded) <= 1 or (move and isinstance(self.store, FileStore)):
+        if len(padded) <= 1 or (move and self.store.is_local):
             # a move into a file store is a rename: threads would only add lock contention
             return [put(i) for i in padded]
         if workers is not None:
@@ -109,22 +107,6 @@ class RawSink:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-    def reuse(self, name: str, sha256: str, size: int | None = None) -> bool:
-        """Keep ``name`` from an earlier (maybe interrupted) run if the store holds it with this checksum.
-
-        Only an object whose recorded SHA-256 matches counts, so a partial upload is never taken for complete.
-        """
-        key = self.prefix + name
-        try:
-            info = self.store.head(key)
-        except IrmsiaError:
-            return False
-        if info.sha256 != sha256 or (size is not None and info.size != size):
-            return False
-        self.writer.record(info)
-        self.files_reused += 1
-        return True
 
     # -- units: idempotence across interrupted runs -----------------------------------------------------------
     @staticmethod
@@ -167,12 +149,58 @@ class RawSink:
         self.put_bytes(self.unit_name(unit_id), pretty_json(record))
 
 
-class Source(ABC):
-    """One collector. Subclasses set ``name`` and ``dependencies`` and implement the two methods."""
+@dataclass(frozen=True, kw_only=True)
+class SourceOptions(Options):
+    """A source's own options (its flags, validated once); the base of every source's option group."""
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], env: dict[str, str] | Any) -> Self:
+        """The options from their parsed values; a source adds what it reads from the environment here."""
+        return cls.build(values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferOptions(SourceOptions):
+    """How a network source retries and waits (every HTTP source has these)."""
+
+    retries: int = option(
+        5, minimum=1, maximum=100, help="attempts per HTTP request before the source counts as unavailable (exit 75)"
+    )
+    backoff: float = option(
+        1.0,
+        minimum=0.0,
+        maximum=600.0,
+        help="seconds to wait before the first retry; doubles each time (Retry-After wins)",
+    )
+    timeout: float = option(60.0, above=0.0, maximum=3600.0, help="seconds to wait for a connection or a chunk of data")
+
+
+DEFAULT_MAX_EXTRACT_BYTES = 64 << 30
+"""64 GiB: larger than any recommended dataset, small enough to stop a zip bomb."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveOptions(TransferOptions):
+    """A network source that unpacks archives."""
+
+    max_extract_bytes: int = option(
+        DEFAULT_MAX_EXTRACT_BYTES,
+        minimum=1,
+        help="refuse archives whose members add up to more than this many bytes uncompressed (zip bombs)",
+    )
+
+
+OptionsT = TypeVar("OptionsT", bound=SourceOptions)
+
+
+class Source(ABC, Generic[OptionsT]):
+    """One collector. Subclasses set ``name``, ``dependencies`` and ``options_type`` and implement ``collect``."""
 
     name: ClassVar[str]
     dependencies: ClassVar[tuple[str, ...]] = ()
     """Importable top-level modules the source needs beyond the core (``("kaggle",)``)."""
+    options_type: ClassVar[type[SourceOptions]]
+    """The source's option group."""
 
     def missing_dependencies(self) -> list[str]:
         return [m for m in self.dependencies if importlib.util.find_spec(m) is None]
@@ -181,13 +209,14 @@ class Source(ABC):
         """Whether every dependency is installed."""
         return not self.missing_dependencies()
 
-    @abstractmethod
-    def params(self, settings: CollectSettings) -> dict[str, Any]:
-        """The parameters that define the result (they go into the cache key and the manifest; never secrets).
+    def params(self, options: OptionsT) -> dict[str, Any]:
+        """The parameters that define the result (they go into the cache key and the manifest; never secrets):
+        the options marked ``result``, unless the source knows better (a fingerprint of what it will read).
 
-        Validates the source's inputs: raise ``UsageError`` naming the flag when they are wrong.
+        May validate what the options point at: raise ``UsageError`` naming the flag when it is wrong.
         """
+        return options.result_params()
 
     @abstractmethod
-    def collect(self, settings: CollectSettings, sink: RawSink) -> CollectReport:
+    def collect(self, options: OptionsT, sink: RawSink) -> CollectReport:
         """Write the dataset's files through ``sink``."""

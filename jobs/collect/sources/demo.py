@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.sources.base import CollectReport, RawSink, Source, SourceOptions
+from jobs.core.settings import option
 
 CLASSES = ("normal", "nodule")
 SIZE = 128
@@ -42,6 +43,16 @@ class SeriesStyle:
     rescale: tuple[float, float] | None  # (slope, intercept)
     window: bool
     preamble: bool
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One study of a patient: its number, date, modality and pixel spacing (shared by its series)."""
+
+    study: int
+    when: dt.date
+    modality: str
+    spacing: float
 
 
 def _uid(seed: int, *parts: object) -> str:
@@ -91,16 +102,17 @@ def _encode(display, style: SeriesStyle) -> Any:
     return np.rint(values).clip(0, 4095).astype("<u2")
 
 
-def _dataset(seed: int, patient: dict[str, Any], study: int, series: int, instance: int, style: SeriesStyle,
-             modality: str, pixels, spacing: float, when: dt.date) -> Any:  # fmt: skip
+def _dataset(seed: int, patient: dict[str, Any], visit: Visit, series: int, instance: int, style: SeriesStyle,
+             pixels: Any) -> Any:  # fmt: skip
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
     pid = patient["id"]
+    study, when, modality, spacing = visit.study, visit.when, visit.modality, visit.spacing
     sop_uid = _uid(seed, "sop", pid, study, series, instance)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SOP_CLASS[modality]
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPClassUID = UID(SOP_CLASS[modality])
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "IRMSIA_DEMO_1"
@@ -174,7 +186,7 @@ def generate(seed: int, patients: int, out: Path) -> list[Path]:
         for study in range(1, int(rng.integers(1, 3)) + 1):
             when = first_visit + dt.timedelta(days=int(rng.integers(0, 60)) + 90 * (study - 1))
             modality = "CR" if rng.random() < 0.5 else "DX"
-            spacing = float(rng.uniform(2.9, 3.4))
+            visit = Visit(study=study, when=when, modality=modality, spacing=float(rng.uniform(2.9, 3.4)))
             for series in range(1, int(rng.integers(1, 3)) + 1):
                 style = SeriesStyle(
                     monochrome1=bool(rng.random() < 0.12),
@@ -187,7 +199,7 @@ def generate(seed: int, patients: int, out: Path) -> list[Path]:
                     if label == "nodule":
                         display = _nodule(rng, display)
                     pixels = _encode(display, style)
-                    ds = _dataset(seed, patient, study, series, instance, style, modality, pixels, spacing, when)
+                    ds = _dataset(seed, patient, visit, series, instance, style, pixels)
                     path = out / label / f"{pid}_{study}_{series}_{instance:03d}.dcm"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     dcmwrite(path, ds, enforce_file_format=False)
@@ -210,24 +222,38 @@ def _broken_files(good: list[Path], out: Path) -> list[Path]:
     return [truncated, not_dicom, empty]
 
 
-class DemoSource(Source):
+@dataclass(frozen=True, kw_only=True)
+class DemoOptions(SourceOptions):
+    """``--source demo``: how much synthetic data, from which seed."""
+
+    seed: int = option(
+        42, minimum=0, result=True, help="seed of the demo generator: the same seed gives byte-identical files"
+    )
+    patients: int = option(
+        48,
+        minimum=4,
+        maximum=2_000,
+        result=True,
+        help="synthetic patients the demo generates (two per class at least; about 0.2 MB each)",
+    )
+
+
+class DemoSource(Source[DemoOptions]):
     """The built-in synthetic dataset (no network)."""
 
     name = "demo"
     dependencies = ("pydicom", "numpy")
+    options_type = DemoOptions
 
-    def params(self, settings) -> dict[str, Any]:
-        return {"seed": settings.seed, "patients": settings.patients}
-
-    def collect(self, settings, sink: RawSink) -> CollectReport:
+    def collect(self, options: DemoOptions, sink: RawSink) -> CollectReport:
         root = sink.workdir / "demo"
-        files = generate(settings.seed, settings.patients, root)
+        files = generate(options.seed, options.patients, root)
         (root / "LICENSE").write_text(LICENSE_TEXT)
         files.append(root / "LICENSE")
         sink.put_many(((p.relative_to(root).as_posix(), p) for p in files), move=True)
         return CollectReport(
             license=LICENSE,
-            details={"patients": settings.patients, "classes": list(CLASSES), "broken_files": 3},
+            details={"patients": options.patients, "classes": list(CLASSES), "broken_files": 3},
         )
 
 

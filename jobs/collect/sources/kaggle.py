@@ -6,7 +6,8 @@ with a redirect to the dataset's ZIP, whose location and validators are taken fr
 ZIP itself is then streamed by our transfer code (resume with Range + If-Range, retries, Retry-After), tested,
 and unpacked with the members' own paths (``chest_xray/train/NORMAL/…``). ``GetDataset`` gives the licence.
 
-Credentials: ``KAGGLE_API_TOKEN``, or ``KAGGLE_USERNAME`` + ``KAGGLE_KEY``, or ``kaggle.json`` (see settings).
+Credentials: ``KAGGLE_API_TOKEN``, or ``KAGGLE_USERNAME`` + ``KAGGLE_KEY``, or ``kaggle.json`` in
+``KAGGLE_CONFIG_DIR`` or ``~/.kaggle``; read once with the options, never in a repr, a log line or the manifest.
 Endpoint: Kaggle's clients only know fixed endpoints (``api.kaggle.com``, or ``http://localhost`` and
 ``http://localhost:7777`` through ``KAGGLE_API_ENVIRONMENT``). ``IRMSIA_KAGGLE_ENDPOINT=http://host:port`` points
 the client's HTTP layer at any server speaking the same protocol (``POST <endpoint>/api/v1/<Service>/<Method>``):
@@ -15,17 +16,87 @@ a mirror, a proxy, or the test server in ``tests/support/kaggle_server.py``.
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
 
-from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source
 from jobs.collect.sources.url import file_name_of, http_client, store_download
-from jobs.collect.transfer import HttpClient, Retryable, RetryPolicy, TransferStats, fatal_status, retry_after_seconds
+from jobs.collect.transfer import HttpClient, Retryable, TransferStats, fatal_status, retry_after_seconds
 from jobs.core.errors import UsageError
 from jobs.core.logs import redact
+from jobs.core.settings import option
 
 log = logging.getLogger("irmsia.collect")
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class KaggleCredentials:
+    """A Kaggle API token, or a username + key; ``repr`` shows only where they came from."""
+
+    origin: str
+    """Where they were found (an environment variable's name or the kaggle.json path), for messages."""
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    key: str | None = field(default=None, repr=False)
+
+
+def kaggle_credentials(env: Mapping[str, str]) -> KaggleCredentials | None:
+    """Kaggle credentials from ``KAGGLE_API_TOKEN``, ``KAGGLE_USERNAME``/``KAGGLE_KEY`` or ``kaggle.json``."""
+    if token := (env.get("KAGGLE_API_TOKEN") or "").strip():
+        return KaggleCredentials("KAGGLE_API_TOKEN", token=token)
+    user, key = (env.get("KAGGLE_USERNAME") or "").strip(), (env.get("KAGGLE_KEY") or "").strip()
+    if user and key:
+        return KaggleCredentials("KAGGLE_USERNAME/KAGGLE_KEY", username=user, key=key)
+    folder = env.get("KAGGLE_CONFIG_DIR") or (str(Path(env["HOME"]) / ".kaggle") if env.get("HOME") else "")
+    path = Path(folder) / "kaggle.json" if folder else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return KaggleCredentials(str(path), username=str(data["username"]), key=str(data["key"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f'{path}: not a valid kaggle.json (needs "username" and "key"); fix or remove it') from exc
+
+
+def _ref(value: str, flag: str) -> None:
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+        raise UsageError(f"{flag} {value!r}: use owner/slug, e.g. paultimothymooney/chest-xray-pneumonia")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KaggleOptions(ArchiveOptions):
+    """``--source kaggle``: which dataset, and where the API is."""
+
+    ref: str = option(
+        check=_ref,
+        result=True,
+        parameter="ref",
+        help="dataset reference: Kaggle owner/slug (--source kaggle) or TCIA collection (--source tcia)",
+    )
+    endpoint: str | None = option(
+        None, flag=None, env="IRMSIA_KAGGLE_ENDPOINT", help="Kaggle API endpoint override, for mirrors and tests"
+    )
+    credentials: KaggleCredentials | None = field(default=None, repr=False)
+    """Kaggle credentials from the environment (never logged)."""
+
+    def validate(self) -> None:
+        if self.credentials is None:
+            raise UsageError(
+                "--source kaggle needs credentials: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, "
+                "or put kaggle.json in ~/.kaggle (or KAGGLE_CONFIG_DIR)"
+            )
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], env: Mapping[str, str]) -> Self:
+        if "ref" not in values:
+            raise UsageError("--source kaggle needs --ref owner/slug (e.g. paultimothymooney/chest-xray-pneumonia)")
+        return cls.build(values, credentials=kaggle_credentials(env))
 
 
 class KaggleDatasets:
@@ -112,39 +183,32 @@ class KaggleDatasets:
         return self._call("DownloadDataset", locate)
 
 
-class KaggleSource(Source):
+class KaggleSource(Source[KaggleOptions]):
     """A public Kaggle dataset."""
 
     name = "kaggle"
     dependencies = ("kagglesdk", "requests")
+    options_type = KaggleOptions
 
-    def params(self, settings) -> dict[str, Any]:
-        return {"ref": settings.ref}
-
-    def collect(self, settings, sink: RawSink) -> CollectReport:
+    def collect(self, options: KaggleOptions, sink: RawSink) -> CollectReport:
         stats = TransferStats()
-        client = http_client(settings, stats)
-        api = KaggleDatasets(settings.kaggle, settings.kaggle_endpoint, client)
-        owner, slug = settings.ref.split("/", 1)
+        client = http_client(options, stats)
+        api = KaggleDatasets(options.credentials, options.endpoint, client)
+        owner, slug = options.ref.split("/", 1)
         license_name = api.license(owner, slug)
         url, headers = api.download_location(owner, slug)
-        validator = {"ref": settings.ref, "etag": headers.get("ETag"), "size": headers.get("Content-Length")}
-        unit_id = f"kaggle:{settings.ref}"
+        validator = {"ref": options.ref, "etag": headers.get("ETag"), "size": headers.get("Content-Length")}
+        unit_id = f"kaggle:{options.ref}"
         if (headers.get("ETag") or headers.get("Content-Length")) and sink.reuse_unit(unit_id, validator):
             log.info("Kaggle %s is already in the store with a matching checksum; not downloading it again",
-                     settings.ref)  # fmt: skip
-            return CollectReport(license=license_name, details={"ref": settings.ref})
+                     options.ref)  # fmt: skip
+            return CollectReport(license=license_name, details={"ref": options.ref})
         name = file_name_of(url) if file_name_of(url).lower().endswith(".zip") else f"{slug}.zip"
-        got = client.fetch(url, sink.workdir / "kaggle" / name, what=f"Kaggle dataset {settings.ref}")
-        records, _ = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
-        log.info("Kaggle %s: %d files from %s; transfer %s", settings.ref, len(records), redact(url),
+        got = client.fetch(url, sink.workdir / "kaggle" / name, what=f"Kaggle dataset {options.ref}")
+        records, _ = store_download(sink, unit_id, validator, got.path, name, options, sha256=got.sha256)
+        log.info("Kaggle %s: %d files from %s; transfer %s", options.ref, len(records), redact(url),
                  stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
-        return CollectReport(license=license_name, details={"ref": settings.ref})
-
-
-def kaggle_api(settings_like, policy: RetryPolicy | None = None) -> KaggleDatasets:
-    """A ready client for ``irmsia datasets search`` (credentials and endpoint as the stage reads them)."""
-    return KaggleDatasets(settings_like.kaggle, settings_like.kaggle_endpoint, HttpClient(policy))
+        return CollectReport(license=license_name, details={"ref": options.ref})
 
 
 SOURCE = KaggleSource()

@@ -7,12 +7,14 @@ tree (every file's relative path, size and modification time), so any change to 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.sources.base import CollectReport, RawSink, Source, SourceOptions
 from jobs.core.errors import UsageError
 from jobs.core.hashing import sha256_json
+from jobs.core.settings import option
 from jobs.core.store import check_key
 
 LICENSE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "LICENCE.txt")
@@ -53,27 +55,38 @@ def license_of(root: Path) -> str | None:
     return None
 
 
-class LocalSource(Source):
+@dataclass(frozen=True, kw_only=True)
+class LocalOptions(SourceOptions):
+    """``--source local``: the folder to copy."""
+
+    path: str = option(
+        parameter="path",
+        help="the local folder to copy into the store (--source local); in a pod, a folder on the data volume",
+    )
+
+
+class LocalSource(Source[LocalOptions]):
     """A folder on this machine (or a mounted volume)."""
 
     name = "local"
+    options_type = LocalOptions
 
-    def _root(self, settings) -> Path:
-        root = Path(settings.path or "").expanduser()
-        if not settings.path or not root.is_dir():
-            raise UsageError(f"--path {settings.path!r} is not a folder; give an existing folder to copy")
+    def _root(self, options: LocalOptions) -> Path:
+        root = Path(options.path).expanduser()
+        if not root.is_dir():
+            raise UsageError(f"--path {options.path!r} is not a folder; give an existing folder to copy")
         return root.resolve()
 
-    def params(self, settings) -> dict[str, Any]:
-        root = self._root(settings)
+    def params(self, options: LocalOptions) -> dict[str, Any]:
+        root = self._root(options)
         files = scan_directory(root)
         if not files:
-            raise UsageError(f"--path {settings.path!r} holds no files (hidden ones are skipped); give a data folder")
+            raise UsageError(f"--path {options.path!r} holds no files (hidden ones are skipped); give a data folder")
         fingerprint = sha256_json([[rel, st.st_size, st.st_mtime_ns] for rel, _, st in files])
         return {"path": str(root), "tree_sha256": fingerprint, "files": len(files)}
 
-    def collect(self, settings, sink: RawSink) -> CollectReport:
-        root = self._root(settings)
+    def collect(self, options: LocalOptions, sink: RawSink) -> CollectReport:
+        root = self._root(options)
         sink.put_many((rel, path) for rel, path, _ in scan_directory(root))
         return CollectReport(license=license_of(root))
 

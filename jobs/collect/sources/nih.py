@@ -19,14 +19,16 @@ import csv
 import io
 import logging
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source
 from jobs.collect.sources.url import http_client, store_download
 from jobs.collect.transfer import HttpClient, TransferStats
 from jobs.core.errors import DataError, UsageError
 from jobs.core.hashing import sha256_file
+from jobs.core.settings import option
 
 log = logging.getLogger("irmsia.collect")
 
@@ -62,6 +64,7 @@ There are no restrictions on the use of the images, with these attribution requi
   and Benchmarks on Weakly-Supervised Classification and Localization of Common Thorax Diseases. CVPR 2017.
 - acknowledge that the NIH Clinical Center is the data provider.
 """
+NIH_URL = "https://nihcc.box.com/shared/static/"
 # Archives are ~4 GB each: at most this many are downloaded and unpacked at once, whatever --workers says.
 MAX_PARALLEL_ARCHIVES = 3
 
@@ -97,54 +100,83 @@ def labels_csv(entries: bytes, split_lists: dict[str, bytes], images: set[str]) 
     return out.getvalue().encode()
 
 
-class NihSource(Source):
+def _archives(values: tuple[int, ...], flag: str) -> None:
+    if not values or any(not 1 <= a <= len(ARCHIVES) for a in values):
+        raise UsageError(f"{flag} {values}: use numbers between 1 and {len(ARCHIVES)}, e.g. 1,2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NihOptions(ArchiveOptions):
+    """``--source nih``: which archives, where the label CSVs are, and where NIH's files are served."""
+
+    path: str | None = option(
+        None,
+        parameter="path",
+        help="folder holding NIH's label CSV and split lists (--source nih), which NIH serves without direct links",
+    )
+    archives: tuple[int, ...] = option(
+        tuple(range(1, len(ARCHIVES) + 1)),
+        check=_archives,
+        result=True,
+        parameter="archives",
+        help="NIH image archives to collect (1-12), e.g. 1,2 for a quick look",
+    )
+    nih_url: str = option(
+        NIH_URL, flag=None, env="IRMSIA_NIH_URL", help="base URL of the NIH ChestX-ray14 files (a mirror, tests)"
+    )
+
+
+class NihSource(Source[NihOptions]):
     """NIH ChestX-ray14 from NIH's Box links (or a mirror)."""
 
     name = "nih"
+    options_type = NihOptions
 
-    def params(self, settings) -> dict[str, Any]:
+    def params(self, options: NihOptions) -> dict[str, Any]:
         metadata = None
-        if settings.path:
-            folder = Path(settings.path)
+        if options.path:
+            folder = Path(options.path)
             missing = [n for n in METADATA if not (folder / n).is_file()]
             if missing:
-                raise UsageError(f"--path {settings.path!r}: missing {', '.join(missing)}; download them from "
+                raise UsageError(f"--path {options.path!r}: missing {', '.join(missing)}; download them from "
                                  "https://nihcc.app.box.com/v/ChestXray-NIHCC")  # fmt: skip
             metadata = {n: sha256_file(folder / n) for n in METADATA}
-        return {"archives": list(settings.archives), "metadata": metadata}
+        return {"archives": list(options.archives), "metadata": metadata}
 
-    def _metadata(self, settings, client: HttpClient, workdir: Path) -> dict[str, Path]:
-        if settings.path:
-            return {n: Path(settings.path) / n for n in METADATA}
+    def _metadata(self, options: NihOptions, client: HttpClient, workdir: Path) -> dict[str, Path]:
+        if options.path:
+            return {n: Path(options.path) / n for n in METADATA}
         files = {}
         for name in METADATA:
             try:
-                files[name] = client.fetch(settings.nih_url.rstrip("/") + "/" + name, workdir / name, what=name).path
+                files[name] = client.fetch(options.nih_url.rstrip("/") + "/" + name, workdir / name, what=name).path
             except UsageError as exc:
                 hint = "download it from https://nihcc.app.box.com/v/ChestXray-NIHCC and pass --path DIR"
                 raise UsageError(f"{exc}. NIH gives {name} no direct link: {hint}") from exc
         return files
 
-    def _archive(self, entry: tuple[str, str, str], settings, client: HttpClient, sink: RawSink) -> list[str]:
+    def _archive(
+        self, entry: tuple[str, str, str], options: NihOptions, client: HttpClient, sink: RawSink
+    ) -> list[str]:
         name, rel, md5 = entry
         unit_id, validator = f"nih:{name}", {"md5": md5}
         if (record := sink.reuse_unit(unit_id, validator)) is not None:
             return [f["name"] for f in record["files"]]
-        url = settings.nih_url.rstrip("/") + "/" + rel
+        url = options.nih_url.rstrip("/") + "/" + rel
         got = client.fetch(url, sink.workdir / "archives" / name, md5=md5, what=f"NIH {name}")
-        records, _ = store_download(sink, unit_id, validator, got.path, name, settings)
+        records, _ = store_download(sink, unit_id, validator, got.path, name, options)
         return [r.key.removeprefix(sink.prefix) for r in records]
 
-    def collect(self, settings, sink: RawSink) -> CollectReport:
+    def collect(self, options: NihOptions, sink: RawSink) -> CollectReport:
         stats = TransferStats()
-        client = http_client(settings, stats)
-        metadata = self._metadata(settings, client, sink.workdir / "metadata")
+        client = http_client(options, stats)
+        metadata = self._metadata(options, client, sink.workdir / "metadata")
         for name, path in metadata.items():
             sink.put_file(name, path)
-        chosen = [ARCHIVES[i - 1] for i in sorted(settings.archives)]
+        chosen = [ARCHIVES[i - 1] for i in sorted(options.archives)]
         images: set[str] = set()
-        with ThreadPoolExecutor(max_workers=min(settings.workers, MAX_PARALLEL_ARCHIVES)) as pool:
-            futures = [pool.submit(self._archive, a, settings, client, sink) for a in chosen]
+        with ThreadPoolExecutor(max_workers=min(sink.workers, MAX_PARALLEL_ARCHIVES)) as pool:
+            futures = [pool.submit(self._archive, a, options, client, sink) for a in chosen]
             try:
                 for future in as_completed(futures):
                     images.update(n for n in future.result() if n.lower().endswith(".png"))

@@ -19,22 +19,26 @@ import csv
 import io
 import logging
 import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from jobs.collect.archive import Member, extract, remove_tree
-from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source
 from jobs.collect.sources.url import http_client, license_from_members
 from jobs.collect.transfer import HttpClient, TransferStats
 from jobs.collect.zipstream import NotStreamable, ZipStream
 from jobs.core.errors import DataError, UsageError
 from jobs.core.hashing import sha256_json
 from jobs.core.logs import progress
+from jobs.core.settings import option
 
 log = logging.getLogger("irmsia.collect")
 
 _UID = re.compile(r"^\d+(\.\d+)+$")
+TCIA_URL = "https://nbia.cancerimagingarchive.net/nbia-api/services/v4/"
 SERIES_CSV = "tcia_series.csv"
 SERIES_COLUMNS = ("folder", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "Collection", "Modality",
                   "BodyPartExamined", "ImageCount", "files", "LicenseName")  # fmt: skip
@@ -88,45 +92,79 @@ class NbiaApi:
         return f"{self.base}getImage?SeriesInstanceUID={series_uid}"
 
 
-class TciaSource(Source):
+@dataclass(frozen=True, kw_only=True)
+class TciaOptions(ArchiveOptions):
+    """``--source tcia``: which series (collection and filters, patients, or a manifest) and where NBIA is."""
+
+    collection: str | None = option(
+        None, parameter="collection", help="TCIA collection (--source tcia; --ref is accepted as an alias)"
+    )
+    ref: str | None = option(None, parameter="ref", help="the collection, when --collection is not given")
+    patient: tuple[str, ...] = option((), parameter="patient", help="TCIA PatientIDs to restrict to, comma-separated")
+    modality: str | None = option(None, parameter="modality", help="TCIA Modality filter (CT, MR, CR, DX…)")
+    body_part: str | None = option(None, parameter="body_part", help="TCIA BodyPartExamined filter")
+    max_patients: int | None = option(
+        None, minimum=1, parameter="max_patients", help="collect at most this many patients (first in PatientID order)"
+    )
+    manifest: str | None = option(
+        None,
+        parameter="manifest",
+        help="a .tcia manifest file listing SeriesInstanceUIDs (in a pod: on the data volume)",
+    )
+    tcia_url: str = option(TCIA_URL, flag=None, env="IRMSIA_TCIA_URL", help="NBIA v4 base URL (mirrors, tests)")
+
+    def validate(self) -> None:
+        if not (self.collection or self.manifest or self.patient):
+            raise UsageError("--source tcia needs --collection NAME (or --ref NAME), --patient IDS or --manifest FILE")
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], env: Mapping[str, str]) -> Self:
+        # --ref names the collection too (the pipeline's one "dataset reference" parameter)
+        if "collection" not in values and "ref" in values:
+            values = {**values, "collection": values["ref"]}
+        return cls.build(values)
+
+
+class TciaSource(Source[TciaOptions]):
     """The Cancer Imaging Archive (NBIA v4)."""
 
     name = "tcia"
+    options_type = TciaOptions
 
-    def params(self, settings) -> dict[str, Any]:
-        manifest = read_tcia_manifest(settings.manifest) if settings.manifest else None
+    def params(self, options: TciaOptions) -> dict[str, Any]:
+        manifest = read_tcia_manifest(options.manifest) if options.manifest else None
         return {
-            "collection": settings.collection,
-            "patients": list(settings.patient),
-            "modality": settings.modality,
-            "body_part": settings.body_part,
-            "max_patients": settings.max_patients,
+            "collection": options.collection,
+            "patients": list(options.patient),
+            "modality": options.modality,
+            "body_part": options.body_part,
+            "max_patients": options.max_patients,
             "manifest_series": sha256_json(manifest) if manifest else None,
         }
 
     # -- choosing series --------------------------------------------------------------------------------------
-    def select_series(self, settings, api: NbiaApi) -> list[dict[str, Any]]:
-        filters = {"Modality": settings.modality, "BodyPartExamined": settings.body_part}
-        if settings.manifest:
+    def select_series(self, options: TciaOptions, api: NbiaApi) -> list[dict[str, Any]]:
+        filters = {"Modality": options.modality, "BodyPartExamined": options.body_part}
+        if options.manifest:
             found = []
-            for uid in read_tcia_manifest(settings.manifest):
+            for uid in read_tcia_manifest(options.manifest):
                 rows = api.series(SeriesInstanceUID=uid, **filters)
-                if not rows and not (settings.modality or settings.body_part):
+                if not rows and not (options.modality or options.body_part):
                     rows = [{"SeriesInstanceUID": uid}]  # listed but without metadata: still download it
                 found.extend(rows)
-        elif settings.patient:
-            found = [row for p in settings.patient
-                     for row in api.series(Collection=settings.collection, PatientID=p, **filters)]  # fmt: skip
+        elif options.patient:
+            found = [row for p in options.patient
+                     for row in api.series(Collection=options.collection, PatientID=p, **filters)]  # fmt: skip
         else:
-            found = api.series(Collection=settings.collection, **filters)
+            found = api.series(Collection=options.collection, **filters)
         unique = {str(s["SeriesInstanceUID"]): s for s in found if s.get("SeriesInstanceUID")}
         series = sorted(unique.values(), key=lambda s: (str(s.get("PatientID", "")), str(s.get("StudyInstanceUID", "")),
                                                          str(s["SeriesInstanceUID"])))  # fmt: skip
-        if settings.max_patients is not None:
-            keep = sorted({str(s.get("PatientID", "")) for s in series})[: settings.max_patients]
+        if options.max_patients is not None:
+            keep = sorted({str(s.get("PatientID", "")) for s in series})[: options.max_patients]
             series = [s for s in series if str(s.get("PatientID", "")) in keep]
         if not series:
-            what = f"collection {settings.collection!r}" if settings.collection else "the manifest/patients"
+            what = f"collection {options.collection!r}" if options.collection else "the manifest/patients"
             raise UsageError(
                 f"TCIA: {what} matched no series with these filters (--modality, --body-part, --patient); "
                 "check the names with: irmsia datasets search TEXT"
@@ -134,7 +172,7 @@ class TciaSource(Source):
         return series
 
     # -- one series -------------------------------------------------------------------------------------------
-    def _collect_series(self, series: dict[str, Any], api: NbiaApi, client: HttpClient, settings,
+    def _collect_series(self, series: dict[str, Any], api: NbiaApi, client: HttpClient, options: TciaOptions,
                         sink: RawSink) -> dict[str, Any]:  # fmt: skip
         uid = str(series["SeriesInstanceUID"])
         patient = _segment(series.get("PatientID"), "unknown-patient")
@@ -146,7 +184,7 @@ class TciaSource(Source):
         scratch = sink.workdir / "series" / uid
         for attempt in (1, 2):
             try:  # every CRC is checked while unpacking into scratch, before anything reaches the store
-                members = self._download(api.image_url(uid), scratch, client, settings.max_extract_bytes,
+                members = self._download(api.image_url(uid), scratch, client, options.max_extract_bytes,
                                          f"TCIA series {uid}")  # fmt: skip
                 break
             except DataError as exc:
@@ -180,15 +218,15 @@ class TciaSource(Source):
         finally:
             zip_path.unlink(missing_ok=True)
 
-    def collect(self, settings, sink: RawSink) -> CollectReport:
+    def collect(self, options: TciaOptions, sink: RawSink) -> CollectReport:
         stats = TransferStats()
-        client = http_client(settings, stats)
-        api = NbiaApi(settings.tcia_url, client)
-        series = self.select_series(settings, api)
+        client = http_client(options, stats)
+        api = NbiaApi(options.tcia_url, client)
+        series = self.select_series(options, api)
         log.info("TCIA: %d series from %d patients", len(series), len({s.get("PatientID") for s in series}))
         results: dict[str, dict[str, Any]] = {}
-        with ThreadPoolExecutor(max_workers=settings.workers) as pool:
-            futures = {pool.submit(self._collect_series, s, api, client, settings, sink): str(s["SeriesInstanceUID"])
+        with ThreadPoolExecutor(max_workers=sink.workers) as pool:
+            futures = {pool.submit(self._collect_series, s, api, client, options, sink): str(s["SeriesInstanceUID"])
                        for s in series}  # fmt: skip
             try:
                 for future in progress(as_completed(futures), len(futures), "series", log):
@@ -212,7 +250,7 @@ class TciaSource(Source):
         return CollectReport(
             license="; ".join(names) or first_line,
             details={
-                "collection": settings.collection,
+                "collection": options.collection,
                 "series": len(series),
                 "patients": len({s.get("PatientID") for s in series}),
             },

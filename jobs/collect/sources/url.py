@@ -10,23 +10,28 @@ server's ETag/Last-Modified and size must match.
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jobs.collect.archive import archive_kind, extract, named_like_archive, remove_tree
-from jobs.collect.sources.base import CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source, TransferOptions
 from jobs.collect.transfer import HttpClient, RetryPolicy, TransferStats
-from jobs.core.errors import IrmsiaError, TransientError
+from jobs.core.errors import IrmsiaError, TransientError, UsageError
 from jobs.core.logs import redact
 from jobs.core.manifest import OutputRecord
+from jobs.core.settings import option
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 log = logging.getLogger("irmsia.collect")
 
 
-def http_client(settings, stats: TransferStats | None = None, headers=None) -> HttpClient:
-    """The HTTP client every network source uses, configured from the settings' retry flags."""
-    policy = RetryPolicy(attempts=settings.retries, timeout=settings.timeout, backoff=settings.backoff)
+def http_client(options: TransferOptions, stats: TransferStats | None = None, headers=None) -> HttpClient:
+    """The HTTP client every network source uses, configured from its retry options."""
+    policy = RetryPolicy(attempts=options.retries, timeout=options.timeout, backoff=options.backoff)
     return HttpClient(policy, headers=headers, stats=stats)
 
 
@@ -47,12 +52,13 @@ def license_from_members(members) -> tuple[str | None, str | None]:
 
 
 def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file: Path, name: str,
-                   settings, folder: str = "", **extra: Any) -> tuple[list[OutputRecord], str | None]:  # fmt: skip
+                   options: ArchiveOptions, folder: str = "",
+                   **extra: Any) -> tuple[list[OutputRecord], str | None]:  # fmt: skip
     """Store a downloaded file (unpacked if it is an archive) under ``folder``; returns (records, licence)."""
     license_line = None
     if archive_kind(file) is not None or named_like_archive(name):
         target = file.with_name(file.name + ".d")
-        members = extract(file, target, settings.max_extract_bytes, archive=name)
+        members = extract(file, target, options.max_extract_bytes, archive=name)
         file.unlink(missing_ok=True)
         license_line, _ = license_from_members(members)
         records = sink.put_many(((folder + m.name, m.path, m.sha256, m.size) for m in members), move=True)
@@ -63,19 +69,44 @@ def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file:
     return records, license_line
 
 
-class UrlSource(Source):
+def _sha256(value: str, flag: str) -> None:
+    if not _SHA256.match(value):
+        raise UsageError(f"{flag} {value!r}: expected 64 lowercase hex digits")
+
+
+def _url(value: str, flag: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise UsageError(f"{flag} {value!r}: use an http:// or https:// URL")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UrlOptions(ArchiveOptions):
+    """``--source url``: the file or archive, and optionally its checksum."""
+
+    url: str = option(check=_url, parameter="url", help="file or archive URL to download (--source url)")
+    sha256: str | None = option(
+        None,
+        parse=lambda t: t.strip().lower(),
+        check=_sha256,
+        parameter="sha256",
+        help="expected SHA-256 of the --url download (64 hex digits)",
+    )
+
+
+class UrlSource(Source[UrlOptions]):
     """Any HTTP(S) file or archive."""
 
     name = "url"
+    options_type = UrlOptions
 
-    def params(self, settings) -> dict[str, Any]:
-        return {"url": redact(settings.url), "sha256": settings.sha256}
+    def params(self, options: UrlOptions) -> dict[str, Any]:
+        return {"url": redact(options.url), "sha256": options.sha256}
 
-    def _validator(self, settings, client: HttpClient) -> dict[str, Any] | None:
-        if settings.sha256:
-            return {"sha256": settings.sha256}
+    def _validator(self, options: UrlOptions, client: HttpClient) -> dict[str, Any] | None:
+        if options.sha256:
+            return {"sha256": options.sha256}
         try:
-            headers = client.head(settings.url)
+            headers = client.head(options.url)
         except TransientError:
             raise
         except IrmsiaError:  # some servers refuse HEAD; then there is no cheap way to prove the store is current
@@ -85,26 +116,26 @@ class UrlSource(Source):
             return None
         return {"etag": etag, "last_modified": modified, "size": headers.get("Content-Length")}
 
-    def collect(self, settings, sink: RawSink) -> CollectReport:
+    def collect(self, options: UrlOptions, sink: RawSink) -> CollectReport:
         stats = TransferStats()
-        client = http_client(settings, stats)
-        unit_id = f"url:{settings.url}"
-        validator = self._validator(settings, client)
+        client = http_client(options, stats)
+        unit_id = f"url:{options.url}"
+        validator = self._validator(options, client)
         if validator is not None and (record := sink.reuse_unit(unit_id, validator)) is not None:
             log.info("%s is already in the store with a matching checksum; not downloading it again",
-                     redact(settings.url))  # fmt: skip
-            details = {"url": redact(settings.url), "sha256": record.get("sha256")}
+                     redact(options.url))  # fmt: skip
+            details = {"url": redact(options.url), "sha256": record.get("sha256")}
             return CollectReport(license=record.get("license"), details=details)
-        name = file_name_of(settings.url)
-        got = client.fetch(settings.url, sink.workdir / "download" / name, sha256=settings.sha256, what="--url")
+        name = file_name_of(options.url)
+        got = client.fetch(options.url, sink.workdir / "download" / name, sha256=options.sha256, what="--url")
         if validator is None or "sha256" not in validator:
             # record what this download was, so an interrupted rerun can recognise it
-            validator = {"sha256": settings.sha256} if settings.sha256 else {
+            validator = {"sha256": options.sha256} if options.sha256 else {
                 "etag": got.etag, "last_modified": got.last_modified, "size": str(got.size)}  # fmt: skip
-        records, license_line = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
-        log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(settings.url), got.size, len(records),
+        records, license_line = store_download(sink, unit_id, validator, got.path, name, options, sha256=got.sha256)
+        log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(options.url), got.size, len(records),
                  stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
-        return CollectReport(license=license_line, details={"url": redact(settings.url), "sha256": got.sha256})
+        return CollectReport(license=license_line, details={"url": redact(options.url), "sha256": got.sha256})
 
 
 SOURCE = UrlSource()

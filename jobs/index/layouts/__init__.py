@@ -6,7 +6,7 @@ tries them in ``LAYOUTS`` order and falls back to ``folder``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from jobs.core.errors import UsageError
 from jobs.index.label_table import LabelTable
@@ -32,7 +32,6 @@ __all__ = [
     "FileFacts",
     "Layout",
     "Unlabelled",
-    "choose_layout",
     "labels_sidecar",
     "layout_class",
 ]
@@ -57,10 +56,3 @@ def layout_class(layout: str, rels: Sequence[str], labels: LabelTable | None) ->
         if cls.detect(rels, labels):
             return cls
     return FolderLayout
-
-
-def choose_layout(
-    layout: str, rels: Sequence[str], labels: LabelTable | None, official: Mapping[str, str] | None = None
-) -> Layout:
-    """An instance of ``layout_class(...)`` with the labels and official split lists it may use."""
-    return layout_class(layout, rels, labels)(labels, official)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -102,6 +102,3 @@ def labelled_by_table(labels: LabelTable, facts: FileFacts, header_only: bool = 
     if label is None:
         raise Unlabelled(f"no label in labels CSV {labels.source} for this file, its series or its patient")
     return Assignment(label, labels.patient_for(facts.key, facts.rel), labels.split_for(facts.key, facts.rel))
-
-
-LayoutFactory = Callable[[LabelTable | None], Layout]

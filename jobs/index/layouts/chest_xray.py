@@ -23,7 +23,7 @@ class ChestXrayLayout(Layout):
     """Label NORMAL or PNEUMONIA from the class folder; patient from the file name."""
 
     name = "chest-xray-pneumonia"
-    description = "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ (Kaggle paultimothymooney)"
+    about = "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ (Kaggle paultimothymooney)"
 
     @classmethod
     def detect(cls, rels: Sequence[str], labels: LabelTable | None) -> bool:

@@ -23,7 +23,7 @@ class Covid19Layout(Layout):
     """Label from ``<class>/images/``; masks skipped."""
 
     name = "covid19-radiography"
-    description = "{COVID,Lung_Opacity,Normal,Viral Pneumonia}/images/ (Kaggle tawsifurrahman), masks ignored"
+    about = "{COVID,Lung_Opacity,Normal,Viral Pneumonia}/images/ (Kaggle tawsifurrahman), masks ignored"
 
     @classmethod
     def detect(cls, rels: Sequence[str], labels: LabelTable | None) -> bool:

@@ -12,7 +12,7 @@ class CsvLayout(Layout):
     """Every file's label comes from the labels CSV; files it does not label are quarantined."""
 
     name = "csv"
-    description = "labels from --labels CSV (key/filename/path, PatientID or SeriesInstanceUID, label)"
+    about = "labels from --labels CSV (key/filename/path, PatientID or SeriesInstanceUID, label)"
     needs_labels = True
 
     @classmethod

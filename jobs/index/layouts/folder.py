@@ -9,7 +9,7 @@ class FolderLayout(Layout):
     """Label = immediate parent folder; a labels CSV, when given, overrides it for the files it names."""
 
     name = "folder"
-    description = "label from the immediate parent folder (…/<label>/file)"
+    about = "label from the immediate parent folder (…/<label>/file)"
 
     def assign(self, facts: FileFacts) -> Assignment:
         if self.labels is not None:

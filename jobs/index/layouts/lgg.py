@@ -22,7 +22,7 @@ class LggLayout(Layout):
     """Patient from the case folder; masks skipped; labels only from a labels CSV."""
 
     name = "lgg-mri-segmentation"
-    description = "kaggle_3m/<case>/<case>_<n>.tif + _mask.tif pairs (Kaggle mateuszbuda); patient from folder"
+    about = "kaggle_3m/<case>/<case>_<n>.tif + _mask.tif pairs (Kaggle mateuszbuda); patient from folder"
 
     @classmethod
     def detect(cls, rels: Sequence[str], labels: LabelTable | None) -> bool:

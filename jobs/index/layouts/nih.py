@@ -25,7 +25,7 @@ class NihLayout(Layout):
     """Multi-label findings and patient from the NIH data-entry CSV."""
 
     name = "nih"
-    description = "NIH ChestX-ray14 images labelled by Data_Entry_2017.csv (Finding Labels, Patient ID)"
+    about = "NIH ChestX-ray14 images labelled by Data_Entry_2017.csv (Finding Labels, Patient ID)"
     needs_labels = True
 
     @classmethod

@@ -16,7 +16,7 @@ class TciaLayout(Layout):
     """Label by the file's SeriesInstanceUID, else its PatientID, from the labels CSV."""
 
     name = "tcia"
-    description = "DICOM labelled by a --labels CSV keyed by PatientID or SeriesInstanceUID"
+    about = "DICOM labelled by a --labels CSV keyed by PatientID or SeriesInstanceUID"
     needs_labels = True
 
     @classmethod

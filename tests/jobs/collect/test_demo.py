@@ -9,8 +9,8 @@ import pydicom
 import pytest
 
 from jobs.collect.__main__ import main
-from jobs.core.layout import manifest_key
 from jobs.core.manifest import read_manifest
+from jobs.core.paths import manifest_key
 from jobs.core.store import open_store
 
 

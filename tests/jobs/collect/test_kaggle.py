@@ -120,8 +120,7 @@ def test_rerun_does_not_download_again(tmp_path, kaggle):
 
 
 def test_search_lists_matching_datasets(kaggle):
-    from jobs.collect.settings import KaggleCredentials
-    from jobs.collect.sources.kaggle import KaggleDatasets
+    from jobs.collect.sources.kaggle import KaggleCredentials, KaggleDatasets
     from jobs.collect.transfer import HttpClient
 
     creds = KaggleCredentials("test", username=kaggle.username, key=kaggle.key)

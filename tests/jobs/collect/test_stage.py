@@ -14,8 +14,8 @@ import pytest
 
 from jobs.collect.__main__ import main
 from jobs.core.errors import TransientError
-from jobs.core.layout import manifest_key
 from jobs.core.manifest import read_manifest
+from jobs.core.paths import manifest_key
 from jobs.core.store import open_store
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -152,8 +152,10 @@ def test_killed_process_leaves_no_manifest_and_rerun_is_identical(tmp_path):
         (["--no-such-flag"], 2, "unrecognized arguments"),
         (["--store", "gs://bucket/x"], 2, "unsupported scheme"),
         (["--source", "nih", "--dataset", "x", "--archives", "0,13"], 2, "--archives"),
-        (["--backoff", "-1"], 2, "--backoff -1.0"),
-        (["--retries", "0"], 2, "--retries 0"),
+        (["--source", "url", "--dataset", "x", "--url", "http://h/x.zip", "--backoff", "-1"], 2, "--backoff -1.0"),
+        (["--source", "url", "--dataset", "x", "--url", "http://h/x.zip", "--retries", "0"], 2, "--retries 0"),
+        (["--modality", "CT"], 2, "--modality is an option of --source tcia, not of --source demo"),
+        (["--patients", "99999999"], 2, "--patients 99999999: must be between 4 and 2000"),
         (["--source", "tcia", "--dataset", "x", "--collection", "C", "--max-patients", "0"], 2, "--max-patients 0"),
     ],
 )
@@ -175,9 +177,9 @@ def test_empty_flags_from_argo_mean_unset(tmp_path):
 
 
 def test_kaggle_credentials_never_reach_a_repr():
-    from jobs.collect.settings import parse_settings
+    from jobs.collect.settings import CollectSettings
 
     env = {"KAGGLE_USERNAME": "someone", "KAGGLE_KEY": "s3cr3t-kaggle-key"}
-    settings = parse_settings(["--source", "kaggle", "--dataset", "x", "--ref", "a/b"], env)
-    assert settings.kaggle.key == "s3cr3t-kaggle-key"
+    settings = CollectSettings.parse(["--source", "kaggle", "--dataset", "x", "--ref", "a/b"], env)
+    assert settings.options.credentials.key == "s3cr3t-kaggle-key"
     assert "s3cr3t" not in repr(settings)

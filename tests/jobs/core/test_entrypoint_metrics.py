@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobs.core.entrypoint import stage_main
 from jobs.core.errors import UsageError
 from jobs.core.store import open_store
-from tests.support.echo_stage import parse_echo, run_echo
+from tests.support.echo_stage import ECHO, EchoSettings
 from tests.support.prometheus import Server
 from tests.support.seaweedfs import free_port
 
@@ -38,9 +38,9 @@ def test_successful_run_records_common_metrics(store, tmp_path):
     # GIVEN a stage that reads 1000 bytes and writes two copies
     prom = tmp_path / "echo.prom"
     # WHEN it runs, then reruns with the same inputs
-    assert stage_main("echo", ["--metrics-file", str(prom)], parse_echo, run_echo) == 0
+    assert stage_main(ECHO, ["--metrics-file", str(prom)]) == 0
     first = read_metrics(prom)
-    assert stage_main("echo", ["--metrics-file", str(prom)], parse_echo, run_echo) == 0
+    assert stage_main(ECHO, ["--metrics-file", str(prom)]) == 0
     second = read_metrics(prom)
     # THEN the first run counts items and bytes, and succeeded
     labels = first["irmsia_stage_items_total"][0].labels
@@ -66,7 +66,7 @@ def test_failed_run_records_exit_code_and_error_kind(store, tmp_path, fail, exit
     # GIVEN a stage that fails
     prom = tmp_path / "echo.prom"
     # WHEN it runs
-    code = stage_main("echo", ["--fail", fail, "--metrics-file", str(prom)], parse_echo, run_echo)
+    code = stage_main(ECHO, ["--fail", fail, "--metrics-file", str(prom)])
     # THEN the exit code and the error's class are in the metrics, and no success time
     metrics = read_metrics(prom)
     assert code == exit_code
@@ -80,7 +80,7 @@ def test_unreachable_pushgateway_does_not_fail_the_stage(store, tmp_path, monkey
     # GIVEN IRMSIA_PUSHGATEWAY pointing where nothing listens
     monkeypatch.setenv("IRMSIA_PUSHGATEWAY", f"127.0.0.1:{free_port()}")
     # WHEN the stage runs
-    code = stage_main("echo", [], parse_echo, run_echo)
+    code = stage_main(ECHO, [])
     # THEN it succeeds, with one warning about the Pushgateway
     assert code == 0
     assert capsys.readouterr().err.count("could not push metrics to the Pushgateway") == 1
@@ -93,7 +93,7 @@ def test_stage_pushes_to_pushgateway(store, monkeypatch, pushgateway: Server):
     monkeypatch.setenv("IRMSIA_PUSHGATEWAY", pushgateway.address)
     monkeypatch.setenv("IRMSIA_WORKFLOW_ID", wf)
     # WHEN the stage runs
-    assert stage_main("echo", [], parse_echo, run_echo) == 0
+    assert stage_main(ECHO, []) == 0
     # THEN the Pushgateway holds its final metrics under job=echo, workflow_id=<wf>
     text = pushgateway.get("/metrics").decode()
     items = [
@@ -127,14 +127,14 @@ def test_stage_pushes_to_pushgateway(store, monkeypatch, pushgateway: Server):
     ],
 )
 def test_metrics_settings(argv, env, expected):
-    common = parse_echo(argv, env).common
+    common = EchoSettings.parse(argv, env).common
     assert {k: getattr(common, k) for k in expected} == expected
 
 
 @pytest.mark.parametrize(
     ("argv", "env", "match"),
     [
-        (["--metrics-port", "http"], {}, "--metrics-port 'http': expected a number"),
+        (["--metrics-port", "http"], {}, "--metrics-port 'http': expected a whole number"),
         (["--metrics-port", "70000"], {}, "--metrics-port 70000: use a TCP port number"),
         ([], {"IRMSIA_PUSH_INTERVAL": "0"}, "IRMSIA_PUSH_INTERVAL 0.0: use a positive number"),
         ([], {"IRMSIA_PUSH_INTERVAL": "soon"}, "IRMSIA_PUSH_INTERVAL 'soon': expected a number"),
@@ -142,4 +142,4 @@ def test_metrics_settings(argv, env, expected):
 )
 def test_invalid_metrics_settings(argv, env, match):
     with pytest.raises(UsageError, match=match):
-        parse_echo(argv, env)
+        EchoSettings.parse(argv, env)

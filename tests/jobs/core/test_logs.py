@@ -2,59 +2,49 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import pytest
 
 from jobs.core.entrypoint import stage_main
 from jobs.core.errors import TransientError
 from jobs.core.logs import set_context
-from jobs.core.settings import CommonSettings, add_common_arguments, common_settings
+from jobs.core.manifest import StageWriter
+from jobs.core.stage import StageResult
+from jobs.core.store import open_store
 from tests.support.seaweedfs import free_port
+from tests.support.stages import CallableStage, DatasetSettings
 
 
-@dataclass(frozen=True, kw_only=True)
-class TrainLikeSettings:
-    common: CommonSettings
-    dataset: str
-    run_id: str
-    fail: bool
+def parse(argv: Sequence[str], env: Mapping[str, str]) -> DatasetSettings:
+    return DatasetSettings.parse(argv, env)
 
 
-def parse(argv: Sequence[str], env: Mapping[str, str]) -> TrainLikeSettings:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", default="demo")
-    parser.add_argument("--run-id", default="run-1")
-    parser.add_argument("--fail", action="store_true")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    return TrainLikeSettings(
-        common=common_settings(args, env), dataset=args.dataset, run_id=args.run_id, fail=args.fail
-    )
-
-
-def run(settings: TrainLikeSettings):
+def run(settings: DatasetSettings) -> StageResult:
     log = logging.getLogger("irmsia.train")
     log.info("epoch 1 done")
     set_context(model="densenet121")
     logging.getLogger("irmsia.manifest").warning("secret_key=abc123 must not leak")
     if settings.fail:
         raise TransientError("s3://bucket unreachable; rerun")
-    return None
+    writer = StageWriter(open_store(settings.common.store), "train", f"runs/{settings.run_id}/", {}, {})
+    return StageResult(writer.commit(), False)
+
+
+TRAIN_LIKE = CallableStage("train", parse, run)
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_every_json_line_has_the_stage_context(monkeypatch, capsys, fail):
+def test_every_json_line_has_the_stage_context(monkeypatch, capsys, fail, tmp_path):
     # GIVEN a stage in a pod (JSON logs) with a workflow id, pushing metrics to a gateway that is down
+    monkeypatch.setenv("IRMSIA_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("IRMSIA_WORKFLOW_ID", "irmsia-pipeline-x7k2p")
     monkeypatch.setenv("IRMSIA_PUSHGATEWAY", f"127.0.0.1:{free_port()}")
     argv = ["--log-format", "json", "--dataset", "chest", "--run-id", "r-42"] + (["--fail"] if fail else [])
     # WHEN it runs
-    code = stage_main("train", argv, parse, run)
+    code = stage_main(TRAIN_LIKE, argv)
     # THEN every stderr line is a JSON object carrying stage, dataset, run id and workflow id
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == (75 if fail else 0)

@@ -8,7 +8,6 @@ from dataclasses import replace
 import pytest
 
 from jobs.core.errors import DataError
-from jobs.core.layout import manifest_key
 from jobs.core.manifest import (
     Manifest,
     OutputRecord,
@@ -17,6 +16,7 @@ from jobs.core.manifest import (
     read_manifest,
     require_manifest,
 )
+from jobs.core.paths import manifest_key
 from jobs.core.store import open_store
 
 PREFIX = "index/demo/"

@@ -12,12 +12,12 @@ from PIL import Image
 from jobs.core.errors import UsageError
 from jobs.core.store import open_store
 from jobs.index.label_table import LabelTable
-from jobs.index.layouts import LAYOUTS, Assignment, FileFacts, Unlabelled, choose_layout
+from jobs.index.layouts import LAYOUTS, Assignment, FileFacts, Unlabelled, layout_class
 from jobs.index.layouts.chest_xray import ChestXrayLayout
 from jobs.index.layouts.covid19 import Covid19Layout
 from jobs.index.layouts.folder import FolderLayout
 from jobs.index.layouts.lgg import LggLayout
-from jobs.index.settings import parse_settings
+from jobs.index.settings import IndexSettings
 from jobs.index.stage import run
 from tests.jobs.index.conftest import put_raw
 from tests.support.dicom_files import dicom_bytes
@@ -86,7 +86,7 @@ def test_adapters_skip_masks_and_litter(layout, rel, skipped):
 )  # fmt: skip
 def test_auto_detection(rels, labels, expected):
     table = LabelTable.parse(labels, "labels.csv") if labels else None
-    assert choose_layout("auto", rels, table).name == expected
+    assert layout_class("auto", rels, table).name == expected
 
 
 def test_every_layout_is_registered_under_its_name():
@@ -97,8 +97,9 @@ def test_every_layout_is_registered_under_its_name():
 
 def test_label_csv_layouts_need_labels_and_quarantine_unlisted_files():
     with pytest.raises(UsageError, match="--layout tcia needs a labels CSV"):
-        choose_layout("tcia", [], None)
-    tcia = choose_layout("tcia", [], LabelTable.parse(b"SeriesInstanceUID,label\n1.2,x\n", "l.csv"))
+        layout_class("tcia", [], None)(None, None)
+    table = LabelTable.parse(b"SeriesInstanceUID,label\n1.2,x\n", "l.csv")
+    tcia = layout_class("tcia", [], table)(table, None)
     assert tcia.assign(_facts("any/where.dcm", "P", "1.2")) == Assignment("x")
     with pytest.raises(Unlabelled, match=r"no label in labels CSV l\.csv"):
         tcia.assign(_facts("any/where.dcm", "P", "9.9"))
@@ -108,7 +109,7 @@ def test_label_csv_layouts_need_labels_and_quarantine_unlisted_files():
 def _index(store_uri: str, files: dict[str, bytes], *extra: str) -> tuple[list[dict], dict]:
     store = open_store(store_uri)
     put_raw(store, "ds", files)
-    manifest, _ = run(parse_settings(["--dataset", "ds", "--store", store_uri, "--workers", "1", *extra], {}))
+    manifest, _ = run(IndexSettings.parse(["--dataset", "ds", "--store", store_uri, "--workers", "1", *extra], {}))
     rows = pq.read_table(io.BytesIO(store.get_bytes("index/ds/index.parquet"))).to_pylist()
     return rows, manifest.summary
 
@@ -191,7 +192,9 @@ def test_changing_a_local_labels_csv_invalidates_the_cache(tmp_path):
     labels.write_text("key,label\na/1.dcm,x\n")
     rows, _ = _index(str(tmp_path / "s"), files, "--labels", str(labels))
     labels.write_text("key,label\na/1.dcm,y\n")
-    _, cached = run(parse_settings(["--dataset", "ds", "--store", str(tmp_path / "s"), "--labels", str(labels)], {}))
+    _, cached = run(
+        IndexSettings.parse(["--dataset", "ds", "--store", str(tmp_path / "s"), "--labels", str(labels)], {})
+    )
     store = open_store(str(tmp_path / "s"))
     rows = pq.read_table(io.BytesIO(store.get_bytes("index/ds/index.parquet"))).to_pylist()
     assert not cached and rows[0]["label"] == "y"

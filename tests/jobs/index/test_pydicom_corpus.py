@@ -13,7 +13,7 @@ import pydicom
 from pydicom.data import get_testdata_files
 
 from jobs.core.store import open_store
-from jobs.index.settings import parse_settings
+from jobs.index.settings import IndexSettings
 from jobs.index.stage import file_stem, is_sidecar, run
 from tests.jobs.index.conftest import put_raw
 
@@ -58,7 +58,7 @@ def _run_corpus(store_uri: str, *extra: str) -> tuple[dict[str, str], list[dict]
     corpus = _corpus()
     store = open_store(store_uri)
     put_raw(store, "pydicom", {rel: Path(path).read_bytes() for rel, path in corpus.items()})
-    manifest, _ = run(parse_settings(["--dataset", "pydicom", "--store", store_uri, "--workers", "2", *extra], {}))
+    manifest, _ = run(IndexSettings.parse(["--dataset", "pydicom", "--store", store_uri, "--workers", "2", *extra], {}))
     rows = pq.read_table(io.BytesIO(store.get_bytes("index/pydicom/index.parquet"))).to_pylist()
     quarantine = {
         r["key"]: r["reason"]

@@ -15,7 +15,7 @@ from jobs.core.errors import DataError
 from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
 from jobs.index.__main__ import main
-from jobs.index.settings import parse_settings
+from jobs.index.settings import IndexSettings
 from jobs.index.stage import run
 from jobs.index.writer import COLUMNS
 from tests.jobs.index.conftest import put_raw
@@ -40,7 +40,7 @@ def _dataset() -> dict[str, bytes]:
 
 
 def _index(store_uri: str, *extra: str) -> tuple:
-    settings = parse_settings(["--dataset", "ds", "--store", store_uri, "--workers", "1", *extra], {})
+    settings = IndexSettings.parse(["--dataset", "ds", "--store", store_uri, "--workers", "1", *extra], {})
     return run(settings)
 
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from jobs.core.errors import DataError, UsageError
-from jobs.core.networks import build_network
-from jobs.core.preprocess import Preprocessing
+from jobs.ml.networks import build_network
+from jobs.ml.preprocess import Preprocessing
 from jobs.register.api import load_metadata, load_model
 from tests.jobs.register.conftest import register
 from tests.support.runs import seal_run, state_dict_bytes

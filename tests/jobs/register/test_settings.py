@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from jobs.core.errors import UsageError
-from jobs.register.settings import parse_settings
+from jobs.register.settings import RegisterSettings
 
 BASE = ["--run", "run-1", "--model-name", "demo-classifier"]
 
 
 def test_defaults_and_environment():
-    s = parse_settings(
+    s = RegisterSettings.parse(
         BASE, {"IRMSIA_STORE": "/tmp/s", "IRMSIA_IMAGE": "ghcr.io/x/register:1", "MLFLOW_TRACKING_URI": ""}
     )
     assert (s.run_id, s.model_name, s.promote, s.metric) == ("run-1", "demo-classifier", "auto", "val_auc")
@@ -19,7 +19,7 @@ def test_defaults_and_environment():
 
 
 def test_empty_values_mean_unset():
-    s = parse_settings([*BASE, "--promote", "", "--metric", "", "--description", ""], {})
+    s = RegisterSettings.parse([*BASE, "--promote", "", "--metric", "", "--description", ""], {})
     assert (s.promote, s.metric, s.description) == ("auto", "val_auc", "")
 
 
@@ -38,4 +38,4 @@ INVALID = [
 @pytest.mark.parametrize(("argv", "message"), INVALID)
 def test_invalid_settings_are_usage_errors(argv, message):
     with pytest.raises(UsageError, match=message):
-        parse_settings(argv, {})
+        RegisterSettings.parse(argv, {})

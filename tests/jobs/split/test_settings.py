@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from jobs.core.errors import UsageError
-from jobs.split.settings import SplitSettings, parse_settings
+from jobs.split.settings import SplitSettings
 
 
 def test_defaults_and_empty_strings_mean_unset():
     # GIVEN the arguments Argo passes (every flag, unset ones empty)
     argv = ["--dataset", "demo", "--ratios", "", "--seed", "", "--merge", "", "--split-from", "", "--min-per-class", ""]
     # WHEN parsed
-    settings = parse_settings(argv, {"IRMSIA_STORE": "/tmp/s"})
+    settings = SplitSettings.parse(argv, {"IRMSIA_STORE": "/tmp/s"})
     # THEN the defaults apply
     assert settings == SplitSettings(common=settings.common, dataset="demo")
     assert settings.ratios == (0.7, 0.15, 0.15) and settings.seed == 42 and settings.split_from == "stratified"
@@ -20,7 +20,7 @@ def test_defaults_and_empty_strings_mean_unset():
 
 
 def test_merge_is_sorted_and_replaces_the_input_datasets():
-    settings = parse_settings(["--dataset", "both", "--merge", "b, a", "--ratios", "0.8,0.1,0.1"], {})
+    settings = SplitSettings.parse(["--dataset", "both", "--merge", "b, a", "--ratios", "0.8,0.1,0.1"], {})
     assert settings.datasets == ("a", "b")
     assert settings.ratios == (0.8, 0.1, 0.1)
     assert settings.params()["datasets"] == ["a", "b"]
@@ -47,4 +47,4 @@ def test_merge_is_sorted_and_replaces_the_input_datasets():
 )
 def test_bad_flags_are_usage_errors_naming_the_flag(argv, match):
     with pytest.raises(UsageError, match=match):
-        parse_settings(argv, {})
+        SplitSettings.parse(argv, {})

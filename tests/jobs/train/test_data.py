@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from jobs.core.errors import DataError
-from jobs.core.preprocess import Preprocessing
 from jobs.core.store import open_store
+from jobs.ml.preprocess import Preprocessing
 from jobs.train import data
 from jobs.train.data import load_images, read_split
 from tests.support.synthetic_split import write_split

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.core.preprocess import Preprocessing
 from jobs.core.store import open_store
+from jobs.ml.preprocess import Preprocessing
 from jobs.train.augment import Augmentation
 from jobs.train.checkpoint import TrainState
 from jobs.train.data import load_images, read_split

@@ -8,9 +8,9 @@ import json
 import torch
 
 from jobs.core.manifest import read_manifest
-from jobs.core.networks import build_network
 from jobs.core.settings import CommonSettings
 from jobs.core.store import open_store
+from jobs.ml.networks import build_network
 from jobs.train.stage import run
 from tests.support.synthetic_split import write_split
 

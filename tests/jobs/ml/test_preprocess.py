@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from jobs.core.errors import DataError, UsageError
-from jobs.core.preprocess import Preprocessing, decode, detect_format, resize, scale_intensity, to_channels
+from jobs.ml.preprocess import Preprocessing, decode, detect_format, resize, scale_intensity, to_channels
 
 
 def _testfile(name: str) -> Dataset:

@@ -1,4 +1,4 @@
-"""Classification metrics from labels and predicted probabilities, in plain numpy so they can be checked by hand.
+"""Classification scores from labels and predicted probabilities, in plain numpy so they can be checked by hand.
 
 Accuracy, balanced accuracy (mean sensitivity), macro F1, one-vs-rest ROC AUC per class (Mann-Whitney with ties
 counted half) and its macro mean, sensitivity and specificity per class, and the confusion matrix (rows = true

@@ -154,7 +154,7 @@ def _decode_bitmap(data: bytes, fmt: str, frame: str) -> np.ndarray:
     from PIL import Image
 
     try:
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))
         n = getattr(img, "n_frames", 1)
         if n > 1:
             img.seek(n // 2 if frame == "middle" else 0)

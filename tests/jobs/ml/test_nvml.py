@@ -8,8 +8,8 @@ import shutil
 import pytest
 from prometheus_client import generate_latest
 
-from jobs.core import nvml
 from jobs.core.metrics import StageMetrics
+from jobs.ml import nvml
 
 HAS_NVIDIA_DRIVER = shutil.which("nvidia-smi") is not None or os.path.exists("/dev/nvidia0")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.core.errors import UsageError
-from jobs.core.layout import check_dns_label, index_prefix, manifest_key, raw_prefix, registry_prefix, run_prefix
+from jobs.core.paths import check_dns_label, index_prefix, manifest_key, raw_prefix, registry_prefix, run_prefix
 
 
 def test_prefixes():

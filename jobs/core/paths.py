@@ -1,4 +1,4 @@
-"""The fixed top-level layout inside a store, and the names allowed in it.
+"""The fixed paths inside a store (``raw/<dataset>/`` …), and the names allowed in them.
 
 ``raw/<dataset>/``, ``index/<dataset>/``, ``splits/<dataset>/``, ``runs/<run-id>/``, ``registry/<model-name>/``.
 Every tool finds things by these names, so they are built here and nowhere else.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.train.metrics import binary_auc, classification_metrics, confusion_matrix, flat_metrics
+from jobs.train.scores import binary_auc, classification_metrics, confusion_matrix, flat_metrics
 
 
 def _probs(pred: list[int], k: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Tests of jobs.ml: networks, preprocessing, GPU probes."""
