@@ -36,7 +36,7 @@ from jobs.register.ledger import REGISTER, ChainBroken, LedgerEntry, iter_chain
 from jobs.register.versions import claimed_versions
 
 
-class ChainBreak(Exception):
+class Break(Exception):
     """Where and how the registry stopped matching its recorded hashes (internal to ``verify_registry``)."""
 
 
@@ -63,7 +63,7 @@ def _hash_object(store: Store, key: str) -> str:
         with store.open_read(key, verify=False) as fh:
             return sha256_stream(fh)[0]
     except ObjectNotFound as exc:
-        raise ChainBreak(f"{key} is missing") from exc
+        raise Break(f"{key} is missing") from exc
 
 
 def _check_version(store: Store, name: str, entry: LedgerEntry, report: VerifyReport) -> None:
@@ -72,33 +72,33 @@ def _check_version(store: Store, name: str, entry: LedgerEntry, report: VerifyRe
     try:
         raw = store.get_bytes(key, verify=False)
     except ObjectNotFound as exc:
-        raise ChainBreak(f"{where}: {key} is missing, so the version is not sealed") from exc
+        raise Break(f"{where}: {key} is missing, so the version is not sealed") from exc
     try:
         manifest = Manifest.from_json(raw, key)
     except DataError as exc:
-        raise ChainBreak(f"{where}: {exc}") from exc
+        raise Break(f"{where}: {exc}") from exc
     if sha256_bytes(raw) != entry.fields.get("manifest_file_sha256"):
-        raise ChainBreak(f"{where}: {key} was changed: its bytes no longer hash to the ledger's manifest_file_sha256")
+        raise Break(f"{where}: {key} was changed: its bytes no longer hash to the ledger's manifest_file_sha256")
     if manifest.content_sha256 != entry.fields.get("manifest_sha256"):
-        raise ChainBreak(
+        raise Break(
             f"{where}: {key} was changed: content hash {manifest.content_sha256}, "
             f"the ledger records {entry.fields.get('manifest_sha256')}"
         )
     if manifest.prefix != version_prefix(name, entry.version):
-        raise ChainBreak(f"{where}: {key} seals {manifest.prefix!r}, not this version")
+        raise Break(f"{where}: {key} seals {manifest.prefix!r}, not this version")
     for rec in manifest.outputs:
         actual = _hash_object(store, rec.key)
         report.files += 1
         if actual != rec.sha256:
-            raise ChainBreak(f"{where}: {rec.key} SHA-256 is {actual}, recorded {rec.sha256}; the file was altered")
+            raise Break(f"{where}: {rec.key} SHA-256 is {actual}, recorded {rec.sha256}; the file was altered")
     meta_key = version_prefix(name, entry.version) + METADATA
     if _hash_object(store, meta_key) != entry.fields.get("metadata_sha256"):
-        raise ChainBreak(f"{where}: {meta_key} does not hash to the ledger's metadata_sha256")
+        raise Break(f"{where}: {meta_key} does not hash to the ledger's metadata_sha256")
     meta = json.loads(store.get_bytes(meta_key, verify=False))
     recorded = {o.key[len(manifest.prefix) :]: o.sha256 for o in manifest.outputs}
     for path, sha in (meta.get("irmsia", {}).get("model_files") or {}).items():
         if recorded.get(path) != sha:
-            raise ChainBreak(f"{where}: metadata lists {path} with SHA-256 {sha}, the manifest {recorded.get(path)}")
+            raise Break(f"{where}: metadata lists {path} with SHA-256 {sha}, the manifest {recorded.get(path)}")
 
 
 def _check_chain(store: Store, name: str, report: VerifyReport) -> set[int]:
@@ -115,7 +115,7 @@ def _check_chain(store: Store, name: str, report: VerifyReport) -> set[int]:
             report.entries += 1
             report.head_sha256 = entry.sha256
     except ChainBroken as exc:
-        raise ChainBreak(exc.detail) from exc
+        raise Break(exc.detail) from exc
     return registered
 
 
@@ -132,12 +132,12 @@ def _check_layout(keys: list[str], name: str, registered: set[int], claimed: set
                 stray.add(version)
             continue
         if key.startswith(prefix + "aliases/"):
-            raise ChainBreak(
+            raise Break(
                 f"{key} is an alias record outside the ledger, which no reader uses (alias moves are ledger "
                 f"entries): a forgery or a leftover of an older layout; delete {prefix}aliases/ and promote "
                 "again with irmsia registry promote"
             )
-        raise ChainBreak(f"{key} is not part of the registry (claims/, ledger/, <version>/); something other than "
+        raise Break(f"{key} is not part of the registry (claims/, ledger/, <version>/); something other than "
                          "irmsia wrote it: remove it")  # fmt: skip
     report.notes += [f"{prefix}{n}/ holds files of a version never claimed or registered; ignored" for n in
                      sorted(stray)]  # fmt: skip
@@ -153,7 +153,7 @@ def verify_registry(store: Store, name: str) -> VerifyReport:
     try:
         registered = _check_chain(store, name, report)
         _check_layout(keys, name, registered, set(claims), report)
-    except ChainBreak as exc:
+    except Break as exc:
         report.first_break = str(exc)
         return report
     except (IrmsiaError, ValueError) as exc:
