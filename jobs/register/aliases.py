@@ -1,41 +1,46 @@
-"""Aliases (``champion``, ``candidate``) and the promotion rules, updated with compare-and-swap on any store.
+"""Aliases (``champion``, ``candidate``): their values as the ledger records them, and the promotion rules.
 
-An alias is a sequence of small objects ``registry/<name>/aliases/<alias>/<n>.json``; its value is the one with
-the highest ``n``. Moving an alias from the value read at ``n`` means creating ``n+1`` with ``put_if_absent``:
-if someone moved it in between, the create fails and the caller rereads and decides again. That is a
-conditional update (compare-and-swap) built on the one conditional write both backends have, with no lost
-update and no lock, and it keeps every promotion as history.
+An alias has no object of its own. Its value is the version named by the last ledger entry that moved it: a
+``register`` entry whose ``alias`` field names it (the registration decided the promotion and committed it in the
+same exclusive create that commits the version, so a crash can never leave a version without the alias it
+earned), or an ``alias`` entry (a manual promotion, ``irmsia registry promote``). Every move is therefore in the
+hash chain: rewriting or deleting one breaks the link from the next entry, which every reader and ``verify``
+check, and an object dropped into the store outside the ledger is never read.
+
+A move is a compare-and-swap without a lock: the entry is built from the chain it will link to (``ledger.append``);
+if another entry took that sequence number first, the writer rereads and decides again against the new values.
+No update is lost, and the chain keeps every move as history.
 
 Promotion with ``--promote auto``: the new version becomes champion only if there is none yet, or if its
 metric strictly beats the champion's (lower is better for metrics whose name ends in ``loss``) *and* both were
-evaluated on the same split (same split manifest content hash). Otherwise it becomes ``candidate``.
-This module imports no torch.
+evaluated on the same split (same split manifest content hash). Otherwise it becomes ``candidate`` (unless a
+newer version already is: the candidate never moves backwards). This module imports no torch.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobs.core.errors import DataError, TransientError
-from jobs.core.hashing import canonical_json
 from jobs.core.store import Store
-from jobs.register.layout import alias_prefix, seq_key, seq_of
-from jobs.register.ledger import LedgerEntry, read_entries
+from jobs.register import ledger
+from jobs.register.layout import ALIASES, check_alias
+from jobs.register.ledger import LedgerEntry, registrations
 from jobs.register.versions import new_token, now_iso
 
 PROMOTE_MODES = ("auto", "always", "never")
-MAX_CAS_ATTEMPTS = 1000
 
 
 @dataclass(frozen=True)
 class AliasValue:
-    """The current value of an alias: the version it names and the sequence number of that value."""
+    """One value of an alias: the version it names, the ledger entry that set it, the value before, and why."""
 
     alias: str
     version: int
     seq: int
-    fields: dict
+    previous_version: int | None
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -46,62 +51,58 @@ class Decision:
     reason: str
 
 
+def history_in(entries: Sequence[LedgerEntry], alias: str) -> list[AliasValue]:
+    """Every value ``alias`` has had in the (validated) chain ``entries``, oldest first."""
+    check_alias(alias)
+    values: list[AliasValue] = []
+    for entry in entries:
+        if entry.alias == alias:
+            reason = entry.fields.get("reason") or entry.fields.get("promotion") or ""
+            previous = values[-1].version if values else None
+            values.append(AliasValue(alias, entry.version, entry.seq, previous, str(reason)))
+    return values
+
+
+def current_in(entries: Sequence[LedgerEntry], alias: str) -> AliasValue | None:
+    """The value of ``alias`` at the end of ``entries``, or ``None`` if it was never set."""
+    values = history_in(entries, alias)
+    return values[-1] if values else None
+
+
+def alias_map_in(entries: Sequence[LedgerEntry]) -> dict[str, int]:
+    """``{"champion": 3, ...}`` for the aliases that are set."""
+    return {a: value.version for a in ALIASES if (value := current_in(entries, a)) is not None}
+
+
 def current(store: Store, name: str, alias: str) -> AliasValue | None:
     """The alias's value, or ``None`` if it was never set."""
-    prefix = alias_prefix(name, alias)
-    seqs = sorted(s for s in (seq_of(o.key, prefix) for o in store.list(prefix)) if s is not None)
-    if not seqs:
-        return None
-    key = seq_key(prefix, seqs[-1])
-    try:
-        fields = json.loads(store.get_bytes(key))
-        return AliasValue(alias, int(fields["version"]), seqs[-1], fields)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{key}: not a valid alias record ({exc}); run irmsia registry verify") from exc
+    check_alias(alias)
+    return current_in(ledger.read_entries(store, name), alias)
 
 
 def history(store: Store, name: str, alias: str) -> list[AliasValue]:
     """Every value the alias has had, oldest first."""
-    prefix = alias_prefix(name, alias)
-    out = []
-    for obj in store.list(prefix):
-        seq = seq_of(obj.key, prefix)
-        if seq is not None:
-            fields = json.loads(store.get_bytes(obj.key))
-            out.append(AliasValue(alias, int(fields["version"]), seq, fields))
-    return sorted(out, key=lambda v: v.seq)
-
-
-def compare_and_set(
-    store: Store, name: str, alias: str, expected: AliasValue | None, version: int, reason: str
-) -> bool:
-    """Set ``alias`` to ``version`` if its value is still ``expected``; ``False`` if it moved meanwhile."""
-    seq = (expected.seq if expected else 0) + 1
-    token = new_token()
-    body = {
-        "alias": alias,
-        "version": version,
-        "seq": seq,
-        "previous_version": expected.version if expected else None,
-        "reason": reason,
-        "at": now_iso(),
-        "token": token,
-    }
-    key = seq_key(alias_prefix(name, alias), seq)
-    if store.put_if_absent(key, canonical_json(body)):
-        return True
-    return json.loads(store.get_bytes(key)).get("token") == token  # a lost response that did go through
+    check_alias(alias)
+    return history_in(ledger.read_entries(store, name), alias)
 
 
 def set_alias(store: Store, name: str, alias: str, version: int, reason: str) -> AliasValue:
-    """Point ``alias`` at ``version`` unconditionally (manual promotion), retrying the swap on contention."""
-    for _ in range(MAX_CAS_ATTEMPTS):
-        value = current(store, name, alias)
+    """Point ``alias`` at a registered ``version`` unconditionally (manual promotion): an ``alias`` ledger entry."""
+    check_alias(alias)
+
+    def build(entries: list[LedgerEntry]) -> dict | None:
+        if version not in registrations(entries):
+            raise DataError(f"{name!r} has no registered v{version}; see irmsia registry list {name}")
+        value = current_in(entries, alias)
         if value is not None and value.version == version:
-            return value
-        if compare_and_set(store, name, alias, value, version, reason):
-            return current(store, name, alias)  # type: ignore[return-value]
-    raise TransientError(f"alias {alias!r} of {name!r} kept moving; retry the promotion")
+            return None  # already there: nothing to move
+        return {"kind": ledger.ALIAS, "alias": alias, "version": version, "reason": reason, "at": now_iso()}
+
+    try:
+        _, entries = ledger.append(store, name, build, new_token())
+    except TransientError as exc:
+        raise TransientError(f"alias {alias!r} of {name!r} kept moving; retry the promotion") from exc
+    return current_in(entries, alias)  # type: ignore[return-value]  # set above, or already set
 
 
 def lower_is_better(metric: str) -> bool:
@@ -133,24 +134,12 @@ def decide(mode: str, metric: str, new: LedgerEntry, champion: LedgerEntry | Non
     )
 
 
-def apply_promotion(
-    store: Store, name: str, mode: str, metric: str, new: LedgerEntry, entries_by_version: dict[int, LedgerEntry]
-) -> Decision:
-    """Decide and move the alias with compare-and-swap; on contention reread the champion and decide again."""
-    for _ in range(MAX_CAS_ATTEMPTS):
-        champion = current(store, name, "champion")
-        champ_entry = entries_by_version.get(champion.version) if champion else None
-        if champion is not None and champ_entry is None:
-            entries_by_version.update({e.version: e for e in read_entries(store, name)})
-            champ_entry = entries_by_version.get(champion.version)
-        decision = decide(mode, metric, new, champ_entry)
-        if decision.alias == "champion":
-            if compare_and_set(store, name, "champion", champion, new.version, decision.reason):
-                return decision
-            continue  # the champion moved: compare against the new one
-        candidate = current(store, name, "candidate")
+def promotion(mode: str, metric: str, new: LedgerEntry, entries: Sequence[LedgerEntry]) -> tuple[str | None, Decision]:
+    """The alias a new version's ``register`` entry moves (``None``: none), and the decision, on ``entries``."""
+    champion = current_in(entries, "champion")
+    decision = decide(mode, metric, new, registrations(entries).get(champion.version) if champion else None)
+    if decision.alias == "candidate":
+        candidate = current_in(entries, "candidate")
         if candidate is not None and candidate.version >= new.version:
-            return decision  # a newer version is already the candidate; never move it backwards
-        if compare_and_set(store, name, "candidate", candidate, new.version, decision.reason):
-            return decision
-    raise TransientError(f"aliases of {name!r} kept moving; retry the registration")
+            return None, decision  # a newer version is already the candidate; never move it backwards
+    return decision.alias, decision

@@ -3,8 +3,10 @@
 Returns a ready-to-evaluate torch module (eval mode, on the CPU) and the preprocessing the model was trained
 with: ``jobs.ml.preprocess.Preprocessing`` rebuilt from the spec the run's ``config.json`` recorded (and the
 metadata copied), a callable from image file bytes to the ``(C, H, W)`` float32 input the module expects.
-Before loading, the version is checked against its ledger entry and ``model.pt`` against its recorded SHA-256,
-so a tampered file never reaches a server.
+Before loading, the ledger is read and its hash chain validated (an alias is what the chain's last move of it
+says: a rewritten or deleted entry is a ``DataError``, and an alias object dropped into the store outside the
+ledger is never read), the version is checked against its ledger entry, and ``model.pt`` against its recorded
+SHA-256, so a tampered file or a forged alias never reaches a server.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Reading the registry as people and serving code see it: models, their versions, aliases, one version's record.
 
-A version is visible here only once its ledger entry exists (the commit point of a registration). This is the
-logic behind ``irmsia registry list|show|promote``; it imports no torch, so the ``pipeline`` CLI can use it.
+A version is visible here only once its ledger entry exists (the commit point of a registration), and an alias
+has the value the ledger's last move of it gives; the chain is validated on every read, so a rewritten entry or
+alias move is an error here, never an answer. This is the logic behind ``irmsia registry list|show|promote``; it
+imports no torch, so the ``pipeline`` CLI can use it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from jobs.core.paths import check_dns_label
 from jobs.core.store import Store
 from jobs.register import aliases
 from jobs.register.layout import ALIASES, METADATA, version_prefix
-from jobs.register.ledger import LedgerEntry, find_version, read_entries
+from jobs.register.ledger import LedgerEntry, find_version, read_entries, registrations
 
 
 @dataclass(frozen=True)
@@ -44,29 +46,24 @@ def model_names(store: Store) -> list[str]:
 def _entries(store: Store, name: str) -> list[LedgerEntry]:
     check_dns_label(name, "model name")
     entries = read_entries(store, name)
-    if not entries:
+    if not registrations(entries):
         raise DataError(f"no registered versions of {name!r} in {store.uri}; see irmsia registry list")
     return entries
 
 
 def alias_map(store: Store, name: str) -> dict[str, int]:
     """``{"champion": 3, ...}`` for the aliases that are set."""
-    out = {}
-    for alias in ALIASES:
-        value = aliases.current(store, name, alias)
-        if value is not None:
-            out[alias] = value.version
-    return out
+    return aliases.alias_map_in(read_entries(store, name))
 
 
 def list_versions(store: Store, name: str) -> list[VersionRow]:
     """Every registered version of ``name``, ascending."""
     entries = _entries(store, name)
     by_version: dict[int, list[str]] = {}
-    for alias, version in alias_map(store, name).items():
+    for alias, version in aliases.alias_map_in(entries).items():
         by_version.setdefault(version, []).append(alias)
     rows = []
-    for e in sorted(entries, key=lambda e: e.version):
+    for e in sorted(registrations(entries).values(), key=lambda e: e.version):
         metric = str(e.fields.get("metric", ""))
         rows.append(
             VersionRow(
@@ -82,16 +79,19 @@ def list_versions(store: Store, name: str) -> list[VersionRow]:
 
 
 def resolve(store: Store, name: str, spec: str | int = "champion") -> LedgerEntry:
-    """The ledger entry ``spec`` names: an alias, ``latest``, or a version number."""
-    entries = _entries(store, name)
+    """The ``register`` ledger entry ``spec`` names: an alias, ``latest``, or a version number."""
+    return _resolve_in(_entries(store, name), name, spec)
+
+
+def _resolve_in(entries: list[LedgerEntry], name: str, spec: str | int) -> LedgerEntry:
     text = str(spec)
     if text in ALIASES:
-        value = aliases.current(store, name, text)
+        value = aliases.current_in(entries, text)
         if value is None:
             raise DataError(f"{name!r} has no {text}; promote a version with irmsia registry promote")
         version = value.version
     elif text == "latest":
-        version = max(e.version for e in entries)
+        version = max(registrations(entries))
     elif text.isdigit():
         version = int(text)
     else:
@@ -104,7 +104,8 @@ def resolve(store: Store, name: str, spec: str | int = "champion") -> LedgerEntr
 
 def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
     """A version's ledger entry, its aliases, its sealed files and its metadata, as one JSON-able record."""
-    entry = resolve(store, name, spec)
+    entries = _entries(store, name)
+    entry = _resolve_in(entries, name, spec)
     prefix = version_prefix(name, entry.version)
     manifest = read_manifest(store, prefix)
     if manifest is None:
@@ -113,7 +114,7 @@ def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
     return {
         "model_name": name,
         "version": entry.version,
-        "aliases": sorted(a for a, v in alias_map(store, name).items() if v == entry.version),
+        "aliases": sorted(a for a, v in aliases.alias_map_in(entries).items() if v == entry.version),
         "ledger": {"seq": entry.seq, "sha256": entry.sha256, **entry.fields},
         "files": {o.key[len(prefix) :]: {"size": o.size, "sha256": o.sha256} for o in manifest.outputs},
         "metadata": metadata,
@@ -121,7 +122,7 @@ def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
 
 
 def promote(store: Store, name: str, version: int, alias: str = "champion") -> aliases.AliasValue:
-    """Point ``alias`` at a registered, sealed ``version`` (a manual promotion, always applied)."""
+    """Point ``alias`` at a registered, sealed ``version`` (a manual promotion, always applied: an alias entry)."""
     entry = resolve(store, name, version)
     manifest = read_manifest(store, version_prefix(name, entry.version))
     if manifest is None or manifest.content_sha256 != entry.fields.get("manifest_sha256"):

@@ -1,11 +1,14 @@
-"""Where a model's registry lives in the store: version bundles, version claims, ledger entries and aliases.
+"""Where a model's registry lives in the store: version bundles, version claims and the ledger.
 
 ``registry/<name>/<version>/``         one MONAI-bundle-shaped version, sealed by its ``_SUCCESS.json``
 ``registry/<name>/claims/<n>.json``    the exclusive claim on version number ``n`` (created with put_if_absent)
-``registry/<name>/ledger/<n>.json``    ledger entry ``n`` of the hash chain (created with put_if_absent)
-``registry/<name>/aliases/<a>/<n>.json`` the ``n``-th value of alias ``a`` (champion, candidate)
+``registry/<name>/ledger/<n>.json``    ledger entry ``n`` of the hash chain (created with put_if_absent): a
+                                       registration or an alias move
 
-Sequence numbers are zero-padded so a store listing returns them in order. This module imports no torch.
+Nothing else belongs there: aliases (``champion``, ``candidate``) have no objects of their own, their values are
+the ledger's alias moves (``aliases.py``), and ``verify`` reports any other object (an ``aliases/`` folder of an
+older layout, or a forgery) as a break. Sequence numbers are zero-padded so a store listing returns them in order.
+This module imports no torch.
 """
 
 from __future__ import annotations
@@ -40,16 +43,19 @@ def version_manifest_key(name: str, version: int) -> str:
     return manifest_key(version_prefix(name, version))
 
 
+def version_of_folder(name: str, key: str) -> int | None:
+    """The version whose bundle folder ``key`` is in (``registry/<name>/<n>/...``), else ``None``."""
+    prefix = registry_prefix(name)
+    head, sep, _ = key[len(prefix) :].partition("/") if key.startswith(prefix) else ("", "", "")
+    return int(head) if sep and head.isdigit() and head == str(int(head)) and int(head) > 0 else None
+
+
 def claims_prefix(name: str) -> str:
     return f"{registry_prefix(name)}claims/"
 
 
 def ledger_prefix(name: str) -> str:
     return f"{registry_prefix(name)}ledger/"
-
-
-def alias_prefix(name: str, alias: str) -> str:
-    return f"{registry_prefix(name)}aliases/{check_alias(alias)}/"
 
 
 def seq_key(prefix: str, seq: int) -> str:

@@ -1,19 +1,28 @@
 """The register stage: turn a sealed training run into the next version of a model, or find it already there.
 
-Order of writes, so that a crash never leaves a version that readers would trust half-written:
+Order of writes, so that a crash never leaves a version that readers would trust half-written, nor one that
+lacks the alias it earned:
 
 1. Everything is checked and built locally first (run manifest, model hash, metric, lineage, TorchScript and
-   ONNX exports verified against the state dict). A bad run fails here and the registry is untouched.
-2. The version number is claimed (``versions.claim_version``: exclusive create of ``claims/<n>.json``).
+   ONNX exports verified against the state dict). A bad run fails here and the registry is untouched. A run
+   whose train manifest (same content hash) the ledger already registers is a cache hit returning that version.
+2. The version number is claimed (``versions.claim_version``: exclusive create of ``claims/<n>.json``, above
+   every number claimed, registered or holding objects, so even lost claims never hand out a sealed version).
 3. The bundle is written into ``registry/<name>/<n>/`` and sealed with its ``_SUCCESS.json`` (``StageWriter``).
-4. The ledger entry is appended (``ledger.append``: exclusive create). This is the commit point: readers
-   (``irmsia registry``, ``api.load_model``, ``verify``) know versions only through the ledger.
-5. Aliases move by compare-and-swap (``aliases.apply_promotion``); MLflow is told last, best-effort.
+4. One ledger entry is appended (``ledger.append``: exclusive create of entry ``head+1``), built from exactly the
+   chain it links to: it registers ``n`` *and* carries the promotion decided against that chain's champion
+   (``aliases.promotion``). This is the commit point of the version and of its alias move together: readers
+   (``irmsia registry``, ``api.load_model``, ``verify``) know both only through the ledger. If another entry
+   took that number first, the entry is rebuilt on the new chain; if that chain now registers the same run (a
+   concurrent registration of it committed first), this one backs off, removes its bundle and returns the
+   other's version as a cache hit, so the same run registered at once by any number of registrants is one
+   version. ``--force`` registers it again as a new version regardless.
+5. MLflow is told last, best-effort.
 
-A crash after 2 leaves a claimed number that never reaches the ledger: it is skipped forever (never reused, so
-no race) and ``verify`` lists it as abandoned. On an error after 2 the partial folder is removed. Registering
-a run whose train manifest (same content hash) is already in the ledger is a cache hit returning that version;
-``--force`` registers it again as a new version.
+A crash after 2 and before 4 leaves a claimed number that never reaches the ledger: it is skipped forever (never
+reused, so no race), ``verify`` lists it as abandoned, and the run stays registrable by the next attempt (there is
+no lock to leave behind). On an error after 2 the partial folder is removed. A crash after 4 leaves a complete,
+promoted version, so a rerun's cache hit has nothing left to finish.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import dataclasses
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from jobs.core.hashing import pretty_json, sha256_bytes
 from jobs.core.manifest import Manifest, StageWriter, fetch_output, read_manifest
@@ -48,14 +58,14 @@ from jobs.register.versions import claim_version, new_token, now_iso
 log = logging.getLogger("irmsia.register")
 
 
-def _cached(store: Store, settings: RegisterSettings, run: SourceRun) -> tuple[Manifest, bool] | None:
-    """The version that already registers this exact run (same train manifest content), if any."""
-    for entry in reversed(ledger.read_entries(store, settings.model_name)):
+def _cached(store: Store, name: str, run: SourceRun, entries: list[ledger.LedgerEntry]) -> tuple[Manifest, bool] | None:
+    """The version in ``entries`` that already registers this exact run (same train manifest content), if any."""
+    for entry in reversed(list(ledger.registrations(entries).values())):
         if entry.fields.get("train_manifest_sha256") != run.manifest.content_sha256:
             continue
-        manifest = read_manifest(store, version_prefix(settings.model_name, entry.version))
+        manifest = read_manifest(store, version_prefix(name, entry.version))
         if manifest is not None and manifest.content_sha256 == entry.fields.get("manifest_sha256"):
-            log.info("run %s is already %s v%d; cache hit", run.run_id, settings.model_name, entry.version)
+            log.info("run %s is already %s v%d; cache hit", run.run_id, name, entry.version)
             summary = {**manifest.summary, "version": entry.version, "ledger_sha256": entry.sha256}
             return dataclasses.replace(manifest, summary=summary), True
     return None
@@ -113,26 +123,26 @@ def _write_bundle(
     return manifest, meta, sha256_bytes(meta_bytes)
 
 
-def _abandon(store: Store, name: str, version: int, token: str) -> None:
-    """After a failure past the claim: remove the partial bundle, unless the ledger entry did get written.
+def _abandon(store: Store, name: str, version: int) -> None:
+    """Remove the bundle of a version this registration claimed but will not commit, unless the ledger names it.
 
     The claim stays (a number is never reused). If the ledger cannot be read, nothing is removed: a sealed
     bundle that the ledger names must never lose its files.
     """
     try:
-        if any(e.fields.get("token") == token for e in ledger.read_entries(store, name)):
-            return
-        store.delete_prefix(version_prefix(name, version))
+        if version not in ledger.registrations(ledger.read_entries(store, name)):
+            store.delete_prefix(version_prefix(name, version))
     except Exception:
         log.warning("could not clean up v%d of %s; irmsia registry verify lists it as abandoned", version, name)
 
 
 def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
     """Register ``settings.run_id`` as the next version of ``settings.model_name`` (see the module docstring)."""
+    name, force = settings.model_name, settings.common.force
     with tempfile.TemporaryDirectory(prefix="irmsia-register-") as tmp:
         workdir = Path(tmp)
         run = load_source_run(store, settings.run_id, workdir)
-        if not settings.common.force and (hit := _cached(store, settings, run)) is not None:
+        if not force and (hit := _cached(store, name, run, ledger.read_entries(store, name))) is not None:
             return hit
         value = check_metric(run, settings.metric)
         exported = export_model(run.config, run.model_path, workdir / "models")
@@ -140,40 +150,49 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         if run.has_output("confusion_matrix.png"):
             fetch_output(store, run.manifest, "confusion_matrix.png", workdir / "confusion_matrix.png")
         token = new_token()
-        version = claim_version(store, settings.model_name, run.run_id, token)
-        log.info("claimed %s v%d for run %s", settings.model_name, version, run.run_id)
+        version = claim_version(store, name, run.run_id, token)
+        log.info("claimed %s v%d for run %s", name, version, run.run_id)
+        outcome: dict[str, Any] = {}
         try:
             manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir)
-            entry = ledger.append(
-                store,
-                settings.model_name,
-                {
-                    "model_name": settings.model_name,
-                    "version": version,
-                    "run_id": run.run_id,
-                    "train_manifest_sha256": run.manifest.content_sha256,
-                    "split_manifest_sha256": meta["irmsia"]["lineage"]["split_manifest_sha256"],
-                    "metadata_sha256": meta_sha,
-                    "manifest_sha256": manifest.content_sha256,
-                    "manifest_file_sha256": sha256_bytes(manifest.to_json()),
-                    "metric": settings.metric,
-                    "metrics": meta["irmsia"]["metrics"],
-                    "registered_at": now_iso(),
-                },
-                token,
-            )
+            fields = {
+                "kind": ledger.REGISTER,
+                "version": version,
+                "run_id": run.run_id,
+                "train_manifest_sha256": run.manifest.content_sha256,
+                "split_manifest_sha256": meta["irmsia"]["lineage"]["split_manifest_sha256"],
+                "metadata_sha256": meta_sha,
+                "manifest_sha256": manifest.content_sha256,
+                "manifest_file_sha256": sha256_bytes(manifest.to_json()),
+                "metric": settings.metric,
+                "metrics": meta["irmsia"]["metrics"],
+                "registered_at": now_iso(),
+            }
+
+            def build(entries: list[ledger.LedgerEntry]) -> dict[str, Any] | None:
+                # Decided on exactly the entries this one links to, and committed with it in one exclusive create.
+                if not force and (hit := _cached(store, name, run, entries)) is not None:
+                    outcome["hit"] = hit  # registered by a concurrent registrant meanwhile
+                    return None
+                alias, outcome["decision"] = aliases.promotion(
+                    settings.promote, settings.metric, ledger.LedgerEntry(0, fields, ""), entries
+                )
+                return {**fields, "alias": alias, "promotion": outcome["decision"].reason}
+
+            entry, _ = ledger.append(store, name, build, token)
         except BaseException:
-            _abandon(store, settings.model_name, version, token)
+            _abandon(store, name, version)
             raise
-    decision = aliases.apply_promotion(
-        store, settings.model_name, settings.promote, settings.metric, entry, {entry.version: entry}
-    )
-    log.info("%s v%d is %s: %s", settings.model_name, version, decision.alias, decision.reason)
+    if entry is None:
+        _abandon(store, name, version)
+        return outcome["hit"]
+    decision: aliases.Decision = outcome["decision"]
+    log.info("%s v%d is %s: %s", name, version, decision.alias, decision.reason)
     record_registration(version, decision.alias)
     if settings.mlflow_tracking_uri:
         from jobs.register.mlflow_sync import sync_version
 
-        sync_version(settings.mlflow_tracking_uri, store, settings.model_name, version, meta, decision.alias)
+        sync_version(settings.mlflow_tracking_uri, store, name, version, meta, decision.alias)
     summary = {
         **manifest.summary,
         settings.metric: value,

@@ -3,7 +3,9 @@
 ``runs/<run-id>/checkpoints/last.pt`` is replaced atomically after every epoch and holds the model, optimiser,
 scheduler and scaler states, the epoch, RNG states, the best metric and best weights so far, the history, and
 the run's cache key: resuming with different settings is refused rather than silently mixing two runs.
-Everything in it loads with ``torch.load(weights_only=True)``.
+Everything in it loads with ``torch.load(weights_only=True)``. It is a sealed output of the run, so it must be a
+function of data, settings and seed: the RNG states it records are those the loop seeded for the epoch (``loop.py``
+seeds torch, Python and NumPy per epoch), never a process's entropy, and nothing in it is a timing.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,7 +44,8 @@ class TrainState:
 
 def rng_states() -> dict[str, Any]:
     """Python, numpy and torch RNG states (numpy's as plain lists so ``weights_only`` loading accepts it)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, cached = legacy
     states: dict[str, Any] = {
         "python": _to_lists(random.getstate()),
         "numpy": [kind, keys.tolist(), pos, has_gauss, cached],

@@ -1,7 +1,8 @@
 """``irmsia registry list|show|promote|verify``: read, check and promote models in the store's registry.
 
 Uses only the torch-free modules of ``jobs.register`` (catalog, aliases, ledger, verify), so the CLI image
-needs neither torch nor monai. ``verify`` exits 3 at the first break it finds.
+needs neither torch nor monai. ``promote`` appends an alias move to the ledger; ``verify`` exits 3 at the first
+break it finds, reported in one line.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def _verify(store, name: str, out) -> int:
         print(f"BROKEN {name}: {report.first_break}", file=out)
         print(f"  checked before the break: {report.entries} ledger entries, {report.files} files", file=out)
         return int(ExitCode.DATA)
-    print(f"OK {name}: {report.entries} ledger entries, {report.files} files verified", file=out)
+    print(f"OK {name}: {report.entries} ledger entries ({report.versions} versions, {report.alias_moves} alias "
+          f"moves), {report.files} files verified", file=out)  # fmt: skip
     print(f"  head {report.head_sha256}", file=out)
     return 0
 

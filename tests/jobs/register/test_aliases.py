@@ -1,17 +1,21 @@
-"""Champion/candidate: the promotion rules, and alias updates that are compare-and-swap on both stores."""
+"""Champion/candidate: the promotion rules, and alias moves that are ledger entries, compare-and-swap on both stores."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 
-from jobs.core.errors import UsageError
+from jobs.core.errors import DataError, UsageError
 from jobs.core.store import open_store
-from jobs.register import aliases, catalog
+from jobs.register import aliases, catalog, ledger
 from jobs.register.ledger import LedgerEntry
+from jobs.register.registration import register as register_into
+from jobs.register.settings import RegisterSettings
 from tests.jobs.register.conftest import register
 from tests.support.runs import seal_dataset, seal_run
+from tests.support.store_faults import Interleave
 
 
 def entry(version: int, split: str = "s1", **metrics: float) -> LedgerEntry:
@@ -60,19 +64,38 @@ def test_auto_promotes_only_a_better_model_on_the_same_split(store):
     # AND a manual promotion moves the champion
     catalog.promote(store, "m", 4)
     assert catalog.alias_map(store, "m")["champion"] == 4
-    assert aliases.current(store, "m", "champion").fields["previous_version"] == 2
+    assert aliases.current(store, "m", "champion").previous_version == 2
 
 
-def test_compare_and_set_refuses_a_stale_expectation(store):
-    first = aliases.set_alias(store, "m", "champion", 1, "test")
-    assert aliases.compare_and_set(store, "m", "champion", first, 2, "a") is True
-    # a writer that still believes v1 is champion loses
-    assert aliases.compare_and_set(store, "m", "champion", first, 3, "b") is False
-    assert aliases.current(store, "m", "champion").version == 2
+def registered(store, name: str, versions) -> None:
+    """Ledger entries registering ``versions`` (no bundles: these tests are about the alias moves in the chain)."""
+    for v in versions:
+        ledger.append(store, name, lambda entries, v=v: {"kind": "register", "version": v}, token=f"reg-{v}")
+
+
+def test_a_promotion_decided_against_a_replaced_champion_is_decided_again(store):
+    # GIVEN champion v1 (0.80) and a run of 0.85 being registered, while another of 0.90 commits just before it
+    upstream = seal_dataset(store)
+    for run, auc, seed in (("r1", 0.80, 1), ("r2", 0.85, 2), ("r3", 0.90, 3)):
+        seal_run(store, run, upstream=upstream, metrics={"val_auc": auc}, seed=seed)
+    assert register(store, "--run", "r1", "--model-name", "m") == 0
+
+    def settings(run: str):
+        return RegisterSettings.parse(["--run", run, "--model-name", "m", "--store", store.uri], os.environ)
+
+    racing = Interleave(store, r"^registry/m/ledger/", lambda: register_into(store, settings("r3")), before=True)
+    # WHEN r2's registration (which saw champion v1) commits after r3's
+    manifest, _ = register_into(racing, settings("r2"))
+    # THEN it was compared with the champion that won, v3, and is only the candidate
+    assert racing.ran and manifest.summary["version"] == 2
+    assert manifest.summary["alias"] == "candidate" and "champion v3" in manifest.summary["promotion"]
+    assert [v.version for v in aliases.history(store, "m", "champion")] == [1, 3]
+    assert catalog.alias_map(store, "m") == {"champion": 3, "candidate": 2}
 
 
 def test_concurrent_promotions_lose_no_update(store_uri):
-    # GIVEN eight writers each moving the champion once, from whatever value they read
+    # GIVEN eight registered versions, and eight writers each moving the champion once, from whatever they read
+    registered(open_store(store_uri), "m", range(1, 9))
     barrier = threading.Barrier(8)
 
     def promote(v: int) -> None:
@@ -85,10 +108,25 @@ def test_concurrent_promotions_lose_no_update(store_uri):
         t.start()
     for t in threads:
         t.join()
-    # THEN every move is in the history exactly once, each recording the value it replaced
+    # THEN every move is in the ledger's history exactly once, each recording the value it replaced
     values = aliases.history(open_store(store_uri), "m", "champion")
     assert sorted(v.version for v in values) == list(range(1, 9))
-    assert [v.fields["previous_version"] for v in values[1:]] == [v.version for v in values[:-1]]
+    assert [v.previous_version for v in values[1:]] == [v.version for v in values[:-1]]
+    assert all(ledger.read_entries(open_store(store_uri), "m")[v.seq - 1].kind == "alias" for v in values)
+
+
+def test_a_move_to_where_the_alias_already_is_writes_nothing(store):
+    registered(store, "m", [1])
+    first = aliases.set_alias(store, "m", "champion", 1, "first")
+    again = aliases.set_alias(store, "m", "champion", 1, "again")
+    assert first == again and len(ledger.read_entries(store, "m")) == 2
+
+
+def test_an_alias_never_names_an_unregistered_version(store):
+    registered(store, "m", [1])
+    with pytest.raises(DataError, match="no registered v2"):
+        aliases.set_alias(store, "m", "champion", 2, "typo")
+    assert aliases.current(store, "m", "champion") is None
 
 
 def test_unknown_alias_is_a_usage_error(store):
@@ -99,6 +137,8 @@ def test_unknown_alias_is_a_usage_error(store):
 def test_a_lost_response_to_an_alias_move_counts_as_done(store):
     from tests.jobs.register.test_versions import LostFirstResponse
 
+    registered(store, "m", [1])
     lossy = LostFirstResponse(store)
-    assert aliases.compare_and_set(lossy, "m", "champion", None, 1, "first") is True
+    assert aliases.set_alias(lossy, "m", "champion", 1, "first").version == 1
     assert lossy.lost == 1 and [v.version for v in aliases.history(store, "m", "champion")] == [1]
+    assert len(ledger.read_entries(store, "m")) == 2

@@ -13,7 +13,12 @@ from jobs.core.errors import DataError, UsageError
 from jobs.ml.networks import build_network
 from jobs.ml.preprocess import Preprocessing
 from jobs.register.api import load_metadata, load_model
-from tests.jobs.register.conftest import register
+from tests.jobs.register.conftest import (
+    append_move_to_unregistered,
+    drop_alias_object,
+    register,
+    rewrite_champion_move,
+)
 from tests.support.runs import seal_run, state_dict_bytes
 
 
@@ -66,3 +71,31 @@ def test_a_tampered_model_file_is_refused(store, run_id):
 def test_unknown_model_is_a_data_error(store):
     with pytest.raises(DataError, match="no registered versions of 'ghost'"):
         load_model(store.uri, "ghost")
+
+
+FORGERIES = [
+    # (case, forge(store), None: the true champion is served | the DataError load_model raises)
+    ("alias object dropped in", drop_alias_object, None),
+    ("the champion's move rewritten", rewrite_champion_move, "ledger entry 4: prev_sha256"),
+    ("a chained move to an unregistered version", append_move_to_unregistered, "moves champion to v9"),
+]
+
+
+@pytest.mark.parametrize(("case", "forge", "refusal"), FORGERIES, ids=[f[0] for f in FORGERIES])
+def test_a_forged_alias_is_never_served(promoted, case, forge, refusal):
+    # GIVEN a registry whose champion is v2 (r2, weights of seed 2), and an alias forged to name another version
+    forge(promoted)
+    # WHEN serving code loads the champion
+    if refusal is not None:
+        # THEN it is refused, naming the break
+        with pytest.raises(DataError, match=refusal):
+            load_model(promoted, "m")
+        return
+    # THEN it gets the true champion's weights, never the forged alias's
+    module, _ = load_model(promoted, "m")
+    assert load_metadata(promoted, "m", "champion")["irmsia"]["run_id"] == "r2"
+    reference = build_network("small-cnn", 1, 2)
+    reference.load_state_dict(torch.load(io.BytesIO(state_dict_bytes(seed=2)), weights_only=True))
+    batch = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(module(batch), reference.eval()(batch))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -181,3 +182,159 @@ def test_eight_concurrent_registrations_get_distinct_versions(store, run_id):
     report = verify_registry(store, "demo-model")
     assert report.ok, report.first_break
     assert report.entries == 8 and report.notes == []
+
+
+# -- crashes and races (issue 13): every fault is injected at one exact store write of a real store -----------------
+def _settings(store, run: str, *extra: str):
+    from jobs.register.settings import RegisterSettings
+
+    return RegisterSettings.parse(
+        ["--run", run, "--model-name", "demo-model", "--store", store.uri, *extra], os.environ
+    )
+
+
+def _registrations_of(store, run: str) -> list[int]:
+    return [r.version for r in catalog.list_versions(store, "demo-model") if r.run_id == run]
+
+
+@pytest.mark.slow
+def test_a_registrant_killed_right_after_its_ledger_entry_loses_no_promotion(store, run_id):
+    from jobs.register.api import load_metadata
+    from tests.support.store_faults import kill_at
+
+    # GIVEN a registration SIGKILLed the moment its ledger entry (the commit point) reached the store
+    argv = ["--run", run_id, "--model-name", "demo-model", "--store", store.uri]
+    killed = kill_at(r"^registry/demo-model/ledger/", "jobs.register", argv)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    # WHEN the pod is retried
+    assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
+    # THEN the version has the alias its registration decided: serving finds the champion, and verify agrees
+    assert catalog.alias_map(store, "demo-model") == {"champion": 1}
+    assert load_metadata(store, "demo-model", "champion")["irmsia"]["run_id"] == run_id
+    assert verify_registry(store, "demo-model").ok
+
+
+def test_a_store_outage_right_after_the_commit_point_loses_no_promotion(store, run_id):
+    from jobs.core.errors import TransientError
+    from jobs.register.registration import register as register_into
+    from tests.support.store_faults import FailAfter
+
+    # GIVEN a store that fails every write after the registration's ledger entry was created
+    flaky = FailAfter(store, r"^registry/demo-model/ledger/")
+    with contextlib.suppress(TransientError):  # exit 75: the orchestrator retries
+        register_into(flaky, _settings(store, run_id))
+    assert flaky.tripped
+    # WHEN the registration is retried on the healthy store
+    assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
+    # THEN v1 is registered once and is the champion
+    assert _registrations_of(store, run_id) == [1]
+    assert catalog.alias_map(store, "demo-model") == {"champion": 1}
+    assert verify_registry(store, "demo-model").ok
+
+
+INTERLEAVINGS = [
+    # (case, key of the first registrant's write, whether the second runs before that write or after it)
+    ("second finishes right after the first claimed", r"^registry/demo-model/claims/", False),
+    ("second finishes while the first writes its bundle", r"^registry/demo-model/\d+/models/model\.pt$", False),
+    ("second finishes just before the first's ledger entry", r"^registry/demo-model/ledger/", True),
+]
+
+
+@pytest.mark.parametrize(("case", "pattern", "before"), INTERLEAVINGS, ids=[c[0] for c in INTERLEAVINGS])
+def test_the_same_run_registered_twice_at_once_is_one_version(store, run_id, case, pattern, before):
+    from jobs.register.registration import register as register_into
+    from tests.support.store_faults import Interleave
+
+    # GIVEN two registrations of one run, the second running to completion at one point inside the first
+    second: list = []
+    racing = Interleave(
+        store, pattern, lambda: second.append(register_into(store, _settings(store, run_id))), before=before
+    )
+    # WHEN both finish
+    first_manifest, first_cached = register_into(racing, _settings(store, run_id))
+    # THEN the run is one version, both registrants report it, and nothing else is left visible
+    assert racing.ran
+    ((second_manifest, second_cached),) = second
+    assert _registrations_of(store, run_id) == [second_manifest.summary["version"]]
+    assert first_manifest.summary["version"] == second_manifest.summary["version"]
+    assert (first_cached, second_cached) == (True, False)
+    assert catalog.alias_map(store, "demo-model") == {"champion": second_manifest.summary["version"]}
+    report = verify_registry(store, "demo-model")
+    assert report.ok, report.first_break
+    assert report.entries == 1
+
+
+@pytest.mark.slow
+def test_six_concurrent_registrations_of_one_run_are_one_version(store, run_id):
+    # GIVEN six registration processes of the same run started together (no --force)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "IRMSIA_LOG_FORMAT": "json"}
+    cmd = [sys.executable, "-m", "jobs.register", "--run", run_id, "--model-name", "demo-model",
+           "--store", store.uri]  # fmt: skip
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, cwd=REPO) for _ in range(6)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    # THEN all succeed, the run is registered exactly once, and it is the champion
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    (version,) = _registrations_of(store, run_id)
+    assert catalog.alias_map(store, "demo-model") == {"champion": version}
+    report = verify_registry(store, "demo-model")
+    assert report.ok, report.first_break
+    assert report.entries == 1
+
+
+KILL_POINTS = [
+    # (case, the write after which the first registrant is SIGKILLed)
+    ("after its claim", r"^registry/demo-model/claims/"),
+    ("after sealing its bundle", r"^registry/demo-model/\d+/_SUCCESS\.json$"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "pattern"), KILL_POINTS, ids=[c[0] for c in KILL_POINTS])
+def test_a_registrant_killed_mid_way_never_blocks_the_run(store, run_id, case, pattern):
+    from tests.support.store_faults import kill_at
+
+    # GIVEN a registration SIGKILLed part way, before its commit point
+    argv = ["--run", run_id, "--model-name", "demo-model", "--store", store.uri]
+    assert kill_at(pattern, "jobs.register", argv).returncode == -9
+    assert ledger.read_entries(store, "demo-model") == []
+    # WHEN the run is registered again
+    assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
+    # THEN it is registered once, under the next number, and the dead registrant's claim is only a note
+    assert _registrations_of(store, run_id) == [2]
+    report = verify_registry(store, "demo-model")
+    assert report.ok, report.first_break
+    assert any("v1 was claimed but never registered" in n for n in report.notes)
+
+
+LOSSES = [
+    # (case, whether a registrant died mid-bundle before claims/ was lost, the version the next run gets)
+    pytest.param("claims/ lost", False, 2, id="claims/ lost"),
+    pytest.param("claims/ lost after a registrant died mid-bundle", True, 3, marks=pytest.mark.slow,
+                 id="claims/ lost after a registrant died mid-bundle"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "dead_registrant", "expected"), LOSSES)
+def test_losing_the_claims_never_overwrites_a_version(store, upstream, run_id, case, dead_registrant, expected):
+    # GIVEN v1 registered
+    assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
+    v1 = {o.key: store.get_bytes(o.key) for o in read_manifest(store, "registry/demo-model/1/").outputs}
+    seal_run(store, "run-b", upstream=upstream, seed=5, metrics={"val_auc": 0.97})
+    if dead_registrant:
+        from tests.support.store_faults import kill_at
+
+        # AND run-b's registrant SIGKILLed after writing v2's model file
+        argv = ["--run", "run-b", "--model-name", "demo-model", "--store", store.uri]
+        assert kill_at(r"^registry/demo-model/2/models/model\.pt$", "jobs.register", argv).returncode == -9
+    # AND every claim lost (a lifecycle rule, a bad sync, a hand clean-up)
+    assert store.delete_prefix("registry/demo-model/claims/") > 0
+    # WHEN another run is registered
+    assert register(store, "--run", "run-b", "--model-name", "demo-model") == 0
+    # THEN it gets a number no version or leftover has, v1 is untouched, and every version has one entry
+    assert [e.version for e in ledger.read_entries(store, "demo-model") if e.fields.get("run_id") == "run-b"] == [
+        expected
+    ]
+    assert {k: store.get_bytes(k) for k in v1} == v1
+    assert [r.version for r in catalog.list_versions(store, "demo-model")] == [1, expected]
+    report = verify_registry(store, "demo-model")
+    assert report.ok, report.first_break

@@ -9,7 +9,12 @@ import pytest
 from jobs.core.errors import DataError
 from jobs.core.hashing import canonical_json
 from jobs.register.verify import verify_registry
-from tests.jobs.register.conftest import register
+from tests.jobs.register.conftest import (
+    append_move_to_unregistered,
+    drop_alias_object,
+    register,
+    rewrite_champion_move,
+)
 from tests.support.runs import seal_run
 
 
@@ -49,9 +54,11 @@ TAMPERS = [
         "registry/m/2/_SUCCESS.json",
         s.get_bytes("registry/m/2/_SUCCESS.json").replace(b'"model_name": "m"', b'"model_name": "n"')),
      "ledger entry 2 (v2): registry/m/2/_SUCCESS.json was changed"),
-    ("alias to an unregistered version", lambda s: s.put_bytes("registry/m/aliases/champion/00000009.json",
-                                                              canonical_json({"version": 7})),
-     "alias champion #9 names v7"),
+    ("alias record outside the ledger", lambda s: s.put_bytes("registry/m/aliases/champion/00000009.json",
+                                                             canonical_json({"version": 7})),
+     "registry/m/aliases/champion/00000009.json is an alias record outside the ledger"),
+    ("stray object", lambda s: s.put_bytes("registry/m/notes.txt", b"hi"),
+     "registry/m/notes.txt is not part of the registry"),
 ]  # fmt: skip
 
 
@@ -61,6 +68,30 @@ def test_tampering_is_detected_at_the_first_break(two_versions, case, tamper, me
     tamper(two_versions)
     # WHEN it is verified THEN the first break is reported, naming where
     report = verify_registry(two_versions, "m")
+    assert not report.ok
+    assert message in report.first_break
+
+
+ALIAS_FORGERIES = [
+    # (case, forge(store), the first break must mention)
+    ("alias object dropped in", drop_alias_object,
+     "registry/m/aliases/champion/00000003.json is an alias record outside the ledger"),
+    ("the champion's move rewritten", rewrite_champion_move, "ledger entry 4: prev_sha256"),
+    ("the champion's move deleted", lambda s: s.delete("registry/m/ledger/00000003.json"),
+     "ledger entry 3 is missing (next stored is 4)"),
+    ("a chained move to an unregistered version", append_move_to_unregistered,
+     "ledger entry 5: moves champion to v9, which no earlier entry registers"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "forge", "message"), ALIAS_FORGERIES, ids=[f[0] for f in ALIAS_FORGERIES])
+def test_a_forged_alias_is_a_break(promoted, case, forge, message):
+    # GIVEN an intact registry whose champion was moved by hand (an alias move between two registrations)
+    before = verify_registry(promoted, "m")
+    assert before.ok and (before.entries, before.versions, before.alias_moves) == (4, 3, 4)
+    # WHEN an alias is forged THEN verify reports it as the first break
+    forge(promoted)
+    report = verify_registry(promoted, "m")
     assert not report.ok
     assert message in report.first_break
 

@@ -54,9 +54,20 @@ def test_show_prints_the_version_record(registry, capsys):
 def test_promote_then_verify(registry, capsys):
     assert cli(registry, "promote", "m", "2") == 0
     assert "champion -> v2" in capsys.readouterr().out
+    # the promotion is an alias move in the ledger, checked like every other entry
     assert cli(registry, "verify", "m") == 0
     out = capsys.readouterr().out
-    assert out.startswith("OK m: 2 ledger entries") and "head " in out
+    assert out.startswith("OK m: 3 ledger entries (2 versions, 3 alias moves)") and "head " in out
+    assert cli(registry, "list", "m") == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[:2] == ["2", "champion,candidate"]
+
+
+def test_verify_reports_a_forged_alias_in_one_line(registry, capsys):
+    registry.put_bytes("registry/m/aliases/champion/00000003.json", b'{"alias": "champion", "version": 2}')
+    assert cli(registry, "verify", "m") == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("BROKEN m: registry/m/aliases/champion/00000003.json is an alias record outside")
+    assert len(lines) == 2 and lines[1].startswith("  checked before the break:")
 
 
 def test_verify_exits_3_at_the_first_break(registry, capsys):
