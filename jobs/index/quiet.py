@@ -1,0 +1,32 @@
+"""Silence the decoders' own warnings and log records while one file is inspected.
+
+pydicom, pylibjpeg and Pillow warn (``warnings``) and log (``logging``) about every oddity they meet, some at
+error level with tracebacks. For the index those are per-file findings: the file's quarantine reason says what
+is wrong, and the stage logs one line per reason at the end. Nothing the decoders say reaches stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+DECODER_LOGGERS = ("pydicom", "pylibjpeg", "libjpeg", "openjpeg", "rle", "PIL", "nibabel", "tifffile")
+"""The loggers of the libraries the index parses and decodes with."""
+
+
+@contextmanager
+def quiet_decoders() -> Iterator[None]:
+    """Within the block, warnings are ignored and the decoders' loggers drop their records."""
+    loggers = [logging.getLogger(name) for name in DECODER_LOGGERS]
+    before = [logger.disabled for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.disabled = True
+        try:
+            yield
+        finally:
+            for logger, disabled in zip(loggers, before, strict=True):
+                logger.disabled = disabled
