@@ -270,4 +270,6 @@ def run(settings: IndexSettings) -> tuple[Manifest, bool]:
         tally.duplicates,
         out,
     )
+    for line in quarantine.summary_lines(f"{out}quarantine.csv"):
+        log.warning("%s", line)
     return manifest, False
