@@ -22,6 +22,7 @@ Read = Callable[[int, int], bytes]
 """``read(offset, size)``: up to ``size`` bytes of the file from ``offset``."""
 
 _ITEM, _SEQUENCE_END = 0xE000, 0xE0DD
+_DELIMITER = struct.pack("<HHI", 0xFFFE, _SEQUENCE_END, 0)
 MAX_ITEMS = 1 << 20
 """More fragments than this is not an image any decoder here would take in reasonable time."""
 CODESTREAM_HEAD = 4096
@@ -47,8 +48,10 @@ def _items(read: Read, start: int, end: int) -> list[tuple[int, int]]:
                 "or the sequence delimiter belongs"
             )
         if pos + 8 + length > end:
+            # a file that still ends in the delimiter was not cut: the length lies
+            kind = "damaged encapsulated pixel data" if read(end - 8, 8) == _DELIMITER else "truncated"
             raise UnusableDicom(
-                f"truncated: encapsulated pixel data item at byte {pos} declares {length} bytes, "
+                f"{kind}: encapsulated pixel data item at byte {pos} declares {length} bytes, "
                 f"the file holds {end - pos - 8}"
             )
         items.append((pos + 8, length))

@@ -18,15 +18,16 @@ DECODER_LOGGERS = ("pydicom", "pylibjpeg", "libjpeg", "openjpeg", "rle", "PIL", 
 
 @contextmanager
 def quiet_decoders() -> Iterator[None]:
-    """Within the block, warnings are ignored and the decoders' loggers drop their records."""
+    """Within the block, warnings are ignored and the decoders' loggers (and their children, such as
+    ``pydicom.pixels.decoders.base``, which logs every decode failure with its traceback) drop their records."""
     loggers = [logging.getLogger(name) for name in DECODER_LOGGERS]
-    before = [logger.disabled for logger in loggers]
+    before = [(logger.disabled, logger.propagate) for logger in loggers]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for logger in loggers:
-            logger.disabled = True
+            logger.disabled, logger.propagate = True, False  # children's records stop here, unhandled
         try:
             yield
         finally:
-            for logger, disabled in zip(loggers, before, strict=True):
-                logger.disabled = disabled
+            for logger, (disabled, propagate) in zip(loggers, before, strict=True):
+                logger.disabled, logger.propagate = disabled, propagate

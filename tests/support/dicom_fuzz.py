@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import random
 import struct
 import warnings
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.filereader import data_element_generator
@@ -145,6 +147,8 @@ class Base:
     implicit: bool
     meta: tuple[Element, ...]
     elements: tuple[Element, ...]
+    fragments: tuple[tuple[int, int], ...] = ()
+    """(start, end) of each encapsulated fragment's value (the offset table excluded)."""
 
     def element(self, tag: int) -> Element | None:
         return next((e for e in self.meta + self.elements if e.tag == tag), None)
@@ -158,6 +162,9 @@ class FuzzFile:
     data: bytes
     family: str
     base: str
+    frames_damaged: bool = False
+    """Some changed byte lies inside a compressed frame's fragments: damage that decoding may be the only one
+    to see (no header check can tell a flipped bit in entropy-coded data)."""
 
 
 def _walk(data: bytes, start: int, implicit: bool, little: bool, meta_only: bool = False) -> list[Element]:
@@ -193,7 +200,30 @@ def _base(name: str, data: bytes) -> Base:
     # as pydicom does: the data set's own first element decides implicit or explicit (SC_rgb_jpeg.dcm says
     # JPEG baseline but is implicit VR)
     implicit = data[start + 4 : start + 6].decode("latin-1") not in _KNOWN_VRS
-    return Base(name, data, syntax, little, implicit, tuple(meta), tuple(_walk(data, start, implicit, little)))
+    elements = tuple(_walk(data, start, implicit, little))
+    return Base(name, data, syntax, little, implicit, tuple(meta), elements, _fragments(data, elements))
+
+
+def _fragments(data: bytes, elements: tuple[Element, ...]) -> tuple[tuple[int, int], ...]:
+    pixel = next((e for e in elements if e.tag == _PIXEL_TAG), None)
+    if pixel is None or pixel.length != 0xFFFFFFFF:
+        return ()
+    found, pos = [], pixel.value
+    while pos + 8 <= len(data):
+        _, elem, length = struct.unpack("<HHI", data[pos : pos + 8])
+        if elem != 0xE000:
+            break
+        found.append((pos + 8, pos + 8 + length))
+        pos += 8 + length
+    return tuple(found[1:])
+
+
+def _frames_damaged(base: Base, data: bytes) -> bool:
+    """Whether ``data`` changes a byte inside ``base``'s compressed fragments (same-length mutations only)."""
+    if len(data) != len(base.data) or not base.fragments:
+        return False
+    changed = np.flatnonzero(np.frombuffer(data, np.uint8) != np.frombuffer(base.data, np.uint8))
+    return any(start <= int(pos) < end for pos in changed for start, end in base.fragments)
 
 
 @cache
@@ -244,7 +274,7 @@ def _replace(data: bytes, offset: int, new: bytes, old_len: int | None = None) -
     return data[:offset] + new + data[offset + (len(new) if old_len is None else old_len) :]
 
 
-def _nested_sequence(depth: int, *, implicit: bool, defined: bool, little: bool = True) -> bytes:
+def nested_sequence_bytes(depth: int, *, implicit: bool, defined: bool, little: bool = True) -> bytes:
     """A sequence element whose single item holds a sequence whose item holds ... ``depth`` levels deep."""
     order = "<" if little else ">"
     item_tag = struct.pack(order + "HH", 0xFFFE, 0xE000)
@@ -336,7 +366,7 @@ def nested_sequence(rng: _Rand, base: Base) -> bytes | None:
     defined = rng.chance(0.4)
     if defined and depth > 1000:
         depth = 1000  # defined lengths grow quadratically with depth; 1,000 is plenty
-    nested = _nested_sequence(depth, implicit=base.implicit, defined=defined, little=base.little)
+    nested = nested_sequence_bytes(depth, implicit=base.implicit, defined=defined, little=base.little)
     after = next((e for e in base.elements if e.tag >> 16 >= 0x0028), base.elements[-1])
     return _replace(base.data, after.header, nested, 0)
 
@@ -540,17 +570,23 @@ def _family(rng: _Rand) -> str:
 def fuzz_corpus(seed: int = SEED, count: int = COUNT) -> list[FuzzFile]:
     """``count`` mutated files, the same bytes for the same seed; names are unique and sort in draw order."""
     rng = _Rand(seed)
+    pydicom_log = logging.getLogger("pydicom")
     files: list[FuzzFile] = []
     all_bases = bases()
     while len(files) < count:
         family, base = _family(rng), rng.pick(all_bases)
         with warnings.catch_warnings():  # pydicom warns about the values it is told to write; they are the point
             warnings.simplefilter("ignore")
-            data = FAMILIES[family][1](rng, base)
+            pydicom_log.disabled = True
+            try:
+                data = FAMILIES[family][1](rng, base)
+            finally:
+                pydicom_log.disabled = False
         if data is None:  # the family does not apply to this base (no pixel data, no meta...): draw again
             continue
         stem = base.name.rsplit(".", 1)[0]
-        files.append(FuzzFile(f"{len(files):04d}-{family}-{stem}.dcm", data, family, base.name))
+        name = f"{len(files):04d}-{family}-{stem}.dcm"
+        files.append(FuzzFile(name, data, family, base.name, _frames_damaged(base, data)))
     return files
 
 
