@@ -10,6 +10,7 @@ What the checks cannot see is damage inside compressed pixel payloads; ``--verif
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,17 @@ class PixelFacts:
 
 
 def _runner(facts: PixelFacts) -> DecodeRunner:
-    syntax = facts.transfer_syntax
+    """The validated runner for these facts; the same attributes (a series, a dataset) are validated once."""
+    key = (facts.transfer_syntax, tuple(sorted(facts.options.items())), facts.keyword)
+    try:
+        hash(key)
+    except TypeError:  # a multi-valued attribute (a broken file): validated, not remembered
+        return _validated(*key)
+    return _remembered(*key)
+
+
+def _validated(syntax: str | None, items: tuple[tuple[str, Any], ...], keyword: str) -> DecodeRunner:
+    """A ``DecodeRunner`` whose options pydicom validated; it is only read afterwards, so it can be shared."""
     if not syntax:
         raise UnusableDicom(
             "no transfer syntax: the file meta has no (0002,0010) Transfer Syntax UID, so its pixel data "
@@ -60,7 +71,7 @@ def _runner(facts: PixelFacts) -> DecodeRunner:
         missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
         raise UnusableDicom(f"no decoder installed: {uid.name} pixel data needs {missing}")
     runner = DecodeRunner(uid)
-    options = dict(facts.options)
+    options = dict(items)
     frames = options.get("number_of_frames")
     if frames in (None, "", 0, "0"):  # pydicom reads an absent, empty or zero Number of Frames as 1
         options["number_of_frames"] = 1
@@ -74,7 +85,7 @@ def _runner(facts: PixelFacts) -> DecodeRunner:
                 f"inconsistent pixel description: (0028,0008) Number of Frames {str(frames)!r} is not a whole number"
             )
         options["number_of_frames"] = int(count)
-    runner.set_options(**options, pixel_keyword=facts.keyword)
+    runner.set_options(**options, pixel_keyword=keyword)
     runner.set_source(io.BytesIO())  # a stream source: validate() checks the options, not a buffer
     try:
         runner.validate()
@@ -83,6 +94,8 @@ def _runner(facts: PixelFacts) -> DecodeRunner:
     _check_colour(runner)
     return runner
 
+
+_remembered = functools.lru_cache(maxsize=256)(_validated)
 
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
 

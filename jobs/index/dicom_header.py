@@ -305,6 +305,8 @@ _US_TAGS = {
 _PIXEL_US_TAGS = {0x00280103: "pixel_representation", 0x00280006: "planar_configuration"}
 _NUMBER_TAGS = {0x00281053: "RescaleSlope", 0x00281052: "RescaleIntercept", 0x00281050: "WindowCenter",
                 0x00281051: "WindowWidth"}  # fmt: skip
+_SHORT_TAGS = {**_US_TAGS, **_PIXEL_US_TAGS}
+"""Every US value the fast path reads, under pydicom's decoder option names."""
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
 _VRS_OF = {
     0x00100020: (b"LO",),
@@ -374,7 +376,7 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
             name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()
         }
         shorts: dict[int, int] = {}
-        for tag in _US_TAGS.keys() | _PIXEL_US_TAGS.keys():
+        for tag in _SHORT_TAGS:
             raw = found.get(tag)
             if raw is None or raw == b"":
                 continue
@@ -407,9 +409,7 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
     )
     if not header.rows or not header.columns or header.photometric == "PALETTE COLOR":
         return None  # not an image, or a palette to look for: pydicom decides
-    options: dict[str, object] = {
-        option: shorts[tag] for tag, option in {**_US_TAGS, **_PIXEL_US_TAGS}.items() if tag in shorts
-    }
+    options: dict[str, object] = {option: shorts[tag] for tag, option in _SHORT_TAGS.items() if tag in shorts}
     if header.photometric is not None:
         options["photometric_interpretation"] = header.photometric
     if frames is not None:

@@ -7,6 +7,7 @@ is wrong, and the stage logs one line per reason at the end. Nothing the decoder
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Iterator
@@ -16,11 +17,16 @@ DECODER_LOGGERS = ("pydicom", "pylibjpeg", "libjpeg", "openjpeg", "rle", "PIL", 
 """The loggers of the libraries the index parses and decodes with."""
 
 
+@functools.cache
+def _loggers() -> tuple[logging.Logger, ...]:
+    return tuple(logging.getLogger(name) for name in DECODER_LOGGERS)
+
+
 @contextmanager
 def quiet_decoders() -> Iterator[None]:
     """Within the block, warnings are ignored and the decoders' loggers (and their children, such as
     ``pydicom.pixels.decoders.base``, which logs every decode failure with its traceback) drop their records."""
-    loggers = [logging.getLogger(name) for name in DECODER_LOGGERS]
+    loggers = _loggers()
     before = [(logger.disabled, logger.propagate) for logger in loggers]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
