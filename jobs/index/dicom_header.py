@@ -373,7 +373,7 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
         syntax, pos = start
         found, pos = top_level_elements(head, pos, syntax == _IMPLICIT_LE, _VRS_OF)
         values: dict[str, object] = {
-            name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()
+            name: _ascii(found[tag], uid=tag in _UIDS) if tag in found else None for tag, name in _TEXT_TAGS.items()
         }
         shorts: dict[int, int] = {}
         for tag in _SHORT_TAGS:
@@ -396,7 +396,7 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
             row_mm, col_mm = float(parts[0]), float(parts[1])
         numbers = {}
         for tag, name in _NUMBER_TAGS.items():
-            if (text := _ascii(found.get(tag, b"").replace(b"\\", b"/"))) is not None:
+            if tag in found and (text := _ascii(found[tag].replace(b"\\", b"/"))) is not None:
                 numbers[name] = "\\".join(part.strip() for part in text.split("/"))
     except Exception:  # any doubt: the full pydicom path decides, with its own reason
         return None
