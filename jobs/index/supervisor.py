@@ -2,21 +2,24 @@
 
 ``ProcessPoolExecutor`` breaks for good when one worker dies (a segfault in a C decoder, the kernel's OOM
 killer, ``os._exit`` in a library), failing every pending task, and it cannot stop a task that never returns.
-Here each worker is a process with its own pipe; the parent knows which task each one is on and since when.
-A worker that dies is replaced and its task tried once more on its own (a death from outside, such as
-memory pressure, should not cost a file); dying again, or running past its deadline (the worker is killed),
-makes the task a ``Failure``. An exception a task raises in the worker (storage unavailable...) is raised in
-the parent as it is: per-item problems are the task function's to return as values.
+Here each worker is a process with its own pipe and two shared slots that say which task it is on and since
+when, so the parent always knows whom to blame. A worker that dies is replaced and its task tried once more
+on its own (a death from outside, such as memory pressure, should not cost a file); dying again, or running
+past its deadline (the worker is killed), makes the task a ``Failure``. The other tasks the worker held go
+back in line. An exception a task raises in the worker (storage unavailable...) is raised in the parent as it
+is: per-item problems are the task function's to return as values.
 
-Results come back in input order with at most ``window`` tasks in flight, so memory stays bounded. Workers
-are forked where the platform allows (cheap, and they inherit the parent's imports); their stderr goes to
-``/dev/null``, so what native code prints while failing (Rust panic messages, C library warnings) never
-reaches the stage's stderr.
+Results travel in chunks (up to ``CHUNK`` results or ``FLUSH_S`` seconds of work per message), so the parent
+wakes a few times per batch, not once per task. They come back in input order with at most ``window`` tasks
+in flight, so memory stays bounded. Workers are forked where the platform allows (cheap, and they inherit the
+parent's imports); their stderr goes to ``/dev/null``, so what native code prints while failing (Rust panic
+messages, C library warnings) never reaches the stage's stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing
 import os
 import signal
@@ -32,6 +35,11 @@ R = TypeVar("R")
 
 STOP_GRACE_S = 5.0
 """How long stopped workers get to exit before they are killed."""
+CHUNK = 32
+"""Results per message at most."""
+FLUSH_S = 0.05
+"""A worker sends what it has once this much time has passed since its last message."""
+_IDLE = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +50,23 @@ class Failure:
 
 
 class _Worker:
-    """One worker process, its end of the pipe, and the tasks it holds (the first is the one it is on)."""
+    """One worker process, its pipe, the tasks it holds, and the shared slots naming its current task."""
 
-    def __init__(self, context: Any, target: Callable[..., None], args: tuple) -> None:
+    def __init__(self, context: Any, args: tuple) -> None:
         parent, child = context.Pipe()
-        self.process = context.Process(target=target, args=(child, *args), daemon=True)
+        self.current = context.Value("q", _IDLE, lock=False)  # the index of the task it is running
+        self.started = context.Value("d", 0.0, lock=False)  # when it started it (time.monotonic, system-wide)
+        self.process = context.Process(target=_serve, args=(child, self.current, self.started, *args), daemon=True)
         self.process.start()
         child.close()
         self.conn: Connection = parent
-        self.held: deque[int] = deque()
+        self.held: list[int] = []
         self.since = time.monotonic()
+
+    def on(self) -> int | None:
+        """The held task it is running now, if it has started one."""
+        index = self.current.value
+        return index if index in self.held else None
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -70,24 +85,48 @@ def _death(process: multiprocessing.process.BaseProcess) -> str:
     return f"exit code {code}"
 
 
-def _serve(conn: Connection, initializer: Callable[..., None], initargs: tuple, fn: Callable[[Any], Any]) -> None:
-    """The worker's loop: run each task of each batch, send one message per task, stop on ``None``."""
+def _serve(
+    conn: Connection,
+    current: Any,
+    started: Any,
+    initializer: Callable[..., None],
+    initargs: tuple,
+    fn: Callable[[Any], Any],
+) -> None:
+    """The worker's loop: run each task of each batch, send results in chunks, stop on ``None``."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
+    faulthandler.disable()  # its dump of a crash would go to a descriptor of its own; the parent reports deaths
     try:
         initializer(*initargs)
         while (batch := conn.recv()) is not None:
+            done: list[tuple[int, Any]] = []
+            sent = time.monotonic()
             for index, task in batch:
+                started.value = time.monotonic()
+                current.value = index
                 try:
-                    message = (index, True, fn(task))
+                    done.append((index, fn(task)))
                 except Exception as exc:  # the parent raises it
-                    message = (index, False, exc)
-                try:
-                    conn.send(message)
-                except Exception:  # an unpicklable exception: its words still get through
-                    conn.send((index, False, RuntimeError(f"{type(message[2]).__name__}: {message[2]}")))
+                    conn.send(done)
+                    _send_error(conn, exc)
+                    done = []
+                    break
+                if len(done) >= CHUNK or time.monotonic() - sent >= FLUSH_S:
+                    conn.send(done)
+                    done, sent = [], time.monotonic()
+            current.value = _IDLE
+            if done:
+                conn.send(done)
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
+
+
+def _send_error(conn: Connection, exc: Exception) -> None:
+    try:
+        conn.send(exc)
+    except Exception:  # an unpicklable exception: its words still get through
+        conn.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
 
 
 class SupervisedPool(Generic[T, R]):
@@ -126,42 +165,41 @@ class SupervisedPool(Generic[T, R]):
                 worker.process.join(max(0.0, end - time.monotonic()))
                 worker.kill()
 
-    def _start(self) -> _Worker:
-        return _Worker(self._context, _serve, self._args)
+    def _deadline(self, worker: _Worker, tasks: Sequence[T]) -> float:
+        index = worker.on()
+        if index is not None:
+            return worker.started.value + self._deadline_s(tasks[index])
+        return worker.since + FLUSH_S + self._deadline_s(tasks[worker.held[0]])  # about to start it
 
     def _run(self, tasks: Sequence[T], workers: list[_Worker]) -> Iterator[R | Failure]:
         results: dict[int, R | Failure] = {}
-        queue: deque[int] = deque()  # retries go first
+        retry: deque[int] = deque()  # tasks whose worker went away; each runs alone
         next_new, next_out = 0, 0
         died_once: set[int] = set()
-        workers.extend(self._start() for _ in range(min(self._workers_wanted, len(tasks))))
+        workers.extend(_Worker(self._context, self._args) for _ in range(min(self._workers_wanted, len(tasks))))
         while next_out < len(tasks):
             # hand out work to idle workers, never past the window
             for worker in workers:
                 if worker.held:
                     continue
-                batch: list[int] = []
-                if queue:
-                    batch.append(queue.popleft())  # a retried task runs alone: a second death is its own
+                if retry:
+                    batch = [retry.popleft()]
                 else:
-                    while len(batch) < self._batch and next_new < min(len(tasks), next_out + self._window):
-                        batch.append(next_new)
-                        next_new += 1
+                    stop = min(len(tasks), next_out + self._window, next_new + self._batch)
+                    batch, next_new = list(range(next_new, max(next_new, stop))), max(next_new, stop)
                 if batch:
                     worker.conn.send([(i, tasks[i]) for i in batch])
-                    worker.held.extend(batch)
-                    worker.since = time.monotonic()
+                    worker.held, worker.since = batch, time.monotonic()
             while next_out in results:
                 yield results.pop(next_out)
                 next_out += 1
             busy = [w for w in workers if w.held]
             if not busy:
                 continue
-            now = time.monotonic()
-            deadlines = {w: w.since + self._deadline_s(tasks[w.held[0]]) for w in busy}
+            deadlines = {id(w): self._deadline(w, tasks) for w in busy}
             ready = wait(
                 [w.conn for w in busy] + [w.process.sentinel for w in busy],
-                timeout=max(0.0, min(deadlines.values()) - now),
+                timeout=max(0.0, min(deadlines.values()) - time.monotonic()),
             )
             for slot, worker in enumerate(workers):
                 if not worker.held:
@@ -169,33 +207,34 @@ class SupervisedPool(Generic[T, R]):
                 if worker.conn in ready or worker.process.sentinel in ready:
                     if self._drain(worker, results):
                         continue
-                    if worker.held:  # it died on its current task; the rest of its batch goes back in line
-                        index = worker.held.popleft()
+                    if worker.held:  # it died on a task: which one, its shared slot says
+                        index = worker.on() if worker.on() is not None else worker.held[0]
                         if index in died_once:
                             results[index] = Failure(f"the worker inspecting it died twice ({_death(worker.process)})")
                         else:
                             died_once.add(index)
-                            queue.append(index)
-                elif time.monotonic() >= deadlines[worker]:
-                    index = worker.held.popleft()
+                            retry.append(index)
+                elif time.monotonic() >= deadlines[id(worker)]:
+                    index = worker.on() if worker.on() is not None else worker.held[0]
                     results[index] = Failure(f"no result within {self._deadline_s(tasks[index]):.0f} s; stopped")
                 else:
                     continue
-                queue.extend(worker.held)
-                worker.held.clear()
+                retry = deque(sorted({*retry, *worker.held} - results.keys()))  # the rest of its batch, again
+                worker.held = []
                 worker.kill()
-                workers[slot] = self._start()
-            queue = deque(sorted(queue))
+                workers[slot] = _Worker(self._context, self._args)
 
     def _drain(self, worker: _Worker, results: dict[int, R | Failure]) -> bool:
         """Take every message the worker has sent; ``False`` if it is gone (dead, or its pipe closed)."""
         try:
             while worker.conn.poll():
-                index, ok, value = worker.conn.recv()
-                if not ok:
-                    raise value
-                results[index] = value
-                worker.held.popleft()
+                message = worker.conn.recv()
+                if isinstance(message, BaseException):
+                    raise message
+                for index, value in message:
+                    results[index] = value
+                held = set(worker.held) - {index for index, _ in message}
+                worker.held = [i for i in worker.held if i in held]
                 worker.since = time.monotonic()
         except (EOFError, OSError):
             return False
