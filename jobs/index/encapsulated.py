@@ -2,16 +2,17 @@
 
 The value of an encapsulated Pixel Data element is a Basic Offset Table item, one item per fragment and a
 sequence delimiter (PS3.5 A.4). The walk reads only the 8-byte item headers and the first bytes of each
-frame, through ``read(offset, size)``, so it costs a few reads whatever the frame sizes. Each frame's first
-bytes must be the codestream the transfer syntax promises, with the size and samples the header describes:
-JPEG and JPEG-LS start of frame, JPEG 2000 SIZ, the RLE segment header (PS3.5 G.5).
+frame, through ``read(offset, size)``, in file order (a stream is read once), so it costs a few reads per
+fragment whatever the frame sizes. Each frame's first bytes must be the codestream the transfer syntax
+promises, with the size and samples the header describes: JPEG and JPEG-LS start of frame, JPEG 2000 SIZ, the
+RLE segment header (PS3.5 G.5).
 """
 
 from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes, RLELossless
@@ -31,17 +32,16 @@ _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}  # SOF0-15 less DHT/JPG/DAC; JPEG-LS SOF55
 
 
-def _items(read: Read, start: int, end: int) -> list[tuple[int, int]]:
-    """(value offset, length) of every item from ``start`` up to the sequence delimiter."""
-    items: list[tuple[int, int]] = []
-    pos = start
+def _items(read: Read, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(value offset, length) of every item from ``start`` up to the sequence delimiter, in file order."""
+    pos, count = start, 0
     while True:
         head = read(pos, 8)
         if len(head) < 8:
             raise UnusableDicom("truncated: the file ends inside the encapsulated pixel data (no sequence delimiter)")
         group, elem, length = struct.unpack("<HHI", head)
         if group == 0xFFFE and elem == _SEQUENCE_END:
-            return items
+            return
         if group != 0xFFFE or elem != _ITEM:
             raise UnusableDicom(
                 f"damaged encapsulated pixel data: tag ({group:04X},{elem:04X}) at byte {pos} where an item "
@@ -54,42 +54,50 @@ def _items(read: Read, start: int, end: int) -> list[tuple[int, int]]:
                 f"{kind}: encapsulated pixel data item at byte {pos} declares {length} bytes, "
                 f"the file holds {end - pos - 8}"
             )
-        items.append((pos + 8, length))
-        if len(items) > MAX_ITEMS:
+        count += 1
+        if count > MAX_ITEMS:
             raise UnusableDicom(f"damaged encapsulated pixel data: more than {MAX_ITEMS} fragments")
+        yield pos + 8, length
         pos += 8 + length
 
 
-def _frame_starts(read: Read, items: list[tuple[int, int]], frames: int) -> list[int]:
-    """Indexes into the fragments of each frame's first fragment, where the layout says them; else the first."""
-    (bot_at, bot_len), fragments = items[0], items[1:]
-    if bot_len % 4:
-        raise UnusableDicom(f"damaged encapsulated pixel data: the offset table is {bot_len} bytes, not 4 per frame")
-    if bot_len:
-        offsets = struct.unpack(f"<{bot_len // 4}I", read(bot_at, bot_len))
-        # offsets count from the first fragment's item header, one per frame
-        item_at = {pos - fragments[0][0]: n for n, (pos, _) in enumerate(fragments)}
-        starts = [item_at.get(offset) for offset in offsets]
-        if None in starts or list(starts) != sorted(starts):  # type: ignore[type-var]
-            raise UnusableDicom("damaged encapsulated pixel data: the offset table points between fragments")
-        return starts[:frames]  # type: ignore[return-value]
-    if frames == 1 or len(fragments) != frames:
-        return [0]  # a frame over several fragments (or frames found by their markers): the first is checked
-    return list(range(frames))
+def _offsets(read: Read, at: int, length: int) -> tuple[int, ...]:
+    if length % 4:
+        raise UnusableDicom(f"damaged encapsulated pixel data: the offset table is {length} bytes, not 4 per frame")
+    return struct.unpack(f"<{length // 4}I", read(at, length)) if length else ()
 
 
 def check_encapsulated(read: Read, start: int, end: int, runner: DecodeRunner) -> None:
-    """Raise ``UnusableDicom`` unless the items from ``start`` (the value of Pixel Data) can be decoded as framed."""
+    """Raise ``UnusableDicom`` unless the items from ``start`` (the value of Pixel Data) can be decoded as framed.
+
+    One pass in file order (a stream is read once): the offset table first, then each fragment, keeping the
+    first bytes of those that start a frame.
+    """
     items = _items(read, start, end)
-    if not items:
+    bot = next(items, None)
+    if bot is None:
         raise UnusableDicom("damaged encapsulated pixel data: no Basic Offset Table item")
-    fragments = items[1:]
     frames = runner.number_of_frames
-    if len(fragments) < frames:
-        what = "no fragment" if not fragments else f"{len(fragments)} fragment(s)"
+    offsets = _offsets(read, *bot)[:frames]  # they count from the first fragment's item header
+    first = bot[0] + bot[1] + 8  # where the first fragment's value starts
+    wanted = set(offsets)
+    heads: list[tuple[bytes, int]] = []  # the first bytes and length of each frame-starting fragment
+    fragments = 0
+    for at, length in items:
+        starts_a_frame = (at - first) in wanted if offsets else fragments == 0 or frames > 1
+        if starts_a_frame:
+            heads.append((read(at, min(length, CODESTREAM_HEAD)), length))
+            wanted.discard(at - first)
+        fragments += 1
+    if fragments < frames:
+        what = "no fragment" if not fragments else f"{fragments} fragment(s)"
         raise UnusableDicom(
             f"inconsistent pixel description: encapsulated pixel data holds {what} for {frames} frame(s)"
         )
+    if offsets and (wanted or list(offsets) != sorted(offsets)):
+        raise UnusableDicom("damaged encapsulated pixel data: the offset table points between fragments")
+    if not offsets and (frames == 1 or fragments != frames):
+        heads = heads[:1]  # a frame over several fragments (or frames found by their markers): the first is checked
     syntax = runner.transfer_syntax
     if syntax in JPEG2000TransferSyntaxes:
         check = _check_j2k
@@ -99,9 +107,8 @@ def check_encapsulated(read: Read, start: int, end: int, runner: DecodeRunner) -
         check = _check_rle
     else:
         return
-    for number, index in enumerate(_frame_starts(read, items, frames), 1):
-        at, length = fragments[index]
-        check(read(at, min(length, CODESTREAM_HEAD)), length, runner, number)
+    for number, (head, length) in enumerate(heads, 1):
+        check(head, length, runner, number)
 
 
 def _mismatch(number: int, what: str, found: object, expected: object) -> UnusableDicom:
