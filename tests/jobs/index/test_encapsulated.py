@@ -142,8 +142,13 @@ def test_a_file_larger_than_the_kept_head_is_walked_through_ranged_reads(store_u
     manifest = put_raw(store, "big", {"cut.dcm": cut, "whole.dcm": whole})
     monkeypatch.setattr(inspection, "HEAD_BYTES", 3100)  # the header ends at 3,034: the frames lie beyond
     reader = ObjectReader(store_uri)
+    opened: list[str] = []
+    real_open = reader.open
+    monkeypatch.setattr(reader, "open", lambda key: opened.append(key) or real_open(key))
     results = {o.key.rsplit("/", 1)[-1]: inspect(reader, Task(o.key, o.sha256, o.size)) for o in manifest.outputs}
-    # THEN the walk reads past the head, on a local file and on an S3 stream alike
+    # THEN the walk reads past the head, on a local file and on an S3 stream alike, opening each object once
+    # more than the hashing pass (one forward pass over the items)
+    assert sorted(opened) == sorted(2 * [o.key for o in manifest.outputs])
     assert results["cut.dcm"].reason is not None
     assert results["cut.dcm"].reason.startswith("truncated: the file ends inside the encapsulated pixel data")
     assert results["whole.dcm"].reason is None and results["whole.dcm"].dicom is not None
