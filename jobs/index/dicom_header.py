@@ -11,27 +11,26 @@ import io
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException
+from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from jobs.index.decodable import PIXEL_KEYWORDS, UNDEFINED, PixelFacts, check_decodable
 from jobs.index.dicom_elements import NotPlain, meta_elements, top_level_elements
+from jobs.index.dicom_errors import NeedMoreBytes, UnusableDicom
+from jobs.index.encapsulated import Read, check_encapsulated
+
+__all__ = ["DicomHeader", "NeedMoreBytes", "UnusableDicom", "fast_header", "pydicom_header", "read_header"]
 
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
 _ALL_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
 )
 _LONG_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
-
-
-class NeedMoreBytes(Exception):
-    """The header did not end within the bytes given: read more of the object and try again."""
-
-
-class UnusableDicom(ValueError):
-    """A DICOM file the index cannot use; the message is the quarantine reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,36 +98,97 @@ def _pixel_length(head: bytes, pos: int, explicit: bool, little: bool) -> tuple[
         return None
 
 
-def read_header(head: bytes, size: int) -> DicomHeader:
+def read_header(head: bytes, size: int, read: Read | None = None) -> DicomHeader:
     """The header of a DICOM object of ``size`` bytes whose first ``len(head)`` bytes are ``head``.
 
     Raises ``NeedMoreBytes`` when the header continues past ``head``, ``UnusableDicom`` (the quarantine
-    reason) when the file is not a usable DICOM image: unreadable header, no pixel data, truncated pixels.
+    reason) when the file is not a DICOM image train can decode: unreadable header, no pixel data, truncated or
+    inconsistent pixels, a transfer syntax without a decoder. ``read(offset, size)`` reads the object beyond
+    ``head`` for the walk over encapsulated frames; without it only what ``head`` holds is walked.
     """
-    header = fast_header(head, size)
-    return header if header is not None else pydicom_header(head, size)
+    found = _fast(head, size)
+    header, facts, value_at = found if found is not None else _pydicom(head, size)
+    _check_pixels(head, size, read, facts, value_at)
+    return header
 
 
 def pydicom_header(head: bytes, size: int) -> DicomHeader:
     """``read_header`` through a full ``pydicom.dcmread``: the reference every file can take."""
-    complete = len(head) >= size
-    buffer = io.BytesIO(head)
+    header, facts, value_at = _pydicom(head, size)
+    _check_pixels(head, size, None, facts, value_at)
+    return header
+
+
+def fast_header(head: bytes, size: int) -> DicomHeader | None:
+    """``read_header`` for plain little-endian files with a preamble; ``None`` when pydicom must decide."""
+    found = _fast(head, size)
+    if found is None:
+        return None
+    header, facts, value_at = found
+    _check_pixels(head, size, None, facts, value_at)
+    return header
+
+
+def _check_pixels(head: bytes, size: int, read: Read | None, facts: PixelFacts, value_at: int | None) -> None:
+    runner = check_decodable(facts)
+    if facts.value_length != UNDEFINED or value_at is None:
+        return
+    if read is None:
+        if len(head) < size:
+            return  # the frames lie beyond the bytes given and there is no way to read them
+        read = lambda offset, n: head[offset : offset + n]  # noqa: E731
+    check_encapsulated(read, value_at, size, runner)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The quarantine reason for an exception pydicom raised while reading a header: what is wrong, in its words."""
+    message = " ".join(str(exc).split())[:240]
+    if isinstance(exc, RecursionError):
+        return "sequences nested too deep: pydicom cannot read a header nested beyond the recursion limit"
+    if isinstance(exc, MemoryError):
+        return "element too large: a length in the header asks for more memory than there is"
+    if isinstance(exc, zlib.error):
+        return f"deflated data set cannot be inflated: {message}"
+    if isinstance(exc, BytesLengthException):
+        return f"bad value length: {message}"
+    if isinstance(exc, NotImplementedError) and "Value Representation" in message:
+        return f"unknown VR: {message}"
+    return f"unreadable DICOM header: {type(exc).__name__}: {message}"
+
+
+def _dcmread(buffer: io.BytesIO, *, complete: bool, stop_before_pixels: bool):
     try:
         with warnings.catch_warnings():  # pydicom warns about every oddity it tolerates; the index reports outcomes
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(buffer, stop_before_pixels=True, force=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError, TypeError, IndexError) as exc:
+            return pydicom.dcmread(buffer, stop_before_pixels=stop_before_pixels, force=True)
+    except Exception as exc:  # any failure to parse is this file's, whatever pydicom raised
         if not complete:
             raise NeedMoreBytes from exc
-        raise UnusableDicom(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+        raise UnusableDicom(failure_reason(exc)) from exc
+
+
+def _pydicom(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int | None]:
+    try:
+        return _pydicom_read(head, size)
+    except (UnusableDicom, NeedMoreBytes):
+        raise
+    except Exception as exc:  # pydicom converts values lazily: a malformed value fails here, not at read
+        reason = failure_reason(exc).replace("unreadable DICOM header:", "unreadable DICOM header value:", 1)
+        raise UnusableDicom(reason) from exc
+
+
+def _pydicom_read(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int | None]:
+    complete = len(head) >= size
+    buffer = io.BytesIO(head)
+    ds = _dcmread(buffer, complete=complete, stop_before_pixels=True)
     pos = buffer.tell()
     deflated = _transfer_syntax(ds) == DeflatedExplicitVRLittleEndian
+    full = None
     if deflated:  # positions refer to the inflated stream: parse it all and look for pixel data there
         if not complete:
             raise NeedMoreBytes
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            at_pixels = "PixelData" in pydicom.dcmread(io.BytesIO(head), force=True)
+        full = _dcmread(io.BytesIO(head), complete=True, stop_before_pixels=False)
+        at_pixels = any(keyword in full for keyword in PIXEL_KEYWORDS.values())
     else:
         at_pixels = head[pos : pos + 4] in _PIXEL_TAGS
     if not at_pixels:
@@ -138,61 +198,85 @@ def pydicom_header(head: bytes, size: int) -> DicomHeader:
             raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
         if _ends_inside_an_element(head):  # pydicom reads a cut-off header quietly; say what happened
             raise UnusableDicom("truncated: the file ends inside the DICOM header, before any pixel data")
-        sop_class = _text(ds, "SOPClassUID")
-        what = f" (SOP class {pydicom.uid.UID(sop_class).name})" if sop_class else ""
+        sop_class = pydicom.uid.UID(_text(ds, "SOPClassUID") or "")
+        what = f" (SOP class {sop_class.name})" if sop_class.is_valid else ""
         raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
-    try:
-        row_mm, col_mm = _spacing(ds)
-        header = DicomHeader(
-            patient_id=_text(ds, "PatientID"),
-            study_uid=_text(ds, "StudyInstanceUID"),
-            series_uid=_text(ds, "SeriesInstanceUID"),
-            sop_uid=_text(ds, "SOPInstanceUID"),
-            modality=_text(ds, "Modality"),
-            body_part=_text(ds, "BodyPartExamined"),
-            photometric=_text(ds, "PhotometricInterpretation"),
-            transfer_syntax=_transfer_syntax(ds),
-            rows=_int(ds, "Rows"),
-            columns=_int(ds, "Columns"),
-            bits_allocated=_int(ds, "BitsAllocated"),
-            bits_stored=_int(ds, "BitsStored"),
-            samples_per_pixel=_int(ds, "SamplesPerPixel"),
-            frames=_int(ds, "NumberOfFrames"),
-            pixel_spacing_row=row_mm,
-            pixel_spacing_col=col_mm,
-        )
-    except UnusableDicom:
-        raise
-    except Exception as exc:  # pydicom converts values lazily: a malformed value fails here, not at read
-        raise UnusableDicom(f"unreadable DICOM header value: {type(exc).__name__}: {exc}") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header, options, numbers, palette = _header_values(ds)
     if not header.rows or not header.columns:
         raise UnusableDicom("DICOM header has no Rows/Columns: not an image")
+    syntax = header.transfer_syntax
+    if full is not None:
+        keyword = next(k for k in PIXEL_KEYWORDS.values() if k in full)
+        length = len(full[keyword].value or b"")
+        return header, PixelFacts(syntax, options, keyword, length, length, palette, numbers), None
     _, little = ds.original_encoding
-    if not deflated and little is not None:
-        _check_native_length(header, head, pos, size, little=bool(little))
-    return header
-
-
-def _check_native_length(header: DicomHeader, head: bytes, pos: int, size: int, little: bool) -> None:
-    """For uncompressed pixel data, the element must fit in the file and hold every frame: else truncated."""
+    little = True if little is None else bool(little)
     # Explicit or implicit by the element's own bytes: some files contradict their transfer syntax.
     explicit = head[pos + 4 : pos + 6] in _ALL_VRS
     lengths = _pixel_length(head, pos, explicit=explicit, little=little)
     if lengths is None:
         raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
     header_len, value_len = lengths
-    if value_len == 0xFFFFFFFF:  # encapsulated (compressed) frames: checked only by --verify-pixels
-        return
-    available = size - pos - header_len
-    if value_len > available:
-        raise UnusableDicom(f"truncated: pixel data declares {value_len} bytes, the file holds {available}")
-    if head[pos : pos + 4] in _PIXEL_TAGS[:2] and header.bits_allocated and header.rows and header.columns:
-        bits = header.rows * header.columns * (header.samples_per_pixel or 1) * (header.frames or 1)
-        expected = (bits * header.bits_allocated + 7) // 8
-        if header.photometric == "YBR_FULL_422":  # two chroma samples shared by each pair of pixels
-            expected = expected * 2 // 3
-        if value_len < expected:
-            raise UnusableDicom(f"truncated: pixel data holds {value_len} bytes, the header needs {expected}")
+    (elem,) = struct.unpack("<H" if little else ">H", head[pos + 2 : pos + 4])
+    facts = PixelFacts(syntax, options, PIXEL_KEYWORDS[elem], value_len, size - pos - header_len, palette, numbers)
+    return header, facts, pos + header_len
+
+
+_PIXEL_OPTIONS = {
+    "SamplesPerPixel": "samples_per_pixel",
+    "PhotometricInterpretation": "photometric_interpretation",
+    "PlanarConfiguration": "planar_configuration",
+    "NumberOfFrames": "number_of_frames",
+    "Rows": "rows",
+    "Columns": "columns",
+    "BitsAllocated": "bits_allocated",
+    "BitsStored": "bits_stored",
+    "PixelRepresentation": "pixel_representation",
+}
+"""Image Pixel attributes under the option names of pydicom's decoders."""
+_NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
+"""Display values train's pipeline computes with (modality LUT, VOI window)."""
+_COLOURS = ("Red", "Green", "Blue")
+
+
+def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], bool]:
+    """The index's header fields, the decoder's options, the display numbers as text, and whether a palette is there."""
+    row_mm, col_mm = _spacing(ds)
+    header = DicomHeader(
+        patient_id=_text(ds, "PatientID"),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        sop_uid=_text(ds, "SOPInstanceUID"),
+        modality=_text(ds, "Modality"),
+        body_part=_text(ds, "BodyPartExamined"),
+        photometric=_text(ds, "PhotometricInterpretation"),
+        transfer_syntax=_transfer_syntax(ds),
+        rows=_int(ds, "Rows"),
+        columns=_int(ds, "Columns"),
+        bits_allocated=_int(ds, "BitsAllocated"),
+        bits_stored=_int(ds, "BitsStored"),
+        samples_per_pixel=_int(ds, "SamplesPerPixel"),
+        frames=_int(ds, "NumberOfFrames"),
+        pixel_spacing_row=row_mm,
+        pixel_spacing_col=col_mm,
+    )
+    options: dict[str, object] = {}
+    for name, option in _PIXEL_OPTIONS.items():
+        value = ds.get(name)
+        if value is not None and value != "":
+            options[option] = str(value).strip() if isinstance(value, str) else value
+    numbers = {}
+    for name in _NUMBERS:
+        value = ds.get(name)
+        if value is not None and value != "":
+            numbers[name] = "\\".join(str(v) for v in (value if isinstance(value, MultiValue) else [value]))
+    palette = all(f"{c}PaletteColorLookupTableDescriptor" in ds for c in _COLOURS) and (
+        all(f"{c}PaletteColorLookupTableData" in ds for c in _COLOURS)
+        or all(f"Segmented{c}PaletteColorLookupTableData" in ds for c in _COLOURS)
+    )
+    return header, options, numbers, palette
 
 
 # -- fast path ------------------------------------------------------------------------------------------------
@@ -218,12 +302,18 @@ _US_TAGS = {
     0x00280101: "bits_stored",
     0x00280002: "samples_per_pixel",
 }
+_PIXEL_US_TAGS = {0x00280103: "pixel_representation", 0x00280006: "planar_configuration"}
+_NUMBER_TAGS = {0x00281053: "RescaleSlope", 0x00281052: "RescaleIntercept", 0x00281050: "WindowCenter",
+                0x00281051: "WindowWidth"}  # fmt: skip
+_SHORT_TAGS = {**_US_TAGS, **_PIXEL_US_TAGS}
+"""Every US value the fast path reads, under pydicom's decoder option names."""
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
 _VRS_OF: dict[int, tuple[bytes, ...]] = {
     0x00100020: (b"LO",),
     **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
     **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), (b"CS",)),
-    **dict.fromkeys(_US_TAGS, (b"US",)),
+    **dict.fromkeys(_US_TAGS.keys() | _PIXEL_US_TAGS.keys(), (b"US",)),
+    **dict.fromkeys(_NUMBER_TAGS, (b"DS",)),
     _FRAMES: (b"IS",),
     _SPACING: (b"DS",),
 }
@@ -274,8 +364,9 @@ def _ends_inside_an_element(head: bytes) -> bool:
     return False
 
 
-def fast_header(head: bytes, size: int) -> DicomHeader | None:
-    """``read_header`` for plain little-endian files with a preamble; ``None`` when pydicom must decide."""
+# A single pass over a binary layout: each branch is one element kind, kept together to stay readable.
+def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:  # noqa: C901
+    """Header, pixel facts and pixel value offset of a plain little-endian file; ``None`` when pydicom must decide."""
     try:
         start = _plain_start(head)
         if start is None:
@@ -283,16 +374,17 @@ def fast_header(head: bytes, size: int) -> DicomHeader | None:
         syntax, pos = start
         found, pos = top_level_elements(head, pos, syntax == _IMPLICIT_LE, _VRS_OF)
         values: dict[str, object] = {
-            name: _ascii(found.get(tag, b""), uid=tag in _UIDS) for tag, name in _TEXT_TAGS.items()
+            name: _ascii(found[tag], uid=tag in _UIDS) if tag in found else None for tag, name in _TEXT_TAGS.items()
         }
-        for tag, name in _US_TAGS.items():
+        shorts: dict[int, int] = {}
+        for tag in _SHORT_TAGS:
             raw = found.get(tag)
             if raw is None or raw == b"":
-                values[name] = None
-            elif len(raw) == 2:
-                values[name] = struct.unpack("<H", raw)[0]
-            else:
+                continue
+            if len(raw) != 2:
                 return None
+            shorts[tag] = struct.unpack("<H", raw)[0]
+        values.update({name: shorts.get(tag) for tag, name in _US_TAGS.items()})
         frames = _ascii(found.get(_FRAMES, b""))
         if frames is not None and not frames.isdigit():
             return None
@@ -303,6 +395,10 @@ def fast_header(head: bytes, size: int) -> DicomHeader | None:
             if len(parts) != 2:
                 return None
             row_mm, col_mm = float(parts[0]), float(parts[1])
+        numbers = {}
+        for tag, name in _NUMBER_TAGS.items():
+            if tag in found and (text := _ascii(found[tag].replace(b"\\", b"/"))) is not None:
+                numbers[name] = "\\".join(part.strip() for part in text.split("/"))
     except Exception:  # any doubt: the full pydicom path decides, with its own reason
         return None
     header = DicomHeader(
@@ -312,7 +408,17 @@ def fast_header(head: bytes, size: int) -> DicomHeader | None:
         pixel_spacing_col=col_mm,
         **values,  # type: ignore[arg-type]
     )
-    if not header.rows or not header.columns:
-        return None
-    _check_native_length(header, head, pos, size, little=True)
-    return header
+    if not header.rows or not header.columns or header.photometric == "PALETTE COLOR":
+        return None  # not an image, or a palette to look for: pydicom decides
+    options: dict[str, object] = {option: shorts[tag] for tag, option in _SHORT_TAGS.items() if tag in shorts}
+    if header.photometric is not None:
+        options["photometric_interpretation"] = header.photometric
+    if frames is not None:
+        options["number_of_frames"] = int(frames)
+    lengths = _pixel_length(head, pos, explicit=syntax != _IMPLICIT_LE, little=True)
+    if lengths is None:
+        raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
+    header_len, value_len = lengths
+    (elem,) = struct.unpack("<H", head[pos + 2 : pos + 4])
+    facts = PixelFacts(syntax, options, PIXEL_KEYWORDS[elem], value_len, size - pos - header_len, numbers=numbers)
+    return header, facts, pos + header_len

@@ -97,15 +97,23 @@ class Geometry:
     frames: int | None = None
 
 
-def geometry(fmt: str, head: bytes) -> Geometry:
-    """Width, height, bit depth and channels from a PNG, JPEG or NIfTI header; empty for others or on doubt."""
+def geometry(fmt: str, head: bytes, size: int | None = None) -> Geometry:
+    """Width, height, bit depth and channels from a PNG, JPEG, TIFF or NIfTI header; empty for others or on doubt.
+
+    Raises ``NotAnImage`` for a TIFF of ``size`` bytes whose directory or strips lie past its end (a DICOM
+    file with a TIFF-compatible preamble, cut before its ``DICM``, looks like one).
+    """
     try:
+        if fmt == TIFF:
+            return _tiff(head, len(head) if size is None else size)
         if fmt == PNG:
             return _png(head)
         if fmt == JPEG:
             return _jpeg(head)
         if fmt == NIFTI:
             return _nifti(_gzip_head(head) if head.startswith(_GZIP_MAGIC) else head)
+    except NotAnImage:
+        raise
     except (struct.error, IndexError, ValueError):
         pass
     return Geometry()
@@ -152,3 +160,49 @@ def _nifti(head: bytes) -> Geometry:
     for d in dims[3 : ndim + 1]:
         frames *= max(int(d), 1)
     return Geometry(rows=int(dims[2]) if ndim >= 2 else 1, columns=int(dims[1]), bits=int(bitpix), frames=frames)
+
+
+_TIFF_TYPES = {3: ("H", 2), 4: ("I", 4)}  # SHORT, LONG: the types of the tags read here
+_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_BITS, _TIFF_SAMPLES = 256, 257, 258, 277
+_TIFF_OFFSETS = ((273, 279), (324, 325))  # StripOffsets/StripByteCounts, TileOffsets/TileByteCounts
+
+
+def _tiff(head: bytes, size: int) -> Geometry:
+    """The first image directory of a classic TIFF; strips and tiles must lie inside the file."""
+    order = "<" if head[:2] == b"II" else ">"
+    if len(head) < 8 or struct.unpack(order + "H", head[2:4])[0] != 42:
+        return Geometry()  # BigTIFF: its 8-byte offsets are the decoder's to read
+    (ifd,) = struct.unpack(order + "I", head[4:8])
+    if ifd < 8 or ifd + 2 > size:
+        raise NotAnImage(f"truncated: the TIFF image directory at byte {ifd} lies past the end of the file")
+    if ifd + 2 > len(head):
+        return Geometry()
+    (count,) = struct.unpack(order + "H", head[ifd : ifd + 2])
+    if ifd + 2 + 12 * count > size:
+        raise NotAnImage("truncated: the file ends inside the TIFF image directory")
+    values: dict[int, tuple[int, ...]] = {}
+    for n in range(count):
+        at = ifd + 2 + 12 * n
+        entry = head[at : at + 12]
+        if len(entry) < 12:
+            return Geometry()
+        tag, kind, number = struct.unpack(order + "HHI", entry[:8])
+        if kind not in _TIFF_TYPES or number == 0:
+            continue
+        code, item_size = _TIFF_TYPES[kind]
+        span = number * item_size
+        where = at + 8 if span <= 4 else struct.unpack(order + "I", entry[8:12])[0]
+        if where + span > size:
+            raise NotAnImage(f"truncated: TIFF tag {tag}'s values lie past the end of the file")
+        if where + span <= len(head):
+            values[tag] = struct.unpack(f"{order}{number}{code}", head[where : where + span])
+    for offsets_tag, counts_tag in _TIFF_OFFSETS:
+        offsets, counts = values.get(offsets_tag), values.get(counts_tag)
+        if offsets and counts and any(o + c > size for o, c in zip(offsets, counts, strict=False)):
+            raise NotAnImage("truncated: TIFF image data lies past the end of the file")
+    width, length = values.get(_TIFF_WIDTH, (None,))[0], values.get(_TIFF_LENGTH, (None,))[0]
+    if width == 0 or length == 0:
+        raise NotAnImage("TIFF image directory says the image is empty (width or length 0)")
+    bits = values.get(_TIFF_BITS)
+    samples = values.get(_TIFF_SAMPLES, (1,))[0]
+    return Geometry(rows=length, columns=width, bits=bits[0] if bits else None, samples=samples)

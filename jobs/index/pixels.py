@@ -1,16 +1,17 @@
 """``--verify-pixels``: decode an image's pixel data fully, so files whose pixels cannot be read are quarantined.
 
-DICOM decodes through pydicom and its pixel backends (numpy for native data; pylibjpeg with the libjpeg,
-openjpeg and rle plugins for JPEG, JPEG-LS, JPEG 2000 and RLE). PNG, JPEG and TIFF decode with Pillow and
-NIfTI with nibabel. Decoding needs the whole object, so this reads it; the header-only path never does.
+DICOM, PNG, JPEG and TIFF decode through train's own decoder (``jobs.ml.preprocess.decode``: pydicom and its
+pixel backends, the DICOM display pipeline, Pillow and tifffile), so what passes here is what train can read:
+a ``(C, H, W)`` array with 1 or 3 channels and finite values. NIfTI decodes with nibabel. Decoding needs the
+whole object, so this reads it; the header-only path never does.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 
-from jobs.index.formats import DICOM, NIFTI
+from jobs.core.errors import DataError
+from jobs.index.formats import NIFTI
 
 
 class UndecodablePixels(ValueError):
@@ -20,39 +21,35 @@ class UndecodablePixels(ValueError):
 def verify_pixels(fmt: str, data: bytes) -> None:
     """Decode every pixel of ``data`` (an object of format ``fmt``); ``UndecodablePixels`` if that fails."""
     try:
-        if fmt == DICOM:
-            _dicom(data)
-        elif fmt == NIFTI:
+        if fmt == NIFTI:
             _nifti(data)
         else:
-            _pillow(data)
+            _as_train_decodes(fmt, data)
     except UndecodablePixels:
         raise
     except ImportError as exc:
         raise UndecodablePixels(f"cannot decode {fmt} pixels: {exc.name or exc} is not installed") from exc
-    except Exception as exc:  # every decoder fails differently; the reason keeps its own words
-        message = " ".join(str(exc).split())[:300]
-        raise UndecodablePixels(f"pixel data cannot be decoded: {type(exc).__name__}: {message}") from exc
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # every decoder fails differently (Rust panics too); the reason keeps its words
+        if isinstance(exc, DataError) and isinstance(exc.__cause__, ImportError):
+            missing = exc.__cause__
+            raise UndecodablePixels(f"cannot decode {fmt} pixels: {missing.name or missing} is not installed") from exc
+        cause = exc.__cause__ if isinstance(exc, DataError) and exc.__cause__ is not None else exc
+        message = " ".join(str(cause).split())[:300]
+        raise UndecodablePixels(f"pixel data cannot be decoded: {type(cause).__name__}: {message}") from exc
 
 
-def _dicom(data: bytes) -> None:
-    import warnings
+def _as_train_decodes(fmt: str, data: bytes) -> None:
+    import numpy as np
 
-    import pydicom
+    from jobs.ml.preprocess import decode
 
-    with warnings.catch_warnings():  # tolerated oddities (padding, VR mismatches) are not failures
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        array = ds.pixel_array
-    if array.size == 0:
-        raise UndecodablePixels("pixel data decodes to an empty array")
-
-
-def _pillow(data: bytes) -> None:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
+    image = decode(data, fmt)
+    if image.ndim != 3 or image.shape[0] not in (1, 3) or 0 in image.shape:
+        raise UndecodablePixels(f"pixel data decodes to shape {image.shape}, not one image of 1 or 3 channels")
+    if not np.isfinite(image).all():
+        raise UndecodablePixels("pixel data decodes to NaN or infinite values")
 
 
 def _nifti(data: bytes) -> None:

@@ -1,4 +1,8 @@
-"""``quarantine.csv``: every raw file the index could not use, with the reason, streamed to disk in key order."""
+"""``quarantine.csv``: every raw file the index could not use, with the reason, streamed to disk in key order.
+
+Reasons read ``<kind>: <details>``; the kind (``truncated``, ``unknown VR``...) is what the summary counts and
+what the stage's closing log lines name, one line per kind.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,10 @@ class QuarantineRecord:
 
     @property
     def kind(self) -> str:
-        """A short category for the summary: the reason up to its first ':' (``duplicate`` for duplicates)."""
+        """A short category for the summary: the reason up to its first ':' or ' (' (``duplicate`` for duplicates)."""
         if self.reason.startswith(DUPLICATE_PREFIX):
             return "duplicate"
-        return self.reason.split(":", 1)[0].strip()
+        return self.reason.split(":", 1)[0].split(" (", 1)[0].strip()
 
 
 class QuarantineWriter:
@@ -34,12 +38,22 @@ class QuarantineWriter:
         self._csv = csv.writer(self._fh, lineterminator="\n")
         self._csv.writerow(["key", "reason"])
         self.kinds: Counter[str] = Counter()
+        self.first_of: dict[str, str] = {}
+        """The first key quarantined for each kind: an example the summary names."""
         self.count = 0
 
     def add(self, record: QuarantineRecord) -> None:
         self._csv.writerow([record.key, " ".join(record.reason.split())])
         self.kinds[record.kind] += 1
+        self.first_of.setdefault(record.kind, record.key)
         self.count += 1
+
+    def summary_lines(self, where: str) -> list[str]:
+        """One line per kind, most frequent first, naming an example; the reasons themselves are in ``where``."""
+        return [
+            f"quarantined {n} file(s): {kind} (e.g. {self.first_of[kind]}; details in {where})"
+            for kind, n in sorted(self.kinds.items(), key=lambda item: (-item[1], item[0]))
+        ]
 
     def close(self) -> None:
         self._fh.close()

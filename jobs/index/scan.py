@@ -1,22 +1,29 @@
-"""Inspect many objects across processes, yielding results in input order with a bounded number in flight.
+"""Inspect many objects across worker processes, yielding results in input order with a bounded number in flight.
 
-Batches of tasks go to a process pool; at most ``WINDOW_PER_WORKER`` batches per worker are outstanding, so
-memory holds a fixed number of results whatever the dataset size, and the caller sees them in key order
-(which keeps the output sorted and the dedup rule "first key wins" deterministic).
+Tasks go in batches to a ``SupervisedPool``: at most ``WINDOW_PER_WORKER`` batches per worker are outstanding,
+so memory holds a fixed number of results whatever the dataset size, and the caller sees them in key order
+(which keeps the output sorted and the dedup rule "first key wins" deterministic). A file that kills its
+worker (a crash in a native decoder, the OOM killer) or makes it hang comes back as an ``Inspection`` with a
+quarantine reason, like any other unusable file; the stage goes on.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 
 from jobs.index.inspection import Inspection, ObjectReader, Task, inspect
+from jobs.index.supervisor import Failure, SupervisedPool
 
 BATCH = 64
-"""Tasks per pool submission: amortises inter-process overhead, small enough to keep workers balanced."""
+"""Tasks per worker message: amortises inter-process overhead, small enough to keep workers balanced."""
 WINDOW_PER_WORKER = 3
+DEADLINE_S = 300.0
+"""Seconds one file may take beyond its reading time; far above any parse, and above the store's timeouts, so
+that a stalled store fails the stage as transient (exit 75) before a file is blamed."""
+READ_RATE = 4 << 20
+"""Bytes per second of reading (hashing, header) a file's deadline allows on top of ``DEADLINE_S``."""
+DECODE_RATE = 1 << 20
+"""Bytes per second with ``--verify-pixels`` (decoding is slower than reading)."""
 
 _reader: ObjectReader | None = None
 _verify = False
@@ -28,34 +35,33 @@ def _init_worker(store_uri: str, verify: bool) -> None:
     _verify = verify
 
 
-def _inspect_batch(tasks: Sequence[Task]) -> list[Inspection]:
+def _inspect_one(task: Task) -> Inspection:
     assert _reader is not None
-    return [inspect(_reader, task, _verify) for task in tasks]
+    return inspect(_reader, task, _verify)
+
+
+def deadline_s(task: Task, verify: bool) -> float:
+    """How long inspecting ``task`` may take before its worker is stopped and the file quarantined."""
+    return DEADLINE_S + task.size / (DECODE_RATE if verify else READ_RATE)
 
 
 def scan(store_uri: str, tasks: Sequence[Task], workers: int, verify: bool = False) -> Iterator[Inspection]:
-    """Inspect every task; ``workers <= 1`` runs in this process (no pool start-up for tiny inputs)."""
-    if workers <= 1 or len(tasks) <= BATCH:
-        reader = ObjectReader(store_uri)
-        for task in tasks:
-            yield inspect(reader, task, verify)
+    """Inspect every task in at most ``workers`` processes (fewer for few tasks)."""
+    if not tasks:
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    batches = (tasks[i : i + BATCH] for i in range(0, len(tasks), BATCH))
-    pending: deque[Future[list[Inspection]]] = deque()
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context(method),
+    workers = max(1, min(workers, -(-len(tasks) // BATCH)))
+    pool: SupervisedPool[Task, Inspection] = SupervisedPool(
+        _inspect_one,
+        workers,
         initializer=_init_worker,
         initargs=(store_uri, verify),
-    ) as pool:
-        try:
-            for batch in batches:
-                pending.append(pool.submit(_inspect_batch, batch))
-                if len(pending) >= workers * WINDOW_PER_WORKER:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        deadline_s=lambda task: deadline_s(task, verify),
+        batch=BATCH,
+        window=BATCH * WINDOW_PER_WORKER * workers,
+    )
+    for task, outcome in zip(tasks, pool.map(tasks), strict=True):
+        if isinstance(outcome, Failure):
+            kind = "inspection timed out" if outcome.reason.startswith("no result") else "inspection crashed"
+            yield Inspection(task.key, None, task.size, reason=f"{kind}: {outcome.reason}")
+        else:
+            yield outcome

@@ -259,6 +259,8 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
                 )
             job.writer.put_file("index.parquet", rows.path)
             job.writer.put_file("quarantine.csv", quarantine.path)
+        for line in quarantine.summary_lines(f"{job.writer.prefix}quarantine.csv"):
+            log.warning("%s", line)
         return {
             "rows": rows.rows,
             "quarantined": quarantine.count,

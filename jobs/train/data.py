@@ -29,6 +29,7 @@ from jobs.core.manifest import Manifest, read_output, require_manifest
 from jobs.core.paths import splits_prefix
 from jobs.core.store import Store, open_store
 from jobs.ml.preprocess import Preprocessing, to_channels
+from jobs.ml.quiet import quiet_decoders
 
 log = logging.getLogger("irmsia.train.data")
 SPLITS = ("train", "val", "test")
@@ -121,12 +122,15 @@ def _decode_one(task: tuple[str, str, str | None, dict[str, Any]]) -> tuple[np.n
     store_uri, key, objects_dir, prep = task
     try:
         data = _read(store_uri, key, objects_dir)
-        return Preprocessing.from_dict(prep).native(data, key).astype(np.float16), ""
+        with quiet_decoders():
+            return Preprocessing.from_dict(prep).native(data, key).astype(np.float16), ""
     except IrmsiaError as exc:
         if exc.exit_code != 3:  # transient storage failures must not be mistaken for bad images
             raise
         return None, str(exc)
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a decoder's Rust panic (pyo3's PanicException) is not an Exception
         return None, f"{key}: {type(exc).__name__}: {exc}"
 
 

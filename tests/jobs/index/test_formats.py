@@ -66,7 +66,8 @@ def test_sniff_names_what_is_wrong(data, reason):
         (_pil("JPEG", "L", (16, 12)), JPEG, Geometry(rows=12, columns=16, bits=8, samples=1, frames=1)),
         (_nifti((6, 4, 3)), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=3)),
         (gzip.compress(_nifti((6, 4))), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=1)),
-        (_pil("TIFF"), TIFF, Geometry()),
+        (_pil("TIFF"), TIFF, Geometry(rows=5, columns=7, bits=8, samples=1)),
+        (_pil("TIFF", "RGB", (4, 6)), TIFF, Geometry(rows=6, columns=4, bits=8, samples=3)),
     ],
 )
 def test_geometry_from_header_bytes(data, fmt, expected):
@@ -78,3 +79,18 @@ def test_geometry_of_a_cut_jpeg_header_is_empty_not_an_error():
     sof = data.index(b"\xff\xc0")
     assert geometry(JPEG, data[:sof]) == Geometry()
     assert struct.unpack(">H", data[sof + 5 : sof + 7])[0] == 5  # the SOF really holds the height
+
+
+@pytest.mark.parametrize(
+    ("cut", "reason"),
+    [
+        (lambda d: d[:8], "truncated: the TIFF image directory"),  # a DICOM preamble that looks like TIFF, cut early
+        (lambda d: d[:-30], "truncated: TIFF"),
+        (lambda d: d[:4] + struct.pack("<I", 2) + d[8:], "truncated: the TIFF image directory at byte 2"),
+    ],
+)
+def test_a_tiff_whose_directory_or_strips_lie_past_its_end_is_not_an_image(cut, reason):
+    # GIVEN a little-endian TIFF cut short or pointing outside itself WHEN its geometry is read THEN it says why
+    data = cut(_pil("TIFF", "L", (40, 30)))
+    with pytest.raises(NotAnImage, match=reason):
+        geometry(TIFF, data, len(data))

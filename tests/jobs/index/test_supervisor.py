@@ -1,0 +1,136 @@
+"""The supervised pool survives its workers: a real segfault, an exit, a hang each cost one task, never the run;
+a task's exception reaches the caller; results come back in order. Then the same through the index stage.
+
+Faults are real (a SIGSEGV from reading address 0, ``os._exit``, a sleep past the deadline), injected into
+the task function the forked workers run.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import io
+import os
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.core.errors import TransientError
+from jobs.core.store import open_store
+from jobs.index import inspection, scan
+from jobs.index.__main__ import main
+from jobs.index.supervisor import Failure, SupervisedPool
+from tests.jobs.index.conftest import put_raw
+from tests.support.dicom_files import dicom_bytes
+
+pytestmark = pytest.mark.fault
+
+
+def _no_setup() -> None:
+    pass
+
+
+def _segfault_on_3(n: int) -> int:
+    if n == 3:
+        ctypes.string_at(0)  # a real SIGSEGV, as a crashing C decoder gives
+    return n * n
+
+
+def _hang_on_2(n: int) -> int:
+    if n == 2:
+        time.sleep(3600)
+    return n * n
+
+
+def _fail_on_4(n: int) -> int:
+    if n == 4:
+        raise TransientError("store unavailable")
+    return n * n
+
+
+def _exit_once_on_5(task: tuple[int, str]) -> int:
+    n, marker = task
+    if n == 5 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(9)  # a death from outside the task (as the OOM killer's): the retry succeeds
+    return n * n
+
+
+def _noisy(n: int) -> int:
+    os.write(2, b"native library noise on stderr\n")
+    return n
+
+
+def _pool(fn, deadline: float = 60.0) -> SupervisedPool:
+    return SupervisedPool(fn, 2, initializer=_no_setup, deadline_s=lambda task: deadline, batch=3, window=6)
+
+
+def test_a_task_that_segfaults_its_worker_is_a_failure_and_the_rest_go_on():
+    # WHEN a task kills its worker with SIGSEGV (on its retry too)
+    results = list(_pool(_segfault_on_3).map(list(range(12))))
+    # THEN that task is a Failure naming the signal, and every other result is there, in order
+    assert isinstance(results[3], Failure)
+    assert results[3].reason == "the worker inspecting it died twice (killed by signal SIGSEGV)"
+    assert [r for i, r in enumerate(results) if i != 3] == [n * n for n in range(12) if n != 3]
+
+
+def test_a_worker_that_dies_once_is_replaced_and_its_task_retried(tmp_path):
+    tasks = [(n, str(tmp_path / "died")) for n in range(10)]
+    assert list(_pool(_exit_once_on_5).map(tasks)) == [n * n for n in range(10)]
+    assert (tmp_path / "died").exists()
+
+
+def test_a_task_past_its_deadline_is_stopped_and_is_a_failure():
+    start = time.monotonic()
+    results = list(_pool(_hang_on_2, deadline=1.0).map(list(range(8))))
+    assert time.monotonic() - start < 30
+    assert results[2] == Failure("no result within 1 s; stopped")
+    assert [r for i, r in enumerate(results) if i != 2] == [n * n for n in range(8) if n != 2]
+
+
+def test_an_exception_a_task_raises_reaches_the_caller():
+    with pytest.raises(TransientError, match="store unavailable"):
+        list(_pool(_fail_on_4).map(list(range(10))))
+
+
+def test_what_workers_print_on_stderr_does_not_reach_the_caller(capfd):
+    assert list(_pool(_noisy).map(list(range(5)))) == list(range(5))
+    assert "native library noise" not in capfd.readouterr().err
+
+
+# -- through the stage -------------------------------------------------------------------------------------------
+def _crash_or_hang(real):
+    def read_header(head, size, read=None):
+        if b"SEGFAULT-ME" in head:
+            ctypes.string_at(0)
+        if b"HANG-ME" in head:
+            time.sleep(3600)
+        return real(head, size, read)
+
+    return read_header
+
+
+@pytest.mark.timeout(180)
+def test_a_file_that_crashes_or_hangs_its_worker_is_quarantined_and_the_stage_succeeds(tmp_path, monkeypatch):
+    # GIVEN enough files for a pool, one that makes the header parser segfault and one that makes it hang
+    store_uri = str(tmp_path / "store")
+    store = open_store(store_uri)
+    files = {f"a/p{i:03d}.dcm": dicom_bytes(f"p{i}", seed=i) for i in range(130)}
+    files["a/crash.dcm"] = dicom_bytes("SEGFAULT-ME", seed=500)
+    files["a/hang.dcm"] = dicom_bytes("HANG-ME", seed=501)
+    put_raw(store, "ds", files)
+    monkeypatch.setattr(inspection, "read_header", _crash_or_hang(inspection.read_header))
+    monkeypatch.setattr(scan, "DEADLINE_S", 3.0, raising=False)
+    # WHEN indexed with two workers
+    assert main(["--dataset", "ds", "--store", store_uri, "--workers", "2"]) == 0
+    # THEN both are quarantined with what happened, and every other file is a row
+    quarantine = {
+        r["key"]: r["reason"] for r in csv.DictReader(io.StringIO(store.get_bytes("index/ds/quarantine.csv").decode()))
+    }
+    assert quarantine == {
+        "raw/ds/a/crash.dcm": "inspection crashed: the worker inspecting it died twice (killed by signal SIGSEGV)",
+        "raw/ds/a/hang.dcm": "inspection timed out: no result within 3 s; stopped",
+    }
+    rows = pq.read_table(io.BytesIO(store.get_bytes("index/ds/index.parquet"))).to_pylist()
+    assert len(rows) == 130
