@@ -2,10 +2,11 @@
 
 Argo passes every flag of the DAG, so an empty string means "not set". Source-specific checks (``--path``
 required for ``local``…) live here too, so a bad combination fails before anything is downloaded or written.
-Environment: ``IRMSIA_TCIA_URL``, ``IRMSIA_NIH_URL``, ``IRMSIA_KAGGLE_ENDPOINT`` (base URLs of the public
-services, overridable for mirrors and tests), Kaggle credentials (``KAGGLE_API_TOKEN``, or ``KAGGLE_USERNAME``
-+ ``KAGGLE_KEY``, or ``kaggle.json`` in ``KAGGLE_CONFIG_DIR`` or ``~/.kaggle``) plus the common ``IRMSIA_*``
-variables. Credentials never appear in a repr, a log line or the manifest.
+Environment: ``IRMSIA_URL`` (the value of an empty ``--url``: how the runner passes a URL that may carry
+credentials, kept off the command line), ``IRMSIA_TCIA_URL``, ``IRMSIA_NIH_URL``, ``IRMSIA_KAGGLE_ENDPOINT``
+(base URLs of the public services, overridable for mirrors and tests), Kaggle credentials
+(``KAGGLE_API_TOKEN``, or ``KAGGLE_USERNAME`` + ``KAGGLE_KEY``, or ``kaggle.json`` in ``KAGGLE_CONFIG_DIR`` or
+``~/.kaggle``) plus the common ``IRMSIA_*`` variables. Credentials never appear in a repr, a log line or the manifest.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from jobs.core.settings import (
     int_flag,
     optional_flag,
 )
+from jobs.core.urls import URL_ENV, public_url
 
 SOURCES = ("demo", "local", "url", "tcia", "kaggle", "nih")
+SYMLINK_POLICIES = ("inside", "refuse")
 DEFAULT_SEED = 42
 DEFAULT_PATIENTS = 48
 DEFAULT_WORKERS = 8
@@ -80,8 +83,11 @@ class CollectSettings:
     """Dataset name in the store: files go to ``raw/<dataset>/``."""
     path: str | None = None
     """Local folder for ``--source local``."""
-    url: str | None = None
-    """File or archive URL for ``--source url``."""
+    symlinks: str = "inside"
+    """``--source local``: ``inside`` copies links that point inside ``--path`` (refusing the others), ``refuse``
+    refuses every link."""
+    url: str | None = field(default=None, repr=False)
+    """File or archive URL for ``--source url`` (or env ``IRMSIA_URL``); may hold credentials, so never shown."""
     ref: str | None = None
     """Kaggle ``owner/slug`` or TCIA collection name."""
     sha256: str | None = None
@@ -145,12 +151,14 @@ class CollectSettings:
             raise UsageError(f"--timeout {self.timeout}: use a positive number of seconds")
         if self.max_extract_bytes < 1:
             raise UsageError(f"--max-extract-bytes {self.max_extract_bytes}: use a positive number of bytes")
+        if self.symlinks not in SYMLINK_POLICIES:
+            raise UsageError(f"--symlinks {self.symlinks!r}: use one of {', '.join(SYMLINK_POLICIES)}")
         if self.source == "local" and not self.path:
             raise UsageError("--source local needs --path DIR: the folder to copy into the store")
         if self.source == "url" and not self.url:
             raise UsageError("--source url needs --url URL: the file or archive to download")
         if self.url and not self.url.startswith(("http://", "https://")):
-            raise UsageError(f"--url {self.url!r}: use an http:// or https:// URL")
+            raise UsageError(f"--url {public_url(self.url)!r}: use an http:// or https:// URL")
         if self.source == "kaggle" and not (self.ref and re.fullmatch(r"[\w.-]+/[\w.-]+", self.ref)):
             raise UsageError(f"--source kaggle needs --ref owner/slug (e.g. paultimothymooney/chest-xray-pneumonia), "
                              f"got {self.ref or ''!r}")  # fmt: skip
@@ -179,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", default="demo", help=f"one of {', '.join(SOURCES)} (default demo)")
     parser.add_argument("--dataset", default="", help="dataset name: files go to raw/<dataset>/ (default: demo)")
     parser.add_argument("--path", default="", help="local folder (--source local)")
-    parser.add_argument("--url", default="", help="file or archive URL (--source url)")
+    parser.add_argument("--symlinks", default="", help="--source local: inside (default: copy links that stay in "
+                        "--path, refuse the others) or refuse (every link)")  # fmt: skip
+    parser.add_argument("--url", default="", help=f"file or archive URL (--source url; env {URL_ENV} when empty)")
     parser.add_argument("--ref", default="", help="Kaggle owner/slug or TCIA collection")
     parser.add_argument("--sha256", default="", help="expected SHA-256 of the --url download")
     parser.add_argument("--seed", default="", help=f"demo generator seed (default {DEFAULT_SEED})")
@@ -219,7 +229,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> CollectSettin
         source=source,
         dataset=dataset,
         path=optional_flag(args.path),
-        url=optional_flag(args.url),
+        symlinks=optional_flag(args.symlinks) or "inside",
+        url=optional_flag(args.url) or optional_flag(env.get(URL_ENV)),
         ref=ref,
         sha256=(optional_flag(args.sha256) or "").lower() or None,
         seed=int_flag(args.seed, "--seed", DEFAULT_SEED),  # type: ignore[arg-type]

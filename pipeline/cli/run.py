@@ -11,6 +11,7 @@ from jobs.core.errors import UsageError
 from jobs.core.hashing import sha256_json
 from jobs.core.layout import check_name
 from jobs.core.store import DEFAULT_STORE
+from jobs.core.urls import url_identity
 from pipeline.dag import PIPELINE, Pipeline, StageSpec
 from pipeline.docker_executor import DockerExecutor
 from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipeline
@@ -56,7 +57,9 @@ def resolve_values(pipeline: Pipeline, given: dict[str, str | None]) -> dict[str
     values.update({k: v for k, v in given.items() if v is not None and k in values})
     check_name(values["dataset"], "--dataset")
     if not values.get("run_id"):
-        digest = sha256_json({k: values.get(k, "") for k in RUN_ID_INPUTS})[:10]
+        # the URL's identity, not the URL: a fast hash of a URL's password must not end up in the run id
+        inputs = {k: values.get(k, "") for k in RUN_ID_INPUTS}
+        digest = sha256_json({**inputs, "url": url_identity(inputs["url"])})[:10]
         values["run_id"] = f"{values['dataset'][:40].rstrip('-._')}-{digest}"
     check_name(values["run_id"], "--run-id")
     return values

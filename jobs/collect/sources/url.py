@@ -5,6 +5,10 @@ relative paths, so a dataset's own layout (``chest_xray/train/NORMAL/…``) reac
 Any other file is stored under its name from the URL. A rerun after an interruption does not download again
 when the store already holds the completed result: with ``--sha256`` that checksum identifies it; without, the
 server's ETag/Last-Modified and size must match.
+
+Credentials in the URL (userinfo, sent as HTTP Basic auth; ``?token=``-like query values) are used for the
+request only: the manifest, the ``_collect/`` record and its name, logs and the summary hold ``public_url``, and
+the cache key and unit id ``url_identity`` (a salted scrypt hash stands for the credentials).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from jobs.collect.archive import archive_kind, extract, named_like_archive, remo
 from jobs.collect.sources.base import CollectReport, RawSink, Source
 from jobs.collect.transfer import HttpClient, RetryPolicy, TransferStats
 from jobs.core.errors import IrmsiaError, TransientError
-from jobs.core.logs import redact
 from jobs.core.manifest import OutputRecord
+from jobs.core.urls import public_url, url_identity
 
 log = logging.getLogger("irmsia.collect")
 
@@ -69,7 +73,7 @@ class UrlSource(Source):
     name = "url"
 
     def params(self, settings) -> dict[str, Any]:
-        return {"url": redact(settings.url), "sha256": settings.sha256}
+        return {"url": url_identity(settings.url), "sha256": settings.sha256}
 
     def _validator(self, settings, client: HttpClient) -> dict[str, Any] | None:
         if settings.sha256:
@@ -88,12 +92,12 @@ class UrlSource(Source):
     def collect(self, settings, sink: RawSink) -> CollectReport:
         stats = TransferStats()
         client = http_client(settings, stats)
-        unit_id = f"url:{settings.url}"
+        unit_id = f"url:{url_identity(settings.url)}"
         validator = self._validator(settings, client)
         if validator is not None and (record := sink.reuse_unit(unit_id, validator)) is not None:
             log.info("%s is already in the store with a matching checksum; not downloading it again",
-                     redact(settings.url))  # fmt: skip
-            details = {"url": redact(settings.url), "sha256": record.get("sha256")}
+                     public_url(settings.url))  # fmt: skip
+            details = {"url": public_url(settings.url), "sha256": record.get("sha256")}
             return CollectReport(license=record.get("license"), details=details)
         name = file_name_of(settings.url)
         got = client.fetch(settings.url, sink.workdir / "download" / name, sha256=settings.sha256, what="--url")
@@ -102,9 +106,9 @@ class UrlSource(Source):
             validator = {"sha256": settings.sha256} if settings.sha256 else {
                 "etag": got.etag, "last_modified": got.last_modified, "size": str(got.size)}  # fmt: skip
         records, license_line = store_download(sink, unit_id, validator, got.path, name, settings, sha256=got.sha256)
-        log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(settings.url), got.size, len(records),
+        log.info("downloaded %s (%d bytes, %d files); transfer %s", public_url(settings.url), got.size, len(records),
                  stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
-        return CollectReport(license=license_line, details={"url": redact(settings.url), "sha256": got.sha256})
+        return CollectReport(license=license_line, details={"url": public_url(settings.url), "sha256": got.sha256})
 
 
 SOURCE = UrlSource()
