@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from jobs.core.errors import IrmsiaError, ObjectNotFound, TransientError, UsageError
 from jobs.core.hashing import sha256_file
-from jobs.core.store import HashingReader, ObjectInfo, Store, check_key
+from jobs.core.store import HashingReader, ObjectInfo, Store, check_key, names_file, source_error
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
 _MB = 1 << 20
@@ -118,7 +118,7 @@ class S3Store(Store):
             sha = sha256 or sha256_file(path)
             size = os.path.getsize(path)
         except OSError as exc:
-            raise UsageError(f"cannot read local file {path}: {exc.strerror}") from exc
+            raise source_error(path, key, exc) from exc
         try:
             if size < self.transfer.multipart_threshold:
                 # One PutObject from the open file: the transfer manager's per-call thread pool costs more
@@ -132,7 +132,10 @@ class S3Store(Store):
                 str(path), self.bucket, full, ExtraArgs={"Metadata": {SHA_META: sha}}, Config=self.transfer
             )
         except Exception as exc:
-            raise self._wrap("upload", key, _unwrap(exc)) from exc
+            cause = _unwrap(exc)
+            if isinstance(cause, OSError) and names_file(cause, path):  # the local file, not S3
+                raise source_error(path, key, cause) from exc
+            raise self._wrap("upload", key, cause) from exc
         return ObjectInfo(key, size, sha)
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:

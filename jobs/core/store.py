@@ -7,10 +7,12 @@ none, never a torn one. Whether a *set* of objects is complete is the stage cont
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from jobs.core.errors import ChecksumMismatch, UsageError
+from jobs.core import scratch
+from jobs.core.errors import ChecksumMismatch, IrmsiaError, TransientError, UsageError
 from jobs.core.hashing import CHUNK
 from jobs.core.metrics import stage_metrics
 
 DEFAULT_STORE = "./irmsia-data"
 _BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +41,35 @@ class ObjectInfo:
 
 
 def check_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative key, else raise ``UsageError`` naming it."""
+    """Return ``key`` if it is a safe relative key, else raise ``UsageError`` naming it.
+
+    A key is text: a name that is not valid UTF-8 (a file name in another encoding, which Python carries as lone
+    surrogates) can be neither an S3 key nor a manifest entry.
+    """
     if not key or key.endswith("/") or _BAD_KEY.search(key):
         raise UsageError(f"invalid store key {key!r}: use a relative path without '..', '//' or a trailing '/'")
+    if _SURROGATE.search(key):
+        raise UsageError(f"invalid store key {printable_name(key)}: not valid UTF-8; rename it in UTF-8")
     return key
+
+
+def printable_name(name: str) -> str:
+    """A file name for a one-line message: its ``repr``, or for a name that is not UTF-8 its raw bytes'."""
+    return repr(os.fsencode(name)) if _SURROGATE.search(name) else repr(name)
+
+
+def source_error(path: str | Path, key: str, exc: OSError) -> IrmsiaError:
+    """The error for a local file that could not be read while storing it as ``key``: it names the file and the
+    cause, not the store (whose folder or bucket is fine)."""
+    where = f"cannot read {printable_name(os.fspath(path))} ({exc.strerror or exc})"
+    if exc.errno in (errno.EIO, errno.EAGAIN, errno.ESTALE):
+        return TransientError(f"{where} while storing it as {key!r}; retry when the disk is back")
+    return UsageError(f"{where} while storing it as {key!r}; fix its permissions, or leave it out")
+
+
+def names_file(exc: OSError, path: str | Path) -> bool:
+    """Whether ``exc`` is about ``path`` (and not about the other file of a copy)."""
+    return exc.filename is not None and os.fspath(exc.filename) == os.fspath(path)
 
 
 class HashingReader(io.RawIOBase):
@@ -129,8 +158,6 @@ class Store(ABC):
     @contextmanager
     def open_write(self, key: str) -> Iterator[BinaryIO]:
         """Stream an object out: bytes go to a local temporary file, committed atomically on clean exit."""
-        import tempfile
-
         check_key(key)
         with tempfile.NamedTemporaryFile(prefix="irmsia-", suffix=".part", dir=self._spool_dir()) as tmp:
             yield tmp  # type: ignore[misc]
@@ -212,7 +239,14 @@ class Store(ABC):
         return len(keys)
 
     def _spool_dir(self) -> str | None:
-        return None
+        """This process's scratch folder for the store (``jobs.core.scratch``): a lease in the system's temporary
+        folder, swept of what killed runs left there."""
+        area = Path(tempfile.gettempdir()) / f"irmsia-scratch-{os.getuid()}"
+        try:
+            return str(scratch.lease(area))
+        except OSError as exc:
+            raise UsageError(f"cannot create scratch space in {area}: {exc.strerror or exc}; set TMPDIR to a "
+                             "writable folder") from exc  # fmt: skip
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
