@@ -19,12 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from jobs.core import scratch
 from jobs.core.errors import ChecksumMismatch, IrmsiaError, TransientError, UsageError
 from jobs.core.hashing import CHUNK
 from jobs.core.metrics import stage_metrics
+
+if TYPE_CHECKING:
+    from jobs.core.s3options import S3Options
 
 DEFAULT_STORE = "./irmsia-data"
 _BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
@@ -252,13 +255,17 @@ class Store(ABC):
         return f"{type(self).__name__}({self.uri!r})"
 
 
-def open_store(uri: str | None = None, endpoint_url: str | None = None) -> Store:
-    """Open the store that ``uri`` names: ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+def open_store(uri: str | None = None, endpoint_url: str | None = None, s3: S3Options | None = None) -> Store:
+    """Open the store that ``uri`` names: ``s3://bucket/prefix``, ``file:///path`` or a plain path.
+
+    ``s3``: the S3 store's timeouts and retry budget (default: from the ``IRMSIA_S3_*`` environment variables).
+    """
     uri = uri or DEFAULT_STORE
     if uri.startswith("s3://"):
+        from jobs.core.s3options import s3_options_from_env
         from jobs.core.s3store import S3Store
 
-        return S3Store(uri, endpoint_url=endpoint_url)
+        return S3Store(uri, endpoint_url=endpoint_url, options=s3 or s3_options_from_env(os.environ))
     if "://" in uri and not uri.startswith("file://"):
         raise UsageError(f"--store {uri!r}: unsupported scheme; use s3://bucket/prefix, file:///path or a path")
     from jobs.core.filestore import FileStore
