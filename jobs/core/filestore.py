@@ -119,12 +119,15 @@ class FileStore(Store):
         elif self._meta_tree:
             self._meta(key).unlink(missing_ok=True)
 
+    def _scratch_area(self) -> Path:
+        """Beside the objects, so finished files are renamed into place rather than copied."""
+        return self.root / ".tmp"
+
     def _spool_dir(self) -> str:
-        """This process's scratch folder beside the objects (so finished files are renamed into place, not
-        copied): a lease in ``.tmp/``, taken on first use, which also sweeps what killed runs left there."""
+        """This process's scratch folder: a lease in ``.tmp/``, taken on first use (sweeping what killed runs left)."""
         if self._lease is None:
             try:
-                self._lease = str(scratch.lease(self.root / ".tmp"))
+                self._lease = str(scratch.lease(self._scratch_area()))
             except OSError as exc:
                 raise self._io("create scratch space in", ".tmp", exc) from exc
         return self._lease

@@ -8,6 +8,9 @@ OOM kill, a crash; a reboot drops every lock). The first lease a process takes i
 whose lock it can take: its owner is gone, so nothing can be using it. A live run's lease is locked and never
 touched, whichever stage or store object it belongs to.
 
+A stage also sweeps its store's area when it starts (``Store.sweep_scratch``), so a rerun that turns out to be a
+cache hit, and writes nothing, still clears what its killed predecessor left.
+
 A lease folder without a ``.lock`` (its owner died between creating the two) is swept only when it is older than
 this process, and entries from before leases (``irmsia-collect-*`` folders, ``*.part`` files directly in the area)
 only after ``LEGACY_GRACE_S``: an older version may still be writing them. A process that ends normally removes
@@ -69,10 +72,7 @@ def lease(area: str | Path) -> Path:
         if held is not None and held.pid == os.getpid() and held.path.is_dir():
             return held.path
         os.makedirs(key, exist_ok=True)
-        report = sweep(key)
-        if report.entries:
-            log.info("removed %d stale scratch entries (%d bytes) left in %s by runs that ended", report.entries,
-                     report.bytes, key)  # fmt: skip
+        sweep(key)
         held = _take(key)
         _leases[key] = held
         return held.path
@@ -96,12 +96,13 @@ def _take(area: str) -> Lease:
 
 
 def sweep(area: str | Path) -> SweepReport:
-    """Remove the scratch in ``area`` that no live process owns; returns what was removed."""
+    """Remove the scratch in ``area`` that no live process owns (logged when there was some); returns what was
+    removed. An area that is missing or cannot be read has nothing to sweep."""
     entries, size = 0, 0
     now = time.time()
     try:
         names = os.listdir(area)
-    except FileNotFoundError:
+    except OSError:
         return SweepReport()
     for name in sorted(names):
         path = os.path.join(area, name)
@@ -117,6 +118,8 @@ def sweep(area: str | Path) -> SweepReport:
             continue
         if removed is not None:
             entries, size = entries + 1, size + removed
+    if entries:
+        log.info("removed %d stale scratch entries (%d bytes) left in %s by runs that ended", entries, size, area)
     return SweepReport(entries, size)
 
 

@@ -241,15 +241,23 @@ class Store(ABC):
             self.delete(key)
         return len(keys)
 
+    def _scratch_area(self) -> Path:
+        """Where this store's scratch leases live (``jobs.core.scratch``): here the system's temporary folder."""
+        return Path(tempfile.gettempdir()) / f"irmsia-scratch-{os.getuid()}"
+
     def _spool_dir(self) -> str | None:
-        """This process's scratch folder for the store (``jobs.core.scratch``): a lease in the system's temporary
-        folder, swept of what killed runs left there."""
-        area = Path(tempfile.gettempdir()) / f"irmsia-scratch-{os.getuid()}"
+        """This process's scratch folder for the store: a lease in ``_scratch_area()``, taken on first use."""
+        area = self._scratch_area()
         try:
             return str(scratch.lease(area))
         except OSError as exc:
             raise UsageError(f"cannot create scratch space in {area}: {exc.strerror or exc}; set TMPDIR to a "
                              "writable folder") from exc  # fmt: skip
+
+    def sweep_scratch(self) -> None:
+        """Remove what runs that have ended (killed, crashed) left in this store's scratch area; a live run's
+        scratch is never touched. Stages call it when they start."""
+        scratch.sweep(self._scratch_area())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
