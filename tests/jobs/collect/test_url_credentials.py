@@ -128,3 +128,11 @@ def test_a_bad_url_is_reported_without_its_password(tmp_path, capsys):
     # THEN the one-line usage error names the URL without it
     err = capsys.readouterr().err
     assert code == 2 and "ftp://host/x.zip" in err and PASSWORD not in err
+
+
+def test_the_url_never_reaches_a_repr():
+    from jobs.collect.settings import parse_settings
+
+    settings = parse_settings(["--source", "url", "--dataset", "d", "--url", f"https://u:{PASSWORD}@h/x.zip"], {})
+    assert settings.url == f"https://u:{PASSWORD}@h/x.zip"
+    assert PASSWORD not in repr(settings)
