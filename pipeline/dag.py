@@ -65,6 +65,9 @@ class StageSpec:
     """Whether the stage runs on the GPU node pool."""
     outputs: tuple[str, ...] = ()
     """Summary fields of the stage's result that later stages read as parameters when those are left empty."""
+    secret_flags: tuple[tuple[str, str], ...] = ()
+    """``(flag, environment variable)`` of options whose value may hold credentials: passed in the variable,
+    never on a command line (``pipeline.secret_args``)."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]*", self.name):
@@ -78,6 +81,11 @@ class StageSpec:
             for name in PLACEHOLDER.findall(template):
                 seen.setdefault(name, None)
         return tuple(seen)
+
+    def parameters_of(self, flag: str) -> tuple[str, ...]:
+        """The parameters in the argument template that follows ``flag``."""
+        args = list(self.args)
+        return tuple(PLACEHOLDER.findall(args[args.index(flag) + 1])) if flag in args[:-1] else ()
 
     def argv(self, values: Mapping[str, str]) -> list[str]:
         """The concrete arguments for ``values``: used by the local runner; Argo gets ``{{…}}`` instead."""
@@ -188,8 +196,11 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
     stages = []
     for entry in entries:
         args: list[str] = []
+        secret: list[tuple[str, str]] = []
         for opt, default in _stage_options(entry):
             args += [opt.flag or "", "{" + (opt.parameter or "") + "}"]
+            if opt.secret and opt.env and opt.flag:
+                secret.append((opt.flag, opt.env))
             known = parameters.get(opt.parameter or "")
             if known is not None:
                 if known.default != default and default and known.default:
@@ -215,6 +226,7 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
                 output_prefix=entry.output,
                 gpu=entry.gpu,
                 outputs=entry.outputs,
+                secret_flags=tuple(secret),
             )
         )
     return Pipeline(name=name, parameters=tuple(parameters.values()), stages=tuple(stages))

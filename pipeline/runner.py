@@ -1,9 +1,10 @@
 """The local runner: executes the pipeline DAG on one machine, each stage as its own entrypoint process.
 
-Each stage runs exactly as a pod would (same module, same arguments, store URI in ``IRMSIA_STORE``), stops
-the pipeline at the first failure with that stage's exit code, and reports its result through
-``IRMSIA_RESULT_FILE``; a parameter left empty takes the value a stage's result names (see ``handed_on``). Cache
-hits are decided by the stages themselves, so a rerun costs seconds.
+Each stage runs exactly as a pod would (same module, same arguments, store URI in ``IRMSIA_STORE``; the value of
+a secret option such as ``--url`` in its environment variable instead of on the command line, see
+``pipeline.secret_args``), stops the pipeline at the first failure with that stage's exit code, and reports its
+result through ``IRMSIA_RESULT_FILE``; a parameter left empty takes the value a stage's result names (see
+``handed_on``). Cache hits are decided by the stages themselves, so a rerun costs seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from jobs.core.metrics_export import read_text_metrics
 from pipeline.dag import Pipeline, StageSpec
+from pipeline.secret_args import hand_over
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,12 +47,17 @@ class Executor(Protocol):
 
 @dataclass(frozen=True)
 class ProcessExecutor:
-    """Runs each stage as ``python -m jobs.<stage>`` in this interpreter (what its console script runs)."""
+    """Runs each stage as ``python -I -m jobs.<stage>`` in this interpreter (what its console script runs).
+
+    ``-I`` (isolated mode) keeps the current folder off ``sys.path``: with plain ``-m`` a ``./secrets.py`` (or any
+    file named like a module the stage imports) would run inside the stage. It also ignores ``PYTHON*`` variables
+    and the user's site-packages: the stage sees only the interpreter's own environment (its venv).
+    """
 
     python: str = field(default_factory=lambda: sys.executable)
 
     def command(self, stage: StageSpec, argv: Sequence[str]) -> list[str]:
-        return [self.python, "-m", stage.module, *argv]
+        return [self.python, "-I", "-m", stage.module, *argv]
 
     def environment(self, stage: StageSpec, env: Mapping[str, str]) -> dict[str, str]:
         return dict(env)
@@ -77,16 +84,18 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
     values = dict(values)
     with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp:
         for stage in stages:
-            argv = stage.argv(values) + (["--force"] if force else [])
+            invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
             result_file = Path(tmp) / f"{stage.name}.json"
             metrics_file = Path(tmp) / f"{stage.name}.prom"
             stage_env = executor.environment(
-                stage, {**base_env, "IRMSIA_RESULT_FILE": str(result_file), "IRMSIA_METRICS_FILE": str(metrics_file)}
-            )
+                stage,
+                {**base_env, **invocation.env, "IRMSIA_RESULT_FILE": str(result_file),
+                 "IRMSIA_METRICS_FILE": str(metrics_file)},
+            )  # fmt: skip
             if on_stage:
-                on_stage(stage, argv)
+                on_stage(stage, invocation.shown)
             started = time.monotonic()
-            code = subprocess.call(executor.command(stage, argv), env=stage_env)
+            code = subprocess.call(executor.command(stage, invocation.argv), env=stage_env)
             result = json.loads(result_file.read_text()) if code == 0 and result_file.exists() else None
             outcomes.append(
                 StageOutcome(

@@ -11,6 +11,7 @@ it needs no second read. macOS ``__MACOSX/`` and ``.DS_Store`` noise is skipped.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import tarfile
@@ -62,6 +63,11 @@ def safe_member_name(name: str, archive: str) -> str | None:
     clean = name.replace("\\", "/")
     if clean.startswith("/") or _DRIVE.match(clean):
         raise DataError(f"{archive}: member {name!r} has an absolute path; refusing to extract (path traversal)")
+    try:
+        clean.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a tar member named in another encoding (tarfile keeps the raw bytes)
+        raise DataError(f"{archive}: member {os.fsencode(name)!r} is not named in UTF-8 (store keys are text); "
+                        "refusing to extract it") from exc  # fmt: skip
     parts = [p for p in PurePosixPath(clean).parts if p not in ("", ".")]
     if ".." in parts:
         raise DataError(f"{archive}: member {name!r} escapes the target folder with '..'; refusing to extract")
@@ -136,7 +142,7 @@ def _copy_limited(src, target: Path, budget: list[int], archive: str, limit: int
 def _extract_zip(path: Path, dest: Path, max_bytes: int, archive: str) -> list[Member]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:  # a name flagged UTF-8 that is not
         raise corrupt_zip(archive, exc) from exc
     with zf:
         infos = zf.infolist()

@@ -35,6 +35,7 @@ from urllib3.util.retry import Retry
 from jobs.collect.telemetry import count_transfer
 from jobs.core.errors import DataError, IrmsiaError, TransientError, UsageError
 from jobs.core.logs import redact
+from jobs.core.urls import request_parts
 
 log = logging.getLogger("irmsia.collect.transfer")
 
@@ -214,7 +215,10 @@ def _validator(headers: Mapping[str, str]) -> str | None:
 
 
 class HttpClient:
-    """A pooled HTTP client shared by a collect run's threads. Never logs credentials or query secrets."""
+    """A pooled HTTP client shared by a collect run's threads. Never logs credentials or query secrets.
+
+    A URL's userinfo (``https://user:password@host/…``, ``https://TOKEN@host/…``) is sent as HTTP Basic auth.
+    """
 
     def __init__(
         self,
@@ -262,7 +266,9 @@ class HttpClient:
 
     def _open(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: bytes | None = None):
         self.stats.add(requests=1)
-        resp = self.pool.request(method, url, headers=dict(headers or {}), body=body, preload_content=False)
+        # userinfo becomes an Authorization header (urllib3 would drop it); it is removed on a cross-host redirect
+        target, auth = request_parts(url)
+        resp = self.pool.request(method, target, headers={**auth, **(headers or {})}, body=body, preload_content=False)
         if resp.status in RETRY_STATUS:
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
             resp.drain_conn()

@@ -1,6 +1,7 @@
 """The file-system store: objects are plain files under a root, each carrying its SHA-256.
 
-Each write goes to ``.tmp/`` first and is renamed into place, so a killed writer never leaves a torn object.
+Each write goes to ``.tmp/`` first (the writing process's scratch lease there, swept once the process is gone:
+``jobs.core.scratch``) and is renamed into place, so a killed writer never leaves a torn object.
 The data files stay plain files so people can open them. The checksum is an extended attribute of the file
 (``user.irmsia.sha256``, the 32-byte digest: it fits inside the inode on ext4 and XFS, so recording it costs no
 extra file), set before the rename, so an object and its checksum appear together. Where the file system has no
@@ -24,9 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from jobs.core import scratch
 from jobs.core.errors import ObjectNotFound, TransientError, UsageError
 from jobs.core.hashing import sha256_file
-from jobs.core.store import HashingReader, ObjectInfo, Store, check_key
+from jobs.core.store import HashingReader, ObjectInfo, Store, check_key, names_file, source_error
 
 _HIDDEN = (".meta", ".tmp")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -65,6 +67,7 @@ class FileStore(Store):
         self._xattrs = hasattr(os, "setxattr")
         # a .meta/ tree from an earlier version or a fallback: a rewritten object must not keep a stale record there
         self._meta_tree = (self.root / ".meta").is_dir()
+        self._lease: str | None = None
 
     # -- paths ----------------------------------------------------------------------------------------------
     def _data(self, key: str) -> Path:
@@ -74,8 +77,8 @@ class FileStore(Store):
         return self.root / ".meta" / (key + ".json")
 
     def _tmp(self) -> Path:
-        """A fresh temporary path under ``.tmp/`` (the folder is created on first write, see ``_write_tmp``)."""
-        return self.root / ".tmp" / f"{self._tmp_prefix}-{next(self._tmp_count)}.part"
+        """A fresh temporary path in this process's scratch lease under ``.tmp/`` (``jobs.core.scratch``)."""
+        return Path(self.scratch_dir()) / f"{self._tmp_prefix}-{next(self._tmp_count)}.part"
 
     def _write_tmp(self, data: bytes, sha: str | None = None) -> tuple[Path, bool]:
         """A new temporary file holding ``data`` (one open and one write, no buffering or tty checks), with
@@ -119,10 +122,18 @@ class FileStore(Store):
         elif self._meta_tree:
             self._meta(key).unlink(missing_ok=True)
 
-    def scratch_dir(self) -> str | None:
-        tmp = self.root / ".tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return str(tmp)
+    def _scratch_area(self) -> Path:
+        """Beside the objects, so finished files are renamed into place rather than copied."""
+        return self.root / ".tmp"
+
+    def scratch_dir(self) -> str:
+        """This process's scratch folder: a lease in ``.tmp/``, taken on first use (sweeping what killed runs left)."""
+        if self._lease is None:
+            try:
+                self._lease = str(scratch.lease(self._scratch_area()))
+            except OSError as exc:
+                raise self._io("create scratch space in", ".tmp", exc) from exc
+        return self._lease
 
     def _io(self, action: str, key: str, exc: OSError) -> Exception:
         if exc.errno in (errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.ESTALE):
@@ -135,6 +146,9 @@ class FileStore(Store):
         try:
             sha = sha256 or sha256_file(path)
             size = os.path.getsize(path)
+        except OSError as exc:
+            raise source_error(path, key, exc) from exc
+        try:
             tmp = self._tmp()
             try:
                 shutil.copyfile(path, tmp)
@@ -146,6 +160,8 @@ class FileStore(Store):
             self._record(key, sha, size, self._tag(tmp, sha))
             _replace(tmp, data)
         except OSError as exc:
+            if names_file(exc, path):
+                raise source_error(path, key, exc) from exc
             raise self._io("write", key, exc) from exc
         return ObjectInfo(key, size, sha)
 
@@ -155,6 +171,9 @@ class FileStore(Store):
         try:
             sha = sha256 or sha256_file(path)
             size = os.path.getsize(path) if size is None or sha256 is None else size
+        except OSError as exc:
+            raise source_error(path, key, exc) from exc
+        try:
             self._record(key, sha, size, self._tag(path, sha))
             try:
                 _replace(path, data)

@@ -1,7 +1,9 @@
 """Logging for stages: readable text with progress bars on a terminal, JSON lines in pods.
 
 Every JSON line carries stage, dataset, run id and workflow id. Secrets never reach a log: messages are built
-from settings that hold none, and ``redact`` masks anything that looks like a credential in URLs.
+from settings that hold none, and ``redact`` masks anything that looks like a credential: URL userinfo and
+secret query values (``jobs.core.urls``), and the values of secret-named fields (``password=…``, ``api_key: …``,
+``KAGGLE_KEY=…``; a bare ``key=value``, as in usage hints, is left alone).
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from jobs.core.urls import redact_urls
+
 T = TypeVar("T")
 _CONTEXT: dict[str, str] = {}
-_URL_CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^@\s]+@")
-_SECRETISH = re.compile(r"(?i)((?:secret|token|password|key)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,]+")
+_SECRETISH = re.compile(
+    r"(?i)((?:[\w.-]*(?:secret|token|passw(?:or)?d|pwd|credential)[\w-]*|[\w.-]+[_-]key|api[_-]?key)"
+    r"[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,]+"
+)
 
 
 def redact(text: str) -> str:
-    """Mask passwords in URLs and values of secret-looking fields."""
-    return _SECRETISH.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
+    """Mask credentials in URLs (userinfo, secret query values) and the values of secret-named fields."""
+    return _SECRETISH.sub(r"\1***", redact_urls(text))
 
 
 class JsonFormatter(logging.Formatter):

@@ -212,7 +212,11 @@ class StageWriter:
 
     # -- cache ----------------------------------------------------------------------------------------------
     def cached(self, force: bool = False) -> Manifest | None:
-        """The existing manifest if it has this cache key and all its outputs are present; else ``None``."""
+        """The existing manifest if it has this cache key and all its outputs are present; else ``None``.
+
+        First sweeps the store's scratch of what killed runs left, so even a cache hit leaves none behind.
+        """
+        self.store.sweep_scratch()
         if force:
             return None
         existing = read_manifest(self.store, self.prefix)

@@ -2,6 +2,7 @@
 
 Endpoint and credentials come from the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), which boto3 reads itself; nothing secret passes through our code.
+Timeouts and the retry budget are ``S3Options`` (``jobs.core.s3options``, env ``IRMSIA_S3_*``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import BinaryIO
 
 from jobs.core.errors import IrmsiaError, ObjectNotFound, TransientError, UsageError
 from jobs.core.hashing import sha256_file
-from jobs.core.store import HashingReader, ObjectInfo, Store, check_key
+from jobs.core.s3options import S3Options
+from jobs.core.store import HashingReader, ObjectInfo, Store, check_key, names_file, source_error
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
 _MB = 1 << 20
@@ -37,7 +39,8 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
 class S3Store(Store):
     """A store at ``s3://bucket/prefix``; keys are appended to the prefix."""
 
-    def __init__(self, uri: str, endpoint_url: str | None = None, max_workers: int = 16) -> None:
+    def __init__(self, uri: str, endpoint_url: str | None = None, max_workers: int = 16,
+                 options: S3Options | None = None) -> None:  # fmt: skip
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
@@ -49,8 +52,13 @@ class S3Store(Store):
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        options = options or S3Options()
+        self.options = options
         config = Config(
-            retries={"max_attempts": 5, "mode": "standard"},
+            # bounded waits: a stalled endpoint is exit 75 within a minute, not a stage hung for minutes
+            connect_timeout=options.connect_timeout_s,
+            read_timeout=options.read_timeout_s,
+            retries={"total_max_attempts": options.attempts, "mode": "standard"},
             max_pool_connections=max(max_workers * 2, 32),
             # Path-style addressing works on every S3 implementation; virtual-host style needs DNS for buckets.
             # The payload is not hashed again for the SigV4 signature: every object carries our own SHA-256,
@@ -118,7 +126,7 @@ class S3Store(Store):
             sha = sha256 or sha256_file(path)
             size = os.path.getsize(path)
         except OSError as exc:
-            raise UsageError(f"cannot read local file {path}: {exc.strerror}") from exc
+            raise source_error(path, key, exc) from exc
         try:
             if size < self.transfer.multipart_threshold:
                 # One PutObject from the open file: the transfer manager's per-call thread pool costs more
@@ -132,7 +140,10 @@ class S3Store(Store):
                 str(path), self.bucket, full, ExtraArgs={"Metadata": {SHA_META: sha}}, Config=self.transfer
             )
         except Exception as exc:
-            raise self._wrap("upload", key, _unwrap(exc)) from exc
+            cause = _unwrap(exc)
+            if isinstance(cause, OSError) and names_file(cause, path):  # the local file, not S3
+                raise source_error(path, key, cause) from exc
+            raise self._wrap("upload", key, cause) from exc
         return ObjectInfo(key, size, sha)
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:

@@ -71,7 +71,8 @@ class Option:
     check: Callable[[Any, str], object] | None = None
     """Extra validation: called with the value and the flag, raises ``UsageError`` when the value is wrong."""
     secret: bool = False
-    """Never shown: not in ``repr``, logs, parameters or the manifest (environment only)."""
+    """The value may hold credentials: never in ``repr``, ``--help`` defaults or the option reference, and the local
+    runner passes it in ``env`` instead of on the command line (where every user of the machine can read it)."""
     const: str | None = None
     """The value of the flag given alone (``--resume`` means ``required``); ``None``: the flag takes a value."""
     negative: str | None = None

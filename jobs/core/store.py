@@ -7,24 +7,31 @@ none, never a torn one. Whether a *set* of objects is complete is the stage cont
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from jobs.core.errors import ChecksumMismatch, UsageError
+from jobs.core import scratch
+from jobs.core.errors import ChecksumMismatch, IrmsiaError, TransientError, UsageError
 from jobs.core.hashing import CHUNK
 from jobs.core.metrics import stage_metrics
 
+if TYPE_CHECKING:
+    from jobs.core.s3options import S3Options
+
 DEFAULT_STORE = "./irmsia-data"
 _BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +44,15 @@ class ObjectInfo:
 
 
 def check_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative key, else raise ``UsageError`` naming it."""
+    """Return ``key`` if it is a safe relative key, else raise ``UsageError`` naming it.
+
+    A key is text: a name that is not valid UTF-8 (a file name in another encoding, which Python carries as lone
+    surrogates) can be neither an S3 key nor a manifest entry.
+    """
     if not key or key.endswith("/") or _BAD_KEY.search(key):
         raise UsageError(f"invalid store key {key!r}: use a relative path without '..', '//' or a trailing '/'")
+    if _SURROGATE.search(key):
+        raise UsageError(f"invalid store key {printable_name(key)}: not valid UTF-8; rename it in UTF-8")
     return key
 
 
@@ -49,6 +62,25 @@ class RawStream(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+def printable_name(name: str) -> str:
+    """A file name for a one-line message: its ``repr``, or for a name that is not UTF-8 its raw bytes'."""
+    return repr(os.fsencode(name)) if _SURROGATE.search(name) else repr(name)
+
+
+def source_error(path: str | Path, key: str, exc: OSError) -> IrmsiaError:
+    """The error for a local file that could not be read while storing it as ``key``: it names the file and the
+    cause, not the store (whose folder or bucket is fine)."""
+    where = f"cannot read {printable_name(os.fspath(path))} ({exc.strerror or exc})"
+    if exc.errno in (errno.EIO, errno.EAGAIN, errno.ESTALE):
+        return TransientError(f"{where} while storing it as {key!r}; retry when the disk is back")
+    return UsageError(f"{where} while storing it as {key!r}; fix its permissions, or leave it out")
+
+
+def names_file(exc: OSError, path: str | Path) -> bool:
+    """Whether ``exc`` is about ``path`` (and not about the other file of a copy)."""
+    return exc.filename is not None and os.fspath(exc.filename) == os.fspath(path)
 
 
 class HashingReader(io.RawIOBase):
@@ -143,8 +175,6 @@ class Store(ABC):
     @contextmanager
     def open_write(self, key: str) -> Iterator[BinaryIO]:
         """Stream an object out: bytes go to a local temporary file, committed atomically on clean exit."""
-        import tempfile
-
         check_key(key)
         with tempfile.NamedTemporaryFile(prefix="irmsia-", suffix=".part", dir=self.scratch_dir()) as tmp:
             yield tmp  # type: ignore[misc]
@@ -225,22 +255,40 @@ class Store(ABC):
             self.delete(key)
         return len(keys)
 
+    def _scratch_area(self) -> Path:
+        """Where this store's scratch leases live (``jobs.core.scratch``): here the system's temporary folder."""
+        return Path(tempfile.gettempdir()) / f"irmsia-scratch-{os.getuid()}"
+
     def scratch_dir(self) -> str | None:
-        """A folder for scratch files that will be stored (on the store's file system where it has one);
-        ``None``: the system's temporary folder."""
-        return None
+        """This process's folder for scratch files that will be stored: a lease in ``_scratch_area()`` (on the
+        store's file system where it has one, so they move in by rename), taken on first use."""
+        area = self._scratch_area()
+        try:
+            return str(scratch.lease(area))
+        except OSError as exc:
+            raise UsageError(f"cannot create scratch space in {area}: {exc.strerror or exc}; set TMPDIR to a "
+                             "writable folder") from exc  # fmt: skip
+
+    def sweep_scratch(self) -> None:
+        """Remove what runs that have ended (killed, crashed) left in this store's scratch area; a live run's
+        scratch is never touched. Stages call it when they start."""
+        scratch.sweep(self._scratch_area())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
 
 
-def open_store(uri: str | None = None, endpoint_url: str | None = None) -> Store:
-    """Open the store that ``uri`` names: ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+def open_store(uri: str | None = None, endpoint_url: str | None = None, s3: S3Options | None = None) -> Store:
+    """Open the store that ``uri`` names: ``s3://bucket/prefix``, ``file:///path`` or a plain path.
+
+    ``s3``: the S3 store's timeouts and retry budget (default: from the ``IRMSIA_S3_*`` environment variables).
+    """
     uri = uri or DEFAULT_STORE
     if uri.startswith("s3://"):
+        from jobs.core.s3options import s3_options_from_env
         from jobs.core.s3store import S3Store
 
-        return S3Store(uri, endpoint_url=endpoint_url)
+        return S3Store(uri, endpoint_url=endpoint_url, options=s3 or s3_options_from_env(os.environ))
     if "://" in uri and not uri.startswith("file://"):
         raise UsageError(f"--store {uri!r}: unsupported scheme; use s3://bucket/prefix, file:///path or a path")
     from jobs.core.filestore import FileStore

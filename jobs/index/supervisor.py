@@ -129,11 +129,11 @@ def _send_error(conn: Connection, exc: Exception) -> None:
         conn.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
 
 
-
 def _current(worker: _Worker) -> int:
     """The task a worker is on: what its shared slot says, else the first it holds."""
     on = worker.on()
     return on if on is not None else worker.held[0]
+
 
 class SupervisedPool(Generic[T, R]):
     """``workers`` processes running ``fn(task)`` after ``initializer(*initargs)``; see the module doc."""

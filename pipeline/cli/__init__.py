@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from jobs import __version__
 from jobs.core.errors import IrmsiaError
+from jobs.core.logs import redact
 
 # Subcommand modules under pipeline.cli; each defines add_subparser(subparsers) and do_command(args) -> int.
 SUBCOMMANDS = ("run", "render", "submit", "templates", "datasets", "registry")
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.do_command(args))
     except IrmsiaError as exc:
-        print(f"irmsia {args.command}: error: {exc}", file=sys.stderr)
+        print(f"irmsia {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130

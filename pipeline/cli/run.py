@@ -11,6 +11,7 @@ from jobs.core.errors import UsageError
 from jobs.core.hashing import sha256_json
 from jobs.core.paths import check_name
 from jobs.core.store import DEFAULT_STORE
+from jobs.core.urls import url_identity
 from pipeline.dag import PIPELINE, Pipeline, StageSpec
 from pipeline.docker_executor import DockerExecutor
 from pipeline.profiles import PROFILES, profile_values
@@ -122,9 +123,12 @@ def set_arguments(argv: list[str]) -> list[str]:
     return shown
 
 
-def local_run_name(values: dict[str, str]) -> str:
-    """A stable name for a local run without a given run id: the dataset and a hash of every parameter value."""
-    return f"{values['dataset'][:40].rstrip('-._')}-{sha256_json(values)[:10]}"
+def local_run_name(values: dict[str, str], pipeline: Pipeline = PIPELINE) -> str:
+    """A stable name for a local run without a given run id: the dataset and a hash of every parameter value (a
+    secret one by its identity: a fast hash of a URL's password must not end up in a name)."""
+    secret = {p for s in pipeline.stages for flag, _ in s.secret_flags for p in s.parameters_of(flag)}
+    hashed = {k: url_identity(v) if k in secret and v else v for k, v in values.items()}
+    return f"{values['dataset'][:40].rstrip('-._')}-{sha256_json(hashed)[:10]}"
 
 
 def do_command(args: argparse.Namespace) -> int:

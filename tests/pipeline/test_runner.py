@@ -74,10 +74,10 @@ def test_from_stage_and_force(tmp_path, monkeypatch):
     assert all(c["argv"][-1] == "--force" for c in calls)
 
 
-def test_process_executor_runs_the_stage_module():
+def test_process_executor_runs_the_stage_module_isolated():
     stage = PIPELINE.stage("index")
     assert ProcessExecutor(python="/py").command(stage, ["--dataset", "d"]) == [
-        "/py", "-m", "jobs.index", "--dataset", "d",
+        "/py", "-I", "-m", "jobs.index", "--dataset", "d",
     ]  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """The local runner and the Argo template run each stage with the same command and arguments.
 
-Locally a stage runs as ``python -m <module> <argv>``; in Argo as ``<console script> <args>`` with
+Locally a stage runs as ``python -I -m <module> <argv>``; in Argo as ``<console script> <args>`` with
 ``{{workflow.parameters.x}}`` substituted. Both come from ``pipeline.dag``; this proves nothing diverges.
 """
 
@@ -42,5 +42,5 @@ def test_local_and_argo_commands_are_identical(stage):
     # THEN the console script is the module's main, and the arguments are identical
     (script,) = container["command"]
     assert _console_scripts()[script] == f"{stage.module}.__main__:main"
-    assert local == ["python", "-m", stage.module, *argo_args]
+    assert local == ["python", "-I", "-m", stage.module, *argo_args]
     assert "{{" not in " ".join(argo_args)

@@ -5,6 +5,10 @@ relative paths, so a dataset's own layout (``chest_xray/train/NORMAL/…``) reac
 Any other file is stored under its name from the URL. A rerun after an interruption does not download again
 when the store already holds the completed result: with ``--sha256`` that checksum identifies it; without, the
 server's ETag/Last-Modified and size must match.
+
+Credentials in the URL (userinfo, sent as HTTP Basic auth; ``?token=``-like query values) are used for the
+request only: the manifest, the ``_collect/`` record and its name, logs and the summary hold ``public_url``, and
+the cache key and unit id ``url_identity`` (a salted scrypt hash stands for the credentials).
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from jobs.collect.archive import archive_kind, extract, named_like_archive, remo
 from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source, TransferOptions
 from jobs.collect.transfer import HttpClient, RetryPolicy, TransferStats
 from jobs.core.errors import IrmsiaError, TransientError, UsageError
-from jobs.core.logs import redact
 from jobs.core.manifest import OutputRecord
 from jobs.core.settings import option
+from jobs.core.urls import URL_ENV, public_url, url_identity
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -76,14 +80,21 @@ def _sha256(value: str, flag: str) -> None:
 
 def _url(value: str, flag: str) -> None:
     if not value.startswith(("http://", "https://")):
-        raise UsageError(f"{flag} {value!r}: use an http:// or https:// URL")
+        raise UsageError(f"{flag} {public_url(value)!r}: use an http:// or https:// URL")
 
 
 @dataclass(frozen=True, kw_only=True)
 class UrlOptions(ArchiveOptions):
     """``--source url``: the file or archive, and optionally its checksum."""
 
-    url: str = option(check=_url, parameter="url", help="file or archive URL to download (--source url)")
+    url: str = option(
+        check=_url,
+        parameter="url",
+        env=URL_ENV,
+        secret=True,
+        help="file or archive URL to download (--source url); it may carry credentials, so it is never "
+        "shown, and the runner passes it in IRMSIA_URL rather than on the command line",
+    )
     sha256: str | None = option(
         None,
         parse=lambda t: t.strip().lower(),
@@ -100,7 +111,7 @@ class UrlSource(Source[UrlOptions]):
     options_type = UrlOptions
 
     def params(self, options: UrlOptions) -> dict[str, Any]:
-        return {"url": redact(options.url), "sha256": options.sha256}
+        return {"url": url_identity(options.url), "sha256": options.sha256}
 
     def _validator(self, options: UrlOptions, client: HttpClient) -> dict[str, Any] | None:
         if options.sha256:
@@ -119,12 +130,12 @@ class UrlSource(Source[UrlOptions]):
     def collect(self, options: UrlOptions, sink: RawSink) -> CollectReport:
         stats = TransferStats()
         client = http_client(options, stats)
-        unit_id = f"url:{options.url}"
+        unit_id = f"url:{url_identity(options.url)}"
         validator = self._validator(options, client)
         if validator is not None and (record := sink.reuse_unit(unit_id, validator)) is not None:
             log.info("%s is already in the store with a matching checksum; not downloading it again",
-                     redact(options.url))  # fmt: skip
-            details = {"url": redact(options.url), "sha256": record.get("sha256")}
+                     public_url(options.url))  # fmt: skip
+            details = {"url": public_url(options.url), "sha256": record.get("sha256")}
             return CollectReport(license=record.get("license"), details=details)
         name = file_name_of(options.url)
         got = client.fetch(options.url, sink.workdir / "download" / name, sha256=options.sha256, what="--url")
@@ -133,9 +144,9 @@ class UrlSource(Source[UrlOptions]):
             validator = {"sha256": options.sha256} if options.sha256 else {
                 "etag": got.etag, "last_modified": got.last_modified, "size": str(got.size)}  # fmt: skip
         records, license_line = store_download(sink, unit_id, validator, got.path, name, options, sha256=got.sha256)
-        log.info("downloaded %s (%d bytes, %d files); transfer %s", redact(options.url), got.size, len(records),
+        log.info("downloaded %s (%d bytes, %d files); transfer %s", public_url(options.url), got.size, len(records),
                  stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
-        return CollectReport(license=license_line, details={"url": redact(options.url), "sha256": got.sha256})
+        return CollectReport(license=license_line, details={"url": public_url(options.url), "sha256": got.sha256})
 
 
 SOURCE = UrlSource()

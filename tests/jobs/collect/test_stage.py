@@ -183,3 +183,35 @@ def test_kaggle_credentials_never_reach_a_repr():
     settings = CollectSettings.parse(["--source", "kaggle", "--dataset", "x", "--ref", "a/b"], env)
     assert settings.options.credentials.key == "s3cr3t-kaggle-key"
     assert "s3cr3t" not in repr(settings)
+
+
+def _scratch_entries(store_uri: str, tmpdir: Path) -> list[str]:
+    """What is left in the scratch areas a collect uses: the file store's ``.tmp/``, or (S3) the temporary folder."""
+    area = Path(store_uri) / ".tmp" if "://" not in store_uri else tmpdir
+    return sorted(p.relative_to(area).as_posix() for p in area.rglob("*")) if area.exists() else []
+
+
+def test_a_rerun_sweeps_the_scratch_a_killed_run_left(store_uri, tmp_path):
+    # GIVEN a collect killed while its scratch holds the generated demo files (its own TMPDIR, for S3 stores)
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = {**os.environ, "IRMSIA_STORE": store_uri, "TMPDIR": str(tmpdir)}
+    argv = [sys.executable, "-I", "-m", "jobs.collect", "--source", "demo", "--dataset", "demo", "--patients", "40",
+            "--log-format", "json"]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.endswith(".dcm") for p in _scratch_entries(store_uri, tmpdir)):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the collect finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert any(p.endswith(".dcm") for p in _scratch_entries(store_uri, tmpdir))
+    # WHEN the stage runs again
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    # THEN it sealed the dataset and left no scratch behind: neither the killed run's nor its own
+    assert read_manifest(open_store(store_uri), "raw/demo/") is not None
+    assert _scratch_entries(store_uri, tmpdir) in ([], [f"irmsia-scratch-{os.getuid()}"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 
 import pytest
 
@@ -90,6 +92,20 @@ def test_partial_store_content_is_not_mistaken_for_complete(store_uri, http_serv
     assert store.get_bytes("raw/xray/chest_xray/train/NORMAL/n1.jpeg") == MEMBERS["chest_xray/train/NORMAL/n1.jpeg"]
 
 
+def _latin1_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tf:
+        info = tarfile.TarInfo("caf\u00e9.png")
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"\x89PNG"))
+    return buf.getvalue()
+
+
+def _false_utf8_zip() -> bytes:
+    data = make_zip({"caf\u00e9.png": b"\x89PNG"})  # zipfile flags a non-ASCII name as UTF-8 ...
+    return data.replace("caf\u00e9".encode(), b"caf\xe9\xff")  # ... which these bytes are not
+
+
 @pytest.mark.parametrize(
     ("setup", "code", "message"),
     [
@@ -97,6 +113,9 @@ def test_partial_store_content_is_not_mistaken_for_complete(store_uri, http_serv
         (lambda s: s.fault("/a.zip", "404", "404"), 2, "HTTP 404"),  # HEAD, then GET
         (lambda s: s.files.update({"/a.zip": make_zip({"../../evil": b"x"})}), 3, "escapes the target folder"),
         (lambda s: s.files.update({"/a.zip": make_zip(MEMBERS)[:-30]}), 3, "not a zip or tar"),
+        # member names that are not UTF-8: a tar written in Latin-1, a zip that flags a non-UTF-8 name as UTF-8
+        (lambda s: s.files.update({"/a.zip": _latin1_tar()}), 3, "member b'caf\\xe9.png' is not named in UTF-8"),
+        (lambda s: s.files.update({"/a.zip": _false_utf8_zip()}), 3, "not a valid zip ('utf-8' codec can't decode"),
     ],
 )
 def test_faults_give_the_documented_exit_codes(tmp_path, http_server, capsys, quiet, setup, code, message):

@@ -10,7 +10,7 @@ import pytest
 
 from jobs.core.entrypoint import stage_main
 from jobs.core.errors import TransientError
-from jobs.core.logs import set_context
+from jobs.core.logs import redact, set_context
 from jobs.core.manifest import StageWriter
 from jobs.core.stage import StageResult
 from jobs.core.store import open_store
@@ -63,3 +63,22 @@ def test_every_json_line_has_the_stage_context(monkeypatch, capsys, fail, tmp_pa
     assert any("could not push metrics" in line["msg"] and line["level"] == "warning" for line in lines)
     if fail:
         assert lines[-1]["level"] == "error" and "unreachable" in lines[-1]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        # credentials in URLs: user and password, a bare token, a secret query value
+        ("fetch http://user:hunter2@h/x.zip", "fetch http://h/x.zip"),
+        ("fetch https://ghp_T0KEN@h/x.zip: 503", "fetch https://h/x.zip: 503"),
+        ("GET https://h/x?X-Amz-Signature=abc", "GET https://h/x?X-Amz-Signature=***"),
+        # secret-named fields
+        ("KAGGLE_KEY=abc123 and password: hunter2", "KAGGLE_KEY=*** and password: ***"),
+        ('{"aws_secret_access_key": "abc123"}', '{"aws_secret_access_key": "***"}'),
+        # what only looks like one stays as written
+        ("-p 'bad': use key=value, e.g. -p epochs=5", "-p 'bad': use key=value, e.g. -p epochs=5"),
+        ("invalid store key 'raw/x': use a relative path", "invalid store key 'raw/x': use a relative path"),
+    ],
+)
+def test_redact(text, redacted):
+    assert redact(text) == redacted

@@ -98,11 +98,33 @@ def test_put_if_absent_is_exclusive_under_concurrency(store_uri):
     assert store.get_bytes("registry/m/versions/1.json").startswith(b"writer ")
 
 
-@pytest.mark.parametrize("key", ["/abs", "a/../b", "a//b", "a/", "", "./a", "a/./b"])
+@pytest.mark.parametrize("key", ["/abs", "a/../b", "a//b", "a/", "", "./a", "a/./b", "caf\udce9.dcm"])
 def test_invalid_keys_are_rejected(store_uri, key):
     store = open_store(store_uri)
     with pytest.raises(UsageError, match="invalid store key"):
         store.put_bytes(key, b"x")
+
+
+@pytest.mark.parametrize("method", ["put_file", "move_file"])
+@pytest.mark.parametrize(
+    ("make_source", "cause"),
+    [
+        (lambda d: d / "missing.dcm", "No such file or directory"),
+        (lambda d: (d / "folder.dcm").mkdir() or d / "folder.dcm", "Is a directory"),
+    ],
+    ids=["missing", "folder"],
+)
+def test_a_source_file_that_cannot_be_read_is_named_not_the_store(store_uri, tmp_path, method, make_source, cause):
+    # GIVEN a local file the store cannot read
+    source = make_source(tmp_path)
+    store = open_store(store_uri)
+    # WHEN it is stored
+    with pytest.raises(UsageError) as raised:
+        getattr(store, method)("raw/d/a.dcm", source)
+    # THEN the error names that file and the cause, and does not send the user to check --store
+    message = str(raised.value)
+    assert f"cannot read '{source}' ({cause})" in message and "--store" not in message
+    assert "'raw/d/a.dcm'" in message
 
 
 def test_file_store_detects_corruption(tmp_path):
