@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from pipeline.argo.environment import FIXED_ENV, KAGGLE_SECRET_KEYS, MIRROR_ENV, S3_SECRET_KEYS, SOURCE_STAGES
-from pipeline.argo.install import executor_pod_spec_patch
+from pipeline.argo.install import ARGO_VERSION, executor_pod_spec_patch
 from pipeline.argo.labels import POD_LABELS, object_labels
 from pipeline.argo.metrics import template_metrics
 from pipeline.argo.retry import TRANSIENT_ONLY
@@ -59,6 +59,7 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
         "resultFile": RESULT_FILE,
         "resultDefault": RESULT_DEFAULT,
         "podSpecPatch": executor_pod_spec_patch(),
+        "argoVersion": ARGO_VERSION,
         "mirrorEnv": MIRROR_ENV,
         "sourceStages": list(SOURCE_STAGES),
         "dataVolume": {"name": DATA_VOLUME, "stages": list(DATA_STAGES)},
