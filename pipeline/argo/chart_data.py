@@ -10,14 +10,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.argo.environment import FIXED_ENV, KAGGLE_SECRET_KEYS, S3_SECRET_KEYS
+from pipeline.argo.environment import FIXED_ENV, KAGGLE_SECRET_KEYS, MIRROR_ENV, S3_SECRET_KEYS, SOURCE_STAGES
+from pipeline.argo.install import ARGO_VERSION, executor_pod_spec_patch
 from pipeline.argo.labels import POD_LABELS, object_labels
 from pipeline.argo.metrics import template_metrics
 from pipeline.argo.retry import TRANSIENT_ONLY
 from pipeline.argo.security import container_security_context
-from pipeline.argo.stage_template import RESULT_OUTPUT, workflow_argument
-from pipeline.argo.volumes import MOUNTS, RESULT_FILE
-from pipeline.argo.workflow_template import ENTRYPOINT, TARGET_PARAMETER, workflow_parameters
+from pipeline.argo.stage_template import RESULT_DEFAULT, RESULT_OUTPUT, workflow_argument
+from pipeline.argo.volumes import (
+    DATA_STAGES,
+    DATA_VOLUME,
+    MOUNTS,
+    RESULT_FILE,
+    TRAIN_CACHE_DIR,
+    TRAIN_CACHE_STAGES,
+    TRAIN_CACHE_VOLUME,
+)
+from pipeline.argo.workflow_template import ENTRYPOINT, TARGET_PARAMETER, VOLUME_CLAIM_GC, workflow_parameters
 from pipeline.dag import PIPELINE, Pipeline
 
 CHART_DATA = "helm/irmsia/files/pipeline.json"
@@ -27,7 +36,7 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
     return {
         "name": pipeline.name,
         "labels": object_labels(pipeline.name),
-        "podLabels": POD_LABELS,
+        "podLabels": {k: v for k, v in POD_LABELS.items() if k != "app.kubernetes.io/instance"},
         "entrypoint": ENTRYPOINT,
         "target": "{{workflow.parameters." + TARGET_PARAMETER + "}}",
         "parameters": [p.model_dump(by_alias=True, exclude_none=True) for p in workflow_parameters(pipeline)],
@@ -48,6 +57,14 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
         "mounts": [{"name": k, "mountPath": v} for k, v in MOUNTS.items()],
         "resultOutput": RESULT_OUTPUT,
         "resultFile": RESULT_FILE,
+        "resultDefault": RESULT_DEFAULT,
+        "podSpecPatch": executor_pod_spec_patch(),
+        "argoVersion": ARGO_VERSION,
+        "mirrorEnv": MIRROR_ENV,
+        "sourceStages": list(SOURCE_STAGES),
+        "dataVolume": {"name": DATA_VOLUME, "stages": list(DATA_STAGES)},
+        "trainCache": {"name": TRAIN_CACHE_VOLUME, "mountPath": TRAIN_CACHE_DIR, "stages": list(TRAIN_CACHE_STAGES)},
+        "volumeClaimGC": VOLUME_CLAIM_GC,
         "retryExpression": TRANSIENT_ONLY,
         "containerSecurityContext": container_security_context().model_dump(by_alias=True, exclude_none=True),
     }

@@ -1,4 +1,5 @@
-"""Environment of a stage's container: store, its own image, workflow id, log format, result file, credentials.
+"""Environment of a stage's container: store, its own image, workflow id, log format, result file, source
+mirrors, train's cache folder, credentials.
 
 Credentials come only from Secrets through ``secretKeyRef``; no key ever appears in a manifest.
 """
@@ -7,12 +8,16 @@ from __future__ import annotations
 
 from hera.workflows.models import EnvVar, EnvVarSource, SecretKeySelector
 
-from pipeline.argo.volumes import CACHE_DIR, RESULT_FILE
+from pipeline.argo.volumes import CACHE_DIR, RESULT_FILE, TRAIN_CACHE_DIR, uses_train_cache
 from pipeline.config import DeploymentConfig
 from pipeline.dag import StageSpec
 
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 KAGGLE_SECRET_KEYS = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+MIRROR_ENV = {"kaggle": "IRMSIA_KAGGLE_ENDPOINT", "nih": "IRMSIA_NIH_URL", "tcia": "IRMSIA_TCIA_URL"}
+"""``mirrors.<key>`` of the configuration -> the variable collect reads it from (sorted: the chart sorts too)."""
+SOURCE_STAGES = ("collect",)
+"""Stages that download from the dataset sources (they get the mirror URLs)."""
 
 
 def _secret(name: str, secret: str, *, optional: bool = False) -> EnvVar:
@@ -44,6 +49,12 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     plain["IRMSIA_IMAGE"] = config.images.build(stage.entrypoint)  # register records it in the model's metadata
     if config.metrics.pushgateway:
         plain["IRMSIA_PUSHGATEWAY"] = config.metrics.pushgateway
+    if stage.name in SOURCE_STAGES:
+        plain.update(
+            {var: getattr(config.mirrors, key) for key, var in MIRROR_ENV.items() if getattr(config.mirrors, key)}
+        )
+    if uses_train_cache(stage, config):
+        plain["IRMSIA_CACHE_DIR"] = TRAIN_CACHE_DIR  # decoded images on the run's PVC survive a retried pod
     plain.update(FIXED_ENV)
     env = [EnvVar(name=k, value=v) for k, v in plain.items()]
     env += [_secret(k, config.store.credentials_secret) for k in S3_SECRET_KEYS]

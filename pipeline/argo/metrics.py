@@ -80,7 +80,9 @@ def stage_metrics(stage: StageSpec, result_output: str = "result") -> list[ArgoM
                 name="irmsia_train_final_validation_metric",
                 help="Final validation metric of the last successful IRMSIA training run",
                 kind="gauge",
-                value=f"{{{{=jsonpath(outputs.parameters.{result_output}, '$.summary.{metric}')}}}}",
+                # Argo substitutes the value before it evaluates `when`, also for a failed run: read it so that a
+                # result without the metric ("{}", the output's default) gives 0 instead of a MetricsError.
+                value=f"{{{{=fromJSON(outputs.parameters.{result_output})?.summary?.{metric} ?? 0}}}}",
                 labels=(("metric", metric),),
                 when="{{status}} == Succeeded",
             )

@@ -17,6 +17,9 @@ from pipeline.dag import PLACEHOLDER, StageSpec
 
 RESULT_OUTPUT = "result"
 """Output parameter holding the stage's result JSON (prefix, cached, content_sha256, summary)."""
+RESULT_DEFAULT = "{}"
+"""The output's value when the stage wrote no result file (it failed): Argo's metrics and the executor then have
+a value instead of a missing parameter (a missing one is a MetricsError and a failed wait container)."""
 
 
 def workflow_argument(template: str) -> str:
@@ -43,6 +46,8 @@ def stage_container(stage: StageSpec, config: DeploymentConfig) -> Container:
         active_deadline_seconds=config.stage_resources(stage.name).active_deadline_seconds,
         retry_strategy=transient_retry(config.retry),
         labels={"app.kubernetes.io/component": stage.name},
-        outputs=Outputs(parameters=[Parameter(name=RESULT_OUTPUT, value_from=ValueFrom(path=RESULT_FILE))]),
+        outputs=Outputs(
+            parameters=[Parameter(name=RESULT_OUTPUT, value_from=ValueFrom(path=RESULT_FILE, default=RESULT_DEFAULT))]
+        ),
         metrics=template_metrics(stage, RESULT_OUTPUT),
     )

@@ -79,7 +79,14 @@ class ArgoServer:
         """Create a Workflow from the ``irmsia-pipeline`` template; returns the created Workflow."""
         workflow = build_workflow(self.namespace, parameters).build()
         request = WorkflowCreateRequest(namespace=self.namespace, workflow=workflow)
-        created = self._call("submit", lambda: self._service.create_workflow(request, namespace=self.namespace))
+        try:
+            created = self._call("submit", lambda: self._service.create_workflow(request, namespace=self.namespace))
+        except NotFound as exc:  # the server's answer when the referenced WorkflowTemplate is not there
+            template = workflow.spec.workflow_template_ref.name
+            raise ArgoServerError(
+                f"submit: WorkflowTemplate {template} not found in namespace {self.namespace} at {self.url}; "
+                "apply it first (kubectl apply --server-side -k manifests/overlays/local, or irmsia templates apply)"
+            ) from exc
         log.info("submitted workflow %s in %s", created.metadata.name, self.namespace)
         return created
 

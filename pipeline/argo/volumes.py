@@ -1,8 +1,18 @@
-"""The writable emptyDirs of a stage's pod (the root filesystem is read-only): /tmp, caches, result, /dev/shm."""
+"""The volumes of a stage's pod: writable emptyDirs (the root filesystem is read-only), /dev/shm, the input data
+PVC of ``--source local``, and train's decoded-image cache on a PVC that outlives a retried pod."""
 
 from __future__ import annotations
 
-from hera.workflows.models import EmptyDirVolumeSource, Volume, VolumeMount
+from hera.workflows.models import (
+    EmptyDirVolumeSource,
+    ObjectMeta,
+    PersistentVolumeClaim,
+    PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource,
+    Volume,
+    VolumeMount,
+    VolumeResourceRequirements,
+)
 
 from pipeline.config import DeploymentConfig
 from pipeline.dag import StageSpec
@@ -13,14 +23,45 @@ RESULT_FILE = f"{RESULT_DIR}/result.json"
 """Where the stage writes its result JSON (``IRMSIA_RESULT_FILE``); Argo exposes it as the ``result`` output."""
 MOUNTS = {"tmp": "/tmp", "cache": CACHE_DIR, "result": RESULT_DIR}
 """The emptyDirs every stage gets, by volume name."""
+DATA_VOLUME = "data"
+"""The PVC of input folders (``localData.claimName``), read-only in the stages below."""
+DATA_STAGES = ("collect",)
+"""Stages that read input folders (``--source local``, NIH's CSVs)."""
+TRAIN_CACHE_VOLUME = "train-cache"
+"""The per-run PVC (``volumeClaimTemplates``) holding train's decoded images (``IRMSIA_CACHE_DIR``)."""
+TRAIN_CACHE_DIR = "/irmsia/train-cache"
+TRAIN_CACHE_STAGES = ("train",)
+"""Stages that keep a decoded-image cache (``--cache-dir``)."""
+
+
+def uses_train_cache(stage: StageSpec, config: DeploymentConfig) -> bool:
+    return stage.name in TRAIN_CACHE_STAGES and bool(config.train_cache.size)
 
 
 def stage_volumes(stage: StageSpec, config: DeploymentConfig) -> tuple[list[Volume], list[VolumeMount]]:
-    """The pod's emptyDirs and the container's mounts; a memory-backed /dev/shm where the stage sets ``shmSize``."""
-    mounts = dict(MOUNTS)
-    volumes = [Volume(name=name, empty_dir=EmptyDirVolumeSource()) for name in mounts]
+    """The pod's own volumes and the container's mounts (the train cache PVC is the workflow's, see below)."""
+    mounts = [VolumeMount(name=name, mount_path=path) for name, path in MOUNTS.items()]
+    volumes = [Volume(name=name, empty_dir=EmptyDirVolumeSource()) for name in MOUNTS]
     shm_size = config.stage_resources(stage.name).shm_size
     if shm_size:
         volumes.append(Volume(name="dshm", empty_dir=EmptyDirVolumeSource(medium="Memory", size_limit=shm_size)))
-        mounts["dshm"] = "/dev/shm"
-    return volumes, [VolumeMount(name=name, mount_path=path) for name, path in mounts.items()]
+        mounts.append(VolumeMount(name="dshm", mount_path="/dev/shm"))
+    if config.local_data.claim_name and stage.name in DATA_STAGES:
+        claim = PersistentVolumeClaimVolumeSource(claim_name=config.local_data.claim_name, read_only=True)
+        volumes.append(Volume(name=DATA_VOLUME, persistent_volume_claim=claim))
+        mounts.append(VolumeMount(name=DATA_VOLUME, mount_path=config.local_data.mount_path, read_only=True))
+    if uses_train_cache(stage, config):
+        mounts.append(VolumeMount(name=TRAIN_CACHE_VOLUME, mount_path=TRAIN_CACHE_DIR))
+    return volumes, mounts
+
+
+def volume_claim_templates(config: DeploymentConfig) -> list[PersistentVolumeClaim] | None:
+    """The workflow's PVCs: Argo creates ``<workflow>-train-cache`` once per run; retried pods mount the same one."""
+    if not config.train_cache.size:
+        return None
+    spec = PersistentVolumeClaimSpec(
+        access_modes=["ReadWriteOnce"],
+        resources=VolumeResourceRequirements(requests={"storage": config.train_cache.size}),
+        storage_class_name=config.train_cache.storage_class_name or None,
+    )
+    return [PersistentVolumeClaim(metadata=ObjectMeta(name=TRAIN_CACHE_VOLUME), spec=spec)]

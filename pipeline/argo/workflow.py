@@ -14,8 +14,14 @@ from pipeline.dag import PIPELINE, Pipeline
 
 
 def parse_parameters(items: list[str], pipeline: Pipeline = PIPELINE) -> dict[str, str]:
-    """``["epochs=5", "model=resnet18"]`` -> a mapping, checked against the template's parameters."""
+    """``["epochs=5", "model=resnet18"]`` -> a mapping, checked against the template's parameters and choices.
+
+    Argo's server does not check a submitted value against the template parameter's ``enum`` (the run would
+    start and fail in its stage), so the choices are checked here.
+    """
     known = [p.name for p in pipeline.parameters] + [TARGET_PARAMETER]
+    choices = {p.name: p.enum for p in pipeline.parameters if p.enum}
+    choices[TARGET_PARAMETER] = tuple(s.name for s in pipeline.order())
     values: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -24,6 +30,8 @@ def parse_parameters(items: list[str], pipeline: Pipeline = PIPELINE) -> dict[st
             raise UsageError(f"-p {item!r}: use key=value, e.g. -p epochs=5")
         if key not in known:
             raise UsageError(f"-p {key}: not a workflow parameter; use one of {', '.join(known)}")
+        if key in choices and value not in choices[key]:
+            raise UsageError(f"-p {key}={value}: use one of {', '.join(choices[key])}")
         values[key] = value
     return values
 

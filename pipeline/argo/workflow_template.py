@@ -7,15 +7,26 @@ Each stage is a container template; workflow parameters are the pipeline's param
 from __future__ import annotations
 
 from hera.workflows import DAG, Task, WorkflowTemplate
-from hera.workflows.models import Arguments, Metadata, Parameter, TTLStrategy
+from hera.workflows.models import (
+    Arguments,
+    ArtifactRepositoryRef,
+    Metadata,
+    Parameter,
+    TTLStrategy,
+    VolumeClaimGC,
+)
 
-from pipeline.argo.labels import POD_LABELS, object_labels
+from pipeline.argo.install import executor_pod_spec_patch
+from pipeline.argo.labels import ARTIFACT_REPOSITORIES, ARTIFACT_REPOSITORY_KEY, POD_LABELS, object_labels
 from pipeline.argo.security import pod_security_context
 from pipeline.argo.stage_template import stage_container
+from pipeline.argo.volumes import volume_claim_templates
 from pipeline.config import DeploymentConfig
 from pipeline.dag import PIPELINE, Pipeline
 
 ENTRYPOINT = "pipeline"
+VOLUME_CLAIM_GC = "OnWorkflowCompletion"
+"""The run's PVCs (train's cache) are deleted when it finishes, never between retries of a pod."""
 TARGET_PARAMETER = "target"
 DEFAULT_RUN_ID = "{{workflow.name}}"
 """Argo runs name their training run after the workflow: unique per run, and shown in the UI."""
@@ -58,6 +69,10 @@ def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPEL
         active_deadline_seconds=config.workflow.active_deadline_seconds,
         parallelism=config.workflow.parallelism,
         ttl_strategy=TTLStrategy(seconds_after_completion=config.workflow.ttl_seconds_after_finished),
+        pod_spec_patch=executor_pod_spec_patch(),
+        artifact_repository_ref=ArtifactRepositoryRef(config_map=ARTIFACT_REPOSITORIES, key=ARTIFACT_REPOSITORY_KEY),
+        volume_claim_templates=volume_claim_templates(config),
+        volume_claim_gc=VolumeClaimGC(strategy=VOLUME_CLAIM_GC) if volume_claim_templates(config) else None,
     ) as template:
         containers = {s.name: stage_container(s, config) for s in pipeline.stages}
         with DAG(name=ENTRYPOINT, target="{{workflow.parameters." + TARGET_PARAMETER + "}}"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
+from jobs.core.errors import UsageError
 from pipeline.argo.submit import ArgoServer
 from pipeline.config import DEFAULT_CONFIG, DeploymentConfig, load_config
 
@@ -28,9 +30,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def server_from_args(
-    args: argparse.Namespace, config: DeploymentConfig, env: Mapping[str, str] | None = None
+    args: argparse.Namespace, config: DeploymentConfig | None, env: Mapping[str, str] | None = None
 ) -> ArgoServer:
+    """The server of ``--argo-server``; the namespace is ``--namespace`` or else the configuration's."""
     env = os.environ if env is None else env
+    if args.namespace is None and config is None:
+        raise UsageError("--namespace is required without a configuration file")
     return ArgoServer(
         url=args.argo_server,
         namespace=args.namespace or config.namespace,
@@ -40,4 +45,12 @@ def server_from_args(
 
 
 def config_from_args(args: argparse.Namespace) -> DeploymentConfig:
+    return load_config(args.config)
+
+
+def optional_config_from_args(args: argparse.Namespace) -> DeploymentConfig | None:
+    """The configuration, or None when ``--namespace`` is given and the default file is absent (``irmsia submit``
+    needs only the namespace, so it works from any folder)."""
+    if args.namespace and args.config == DEFAULT_CONFIG and not Path(args.config).exists():
+        return None
     return load_config(args.config)

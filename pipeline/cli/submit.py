@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from pipeline.argo.workflow import parse_parameters
-from pipeline.cli.argo_options import add_server_arguments, config_from_args, server_from_args
+from pipeline.cli.argo_options import add_server_arguments, optional_config_from_args, server_from_args
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 def do_command(args: argparse.Namespace) -> int:
     parameters = parse_parameters(args.parameters)
-    server = server_from_args(args, config_from_args(args))
+    server = server_from_args(args, optional_config_from_args(args))
     created = server.submit(parameters)
     name = created.metadata.name
     print(f"submitted {server.namespace}/{name}", file=sys.stderr)

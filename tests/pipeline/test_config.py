@@ -41,6 +41,11 @@ def test_image_reference_is_registry_entrypoint_tag():
         ({"schedules": [{"name": "n", "schedules": ["0 1 * * *"], "target": "index", "parameters": {"x": "1"}}]},
          "not pipeline parameters"),
         ({"schedules": [{"name": "n", "target": "index"}]}, "schedules"),
+        ({"mirrors": {"tcia": "tcia.example"}}, r"mirrors.tcia 'tcia.example': use an http"),
+        ({"mirrors": {"nhi": ""}}, r"unknown keys \['nhi'\]"),
+        ({"localData": {"claimName": "My_Data"}}, "localData.claimName"),
+        ({"localData": {"claimName": "data", "mountPath": "/tmp"}}, "localData.mountPath '/tmp'"),
+        ({"trainCache": {"size": "big"}}, "trainCache.size 'big'"),
     ],
 )  # fmt: skip
 def test_bad_values_name_the_key(data, match):
@@ -51,3 +56,15 @@ def test_bad_values_name_the_key(data, match):
 def test_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
         load_config(tmp_path / "irmsia.yaml")
+
+
+def test_every_schema_constraint_names_a_configuration_field():
+    import dataclasses
+
+    from pipeline import config as config_module
+    from pipeline.argo.chart_values import CONSTRAINTS
+
+    for where in CONSTRAINTS:
+        cls_name, field_name = where.split(".")
+        cls = getattr(config_module, cls_name)
+        assert field_name in {f.name for f in dataclasses.fields(cls)}, where

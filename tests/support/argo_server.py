@@ -2,6 +2,12 @@
 
 Workflows (create, get), WorkflowTemplates and CronWorkflows (get, create, update), bearer-token auth, and
 Argo's JSON error bodies (``{"code": …, "message": …}``). Every request is recorded for assertions.
+
+It validates as Argo v4.1.2's server does before it stores anything (``server/workflow`` and
+``server/workflowtemplate`` call ``validate.Workflow``/``validate.WorkflowTemplate``): a Workflow whose
+``workflowTemplateRef`` names no WorkflowTemplate of its namespace is a NotFound; a parameter whose value is not
+in its own ``enum`` is an InvalidArgument. Like the real one it does not check a submitted value against the
+referenced template's enum (``MergeParameters`` keeps the submitted parameter, which carries none).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 # gRPC-gateway codes Argo puts in error bodies
-_NOT_FOUND, _ALREADY_EXISTS, _UNAUTHENTICATED = 5, 6, 16
+_INVALID_ARGUMENT, _NOT_FOUND, _ALREADY_EXISTS, _UNAUTHENTICATED = 3, 5, 6, 16
 _KINDS = {"workflows": "workflow", "workflow-templates": "template", "cron-workflows": "cronWorkflow"}
 
 
@@ -81,7 +87,26 @@ class _Handler(BaseHTTPRequestHandler):
             obj = {**obj, "status": {"phase": self.state.phases[min(seen, len(self.state.phases)) - 1]}}
         return self._reply(200, obj)
 
+    def _invalid(self, kind: str, namespace: str, obj: dict) -> tuple[int, int, str] | None:
+        """Argo's validation of a created or updated object: ``(http status, grpc code, message)`` or None."""
+        spec = obj.get("spec") or {}
+        if kind == "cron-workflows":
+            spec = spec.get("workflowSpec") or {}
+        for param in (spec.get("arguments") or {}).get("parameters") or []:
+            enum = param.get("enum")
+            if enum is not None and param.get("value") is not None and param["value"] not in enum:
+                name = param["name"]
+                message = f"spec.arguments.{name}.value should be present in spec.arguments.{name}.enum list"
+                return 400, _INVALID_ARGUMENT, message
+        ref = (spec.get("workflowTemplateRef") or {}).get("name")
+        if kind == "workflows" and ref and ("workflow-templates", namespace, ref) not in self.state.objects:
+            return 404, _NOT_FOUND, f'workflowtemplate.argoproj.io "{ref}" not found'
+        return None
+
     def _create(self, kind: str, namespace: str, obj: dict) -> None:
+        if invalid := self._invalid(kind, namespace, obj):
+            status, code, message = invalid
+            return self._reply(status, {"code": code, "message": message})
         meta = obj.setdefault("metadata", {})
         self.state.counter += 1
         if "generateName" in meta:
@@ -97,6 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
         current = self.state.objects.get((kind, namespace, name))
         if current is None:
             return self._reply(404, {"code": _NOT_FOUND, "message": f'{kind} "{name}" not found'})
+        if invalid := self._invalid(kind, namespace, obj):
+            status, code, message = invalid
+            return self._reply(status, {"code": code, "message": message})
         if obj["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             return self._reply(409, {"code": 10, "message": "the object has been modified; resourceVersion mismatch"})
         self.state.counter += 1
@@ -124,6 +152,14 @@ class LocalArgoServer:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def add(self, kind: str, namespace: str, obj: dict) -> None:
+        """Store ``obj`` as if created earlier (``kubectl apply`` of the overlay)."""
+        obj = {
+            **obj,
+            "metadata": {**obj["metadata"], "namespace": namespace, "resourceVersion": "applied"},
+        }
+        self.state.objects[(kind, namespace, obj["metadata"]["name"])] = obj
 
     def stop(self) -> None:
         self._server.shutdown()

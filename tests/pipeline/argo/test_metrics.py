@@ -9,6 +9,7 @@ from pipeline.argo.metrics import ARGO_PREFIX, ArgoMetric, exported_names, stage
 from pipeline.argo.workflow_template import build_workflow_template
 from pipeline.config import DeploymentConfig, MetricsConfig
 from pipeline.dag import PIPELINE
+from tests.support.argo_expressions import ExpressionError, compute_metric, metric_scope, output_parameters
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,54 @@ def test_train_reports_its_final_validation_metrics_from_the_result_output(templ
     assert {g["labels"][0]["value"] for g in gauges} == {"val_accuracy", "val_auc"}
     for gauge in gauges:
         metric = gauge["labels"][0]["value"]
-        assert (
-            gauge["gauge"]["value"] == f"{{{{=jsonpath(outputs.parameters.{output['name']}, '$.summary.{metric}')}}}}"
-        )
+        assert f"outputs.parameters.{output['name']}" in gauge["gauge"]["value"]
+        assert f".summary?.{metric}" in gauge["gauge"]["value"]
         assert gauge["when"] == "{{status}} == Succeeded"
     assert all("irmsia_train_final_validation_metric" not in by_name(t) for n, t in templates.items() if n != "train")
+
+
+RESULT = '{"prefix": "runs/r/", "cached": false, "summary": {"val_accuracy": 0.97, "val_auc": 0.99}}'
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_code", "result_file", "expected"),
+    [
+        ("Succeeded", 0, RESULT, {"val_accuracy": 0.97, "val_auc": 0.99}),
+        ("Succeeded", 0, '{"prefix": "runs/r/", "summary": {}}', {"val_accuracy": 0.0, "val_auc": 0.0}),
+        ("Failed", 3, None, {"val_accuracy": None, "val_auc": None}),  # the stage wrote no result file
+        ("Failed", 3, '{"error": "bad data"}', {"val_accuracy": None, "val_auc": None}),
+        ("Error", None, None, {"val_accuracy": None, "val_auc": None}),  # the pod was lost
+    ],
+)
+def test_controller_evaluates_every_metric_of_a_finished_train_without_a_metrics_error(
+    templates, status, exit_code, result_file, expected
+):
+    # GIVEN the train template, and what its pod left when it finished (the wait container saves the outputs)
+    train = templates["train"]
+    files = {} if result_file is None else {train["outputs"]["parameters"][0]["valueFrom"]["path"]: result_file}
+    scope = metric_scope(status, 12.5, output_parameters(train, files), exit_code)
+    # WHEN the controller computes the template's custom metrics (as Argo v4.1.2 does, value substituted first)
+    emitted = {}
+    for metric in train["metrics"]["prometheus"]:
+        try:
+            value = compute_metric(metric, scope)
+        except ExpressionError as exc:
+            pytest.fail(f"MetricsError for {metric['name']}: {exc}")
+        if metric["name"] == "irmsia_train_final_validation_metric":
+            emitted[metric["labels"][0]["value"]] = value
+        else:
+            assert value is not None
+    # THEN the validation gauges carry the run's metrics when it succeeded and are skipped otherwise
+    assert emitted == expected
+
+
+def test_metric_evaluation_reports_a_metric_reading_a_missing_output():
+    # GIVEN a gauge that reads an output parameter a failed step never wrote (no default)
+    metric = {"name": "irmsia_x", "help": "x", "when": "{{status}} == Succeeded",
+              "gauge": {"value": "{{=jsonpath(outputs.parameters.result, '$.summary.val_auc')}}"}}  # fmt: skip
+    # THEN the controller reports it even though `when` would skip it
+    with pytest.raises(ExpressionError, match=r"outputs[.a-z]* is missing"):
+        compute_metric(metric, metric_scope("Failed", 3.0, {}, 3))
 
 
 def test_help_text_is_the_same_for_every_use_of_a_name():

@@ -1,69 +1,84 @@
-"""The rendered WorkflowTemplate and CronWorkflows: golden files, Argo's schema, Hera's models, stage settings."""
+"""The rendered WorkflowTemplate, CronWorkflows and Workflow: Argo v4.1.2's CRD schemas, Hera's models, stage
+settings (their committed renders are checked by tests/pipeline/test_generated.py)."""
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 from hera.workflows.models import CronWorkflow, WorkflowTemplate
 
-from pipeline.argo.render import render_files, render_objects, write_files
+from pipeline.argo.install import EXECUTOR_CONTAINERS, executor_security_context
+from pipeline.argo.render import render_objects
 from pipeline.argo.retry import TRANSIENT_ONLY
+from pipeline.argo.workflow import build_workflow
 from pipeline.argo.workflow_template import build_workflow_template
-from pipeline.config import DeploymentConfig, GpuPool, StageResources, Toleration, load_config
+from pipeline.config import (
+    DeploymentConfig,
+    GpuPool,
+    LocalDataConfig,
+    MirrorsConfig,
+    StageResources,
+    Toleration,
+    TrainCacheConfig,
+    load_config,
+)
 from pipeline.dag import PIPELINE
-from tests.support.argo_schema import ARGO_SCHEMA, REPO_ROOT, argo_schema_errors
+from tests.support.argo_schema import ARGO_SCHEMA, REPO_ROOT, SKIP_REASON, argo_schema_errors
 
-# Each configuration and the directory its rendering is committed to (like hera's examples and their YAML).
-GOLDEN = {
-    "irmsia.yaml": "manifests/generated/default",
-    "manifests/overlays/gpu/irmsia.yaml": "manifests/generated/gpu",
-}
+CONFIGS = ("irmsia.yaml", "manifests/overlays/gpu/irmsia.yaml")
 MODELS = {"WorkflowTemplate": WorkflowTemplate, "CronWorkflow": CronWorkflow}
+FULL = DeploymentConfig(
+    local_data=LocalDataConfig(claim_name="datasets"),
+    mirrors=MirrorsConfig(tcia="https://tcia.example/api/", nih="https://nih.example/", kaggle="https://k.example"),
+    train_cache=TrainCacheConfig(size="50Gi", storage_class_name="fast"),
+    gpu_pool=GpuPool(enabled=True, node_selector={"pool": "gpu"}, tolerations=(Toleration(key="nvidia.com/gpu"),)),
+)
+"""A configuration using every optional setting."""
 
 
 def _all_rendered() -> list[tuple[str, dict]]:
-    return [
+    objects = [
         (f"{config}:{name}", obj)
-        for config in GOLDEN
+        for config in CONFIGS
         for name, obj in render_objects(load_config(REPO_ROOT / config)).items()
     ]
+    objects += [(f"full:{name}", obj) for name, obj in render_objects(FULL).items()]
+    workflow = build_workflow("irmsia", {"source": "tcia", "ref": "LIDC-IDRI", "epochs": "3"}).build()
+    return [*objects, ("submitted:Workflow", workflow.model_dump(by_alias=True, exclude_none=True))]
 
 
-@pytest.mark.parametrize(("config", "directory"), GOLDEN.items())
-def test_committed_yaml_matches_rendering(config, directory):
-    # GIVEN a configuration and its committed rendering
-    files = render_files(load_config(REPO_ROOT / config), source=config)
-    target = REPO_ROOT / directory
-    if os.environ.get("IRMSIA_REGENERATE") == "1":
-        write_files(files, target)
-    # WHEN the committed files are read
-    committed = {p.name: p.read_text(encoding="utf-8") for p in sorted(target.glob("*.yaml"))}
-    # THEN they are exactly what `irmsia render` writes today (regenerate with IRMSIA_REGENERATE=1)
-    assert committed == files, f"{directory} drifted from {config}: run IRMSIA_REGENERATE=1 pytest {__file__}"
-
-
-@pytest.mark.parametrize(("where", "obj"), _all_rendered())
+@pytest.mark.parametrize(("where", "obj"), [o for o in _all_rendered() if o[1]["kind"] in MODELS])
 def test_rendered_objects_roundtrip_through_hera_models(where, obj):
     model = MODELS[obj["kind"]].model_validate(obj)
     assert model.model_dump(by_alias=True, exclude_none=True) == obj, where
 
 
-@pytest.mark.skipif(not ARGO_SCHEMA.exists(), reason=f"Argo JSON schema not found at {ARGO_SCHEMA}")
+@pytest.mark.skipif(not ARGO_SCHEMA.exists(), reason=SKIP_REASON)
 @pytest.mark.parametrize(("where", "obj"), _all_rendered())
-def test_rendered_objects_validate_against_argo_schema(where, obj):
+def test_rendered_objects_validate_against_argo_crds(where, obj):
     assert argo_schema_errors(obj) == [], where
 
 
-@pytest.mark.skipif(not ARGO_SCHEMA.exists(), reason=f"Argo JSON schema not found at {ARGO_SCHEMA}")
-def test_argo_schema_check_rejects_a_broken_template():
-    # GIVEN a template whose retry limit is a list (a type Argo rejects)
+@pytest.mark.skipif(not ARGO_SCHEMA.exists(), reason=SKIP_REASON)
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda s: s["templates"][1]["retryStrategy"].update(limit=["3"]), "retryStrategy.limit: must be an integer"),
+        (lambda s: s["templates"][1]["container"].update(securityContex={}), 'unknown field "securityContex"'),
+        (lambda s: s.update(podSpecPatch={"containers": []}), "podSpecPatch: must be of type string"),
+        (lambda s: s["templates"][1].update(metrics={"prometheus": [{"name": "x"}]}), "prometheus[0].help: required"),
+        (lambda s: s.update(activeDeadlineSeconds="1d"), "activeDeadlineSeconds: must be of type integer"),
+    ],
+)  # fmt: skip
+def test_argo_crd_check_rejects_what_the_api_server_rejects(change, match):
+    # GIVEN a rendered template with one field the API server's strict validation refuses
     obj = render_objects(DeploymentConfig())["workflow-template.yaml"]
-    obj["spec"]["templates"][1]["retryStrategy"]["limit"] = ["3"]
+    change(obj["spec"])
     # THEN the schema check reports it
-    assert any("retryStrategy/limit" in e for e in argo_schema_errors(obj))
+    assert any(match in e for e in argo_schema_errors(obj)), argo_schema_errors(obj)
 
 
 def _templates(config: DeploymentConfig) -> dict[str, dict]:
@@ -96,7 +111,7 @@ def test_every_stage_exposes_its_result_file_as_output_parameter():
             continue
         env = {e["name"]: e.get("value") for e in template["container"]["env"]}
         (output,) = template["outputs"]["parameters"]
-        assert output == {"name": "result", "valueFrom": {"path": env["IRMSIA_RESULT_FILE"]}}
+        assert output == {"name": "result", "valueFrom": {"path": env["IRMSIA_RESULT_FILE"], "default": "{}"}}
         mounts = {m["mountPath"] for m in template["container"]["volumeMounts"]}
         assert str(Path(env["IRMSIA_RESULT_FILE"]).parent) in mounts
 
@@ -141,3 +156,69 @@ def test_credentials_come_only_from_secret_refs():
                 assert "value" not in env and "secretKeyRef" in env["valueFrom"], (name, env)
     assert "KAGGLE_KEY" in text  # collect gets the Kaggle secret...
     assert all(e["name"] != "KAGGLE_KEY" for e in _templates(DeploymentConfig())["train"]["container"]["env"])
+
+
+def test_executor_containers_get_the_restricted_context_from_the_template_itself():
+    # GIVEN the rendered template
+    spec = build_workflow_template(DeploymentConfig()).to_dict()["spec"]
+    patch = json.loads(spec["podSpecPatch"])
+    # THEN its podSpecPatch gives Argo's init and wait containers our restricted security context, by name
+    patched = {c["name"]: c["securityContext"] for side in ("initContainers", "containers") for c in patch[side]}
+    assert patched == dict.fromkeys(EXECUTOR_CONTAINERS, executor_security_context())
+
+
+def test_artifact_repository_is_the_releases_own():
+    spec = build_workflow_template(DeploymentConfig()).to_dict()["spec"]
+    assert spec["artifactRepositoryRef"] == {"configMap": "irmsia-artifact-repositories", "key": "default"}
+
+
+def test_local_data_volume_is_mounted_read_only_in_collect_only():
+    # GIVEN a configuration with a PVC of input folders
+    templates = _templates(FULL)
+    # THEN collect mounts it read-only where --path points, and no other stage sees it
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}} in templates[
+        "collect"
+    ]["volumes"]
+    assert {"name": "data", "mountPath": "/data", "readOnly": True} in templates["collect"]["container"]["volumeMounts"]
+    for name in ("index", "split", "train", "register"):
+        assert all(v["name"] != "data" for v in templates[name]["volumes"])
+
+
+def test_mirror_urls_reach_collect_only():
+    templates = _templates(FULL)
+    env = {e["name"]: e.get("value") for e in templates["collect"]["container"]["env"]}
+    assert env["IRMSIA_TCIA_URL"] == "https://tcia.example/api/"
+    assert env["IRMSIA_NIH_URL"] == "https://nih.example/"
+    assert env["IRMSIA_KAGGLE_ENDPOINT"] == "https://k.example"
+    assert all("IRMSIA_TCIA_URL" not in str(templates[n]["container"]["env"]) for n in ("index", "train"))
+    assert "IRMSIA_TCIA_URL" not in str(_templates(DeploymentConfig())["collect"]["container"]["env"])
+
+
+def test_train_cache_is_a_per_run_claim_that_retries_share():
+    # GIVEN a configuration with a 50Gi train cache on a storage class
+    spec = build_workflow_template(FULL).to_dict()["spec"]
+    templates = {t["name"]: t for t in spec["templates"]}
+    # THEN the workflow claims one volume per run, deleted only when the run completes
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "train-cache"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}},
+                             "storageClassName": "fast"}  # fmt: skip
+    assert spec["volumeClaimGC"] == {"strategy": "OnWorkflowCompletion"}
+    # AND train (whose retries are new pods of the same run) decodes into it; it is not a pod volume
+    train = templates["train"]
+    env = {e["name"]: e.get("value") for e in train["container"]["env"]}
+    assert {"name": "train-cache", "mountPath": env["IRMSIA_CACHE_DIR"]} in train["container"]["volumeMounts"]
+    assert all(v["name"] != "train-cache" for v in train["volumes"])
+    assert "IRMSIA_CACHE_DIR" not in str(templates["index"]["container"]["env"])
+
+
+def test_no_train_cache_claim_when_disabled():
+    spec = build_workflow_template(DeploymentConfig(train_cache=TrainCacheConfig(size=""))).to_dict()["spec"]
+    assert "volumeClaimTemplates" not in spec and "volumeClaimGC" not in spec
+
+
+def test_ephemeral_storage_is_declared_for_every_stage_of_the_local_configuration():
+    templates = _templates(load_config(REPO_ROOT / "irmsia.yaml"))
+    for stage in PIPELINE.stages:
+        resources = templates[stage.name]["container"]["resources"]
+        assert "ephemeral-storage" in resources["requests"] and "ephemeral-storage" in resources["limits"], stage.name

@@ -1,4 +1,5 @@
-"""``irmsia submit`` and ``irmsia templates apply`` against a local Argo Server speaking its REST API."""
+"""``irmsia submit`` and ``irmsia templates apply`` against a local Argo Server speaking its REST API; every request
+body is checked against Argo v4.1.2's swagger.json."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.argo.workflow import build_workflow
+from pipeline.argo.workflow_template import build_workflow_template
 from pipeline.cli import main
+from pipeline.config import load_config
 from tests.support.argo_schema import REPO_ROOT
 from tests.support.argo_server import LocalArgoServer
+from tests.support.argo_swagger import SWAGGER, request_errors
 
 CONFIG = str(REPO_ROOT / "irmsia.yaml")
 
@@ -23,9 +27,18 @@ def token() -> str:
 
 @pytest.fixture
 def argo(token: str) -> Iterator[LocalArgoServer]:
+    """The server with the pipeline's WorkflowTemplate applied in namespaces irmsia and team."""
     server = LocalArgoServer(token)
+    template = build_workflow_template(load_config(CONFIG)).build().model_dump(by_alias=True, exclude_none=True)
+    for namespace in ("irmsia", "team"):
+        server.add("workflow-templates", namespace, template)
     try:
         yield server
+        # every body irmsia sent is one the Argo Server's API describes, field for field
+        if SWAGGER.exists():
+            for request in server.state.requests:
+                if request.body is not None:
+                    assert request_errors(request.method, request.path, request.body) == [], request.path
     finally:
         server.stop()
 
@@ -100,6 +113,7 @@ def test_unreachable_server_is_transient(capsys, caplog, token):
 
 def test_templates_apply_creates_then_updates(argo, token, monkeypatch, capsys, caplog):
     monkeypatch.setenv("ARGO_TOKEN", token)
+    del argo.state.objects[("workflow-templates", "irmsia", "irmsia-pipeline")]  # a namespace never applied
     argv = ["templates", "apply", "--argo-server", argo.url, "--config", CONFIG]
     # WHEN applied twice
     first, output1 = _run(argv, capsys, caplog)
@@ -120,3 +134,69 @@ def test_templates_apply_creates_then_updates(argo, token, monkeypatch, capsys, 
     stored = argo.state.objects[("workflow-templates", "irmsia", "irmsia-pipeline")]
     assert stored["spec"]["serviceAccountName"] == "irmsia-pipeline"
     assert token not in output1 + output2
+
+
+def test_submit_without_the_template_says_to_apply_it(argo, token, capsys, caplog):
+    # GIVEN a namespace where the WorkflowTemplate was never applied
+    argv = ["submit", "--argo-server", argo.url, "--token", token, "--namespace", "empty", "--config", CONFIG]
+    # WHEN a run is submitted THEN the server's NotFound becomes one line saying what to do
+    code, output = _run(argv, capsys, caplog)
+    assert code == 1
+    assert "WorkflowTemplate irmsia-pipeline not found in namespace empty" in output and "apply it first" in output
+    assert "Traceback" not in output
+
+
+def test_submit_needs_no_configuration_file_with_a_namespace(argo, token, tmp_path, monkeypatch, capsys, caplog):
+    # GIVEN a folder without irmsia.yaml
+    monkeypatch.chdir(tmp_path)
+    # WHEN a run is submitted naming its namespace
+    code, output = _run(["submit", "--argo-server", argo.url, "--token", token, "--namespace", "team"], capsys, caplog)
+    # THEN it is created there
+    assert code == 0, output
+    assert [r.path for r in argo.state.requests] == ["/api/v1/workflows/team"]
+
+
+def test_submit_without_namespace_or_configuration_names_both(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    code, output = _run(["submit", "--argo-server", "http://127.0.0.1:9"], capsys, caplog)
+    assert code == 2 and "irmsia.yaml: no such file" in output
+
+
+@pytest.mark.parametrize(
+    ("parameter", "match"),
+    [("source=bogus", "-p source=bogus: use one of demo, local, url, tcia, kaggle, nih"),
+     ("target=deploy", "-p target=deploy: use one of collect, index, split, train, register"),
+     ("split_from=random", "use one of stratified, official")],
+)  # fmt: skip
+def test_submit_checks_choices_the_server_does_not(parameter, match, capsys, caplog):
+    # Argo's server merges a submitted parameter over the template's without its enum: it would accept these
+    code, output = _run(["submit", "--argo-server", "http://127.0.0.1:9", "--config", CONFIG, "-p", parameter],
+                        capsys, caplog)  # fmt: skip
+    assert code == 2 and match in output
+
+
+def test_server_rejects_what_argo_rejects(argo, token):
+    import requests
+
+    headers = {"Authorization": f"Bearer {token}"}
+    template = build_workflow_template(load_config(CONFIG)).build().model_dump(by_alias=True, exclude_none=True)
+    template["metadata"]["name"] = "broken"
+    template["spec"]["arguments"]["parameters"][0]["value"] = "bogus"  # source, whose enum lacks it
+    # WHEN a template with a default outside its enum, and a run of a missing template, are posted
+    bad_enum = requests.post(f"{argo.url}/api/v1/workflow-templates/irmsia", json={"template": template},
+                             headers=headers, timeout=10)  # fmt: skip
+    workflow = build_workflow("irmsia", {}).build().model_dump(by_alias=True, exclude_none=True)
+    workflow["spec"]["workflowTemplateRef"]["name"] = "nope"
+    missing = requests.post(f"{argo.url}/api/v1/workflows/irmsia", json={"workflow": workflow}, headers=headers,
+                            timeout=10)  # fmt: skip
+    # THEN each gets Argo's code and message, and nothing is stored
+    assert (bad_enum.status_code, bad_enum.json()["code"]) == (400, 3)
+    assert (
+        bad_enum.json()["message"] == "spec.arguments.source.value should be present in spec.arguments.source.enum list"
+    )
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"code": 5, "message": 'workflowtemplate.argoproj.io "nope" not found'},
+    )
+    assert ("workflow-templates", "irmsia", "broken") not in argo.state.objects
+    argo.state.requests.clear()  # hand-made bodies, not irmsia's
