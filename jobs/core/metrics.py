@@ -3,7 +3,7 @@
 Every stage process gets one registry (``stage_metrics()``) whose samples all carry the labels ``stage``,
 ``dataset``, ``run_id`` and ``workflow_id``. The common families (duration, items, bytes, errors by kind, cache
 hits, last success, exit code) are filled in by ``jobs.core.entrypoint``, ``StageWriter`` and the store; a
-stage adds its own through the families declared in ``CATALOG``::
+stage adds its own through the families declared in ``FAMILIES``::
 
     metrics = stage_metrics()
     metrics.items.inc(len(rows))
@@ -66,7 +66,7 @@ def _spec(name: str, kind: Kind, doc: str, *labels: str, stage: str | None = Non
     return MetricSpec(name=name, kind=kind, doc=doc, labels=labels, stage=stage)
 
 
-CATALOG: tuple[MetricSpec, ...] = (
+FAMILIES: tuple[MetricSpec, ...] = (
     # -- every stage ----------------------------------------------------------------------------------------
     _spec("irmsia_stage_start_timestamp_seconds", "gauge", "Unix time the stage process started its work."),
     _spec("irmsia_stage_duration_seconds", "gauge", "Seconds the stage has run (final value at exit)."),
@@ -112,21 +112,21 @@ CATALOG: tuple[MetricSpec, ...] = (
     ),
 )  # fmt: skip
 
-_BY_NAME = {spec.name: spec for spec in CATALOG}
+_BY_NAME = {spec.name: spec for spec in FAMILIES}
 
 
 def spec(name: str) -> MetricSpec:
-    """The declared family ``name``; ``KeyError`` telling the developer to declare it in ``CATALOG``."""
+    """The declared family ``name``; ``KeyError`` telling the developer to declare it in ``FAMILIES``."""
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise KeyError(f"metric {name!r} is not declared; add a MetricSpec to jobs.core.metrics.CATALOG") from None
+        raise KeyError(f"metric {name!r} is not declared; add a MetricSpec to jobs.core.metrics.FAMILIES") from None
 
 
 def exported_sample_names(stage: str | None = None) -> set[str]:
     """Sample names the given stage (every stage when ``None``) can export."""
     return {
-        n for s in CATALOG if stage is None or s.stage in (None, stage) for n in s.sample_names
+        n for s in FAMILIES if stage is None or s.stage in (None, stage) for n in s.sample_names
     }  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from jobs.core.errors import DataError, TransientError
 from jobs.core.store import Store
 from jobs.register import ledger
-from jobs.register.layout import ALIASES, check_alias
+from jobs.register.keys import ALIASES, check_alias
 from jobs.register.ledger import LedgerEntry, registrations
 from jobs.register.versions import new_token, now_iso
 

@@ -21,9 +21,9 @@ from jobs.core.hashing import sha256_bytes
 from jobs.core.manifest import read_manifest
 from jobs.core.store import Store, open_store
 from jobs.ml.preprocess import Preprocessing
-from jobs.register.catalog import resolve
 from jobs.register.export import load_state_dict_model
-from jobs.register.layout import METADATA, MODEL_PT, version_prefix
+from jobs.register.keys import METADATA, MODEL_PT, version_prefix
+from jobs.register.registry import resolve
 
 
 def load_metadata(store: Store, name: str, version: str | int = "champion") -> dict[str, Any]:

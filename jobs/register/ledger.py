@@ -17,7 +17,7 @@ Changing any entry breaks the link from its successor, so rewriting a registrati
 detected. Reading validates the chain as it goes (``iter_chain``): entries ``1..n`` without gaps, each linked to
 its predecessor's bytes, naming this model, of a known kind, no version registered twice, and every alias move
 naming a known alias and a version an earlier entry registered. The first violation is ``ChainBroken`` (a
-``DataError``), so no reader (``catalog``, ``api.load_model``, ``registration``) acts on a tampered chain;
+``DataError``), so no reader (``registry``, ``api.load_model``, ``registration``) acts on a tampered chain;
 ``verify.py`` reports the same break and also rehashes every bundle. Nothing links to the newest entry: keep the
 head hash ``verify`` prints elsewhere to detect a rewrite of it, or an entry appended by someone with write access.
 
@@ -38,7 +38,7 @@ from typing import Any
 from jobs.core.errors import DataError, TransientError
 from jobs.core.hashing import canonical_json, sha256_bytes
 from jobs.core.store import Store
-from jobs.register.layout import ALIASES, ledger_prefix, seq_key, seq_of
+from jobs.register.keys import ALIASES, ledger_prefix, seq_key, seq_of
 
 GENESIS = "0" * 64
 MAX_APPEND_ATTEMPTS = 1000

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from jobs.core.store import Store
-from jobs.register.layout import version_prefix
+from jobs.register.keys import version_prefix
 
 log = logging.getLogger("irmsia.register")
 MAX_TAG = 5000  # MLflow's limit on a tag value

@@ -39,7 +39,7 @@ from jobs.core.store import Store
 from jobs.register import aliases, ledger
 from jobs.register.bundle import build_metadata
 from jobs.register.export import ExportedModel, export_model
-from jobs.register.layout import (
+from jobs.register.keys import (
     CONFUSION_MATRIX,
     METADATA,
     MODEL_CARD,

@@ -23,7 +23,7 @@ from jobs.core.hashing import sha256_bytes, sha256_stream
 from jobs.core.manifest import Manifest
 from jobs.core.paths import registry_prefix
 from jobs.core.store import Store
-from jobs.register.layout import (
+from jobs.register.keys import (
     METADATA,
     claims_prefix,
     ledger_prefix,

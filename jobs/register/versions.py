@@ -28,7 +28,7 @@ from jobs.core.errors import DataError, TransientError
 from jobs.core.hashing import canonical_json
 from jobs.core.paths import registry_prefix
 from jobs.core.store import Store
-from jobs.register.layout import claims_prefix, seq_key, seq_of, version_of_folder, version_prefix
+from jobs.register.keys import claims_prefix, seq_key, seq_of, version_of_folder, version_prefix
 from jobs.register.ledger import read_entries, registrations
 
 MAX_CLAIM_ATTEMPTS = 1000

@@ -1,6 +1,6 @@
 """``irmsia registry list|show|promote|verify``: read, check and promote models in the store's registry.
 
-Uses only the torch-free modules of ``jobs.register`` (catalog, aliases, ledger, verify), so the CLI image
+Uses only ``jobs.register.registry``, the register stage's public, torch-free face, so the CLI image
 needs neither torch nor monai. ``promote`` appends an alias move to the ledger; ``verify`` exits 3 at the first
 break it finds, reported in one line.
 """
@@ -14,9 +14,8 @@ import sys
 
 from jobs.core.errors import ExitCode
 from jobs.core.store import DEFAULT_STORE, open_store
-from jobs.register import catalog
-from jobs.register.layout import ALIASES
-from jobs.register.verify import verify_registry
+from jobs.register import registry
+from jobs.register.registry import ALIASES, verify_registry
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,11 +40,11 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 def _list(store, name: str | None, out) -> int:
     if not name:
-        for model in catalog.model_names(store):
+        for model in registry.model_names(store):
             print(model, file=out)
         return 0
     print(f"{'version':>7}  {'aliases':<20} {'metric':<16} {'value':>8}  {'run':<30} registered", file=out)
-    for row in catalog.list_versions(store, name):
+    for row in registry.list_versions(store, name):
         value = f"{row.value:.4f}" if row.value is not None else "-"
         aliases = ",".join(row.aliases) or "-"
         print(f"{row.version:>7}  {aliases:<20} {row.metric:<16} {value:>8}  {row.run_id:<30} {row.registered_at}",
@@ -73,10 +72,10 @@ def do_command(args: argparse.Namespace, out=None) -> int:
     if args.action == "list":
         return _list(store, args.name, out)
     if args.action == "show":
-        print(json.dumps(catalog.show(store, args.name, args.version), indent=2, sort_keys=True), file=out)
+        print(json.dumps(registry.show(store, args.name, args.version), indent=2, sort_keys=True), file=out)
         return 0
     if args.action == "promote":
-        value = catalog.promote(store, args.name, args.version, args.alias)
+        value = registry.promote(store, args.name, args.version, args.alias)
         print(f"{args.name} {value.alias} -> v{value.version}", file=out)
         return 0
     return _verify(store, args.name, out)

@@ -9,8 +9,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.core.metrics import (
-    CATALOG,
     COMMON_LABELS,
+    FAMILIES,
     MetricSpec,
     StageMetrics,
     begin_stage_metrics,
@@ -57,10 +57,10 @@ def test_invalid_metric_specs_are_rejected(kwargs, error):
 
 
 def test_catalogue_names_are_unique_and_owned_by_known_stages():
-    names = [s.name for s in CATALOG]
+    names = [s.name for s in FAMILIES]
     assert len(names) == len(set(names))
-    assert {s.stage for s in CATALOG} <= {None, *STAGES}
-    assert {s.stage for s in CATALOG} == {None, *STAGES}, "every stage declares its own metrics"
+    assert {s.stage for s in FAMILIES} <= {None, *STAGES}
+    assert {s.stage for s in FAMILIES} == {None, *STAGES}, "every stage declares its own metrics"
 
 
 def test_every_sample_carries_the_common_labels():
@@ -89,7 +89,7 @@ def test_every_sample_carries_the_common_labels():
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda m: m.gauge("irmsia_not_declared"), KeyError, "add a MetricSpec to jobs.core.metrics.CATALOG"),
+        (lambda m: m.gauge("irmsia_not_declared"), KeyError, "add a MetricSpec to jobs.core.metrics.FAMILIES"),
         (lambda m: m.gauge("irmsia_stage_items_total"), TypeError, "is a counter, not a gauge"),
         (lambda m: m.gauge("irmsia_index_quarantined"), ValueError, r"takes labels \['reason'\], got \[\]"),
         (lambda m: m.gauge("irmsia_train_epoch", split="x"), ValueError, r"takes labels \[\], got \['split'\]"),
@@ -131,7 +131,7 @@ def test_exported_sample_names_are_per_stage():
     # THEN it has the common families and its own, not another stage's
     assert {"irmsia_stage_duration_seconds", "irmsia_stage_items_total", "irmsia_train_loss"} <= train
     assert "irmsia_index_rows" not in train
-    assert exported_sample_names() == {n for s in CATALOG for n in s.sample_names}
+    assert exported_sample_names() == {n for s in FAMILIES for n in s.sample_names}
 
 
 def test_sample_names_match_what_the_registry_renders():
@@ -139,7 +139,7 @@ def test_sample_names_match_what_the_registry_renders():
     rendered: set[str] = set()
     for stage in STAGES:
         metrics = StageMetrics(stage)
-        for spec in CATALOG:
+        for spec in FAMILIES:
             if spec.stage not in (None, stage):
                 continue
             labels = {label: "x" for label in spec.labels}

@@ -9,7 +9,8 @@ import pytest
 
 from jobs.core.hashing import canonical_json, sha256_bytes
 from jobs.core.store import Store, open_store
-from jobs.register import aliases, catalog, ledger
+from jobs.register import aliases, ledger
+from jobs.register import registry as model_registry
 from jobs.register.__main__ import main
 from tests.support.runs import Upstream, seal_dataset, seal_run
 
@@ -41,7 +42,7 @@ def promoted(store: Store, upstream: Upstream) -> Store:
     for i, auc in ((1, 0.81), (2, 0.80)):
         seal_run(store, f"r{i}", upstream=upstream, seed=i, metrics={"val_auc": auc})
         assert register(store, "--run", f"r{i}", "--model-name", "m") == 0
-    catalog.promote(store, "m", 2)
+    model_registry.promote(store, "m", 2)
     seal_run(store, "r3", upstream=upstream, seed=3, metrics={"val_auc": 0.79})
     assert register(store, "--run", "r3", "--model-name", "m") == 0
     return store

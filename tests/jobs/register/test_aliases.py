@@ -9,7 +9,8 @@ import pytest
 
 from jobs.core.errors import DataError, UsageError
 from jobs.core.store import open_store
-from jobs.register import aliases, catalog, ledger
+from jobs.register import aliases, ledger
+from jobs.register import registry as model_registry
 from jobs.register.ledger import LedgerEntry
 from jobs.register.registration import register as register_into
 from jobs.register.settings import RegisterSettings
@@ -60,10 +61,10 @@ def test_auto_promotes_only_a_better_model_on_the_same_split(store):
     # THEN the champion is the best on the shared split, and the later ones are candidates
     history = [v.version for v in aliases.history(store, "m", "champion")]
     assert history == [1, 2]
-    assert catalog.alias_map(store, "m") == {"champion": 2, "candidate": 4}
+    assert model_registry.alias_map(store, "m") == {"champion": 2, "candidate": 4}
     # AND a manual promotion moves the champion
-    catalog.promote(store, "m", 4)
-    assert catalog.alias_map(store, "m")["champion"] == 4
+    model_registry.promote(store, "m", 4)
+    assert model_registry.alias_map(store, "m")["champion"] == 4
     assert aliases.current(store, "m", "champion").previous_version == 2
 
 
@@ -90,7 +91,7 @@ def test_a_promotion_decided_against_a_replaced_champion_is_decided_again(store)
     assert racing.ran and manifest.summary["version"] == 2
     assert manifest.summary["alias"] == "candidate" and "champion v3" in manifest.summary["promotion"]
     assert [v.version for v in aliases.history(store, "m", "champion")] == [1, 3]
-    assert catalog.alias_map(store, "m") == {"champion": 3, "candidate": 2}
+    assert model_registry.alias_map(store, "m") == {"champion": 3, "candidate": 2}
 
 
 def test_concurrent_promotions_lose_no_update(store_uri):

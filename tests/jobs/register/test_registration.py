@@ -13,7 +13,8 @@ import pytest
 
 from jobs.core.hashing import sha256_bytes
 from jobs.core.manifest import read_manifest
-from jobs.register import catalog, ledger
+from jobs.register import ledger
+from jobs.register import registry as model_registry
 from jobs.register.export import onnx_available
 from jobs.register.verify import verify_registry
 from tests.jobs.register.conftest import register
@@ -69,7 +70,7 @@ def test_registers_a_monai_bundle_with_metadata_and_lineage(store, upstream, run
         store.get_bytes("registry/demo-model/1/configs/metadata.json")
     )
     assert entry.fields["manifest_sha256"] == manifest.content_sha256
-    assert catalog.alias_map(store, "demo-model") == {"champion": 1}
+    assert model_registry.alias_map(store, "demo-model") == {"champion": 1}
     assert verify_registry(store, "demo-model").ok
 
 
@@ -98,7 +99,7 @@ def test_a_retrained_run_with_the_same_id_is_a_new_version(store, upstream, run_
     seal_run(store, run_id, upstream=upstream, seed=7)
     # WHEN registered again THEN it is not a cache hit
     assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
-    assert [r.version for r in catalog.list_versions(store, "demo-model")] == [1, 2]
+    assert [r.version for r in model_registry.list_versions(store, "demo-model")] == [1, 2]
 
 
 def _remove_manifest(store, run_id):
@@ -161,7 +162,7 @@ def test_failure_after_the_claim_leaves_no_visible_version(store, run_id, monkey
     assert ledger.read_entries(store, "demo-model") == []
     # AND the next registration gets version 2 (numbers are never reused), and verify notes the abandoned claim
     assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
-    assert [r.version for r in catalog.list_versions(store, "demo-model")] == [2]
+    assert [r.version for r in model_registry.list_versions(store, "demo-model")] == [2]
     report = verify_registry(store, "demo-model")
     assert report.ok and any("v1 was claimed but never registered" in n for n in report.notes)
 
@@ -194,7 +195,7 @@ def _settings(store, run: str, *extra: str):
 
 
 def _registrations_of(store, run: str) -> list[int]:
-    return [r.version for r in catalog.list_versions(store, "demo-model") if r.run_id == run]
+    return [r.version for r in model_registry.list_versions(store, "demo-model") if r.run_id == run]
 
 
 @pytest.mark.slow
@@ -209,7 +210,7 @@ def test_a_registrant_killed_right_after_its_ledger_entry_loses_no_promotion(sto
     # WHEN the pod is retried
     assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
     # THEN the version has the alias its registration decided: serving finds the champion, and verify agrees
-    assert catalog.alias_map(store, "demo-model") == {"champion": 1}
+    assert model_registry.alias_map(store, "demo-model") == {"champion": 1}
     assert load_metadata(store, "demo-model", "champion")["irmsia"]["run_id"] == run_id
     assert verify_registry(store, "demo-model").ok
 
@@ -228,7 +229,7 @@ def test_a_store_outage_right_after_the_commit_point_loses_no_promotion(store, r
     assert register(store, "--run", run_id, "--model-name", "demo-model") == 0
     # THEN v1 is registered once and is the champion
     assert _registrations_of(store, run_id) == [1]
-    assert catalog.alias_map(store, "demo-model") == {"champion": 1}
+    assert model_registry.alias_map(store, "demo-model") == {"champion": 1}
     assert verify_registry(store, "demo-model").ok
 
 
@@ -258,7 +259,7 @@ def test_the_same_run_registered_twice_at_once_is_one_version(store, run_id, cas
     assert _registrations_of(store, run_id) == [second_manifest.summary["version"]]
     assert first_manifest.summary["version"] == second_manifest.summary["version"]
     assert (first_cached, second_cached) == (True, False)
-    assert catalog.alias_map(store, "demo-model") == {"champion": second_manifest.summary["version"]}
+    assert model_registry.alias_map(store, "demo-model") == {"champion": second_manifest.summary["version"]}
     report = verify_registry(store, "demo-model")
     assert report.ok, report.first_break
     assert report.entries == 1
@@ -275,7 +276,7 @@ def test_six_concurrent_registrations_of_one_run_are_one_version(store, run_id):
     # THEN all succeed, the run is registered exactly once, and it is the champion
     assert [p.returncode for p in procs] == [0] * 6, errors
     (version,) = _registrations_of(store, run_id)
-    assert catalog.alias_map(store, "demo-model") == {"champion": version}
+    assert model_registry.alias_map(store, "demo-model") == {"champion": version}
     report = verify_registry(store, "demo-model")
     assert report.ok, report.first_break
     assert report.entries == 1
@@ -335,6 +336,6 @@ def test_losing_the_claims_never_overwrites_a_version(store, upstream, run_id, c
         expected
     ]
     assert {k: store.get_bytes(k) for k in v1} == v1
-    assert [r.version for r in catalog.list_versions(store, "demo-model")] == [1, expected]
+    assert [r.version for r in model_registry.list_versions(store, "demo-model")] == [1, expected]
     report = verify_registry(store, "demo-model")
     assert report.ok, report.first_break

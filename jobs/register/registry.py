@@ -2,8 +2,8 @@
 
 A version is visible here only once its ledger entry exists (the commit point of a registration), and an alias
 has the value the ledger's last move of it gives; the chain is validated on every read, so a rewritten entry or
-alias move is an error here, never an answer. This is the logic behind ``irmsia registry list|show|promote``; it
-imports no torch, so the ``pipeline`` CLI can use it.
+alias move is an error here, never an answer. This is the register stage's public face for readers and operators
+(``irmsia registry list|show|promote|verify``); it imports no torch, so the ``pipeline`` CLI can use it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,22 @@ from jobs.core.manifest import read_manifest
 from jobs.core.paths import check_dns_label
 from jobs.core.store import Store
 from jobs.register import aliases
-from jobs.register.layout import ALIASES, METADATA, version_prefix
+from jobs.register.keys import ALIASES, METADATA, version_prefix
 from jobs.register.ledger import LedgerEntry, find_version, read_entries, registrations
+from jobs.register.verify import VerifyReport, verify_registry
+
+__all__ = [
+    "ALIASES",
+    "VerifyReport",
+    "VersionRow",
+    "alias_map",
+    "list_versions",
+    "model_names",
+    "promote",
+    "resolve",
+    "show",
+    "verify_registry",
+]
 
 
 @dataclass(frozen=True)
