@@ -39,6 +39,7 @@ lint: venv
 	$(BIN)/ruff check jobs pipeline tests bench
 	$(BIN)/ruff format --check jobs pipeline tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff check --fix jobs pipeline tests bench
@@ -66,19 +67,23 @@ test: venv lint services
 clean:
 	rm -rf $(VENV) irmsia-data .pytest_cache .ruff_cache
 
-# ---- container images (docker/): `make images` builds every stage image, tagged with the git revision --------------
-DOCKER       ?= docker
-IMAGE_TAG    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
-IMAGES       ?= irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu irmsia-train
-KIND_CLUSTER ?= irmsia
-KIND_REGISTRY ?= localhost/irmsia
+# ---- container images (docker/): `make images` builds every stage image of the stage registry (jobs/stages.py) ----
+# One naming rule (jobs/stages.py: image_ref): <IMAGE_REGISTRY>/<image>:<IMAGE_TAG>, what irmsia.yaml's `images`
+# name; the defaults are irmsia.yaml's. Each image is also tagged with the git revision.
+DOCKER         ?= docker
+IMAGE_REGISTRY ?= localhost/irmsia
+IMAGE_TAG      ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' jobs/__init__.py)
+IMAGES         ?= $(shell $(PYTHON) -m jobs.stages images)
+CPU_IMAGES      = $(shell $(PYTHON) -m jobs.stages images --cpu)
+KIND_CLUSTER   ?= irmsia
 MINIKUBE_PROFILE ?= irmsia
-IMAGE_LOADER ?= kind load docker-image --name $(KIND_CLUSTER)
+IMAGE_LOADER   ?= kind load docker-image --name $(KIND_CLUSTER)
 
-.PHONY: images base-image wheels constraints kind-load minikube-load kind-up minikube-up
+.PHONY: images image-refs base-image wheels constraints kind-load minikube-load kind-up minikube-up
 
 images:  # BASE_IMAGE, CUDA_BASE_IMAGE, OFFLINE=1, CA_BUNDLE=file: see docker/build-images.sh
-	DOCKER=$(DOCKER) TAG=$(IMAGE_TAG) TARGETS="$(IMAGES)" sh docker/build-images.sh
+	DOCKER=$(DOCKER) PYTHON=$(PYTHON) REGISTRY=$(IMAGE_REGISTRY) TAG=$(IMAGE_TAG) TARGETS="$(IMAGES)" \
+	    sh docker/build-images.sh
 
 base-image:  # Debian bookworm + python3 from debootstrap, for machines without a registry; prints the tag
 	DOCKER=$(DOCKER) sh docker/base-image.sh
@@ -89,11 +94,11 @@ wheels: venv  # every pinned wheel into docker/wheelhouse/, for OFFLINE=1 (air-g
 constraints: venv  # re-pin docker/constraints.txt from the venv after changing dependencies
 	$(BIN)/python docker/constraints.py > docker/constraints.txt
 
-kind-load:  # under the names irmsia.yaml's images.registry gives them; kind has no GPU: train-cpu becomes irmsia-train
-	for image in irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu; do \
-	    ref=$(KIND_REGISTRY)/$${image%-cpu}:$(IMAGE_TAG); \
-	    $(DOCKER) tag $$image:$(IMAGE_TAG) $$ref && $(IMAGE_LOADER) $$ref || exit 1; \
-	done
+image-refs:  # the references kind-load loads: the images of a cluster without GPUs, as the templates name them
+	@$(PYTHON) -m jobs.stages refs $(CPU_IMAGES) --registry $(IMAGE_REGISTRY) --tag $(IMAGE_TAG)
+
+kind-load:  # the images of a cluster without GPUs (train runs irmsia-train-cpu), under the names the templates use
+	for ref in $$($(MAKE) -s image-refs); do $(IMAGE_LOADER) $$ref || exit 1; done
 
 minikube-load:  # the same images under the same names as kind-load, into minikube profile MINIKUBE_PROFILE
 	$(MAKE) kind-load IMAGE_LOADER="minikube -p $(MINIKUBE_PROFILE) image load"

@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 
 from jobs.core.errors import UsageError
-from pipeline.dag import PIPELINE
+from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG, image_ref
+from jobs.stages import stage as stage_entry
+from pipeline.dag import PIPELINE, StageSpec
 
 DEFAULT_CONFIG = "irmsia.yaml"
 
@@ -40,12 +42,15 @@ def _check_quantities(values: Mapping[str, str], where: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class ImageRef:
-    """Where each stage's image comes from: ``<registry>/<entrypoint>:<tag>`` (``…/irmsia-train:0.1.0``)."""
+    """Where each stage's image comes from: ``<registry>/<image>:<tag>`` (``…/irmsia-train:0.1.0``), the one naming
+    rule of ``jobs.stages.image_ref`` that ``make images`` and ``make kind-load`` follow too."""
 
-    registry: str = "localhost/irmsia"
-    """Registry and path prefix; the image name is the stage's console script (``irmsia-train``)."""
-    tag: str = "0.1.0"
-    """Image tag shared by every stage image (pin a digest with ``tag: "0.1.0@sha256:…"``)."""
+    registry: str = IMAGE_REGISTRY
+    """Registry and path prefix; the image name is the stage's (``irmsia-train``, ``irmsia-train-cpu`` where the
+    GPU pool is off)."""
+    tag: str = IMAGE_TAG
+    """Image tag shared by every stage image, by default the project version that ``make images`` tags (pin a
+    digest with ``tag: "0.1.0@sha256:…"``)."""
     pull_policy: str = "IfNotPresent"
     """``IfNotPresent`` (kind/minikube with loaded images), ``Always`` or ``Never``."""
 
@@ -55,9 +60,13 @@ class ImageRef:
         if not self.tag or self.tag == "latest":
             raise UsageError(f"images.tag {self.tag!r}: pin a version (a moving 'latest' breaks caching and rollbacks)")
 
-    def build(self, entrypoint: str) -> str:
-        """The full image reference of the stage whose console script is ``entrypoint``."""
-        return f"{self.registry.rstrip('/')}/{entrypoint}:{self.tag}"
+    def build(self, image: str) -> str:
+        """The full reference of the stage image named ``image``."""
+        return image_ref(image, registry=self.registry, tag=self.tag)
+
+    def for_stage(self, stage: StageSpec, *, gpu: bool) -> str:
+        """The image a stage runs: a GPU stage's CUDA image on the GPU pool, its ``-cpu`` variant without one."""
+        return self.build(stage.image if gpu else stage.cpu_image)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,7 +370,7 @@ class DeploymentConfig:
     gpu_pool: GpuPool = field(default_factory=GpuPool)
     """The GPU node pool."""
     resources: dict[str, StageResources] = field(default_factory=dict)
-    """Resources per stage name; stages not listed get ``StageResources()``'s defaults."""
+    """Resources per stage name; a stage not listed gets its defaults from the stage registry (``jobs/stages.py``)."""
     retry: RetryConfig = field(default_factory=RetryConfig)
     """Retries of transient failures."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -387,12 +396,27 @@ class DeploymentConfig:
         stages = {s.name for s in PIPELINE.stages}
         if unknown := sorted(set(self.resources) - stages):
             raise UsageError(f"resources {unknown}: not stages; use some of {sorted(stages)}")
+        # every stage gets an entry: the one given, else the registry's defaults (so equal configurations compare equal)
+        complete = {s.name: self.resources.get(s.name) or registry_resources(s.name) for s in PIPELINE.stages}
+        object.__setattr__(self, "resources", complete)
         names = [s.name for s in self.schedules]
         if len(set(names)) != len(names):
             raise UsageError(f"schedules: duplicate names in {names}")
 
     def stage_resources(self, stage: str) -> StageResources:
-        return self.resources.get(stage) or StageResources()
+        """The stage's resources: this configuration's, else the stage registry's defaults (``jobs.stages``)."""
+        return self.resources[stage]
+
+
+def registry_resources(stage: str) -> StageResources:
+    """A stage's default resources, from the stage registry (``jobs.stages``)."""
+    defaults = stage_entry(stage).resources
+    return StageResources(
+        requests=dict(defaults.requests),
+        limits=dict(defaults.limits),
+        active_deadline_seconds=defaults.active_deadline_seconds,
+        shm_size=defaults.shm_size,
+    )
 
 
 def _camel(name: str) -> str:
@@ -406,7 +430,7 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
         origin = typing.get_origin(kind)
-    if is_dataclass(kind):
+    if isinstance(kind, type) and is_dataclass(kind):
         return from_mapping(kind, value, where)
     if origin is dict:
         if not isinstance(value, Mapping):

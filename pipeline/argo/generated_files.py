@@ -9,6 +9,7 @@ hand-written namespace; the Argo install settings come from ``pipeline/argo/inst
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -99,6 +100,6 @@ register(ARGO_HELM_VALUES)(
     )
 )
 for _overlay in OVERLAYS:
-    register(f"manifests/generated/{_overlay}/irmsia.yaml")(lambda o=_overlay: overlay_text(o))
-    register(f"manifests/generated/{_overlay}/kustomization.yaml")(lambda o=_overlay: overlay_kustomization(o))
+    register(f"manifests/generated/{_overlay}/irmsia.yaml")(functools.partial(overlay_text, _overlay))
+    register(f"manifests/generated/{_overlay}/kustomization.yaml")(functools.partial(overlay_kustomization, _overlay))
 OWNED_DIRS.append("manifests/generated")

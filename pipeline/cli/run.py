@@ -12,6 +12,7 @@ from jobs.core.hashing import sha256_json
 from jobs.core.paths import check_name
 from jobs.core.store import DEFAULT_STORE
 from jobs.core.urls import url_identity
+from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG
 from pipeline.dag import PIPELINE, Pipeline, StageSpec
 from pipeline.docker_executor import DockerExecutor
 from pipeline.profiles import PROFILES, profile_values
@@ -44,8 +45,14 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         default="process",
         help="run each stage as a local process (default) or as `docker run` of its image (see docker/)",
     )
-    parser.add_argument("--image-tag", default="latest", help="stage image tag for --executor docker (default latest)")
-    parser.add_argument("--image-registry", default="", help="image name prefix for --executor docker (registry/org/)")
+    parser.add_argument(
+        "--image-tag", default=IMAGE_TAG, help=f"stage image tag for --executor docker (default {IMAGE_TAG})"
+    )
+    parser.add_argument(
+        "--image-registry",
+        default=IMAGE_REGISTRY,
+        help=f"image registry and path for --executor docker (default {IMAGE_REGISTRY}, as make images tags them)",
+    )
     parser.add_argument(
         "--gpus", action="store_true", help="--executor docker: run GPU stages on their CUDA image with --gpus all"
     )

@@ -24,7 +24,7 @@ def do_command(args: argparse.Namespace) -> int:
     parameters = parse_parameters(args.parameters)
     server = server_from_args(args, optional_config_from_args(args))
     created = server.submit(parameters)
-    name = created.metadata.name
+    name = created.metadata.name or ""
     print(f"submitted {server.namespace}/{name}", file=sys.stderr)
     print(name)
     if not args.wait:
