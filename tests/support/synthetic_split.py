@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from jobs.core.hashing import sha256_bytes
 from jobs.core.manifest import Manifest, StageWriter
 from jobs.core.paths import raw_prefix, splits_prefix
 from jobs.core.store import Store
@@ -108,14 +109,17 @@ def write_split(
                 key = f"{raw}{classes[label]}/{patient}.dcm"
             store.put_bytes(key, data)
             datalist[sections[split]].append(
-                {"image": key, "label": label, "label_name": classes[label], "patient_id": patient}
-            )
+                {"image": key, "label": label, "label_name": classes[label], "patient_id": patient,
+                 "sha256": sha256_bytes(data)}
+            )  # fmt: skip
             csv_rows[split].append(f"{key},{classes[label]},{patient},{split}")
             n += 1
     for split, items in (extra_items or {}).items():
         for key, label in items:
+            # the bytes the test wrote there (as the index would have recorded them), or none for a missing file
+            sha = store.head(key).sha256 if store.exists(key) else "0" * 64
             datalist[sections[split]].append(
-                {"image": key, "label": label, "label_name": classes[label], "patient_id": key}
+                {"image": key, "label": label, "label_name": classes[label], "patient_id": key, "sha256": sha}
             )
     datalist = {"labels": list(classes), **{k: sorted(v, key=lambda r: r["image"]) for k, v in datalist.items()}}
     prefix = splits_prefix(dataset)
