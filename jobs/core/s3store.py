@@ -2,7 +2,7 @@
 
 Endpoint and credentials come from the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), which boto3 reads itself; nothing secret passes through our code.
-Timeouts and the retry budget are ``S3Options`` (``jobs.core.s3options``, env ``IRMSIA_S3_*``).
+Timeouts and the retry budget are ``S3Options`` (``jobs.core.settings``, env ``IRMSIA_S3_*``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from jobs.core.errors import IrmsiaError, ObjectNotFound, TransientError, UsageError
 from jobs.core.hashing import sha256_file
-from jobs.core.s3options import S3Options
+from jobs.core.settings import S3Options
 from jobs.core.store import HashingReader, ObjectInfo, Store, check_key, names_file, source_error
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256

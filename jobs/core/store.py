@@ -27,7 +27,7 @@ from jobs.core.hashing import CHUNK
 from jobs.core.metrics import stage_metrics
 
 if TYPE_CHECKING:
-    from jobs.core.s3options import S3Options
+    from jobs.core.settings import S3Options
 
 DEFAULT_STORE = "./irmsia-data"
 _BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
@@ -285,10 +285,11 @@ def open_store(uri: str | None = None, endpoint_url: str | None = None, s3: S3Op
     """
     uri = uri or DEFAULT_STORE
     if uri.startswith("s3://"):
-        from jobs.core.s3options import s3_options_from_env
         from jobs.core.s3store import S3Store
+        from jobs.core.settings import S3Options
 
-        return S3Store(uri, endpoint_url=endpoint_url, options=s3 or s3_options_from_env(os.environ))
+        # outside a stage's settings (the CLI, worker processes), the variables the stage itself reads
+        return S3Store(uri, endpoint_url=endpoint_url, options=s3 or S3Options.from_env(os.environ))
     if "://" in uri and not uri.startswith("file://"):
         raise UsageError(f"--store {uri!r}: unsupported scheme; use s3://bucket/prefix, file:///path or a path")
     from jobs.core.filestore import FileStore

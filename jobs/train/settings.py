@@ -172,7 +172,7 @@ class TrainSettings(StageSettings):
             if flags.get("config")
             else None
         )
-        common = CommonSettings.build(CommonSettings.values_from(flags, env))
+        common = CommonSettings.from_flags(flags, env)
         return cls.build(cls.values_from(flags, env, config), common=common)
 
 
