@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from jobs.core.errors import UsageError
+from jobs.core.paths import check_dns_label
 from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG, image_ref
 from jobs.stages import stage as stage_entry
 from pipeline.dag import PIPELINE, StageSpec
@@ -25,13 +26,7 @@ from pipeline.dag import PIPELINE, StageSpec
 DEFAULT_CONFIG = "irmsia.yaml"
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION = re.compile(r"^[0-9]+(s|m|h)$")
-
-
-def _check_dns_label(value: str, where: str) -> None:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        raise UsageError(f"{where} {value!r}: use a DNS-1123 label (lowercase letters, digits, '-', at most 63)")
 
 
 def _check_quantities(values: Mapping[str, str], where: str) -> None:
@@ -87,7 +82,7 @@ class StoreConfig:
             raise UsageError(f"store.uri {self.uri!r}: use s3://bucket/prefix (pods have no persistent folder)")
         if self.endpoint and not re.match(r"^https?://", self.endpoint):
             raise UsageError(f"store.endpoint {self.endpoint!r}: use an http:// or https:// URL, or leave it empty")
-        _check_dns_label(self.credentials_secret, "store.credentialsSecret")
+        check_dns_label(self.credentials_secret, "store.credentialsSecret")
 
     @property
     def bucket(self) -> str:
@@ -104,7 +99,7 @@ class KaggleConfig:
     """Stages that get the Kaggle credentials (least privilege: only the downloader)."""
 
     def __post_init__(self) -> None:
-        _check_dns_label(self.credentials_secret, "kaggle.credentialsSecret")
+        check_dns_label(self.credentials_secret, "kaggle.credentialsSecret")
         known = {s.name for s in PIPELINE.stages}
         if unknown := sorted(set(self.stages) - known):
             raise UsageError(f"kaggle.stages {unknown}: not stages; use some of {sorted(known)}")
@@ -274,7 +269,7 @@ class Schedule:
     """Paused: defined but not started."""
 
     def __post_init__(self) -> None:
-        _check_dns_label(f"irmsia-{self.name}", "schedules.name")
+        check_dns_label(f"irmsia-{self.name}", "schedules.name")
         if not self.schedules:
             raise UsageError(f"schedules.{self.name}.schedules: give at least one cron expression")
         for expression in self.schedules:
@@ -332,7 +327,7 @@ class LocalDataConfig:
 
     def __post_init__(self) -> None:
         if self.claim_name:
-            _check_dns_label(self.claim_name, "localData.claimName")
+            check_dns_label(self.claim_name, "localData.claimName")
         if not self.mount_path.startswith("/") or self.mount_path.rstrip("/") in ("", "/tmp", "/irmsia"):
             raise UsageError(f"localData.mountPath {self.mount_path!r}: use an absolute path like /data")
 
@@ -350,7 +345,7 @@ class TrainCacheConfig:
         if self.size and not _QUANTITY.match(self.size):
             raise UsageError(f"trainCache.size {self.size!r}: use a Kubernetes quantity like 10Gi, or leave it empty")
         if self.storage_class_name:
-            _check_dns_label(self.storage_class_name, "trainCache.storageClassName")
+            check_dns_label(self.storage_class_name, "trainCache.storageClassName")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,8 +384,8 @@ class DeploymentConfig:
     """train's decoded-image cache volume."""
 
     def __post_init__(self) -> None:
-        _check_dns_label(self.namespace, "namespace")
-        _check_dns_label(self.service_account, "serviceAccount")
+        check_dns_label(self.namespace, "namespace")
+        check_dns_label(self.service_account, "serviceAccount")
         if self.service_account == "default":
             raise UsageError("serviceAccount 'default': use a dedicated service account (least privilege)")
         stages = {s.name for s in PIPELINE.stages}

@@ -9,7 +9,7 @@ stage to the registry adds its image here; ``make generate-check`` (and a test) 
 from __future__ import annotations
 
 from jobs.stages import image_base, image_names, image_of
-from pipeline.generated import register
+from pipeline.generation import register
 
 DOCKERFILE = "docker/Dockerfile"
 

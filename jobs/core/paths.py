@@ -12,7 +12,7 @@ from jobs.core.errors import UsageError
 
 MANIFEST_NAME = "_SUCCESS.json"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def check_name(value: str, field: str) -> str:
@@ -27,7 +27,7 @@ def check_name(value: str, field: str) -> str:
 
 def check_dns_label(value: str, field: str) -> str:
     """A DNS-1123 label (Kubernetes object names, model names): ``[a-z0-9]([-a-z0-9]*[a-z0-9])?``, <= 63."""
-    if not isinstance(value, str) or not _DNS_LABEL.match(value):
+    if not isinstance(value, str) or not DNS_LABEL.match(value):
         raise UsageError(
             f"{field} {value!r} is not a DNS-1123 label: use 1-63 lowercase letters, digits or '-', "
             "starting and ending with a letter or digit"

@@ -519,7 +519,7 @@ def option_reference(cls: type, title: str) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for opt in options_of(cls):
-        default = "required" if opt.required else ("" if opt.secret else _as_text(opt.default))
+        default = "required" if opt.required else ("" if opt.secret or opt.default is None else _as_text(opt.default))
         flag = f"`{opt.flag}`" if opt.flag else ""
         env = f"`{opt.env}`" if opt.env else ""
         parameter = f"`{opt.parameter}`" if opt.parameter else ""

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from jobs.core.paths import DNS_LABEL
 from pipeline import config as config_module
 from pipeline.config import DeploymentConfig, _camel, load_config, to_mapping
 from pipeline.dag import PIPELINE
@@ -30,7 +31,7 @@ SCHEMA = "helm/irmsia/values.schema.json"
 SOURCE_CONFIG = "irmsia.yaml"
 
 _QUANTITY = config_module._QUANTITY.pattern
-_DNS_LABEL = config_module._DNS_LABEL.pattern
+_DNS_LABEL = DNS_LABEL.pattern
 _DURATION = config_module._DURATION.pattern
 _URL_OR_EMPTY = r"^$|^https?://\S+$"
 _STAGES = [s.name for s in PIPELINE.stages]
