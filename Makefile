@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint format clean services generate generate-check kubectl
+.PHONY: venv demo test fault lint format clean services generate generate-check kubectl
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ services:
 
 test: venv lint services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+fault: venv services  # the fault and attack campaign, every kill point included, into docs/reliability.md
+	$(BIN)/python bench/fault_campaign.py
 
 clean:
 	rm -rf $(VENV) irmsia-data .pytest_cache .ruff_cache
