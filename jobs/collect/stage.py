@@ -35,7 +35,7 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
 
     def plan(self, settings: CollectSettings, store: Store) -> CollectPlan:
         source = load_source(settings.source)
-        params = {"source": source.name, **source.params(settings.options)}
+        params = {"source": source.name, **source.result_params(settings.options)}
         return CollectPlan(prefix=raw_prefix(settings.dataset), params=params, source=source)
 
     def produce(self, settings: CollectSettings, job: StageJob[CollectPlan]) -> dict[str, Any]:

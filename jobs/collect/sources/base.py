@@ -209,7 +209,7 @@ class Source(ABC, Generic[OptionsT]):
         """Whether every dependency is installed."""
         return not self.missing_dependencies()
 
-    def params(self, options: OptionsT) -> dict[str, Any]:
+    def result_params(self, options: OptionsT) -> dict[str, Any]:
         """The parameters that define the result (they go into the cache key and the manifest; never secrets):
         the options marked ``result``, unless the source knows better (a fingerprint of what it will read).
 

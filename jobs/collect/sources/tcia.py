@@ -131,7 +131,7 @@ class TciaSource(Source[TciaOptions]):
     name = "tcia"
     options_type = TciaOptions
 
-    def params(self, options: TciaOptions) -> dict[str, Any]:
+    def result_params(self, options: TciaOptions) -> dict[str, Any]:
         manifest = read_tcia_manifest(options.manifest) if options.manifest else None
         return {
             "collection": options.collection,
