@@ -8,6 +8,7 @@ contract the train stage reads.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 
@@ -44,7 +45,9 @@ def dicom_bytes(
     pixels = np.round((stored * 4000 - intercept) / slope).astype(np.uint16)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    # deterministic: the same image and patient give the same bytes (and the same SHA-256 in the split)
+    content = hashlib.sha256(pixels.tobytes()).hexdigest()
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["irmsia-synthetic", patient, content])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
