@@ -82,6 +82,8 @@ class Option:
     name: str = ""
     kind: Any = None
     default: Any = REQUIRED
+    computed: bool = False
+    """The default is computed when the settings are made (it may differ between machines)."""
 
     @property
     def required(self) -> bool:
@@ -143,7 +145,10 @@ def options_of(cls: type) -> tuple[Option, ...]:
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         flag = meta.flag if meta.flag is None or meta.flag else "--" + f.name.replace("_", "-")
-        found.append(dataclasses.replace(meta, name=f.name, kind=hints[f.name], default=default, flag=flag))
+        computed = f.default_factory is not dataclasses.MISSING
+        found.append(
+            dataclasses.replace(meta, name=f.name, kind=hints[f.name], default=default, flag=flag, computed=computed)
+        )
     _OPTIONS[cls] = tuple(found)
     return _OPTIONS[cls]
 
@@ -519,7 +524,12 @@ def option_reference(cls: type, title: str) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for opt in options_of(cls):
-        default = "required" if opt.required else ("" if opt.secret or opt.default is None else _as_text(opt.default))
+        if opt.required:
+            default = "required"
+        elif opt.computed:
+            default = "(see what it is)"
+        else:
+            default = "" if opt.secret or opt.default is None else _as_text(opt.default)
         flag = f"`{opt.flag}`" if opt.flag else ""
         env = f"`{opt.env}`" if opt.env else ""
         parameter = f"`{opt.parameter}`" if opt.parameter else ""

@@ -139,7 +139,8 @@ class TrainSettings(StageSettings):
     cache_dir: str = option(
         default_factory=_default_cache_dir,
         env="IRMSIA_CACHE_DIR",
-        help="local folder for downloaded objects and decoded tensors",
+        help="local folder for downloaded objects and decoded tensors (default: irmsia-train-cache in the system's "
+        "temporary folder)",
     )
     resume: str = option(
         "off",
