@@ -15,6 +15,7 @@ from pipeline.docker_executor import DockerExecutor
 from pipeline.history import now_iso, record_run
 from pipeline.profiles import PROFILES
 from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipeline
+from pipeline.secret_args import set_arguments
 from pipeline.values import local_run_name, resolve_values
 
 
@@ -103,21 +104,6 @@ def _io_line(metrics: dict[str, float]) -> str:
         f"read {_bytes(metrics.get('irmsia_stage_bytes_read_total', 0))}, "
         f"wrote {_bytes(metrics.get('irmsia_stage_bytes_written_total', 0))}"
     )
-
-
-def set_arguments(argv: list[str]) -> list[str]:
-    """``argv`` without flags whose value is empty: what a person needs to see of a stage's command line."""
-    shown: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            if argv[i + 1] != "":
-                shown += argv[i : i + 2]
-            i += 2
-        else:
-            shown.append(argv[i])
-            i += 1
-    return shown
 
 
 def wants_live_view(log_format: str, stream: Any = None) -> bool:

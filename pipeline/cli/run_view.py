@@ -13,9 +13,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from jobs.core.progress import human
-from pipeline.cli.run import set_arguments
 from pipeline.dag import StageSpec
 from pipeline.runner import StageOutcome
+from pipeline.secret_args import set_arguments
 
 STYLES = {"pending": "dim", "running": "bold cyan", "done": "green", "cached": "green", "failed": "bold red"}
 
