@@ -272,8 +272,8 @@ class FileStore(Store):
         yield from (key for key, _ in self._walk(prefix))  # no stat per file
 
     def folders(self, prefix: str) -> builtins.list[str]:
-        if not prefix.endswith("/"):
-            raise UsageError(f"folders needs a folder prefix ending in '/', got {prefix!r}")
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
         base = self.root / prefix
         try:
             with os.scandir(base) as entries:

@@ -220,8 +220,8 @@ class S3Store(Store):
             raise self._wrap("list", prefix, exc) from exc
 
     def folders(self, prefix: str) -> builtins.list[str]:
-        if not prefix.endswith("/"):
-            raise UsageError(f"folders needs a folder prefix ending in '/', got {prefix!r}")
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         paginator = self.client.get_paginator("list_objects_v2")
         names: set[str] = set()

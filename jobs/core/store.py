@@ -245,8 +245,8 @@ class Store(ABC):
     def folders(self, prefix: str) -> builtins.list[str]:
         """The names of the "folders" directly under ``prefix`` (``raw/`` -> ``["demo", "lidc"]``), sorted, without
         listing what they hold (``irmsia status`` over a store of millions of objects)."""
-        if not prefix.endswith("/"):
-            raise UsageError(f"folders needs a folder prefix ending in '/', got {prefix!r}")
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
         return sorted({key[len(prefix) :].split("/", 1)[0] for key in self.keys(prefix) if "/" in key[len(prefix) :]})
 
     # -- deletes --------------------------------------------------------------------------------------------
