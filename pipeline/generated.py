@@ -40,7 +40,8 @@ def register(path: str) -> Callable[[Generator], Generator]:
 
 def _load_providers() -> None:
     """Import the modules that register generated files (kept here so the registry sees all of them)."""
-    import pipeline.argo.generated_files  # noqa: F401
+    import pipeline.argo.generated_files
+    import pipeline.docs  # noqa: F401
 
 
 def expected_files() -> dict[str, str]:
