@@ -193,7 +193,7 @@ class MenuApp(App[int]):
         try:
             status = store_status(open_store(self.store_uri), 10)
         except IrmsiaError as exc:
-            self._log(f"cannot read {self.store_uri}: {exc}")
+            self._write_log(f"cannot read {self.store_uri}: {exc}")
             return
         table = self.query_one("#datasets-table", DataTable)
         table.clear(columns=True)
@@ -227,7 +227,7 @@ class MenuApp(App[int]):
         widget = self.query_one(selector)
         return str(widget.value or "").strip()  # type: ignore[attr-defined]
 
-    def _log(self, line: str) -> None:
+    def _write_log(self, line: str) -> None:
         self.query_one("#log", RichLog).write(line)
 
     def _post(self, kind: str, stage: str, payload: Any) -> None:
@@ -239,9 +239,9 @@ class MenuApp(App[int]):
         if kind == "started":
             label.update(f"{stage}: starting")
             bar.update(total=None, progress=0)
-            self._log(f"==> {stage}: irmsia-{stage} {' '.join(set_arguments(payload))}")
+            self._write_log(f"==> {stage}: irmsia-{stage} {' '.join(set_arguments(payload))}")
         elif kind == "line":
-            self._log(payload)
+            self._write_log(payload)
         elif kind == "progress":
             label.update(f"{stage}: {payload.get('desc', '')}"[:40])
             bar.update(total=payload.get("total"), progress=payload.get("done", 0))
@@ -254,7 +254,7 @@ class MenuApp(App[int]):
             self.notify("an action is running; wait for it to finish", severity="warning")
             return
         self.busy = True
-        self._log(f"--- {what}")
+        self._write_log(f"--- {what}")
         self._run(what, action)
 
     @work(thread=True, exclusive=True)
@@ -269,10 +269,10 @@ class MenuApp(App[int]):
         self.busy = False
         self.results.append(result)
         if isinstance(result, Exception):
-            self._log(f"!!! {what} failed: {result}")
+            self._write_log(f"!!! {what} failed: {result}")
             self.notify(f"{what} failed", severity="error")
         else:
-            self._log(f"<<< {what}: {_describe(result)}")
+            self._write_log(f"<<< {what}: {_describe(result)}")
         self.action_refresh()
 
     # -- the actions ---------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ class MenuApp(App[int]):
         try:
             handler()
         except IrmsiaError as exc:
-            self._log(f"!!! {exc}")
+            self._write_log(f"!!! {exc}")
             self.notify(str(exc), severity="error")
 
     def _datasets(self, observer: MenuObserver) -> DatasetManager:
@@ -300,11 +300,13 @@ class MenuApp(App[int]):
                     lambda o: self._datasets(o).collect(source, dataset, **options))  # fmt: skip
 
     def _do_index_run(self) -> None:
-        dataset, options = self._value("#dataset-name"), parse_options(self._value("#dataset-options"))
+        dataset = self._value("#dataset-name")
+        options: dict[str, Any] = dict(parse_options(self._value("#dataset-options")))
         self._start(f"index {dataset}", lambda o: self._datasets(o).scan_directory(dataset, **options))
 
     def _do_split_run(self) -> None:
-        dataset, options = self._value("#dataset-name"), parse_options(self._value("#dataset-options"))
+        dataset = self._value("#dataset-name")
+        options: dict[str, Any] = dict(parse_options(self._value("#dataset-options")))
         ratios = tuple(float(r) for r in self._value("#split-ratios").split(",")) if self._value("#split-ratios") \
             else (0.7, 0.15, 0.15)  # fmt: skip
         options.setdefault("seed", "42")
@@ -335,7 +337,7 @@ class MenuApp(App[int]):
         if not folder:
             raise IrmsiaError("export: type a local folder to export into")
         files = DatasetManager(self.store_uri).export(dataset, folder)
-        self._log(f"<<< exported {len(files)} files of splits/{dataset}/ into {folder}")
+        self._write_log(f"<<< exported {len(files)} files of splits/{dataset}/ into {folder}")
         self.results.append(files)
 
     def _do_train_run(self) -> None:
@@ -376,7 +378,7 @@ class MenuApp(App[int]):
         if not version.isdigit():
             raise IrmsiaError("promote: type the version number to promote")
         promote(name, int(version), "champion", store=self.store_uri)
-        self._log(f"<<< {name} champion -> v{version}")
+        self._write_log(f"<<< {name} champion -> v{version}")
         self.action_refresh()
 
     def _do_explain_run(self) -> None:
