@@ -104,6 +104,11 @@ class StageEntry:
         """Every image built for the stage."""
         return (self.image(), self.image(gpu=False)) if self.gpu else (self.image(),)
 
+    def stage_object(self) -> Any:
+        """The stage itself (``jobs.<name>.stage.STAGE``: ``plan``, ``execute``), imported only when asked for;
+        no stage module imports torch before it trains."""
+        return importlib.import_module(f"{self.module}.stage").STAGE
+
     def settings_class(self) -> Any:
         """The settings dataclass (importing the stage's settings module, which imports no torch)."""
         module, _, name = self.settings.partition(":")

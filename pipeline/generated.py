@@ -23,8 +23,8 @@ from pipeline.generation import GENERATED, OWNED_DIRS, REPO_ROOT
 def _load_providers() -> None:
     """Import the modules that register generated files (kept here so the registry sees all of them)."""
     import pipeline.argo.generated_files
-    import pipeline.images
-    import pipeline.reference  # noqa: F401
+    import pipeline.docs
+    import pipeline.images  # noqa: F401
 
 
 def expected_files() -> dict[str, str]:

@@ -35,7 +35,8 @@ from urllib3.util.retry import Retry
 from jobs.collect.telemetry import count_transfer
 from jobs.core.errors import DataError, IrmsiaError, TransientError, UsageError
 from jobs.core.logs import redact
-from jobs.core.urls import request_parts
+from jobs.core.progress import track
+from jobs.core.urls import public_url, request_parts
 
 log = logging.getLogger("irmsia.collect.transfer")
 
@@ -405,10 +406,12 @@ class HttpClient:
             state["etag"] = resp.headers.get("ETag")
             state["last_modified"] = resp.headers.get("Last-Modified")
             size = offset
-            while chunk := resp.read1(STREAM_CHUNK):
-                sink.write(chunk)
-                size += len(chunk)
-                self.stats.received(len(chunk))
+            with track(f"download {what or public_url(url)}", total, unit="B", done=offset) as task:
+                while chunk := resp.read1(STREAM_CHUNK):
+                    sink.write(chunk)
+                    size += len(chunk)
+                    self.stats.received(len(chunk))
+                    task.advance(len(chunk))
             if total is not None and size != total:
                 raise Retryable(f"body ended at {size} of {total} bytes")
         except BaseException:

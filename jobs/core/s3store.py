@@ -7,6 +7,7 @@ Timeouts and the retry budget are ``S3Options`` (``jobs.core.settings``, env ``I
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 from collections.abc import Iterator
@@ -217,6 +218,19 @@ class S3Store(Store):
                     yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]))
         except Exception as exc:
             raise self._wrap("list", prefix, exc) from exc
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        paginator = self.client.get_paginator("list_objects_v2")
+        names: set[str] = set()
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                names.update(p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+        except Exception as exc:
+            raise self._wrap("list", prefix, exc) from exc
+        return sorted(n for n in names if n)
 
     # -- deletes --------------------------------------------------------------------------------------------
     def delete(self, key: str) -> None:

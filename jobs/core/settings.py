@@ -11,7 +11,7 @@ option reference; ``pipeline.dag`` derives the workflow parameters. Nothing else
 Argo passes every declared argument, so an empty value always means "not set": the environment, then the default,
 applies. The settings every stage shares are ``CommonSettings``: ``IRMSIA_STORE`` (store URI), ``IRMSIA_WORKFLOW_ID``
 (set by Argo to the workflow name), ``IRMSIA_LOG_FORMAT``, ``IRMSIA_PUSHGATEWAY``, ``IRMSIA_PUSH_INTERVAL`` and
-``IRMSIA_METRICS_FILE``.
+``IRMSIA_METRICS_FILE`` and ``IRMSIA_PROGRESS_FILE``.
 """
 
 from __future__ import annotations
@@ -431,6 +431,12 @@ class CommonSettings(Options):
     """The S3 store's timeouts and retry budget (environment only)."""
     metrics_file: str | None = option(
         None, env="IRMSIA_METRICS_FILE", help="write Prometheus metrics in the text format to this file at the end"
+    )
+    progress_file: str | None = option(
+        None,
+        flag=None,
+        env="IRMSIA_PROGRESS_FILE",
+        help="append progress events (JSON lines) to this file for an orchestrator to draw, instead of drawing bars",
     )
 
     @classmethod

@@ -7,6 +7,7 @@ none, never a torn one. Whether a *set* of objects is complete is the stage cont
 
 from __future__ import annotations
 
+import builtins
 import errno
 import hashlib
 import io
@@ -240,6 +241,13 @@ class Store(ABC):
     def keys(self, prefix: str = "") -> Iterator[str]:
         """The keys ``list`` yields, where a backend can skip fetching sizes."""
         yield from (o.key for o in self.list(prefix))
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        """The names of the "folders" directly under ``prefix`` (``raw/`` -> ``["demo", "lidc"]``), sorted, without
+        listing what they hold (``irmsia status`` over a store of millions of objects)."""
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
+        return sorted({key[len(prefix) :].split("/", 1)[0] for key in self.keys(prefix) if "/" in key[len(prefix) :]})
 
     # -- deletes --------------------------------------------------------------------------------------------
     @abstractmethod

@@ -18,9 +18,9 @@ from typing import Any
 
 from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError, UsageError
-from jobs.core.logs import progress
 from jobs.core.manifest import Manifest, read_output, require_manifest
 from jobs.core.paths import index_prefix, raw_prefix
+from jobs.core.progress import progress
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store, check_key
 from jobs.index.inspection import Inspection, Task
@@ -166,7 +166,7 @@ def _index(settings: IndexSettings, plan: IndexPlan, workdir: Path) -> tuple[Ind
         IndexWriter(workdir / "index.parquet") as rows,
         QuarantineWriter(workdir / "quarantine.csv") as quarantine,
     ):
-        for item in progress(results, len(plan.tasks), "index", log):
+        for item in progress(results, len(plan.tasks), f"index {raw}", unit="files"):
             if item.reason is not None:
                 quarantine.add(QuarantineRecord(item.key, item.reason))
                 continue

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 from jobs.core.errors import IrmsiaError
 from jobs.core.hashing import pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
+from jobs.core.progress import track
 from jobs.core.settings import Options, option
 
 log = logging.getLogger("irmsia.collect")
@@ -82,25 +83,26 @@ class RawSink:
         hands scratch files over to the store (renamed into a file store instead of copied).
         """
         padded = [(*i, None, None)[:4] for i in items]
+        with track(f"store {len(padded)} files in {self.prefix}", len(padded), unit="files") as task:
 
-        def put(i: tuple) -> OutputRecord:
-            if move:
-                return self.move_file(i[0], i[1], sha256=i[2], size=i[3])
-            return self.put_file(i[0], i[1], sha256=i[2])
+            def put(i: tuple) -> OutputRecord:
+                rec = self.move_file(i[0], i[1], sha256=i[2], size=i[3]) if move else self.put_file(i[0], i[1], i[2])
+                task.advance()
+                return rec
 
-        if len(padded) <= 1 or (move and self.store.is_local):
-            # a move into a file store is a rename: threads would only add lock contention
-            return [put(i) for i in padded]
-        if workers is not None:
-            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(padded)))) as pool:
-                return list(pool.map(put, padded))
-        # one long-lived pool for the whole run: sources call this once per series or archive, and starting
-        # threads for each call costs more than uploading a small series
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
-        futures = [self._pool.submit(put, i) for i in padded]
-        return [f.result() for f in futures]
+            if len(padded) <= 1 or (move and self.store.is_local):
+                # a move into a file store is a rename: threads would only add lock contention
+                return [put(i) for i in padded]
+            if workers is not None:
+                with ThreadPoolExecutor(max_workers=max(1, min(workers, len(padded)))) as pool:
+                    return list(pool.map(put, padded))
+            # one long-lived pool for the whole run: sources call this once per series or archive, and starting
+            # threads for each call costs more than uploading a small series
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
+            futures = [self._pool.submit(put, i) for i in padded]
+            return [f.result() for f in futures]
 
     def close(self) -> None:
         """Stop the upload pool (the stage calls this when the source is done)."""
