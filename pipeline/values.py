@@ -20,16 +20,20 @@ def resolve_values(pipeline: Pipeline, given: Mapping[str, str | None], profile:
     chosen = profile_values(profile, values)
     values.update(chosen)
     values.update({k: v for k, v in given.items() if v is not None and k in values})
-    named = given.get("dataset") is not None or "dataset" in chosen
-    if "source" in values and values["source"] != "demo" and not named:
-        # the default dataset is the demo's: a real download must not land in raw/demo/ unasked
-        raise UsageError(
-            f"--source {values['source']} needs --dataset NAME: the store folder raw/<NAME>/ to collect into"
-        )
+    require_dataset(values, named=given.get("dataset") is not None or "dataset" in chosen)
     check_name(values["dataset"], "--dataset")
     if values.get("run_id"):
         check_name(values["run_id"], "--run-id")
     return values
+
+
+def require_dataset(values: Mapping[str, str], *, named: bool) -> None:
+    """A source other than the demo needs its dataset named: the default dataset is the demo's, and a real download
+    must not land in ``raw/demo/`` unasked (``irmsia run`` and ``irmsia submit`` both check it)."""
+    if values.get("source", "demo") != "demo" and not named:
+        raise UsageError(
+            f"--source {values['source']} needs --dataset NAME: the store folder raw/<NAME>/ to collect into"
+        )
 
 
 def local_run_name(values: dict[str, str], pipeline: Pipeline = PIPELINE) -> str:

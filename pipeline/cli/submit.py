@@ -9,6 +9,7 @@ from pipeline.argo.workflow import parse_parameters
 from pipeline.cli.argo_options import add_server_arguments, optional_config_from_args, server_from_args
 from pipeline.dag import PIPELINE
 from pipeline.profiles import PROFILES, profile_values
+from pipeline.values import require_dataset
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +30,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 def do_command(args: argparse.Namespace) -> int:
     parameters = {**profile_values(args.profile, PIPELINE.defaults()), **parse_parameters(args.parameters)}
+    require_dataset(parameters, named="dataset" in parameters)
     server = server_from_args(args, optional_config_from_args(args))
     created = server.submit(parameters)
     name = created.metadata.name or ""

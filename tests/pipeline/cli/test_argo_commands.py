@@ -213,3 +213,13 @@ def test_submit_with_a_profile_sends_its_values_and_flags_win(argo, token, monke
     (request,) = argo.state.requests
     sent = {p["name"]: p["value"] for p in request.body["workflow"]["spec"]["arguments"]["parameters"]}
     assert sent == {**PROFILES["demo"], "epochs": "2"}
+
+
+def test_submit_of_a_real_source_needs_a_dataset_name(argo, token, monkeypatch, capsys, caplog):
+    # GIVEN a Kaggle run submitted without a dataset (the template's default dataset is the demo's)
+    monkeypatch.setenv("ARGO_TOKEN", token)
+    argv = ["submit", "--argo-server", argo.url, "--config", CONFIG, "-p", "source=kaggle", "-p", "ref=a/b"]
+    # THEN it is refused before anything reaches the server, as irmsia run refuses it
+    code, output = _run(argv, capsys, caplog)
+    assert code == 2 and "--source kaggle needs --dataset NAME" in output
+    assert not argo.state.requests
