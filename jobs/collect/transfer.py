@@ -302,13 +302,14 @@ class HttpClient:
         except ValueError as exc:
             raise DataError(f"{what or redact(url)}: the server sent invalid JSON ({exc}); check the base URL") from exc
 
-    def head(self, url: str) -> Mapping[str, str]:
-        """Response headers of a HEAD request (validators for idempotence checks)."""
+    def head(self, url: str, ok: tuple[int, ...] = (200,)) -> Mapping[str, str]:
+        """Response headers of a HEAD request (validators for idempotence checks); ``ok``: the statuses that
+        answer it (S3 answers ``HEAD ?partNumber=1`` with 206)."""
 
         def once():
             resp = self._open("HEAD", url)
             resp.release_conn()
-            if resp.status != 200:
+            if resp.status not in ok:
                 raise fatal_status(url, resp.status)
             return resp.headers
 
@@ -355,16 +356,22 @@ class HttpClient:
         raise AssertionError("unreachable")
 
     def stream(self, url: str, sink: BodySink, *, headers: Mapping[str, str] | None = None,
-               what: str = "") -> dict[str, str | None]:  # fmt: skip
+               what: str = "") -> dict[str, Any]:  # fmt: skip
         """Send the body of ``url`` into ``sink``, resuming (``Range`` + ``If-Range``) and retrying as needed.
 
-        Returns the server's validators (``etag``, ``last_modified``). Errors the sink raises (a corrupt
-        archive) end the transfer at once; the caller decides whether to try again.
+        Returns the server's validators (``etag``, ``last_modified``) and ``headers``, the headers of the response
+        that sent the body's first byte (a full-object checksum is only on that one). Errors the sink raises (a
+        corrupt archive) end the transfer at once; the caller decides whether to try again.
         """
-        state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
+        state: dict[str, Any] = {
+            "validator": None,
+            "etag": None,
+            "last_modified": None,
+            "headers": urllib3.HTTPHeaderDict(),
+        }
         # each attempt starts the sink over (no validator yet) or rewinds it, and pauses it when it ends
         self.retrying(url, lambda: self._receive_once(url, sink, state, headers, what))
-        return {"etag": state["etag"], "last_modified": state["last_modified"]}
+        return {"etag": state["etag"], "last_modified": state["last_modified"], "headers": state["headers"]}
 
     def _receive_once(self, url: str, sink: BodySink, state: dict[str, Any], headers, what: str) -> None:
         # without a validator from the first response a resume could splice two versions: start over instead
@@ -399,6 +406,7 @@ class HttpClient:
                     self.stats.add(restarted=1)
                     sink.restart()
                 offset = 0
+                state["headers"] = urllib3.HTTPHeaderDict(resp.headers)
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
             state["validator"] = _validator(resp.headers)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from jobs.collect.archive import Member, extract, remove_tree
-from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source, key_segment
 from jobs.collect.sources.url import http_client, license_from_members
 from jobs.collect.transfer import HttpClient, TransferStats
 from jobs.collect.zipstream import NotStreamable, ZipStream
@@ -54,12 +54,6 @@ def read_tcia_manifest(path: str) -> list[str]:
     if not uids:
         raise UsageError(f"--manifest {path!r}: lists no SeriesInstanceUID; export a manifest from the TCIA portal")
     return sorted(set(uids))
-
-
-def _segment(value: Any, fallback: str) -> str:
-    """One safe key segment from a header value (PatientIDs may hold spaces, never '/')."""
-    text = str(value or "").strip().replace("/", "_").replace("\\", "_")
-    return text if text and text not in (".", "..") else fallback
 
 
 class NbiaApi:
@@ -175,9 +169,9 @@ class TciaSource(Source[TciaOptions]):
     def _collect_series(self, series: dict[str, Any], api: NbiaApi, client: HttpClient, options: TciaOptions,
                         sink: RawSink) -> dict[str, Any]:  # fmt: skip
         uid = str(series["SeriesInstanceUID"])
-        patient = _segment(series.get("PatientID"), "unknown-patient")
-        study = _segment(series.get("StudyInstanceUID"), "unknown-study")
-        folder = f"{patient}/{study}/{_segment(uid, 'series')}"
+        patient = key_segment(series.get("PatientID"), "unknown-patient")
+        study = key_segment(series.get("StudyInstanceUID"), "unknown-study")
+        folder = f"{patient}/{study}/{key_segment(uid, 'series')}"
         validator = {"series": uid, "images": series.get("ImageCount")}
         if (record := sink.reuse_unit(f"tcia:{uid}", validator)) is not None:
             return {"folder": folder, "files": len(record["files"]), "license_text": record.get("license_text")}
