@@ -206,6 +206,15 @@ def fatal_status(url: str, status: int, what: str = "") -> IrmsiaError:
     return DataError(f"HTTP {status} for {target}: the server refused the request; check the URL and parameters")
 
 
+def query_keys_only(url: str) -> str:
+    """``url`` with every query value replaced by ``…`` (for messages about searches that hold patient data)."""
+    base, _, query = url.partition("?")
+    if not query:
+        return url
+    keys = [part.split("=", 1)[0] for part in query.split("&") if part]
+    return base + "?" + "&".join(f"{k}=…" for k in keys)
+
+
 def _validator(headers: Mapping[str, str]) -> str | None:
     """A validator usable in If-Range: a strong ETag, else Last-Modified (weak ETags are not allowed)."""
     etag = headers.get("ETag")
@@ -268,7 +277,9 @@ class HttpClient:
         self.stats.add(requests=1)
         # userinfo becomes an Authorization header (urllib3 would drop it); it is removed on a cross-host redirect
         target, auth = request_parts(url)
-        resp = self.pool.request(method, target, headers={**auth, **(headers or {})}, body=body, preload_content=False)
+        # urllib3 sends a pool's default headers only with requests that bring none of their own: merge them
+        merged = {**self.pool.headers, **auth, **(headers or {})}
+        resp = self.pool.request(method, target, headers=merged, body=body, preload_content=False)
         if resp.status in RETRY_STATUS:
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
             resp.drain_conn()
@@ -277,30 +288,35 @@ class HttpClient:
         return resp
 
     # -- small requests ---------------------------------------------------------------------------------------
-    def get_bytes(self, url: str, params: Mapping[str, str] | None = None, what: str = "") -> bytes:
-        """A small response body (API calls), with retries."""
+    def get_bytes(self, url: str, params: Mapping[str, str] | None = None, what: str = "",
+                  private: bool = False) -> bytes:  # fmt: skip
+        """A small response body (API calls), with retries. ``private``: the query's values (patient IDs in a
+        PACS search) are shown in no log line or message, only its keys."""
         full = f"{url}?{urlencode(params)}" if params else url
+        shown = query_keys_only(full) if private else full
 
         def once() -> bytes:
             resp = self._open("GET", full)
             try:
                 if resp.status != 200:
-                    raise fatal_status(full, resp.status, what)
+                    raise fatal_status(shown, resp.status, what)
                 return resp.read()
             finally:
                 resp.release_conn()
 
-        return self.retrying(full, once)
+        return self.retrying(shown, once)
 
-    def get_json(self, url: str, params: Mapping[str, str] | None = None, what: str = "") -> Any:
+    def get_json(self, url: str, params: Mapping[str, str] | None = None, what: str = "",
+                 private: bool = False) -> Any:  # fmt: skip
         """A JSON API response; an empty body is an empty list (NBIA answers no matches that way)."""
-        data = self.get_bytes(url, params, what)
+        data = self.get_bytes(url, params, what, private)
         if not data.strip():
             return []
         try:
             return json.loads(data)
         except ValueError as exc:
-            raise DataError(f"{what or redact(url)}: the server sent invalid JSON ({exc}); check the base URL") from exc
+            where = what or redact(query_keys_only(url) if private else url)
+            raise DataError(f"{where}: the server sent invalid JSON ({exc}); check the base URL") from exc
 
     def head(self, url: str, ok: tuple[int, ...] = (200,)) -> Mapping[str, str]:
         """Response headers of a HEAD request (validators for idempotence checks); ``ok``: the statuses that
