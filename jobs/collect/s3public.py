@@ -9,7 +9,8 @@ scratch file, and verifies it as it arrives against everything S3 says about it:
 * a single-part ETag (32 hex digits) is the object's MD5;
 * a multipart ETag (``<hex>-<parts>``) is the MD5 of its parts' MD5s: the part size is what S3 answers for
   ``HEAD ?partNumber=1``, and the parts' MD5s are computed while the body streams;
-* a full-object ``x-amz-checksum-crc32`` / ``-sha1`` / ``-sha256`` (sent with ``x-amz-checksum-mode: ENABLED``).
+* a full-object ``x-amz-checksum-crc32`` or ``-sha256`` (sent with ``x-amz-checksum-mode: ENABLED``; the SHA-256
+  is the one the store records anyway, CRC-32 costs little; other algorithms are not computed).
 
 A mismatch downloads the object once more from the start, then is a ``DataError`` (exit 3). The SHA-256 computed on
 the way is handed to the store, which therefore never reads the file again.
@@ -36,7 +37,7 @@ log = logging.getLogger("irmsia.collect")
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART = re.compile(r"^([0-9a-f]{32})-(\d+)$")
-CHECKSUM_HEADERS = ("x-amz-checksum-sha256", "x-amz-checksum-sha1", "x-amz-checksum-crc32")
+CHECKSUM_HEADERS = ("x-amz-checksum-sha256", "x-amz-checksum-crc32")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Fetched:
 
 
 class _CheckedBody:
-    """A ``BodySink``: a ``.part`` file, with the SHA-256, MD5, CRC-32, SHA-1 and per-part MD5s of what arrived.
+    """A ``BodySink``: a ``.part`` file, with the SHA-256, MD5, CRC-32 and per-part MD5s of what arrived.
 
     A resumed attempt appends (the digests carry on); a restart starts them over.
     """
@@ -80,7 +81,6 @@ class _CheckedBody:
         self.part.unlink(missing_ok=True)
         self.size = 0
         self.sha256 = hashlib.sha256()
-        self.sha1 = hashlib.sha1(usedforsecurity=False)
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.crc32 = 0
         self.parts: list[bytes] = []
@@ -99,7 +99,6 @@ class _CheckedBody:
         self._fh.write(data)
         self.size += len(data)
         self.sha256.update(data)
-        self.sha1.update(data)
         self.md5.update(data)
         self.crc32 = zlib.crc32(data, self.crc32)
         if self.part_size:
@@ -128,10 +127,7 @@ class _CheckedBody:
 
     def checksum(self, header: str) -> str:
         """The body's value for an ``x-amz-checksum-*`` header (base64 of the big-endian digest)."""
-        if header.endswith("crc32"):
-            raw = self.crc32.to_bytes(4, "big")
-        else:
-            raw = (self.sha256 if header.endswith("sha256") else self.sha1).digest()
+        raw = self.crc32.to_bytes(4, "big") if header.endswith("crc32") else self.sha256.digest()
         return base64.b64encode(raw).decode()
 
 
