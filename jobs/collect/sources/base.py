@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from jobs.collect.deid.filter import DeidFilter, Verdict
 from jobs.core.errors import IrmsiaError
 from jobs.core.hashing import pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
@@ -42,10 +43,16 @@ class CollectReport:
 
 
 class RawSink:
-    """Where a source puts files: keys relative to ``raw/<dataset>/``, each recorded for the manifest."""
+    """Where a source puts files: keys relative to ``raw/<dataset>/``, each recorded for the manifest.
 
-    def __init__(self, writer: StageWriter, workdir: Path, workers: int) -> None:
+    With ``deid`` (``--deidentify``) every file passes the de-identification filter first: a DICOM file is stored
+    de-identified or not at all, whichever method the source stores it with (so every source gets it), and a
+    unit's record names the de-identification it went through, so a unit stored without it is never reused.
+    """
+
+    def __init__(self, writer: StageWriter, workdir: Path, workers: int, deid: DeidFilter | None = None) -> None:
         self.writer = writer
+        self.deid = deid
         self.store = writer.store
         self.prefix = writer.prefix
         self.workdir = workdir
@@ -61,17 +68,38 @@ class RawSink:
         self.bytes_written += rec.size
         return rec
 
-    def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
-        """Upload one local file as ``raw/<dataset>/<name>``."""
+    def _screened(self, name: str, data: bytes) -> Verdict | None:
+        """The de-identification filter's verdict on a file (``None`` without ``--deidentify``)."""
+        return self.deid.admit(name, data) if self.deid is not None else None
+
+    def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord | None:
+        """Upload one local file as ``raw/<dataset>/<name>`` (``None``: de-identification left it out)."""
+        if self.deid is not None:
+            verdict = self._screened(name, Path(path).read_bytes())
+            if verdict is not None and verdict.data is None:
+                return None if verdict.left_out or verdict.findings else self._count(self.writer.put_file(name, path))
+            if verdict is not None and verdict.data is not None:
+                return self._count(self.writer.put_bytes(name, verdict.data))
         return self._count(self.writer.put_file(name, path, sha256=sha256))
 
     def move_file(self, name: str, path: str | Path, sha256: str | None = None,
-                  size: int | None = None) -> OutputRecord:  # fmt: skip
+                  size: int | None = None) -> OutputRecord | None:  # fmt: skip
         """Store a scratch file as ``raw/<dataset>/<name>`` and let it go (renamed, not copied, where possible)."""
+        if self.deid is not None:
+            record = self.put_file(name, path)
+            Path(path).unlink(missing_ok=True)
+            return record
         return self._count(self.writer.move_file(name, path, sha256=sha256, size=size))
 
-    def put_bytes(self, name: str, data: bytes) -> OutputRecord:
+    def put_bytes(self, name: str, data: bytes) -> OutputRecord | None:
         """Write a small object (a licence, a label CSV) as ``raw/<dataset>/<name>``."""
+        verdict = self._screened(name, data)
+        if verdict is not None and (verdict.left_out or verdict.findings):
+            return None
+        return self._count(self.writer.put_bytes(name, verdict.data if verdict and verdict.data else data))
+
+    def put_record(self, name: str, data: bytes) -> OutputRecord:
+        """Write one of the stage's own records (``_collect/``, ``_deid/``): never a source's file, never screened."""
         return self._count(self.writer.put_bytes(name, data))
 
     def put_many(self, items: Iterable[tuple], workers: int | None = None, move: bool = False) -> list[OutputRecord]:
@@ -83,24 +111,26 @@ class RawSink:
         """
         padded = [(*i, None, None)[:4] for i in items]
 
-        def put(i: tuple) -> OutputRecord:
+        def put(i: tuple) -> OutputRecord | None:
             if move:
                 return self.move_file(i[0], i[1], sha256=i[2], size=i[3])
             return self.put_file(i[0], i[1], sha256=i[2])
 
-        if len(padded) <= 1 or (move and self.store.is_local):
+        if len(padded) <= 1 or (move and self.store.is_local and self.deid is None):
             # a move into a file store is a rename: threads would only add lock contention
-            return [put(i) for i in padded]
-        if workers is not None:
+            stored = [put(i) for i in padded]
+        elif workers is not None:
             with ThreadPoolExecutor(max_workers=max(1, min(workers, len(padded)))) as pool:
-                return list(pool.map(put, padded))
-        # one long-lived pool for the whole run: sources call this once per series or archive, and starting
-        # threads for each call costs more than uploading a small series
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
-        futures = [self._pool.submit(put, i) for i in padded]
-        return [f.result() for f in futures]
+                stored = list(pool.map(put, padded))
+        else:
+            # one long-lived pool for the whole run: sources call this once per series or archive, and starting
+            # threads for each call costs more than uploading a small series
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
+            futures = [self._pool.submit(put, i) for i in padded]
+            stored = [f.result() for f in futures]
+        return [record for record in stored if record is not None]  # de-identification may leave some out
 
     def close(self) -> None:
         """Stop the upload pool (the stage calls this when the source is done)."""
@@ -122,6 +152,7 @@ class RawSink:
         size and SHA-256, so a partially stored unit is never taken for complete. Returns the record.
         """
         name = self.unit_name(unit_id)
+        validator = self._validator(validator)
         try:
             record = json.loads(self.store.get_bytes(self.prefix + name))
             if record.get("unit") != unit_id or record.get("validator") != validator:
@@ -145,8 +176,12 @@ class RawSink:
             {"name": r.key.removeprefix(self.prefix), "size": r.size, "sha256": r.sha256}
             for r in sorted(records, key=lambda r: r.key)
         ]
-        record = {"unit": unit_id, "validator": validator, "files": files, **extra}
-        self.put_bytes(self.unit_name(unit_id), pretty_json(record))
+        record = {"unit": unit_id, "validator": self._validator(validator), "files": files, **extra}
+        self.put_record(self.unit_name(unit_id), pretty_json(record))
+
+    def _validator(self, validator: dict[str, Any]) -> dict[str, Any]:
+        """A unit's validator, naming the de-identification its files went through (if any)."""
+        return {**validator, "deidentification": self.deid.fingerprint} if self.deid is not None else validator
 
 
 @dataclass(frozen=True, kw_only=True)
