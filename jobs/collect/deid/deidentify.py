@@ -230,7 +230,8 @@ class Deidentifier:
         kept: set[BaseTag] = set()
         if not self._safe:
             return kept
-        for tag in ds:
+        for elem in ds:  # iterating a Dataset yields its elements
+            tag = elem.tag
             if not tag.is_private or tag.element < 0x1000:
                 continue
             creator_tag = BaseTag(tag.group << 16 | tag.element >> 8)
