@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from jobs.core.manifest import Manifest
 from jobs.core.paths import raw_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
+from jobs.ml.quiet import quiet_decoders
 
 log = logging.getLogger("irmsia.collect")
 
@@ -48,8 +50,11 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
         return CollectPlan(prefix=raw_prefix(settings.dataset), params=params, source=source, deid=deid)
 
     def produce(self, settings: CollectSettings, job: StageJob[CollectPlan]) -> dict[str, Any]:
+        # pydicom warns and logs about every odd value of the files de-identified: per-file findings that the PHI scan
+        # and the left-out report already cover. Silenced once here, not per file: the sink's threads share the state
+        quiet = quiet_decoders() if job.plan.deid else contextlib.nullcontext()
         # scratch beside a file store's objects, so finished files are renamed into it rather than copied
-        with tempfile.TemporaryDirectory(prefix="irmsia-collect-", dir=job.store.scratch_dir()) as tmp:
+        with quiet, tempfile.TemporaryDirectory(prefix="irmsia-collect-", dir=job.store.scratch_dir()) as tmp:
             sink = RawSink(job.writer, Path(tmp), settings.workers, deid=job.plan.deid)
             try:
                 report = job.plan.source.collect(settings.options, sink)

@@ -210,3 +210,17 @@ def test_de_identification_options_are_checked_before_anything_is_read(
     assert _collect(str(tmp_path / "store"), "--source", "local", "--path", str(root), *args, secret=secret,
                     monkeypatch=monkeypatch) == 2  # fmt: skip
     assert message in capfd.readouterr().err
+
+
+def test_the_decoders_own_warnings_never_reach_stderr(tmp_path, monkeypatch, capfd):
+    # GIVEN a real file whose values pydicom warns about when it reads them (bad_sequence.dcm: invalid UI values)
+    data = Path(get_testdata_file("bad_sequence.dcm")).read_bytes()
+    root = _tree(tmp_path / "export", {"1.dcm": data, "2.dcm": data})
+    capfd.readouterr()
+    # WHEN collected with --deidentify, every warning shown as Python would show it outside the tests
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert _collect(str(tmp_path / "store"), *_local(root, "--workers", "2"), monkeypatch=monkeypatch) == 0
+    # THEN neither pydicom's warnings nor its log records are shown: only the stage's own lines
+    assert [str(w.message) for w in shown] == []
+    assert "Invalid value for VR" not in capfd.readouterr().err
