@@ -146,7 +146,7 @@ class CollectSettings(StageSettings):
 
     @classmethod
     def from_flags(cls, flags: Mapping[str, Any], env: Mapping[str, str]) -> Self:
-        common = CommonSettings.build(CommonSettings.values_from(flags, env))
+        common = CommonSettings.from_flags(flags, env)
         values = cls.values_from(flags, env)
         source = values.get("source", "demo")
         check_value(next(o for o in options_of(cls) if o.name == "source"), source)

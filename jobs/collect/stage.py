@@ -41,7 +41,7 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
 
     def plan(self, settings: CollectSettings, store: Store) -> CollectPlan:
         source = load_source(settings.source)
-        params = {"source": source.name, **source.params(settings.options)}
+        params = {"source": source.name, **source.result_params(settings.options)}
         deid = None
         if settings.deidentify:
             assert settings.deid_secret is not None  # validated with the settings

@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError, UsageError
-from jobs.core.logs import progress
 from jobs.core.manifest import Manifest, read_output, require_manifest
 from jobs.core.paths import index_prefix, raw_prefix
+from jobs.core.progress import progress
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store, check_key
 from jobs.index.identity import SameImage, is_lossy, patient_identity
@@ -166,7 +166,7 @@ def _inspect_all(settings: IndexSettings, plan: IndexPlan, events: TextIO, same_
     workers = settings.workers or usable_cpus()
     results = scan(settings.common.store, plan.tasks, workers, settings.verify_pixels)
     raw, layout = plan.raw, plan.layout
-    for item in progress(results, len(plan.tasks), "index", log):
+    for item in progress(results, len(plan.tasks), f"index {raw}", unit="files"):
         if item.reason is not None:
             events.write(json.dumps({"key": item.key, "reason": item.reason}) + "\n")
             continue

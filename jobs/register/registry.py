@@ -34,6 +34,7 @@ __all__ = [
     "resolve",
     "show",
     "verify_registry",
+    "version_of_run",
 ]
 
 
@@ -184,3 +185,13 @@ def promote(store: Store, name: str, version: int, alias: str = "champion") -> a
     if manifest is None or manifest.content_sha256 != entry.fields.get("manifest_sha256"):
         raise DataError(f"v{version} of {name!r} does not match its ledger entry; run irmsia registry verify {name}")
     return aliases.set_alias(store, name, alias, entry.version, f"promoted by hand to {alias}")
+
+
+def version_of_run(store: Store, name: str, train_manifest_sha256: str) -> int | None:
+    """The version of ``name`` that registers the training run whose train manifest has this content hash (what
+    makes registering that run again a cache hit), or ``None``; an empty or absent ledger has none."""
+    check_dns_label(name, "model name")
+    for entry in reversed(list(registrations(read_entries(store, name)).values())):
+        if entry.fields.get("train_manifest_sha256") == train_manifest_sha256:
+            return entry.version
+    return None

@@ -22,10 +22,17 @@ class RegisterSettings(StageSettings):
     about = "Register a trained run as a new model version."
 
     run_id: str = option(
-        flag="--run", check=check_name, parameter="run_id", help="run id of a finished training run (runs/<run-id>/)"
+        flag="--run",
+        result=True,
+        check=check_name,
+        parameter="run_id",
+        help="run id of a finished training run (runs/<run-id>/)",
     )
     model_name: str = option(
-        check=check_dns_label, parameter="model_name", help="registry name, a DNS-1123 label (registry/<model-name>/)"
+        result=True,
+        check=check_dns_label,
+        parameter="model_name",
+        help="registry name, a DNS-1123 label (registry/<model-name>/)",
     )
     promote: str = option(
         "auto",
@@ -33,7 +40,7 @@ class RegisterSettings(StageSettings):
         parameter="promote",
         help="auto: champion only if --metric beats the champion's on the same split; always; never",
     )
-    metric: str = option("val_auc", parameter="metric", help="the metrics.json key that decides promotion")
+    metric: str = option("val_auc", result=True, parameter="metric", help="the metrics.json key that decides promotion")
     description: str = option("", help="free text for the metadata and model card; generated when empty")
     image: str | None = option(
         None, flag=None, env="IRMSIA_IMAGE", help="the container image this stage runs in, recorded in the metadata"

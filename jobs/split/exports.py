@@ -47,7 +47,8 @@ def duplicates_bytes(duplicates: Sequence[Any]) -> bytes:
 
 
 def datalist_bytes(classes: Sequence[str], rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
-    """MONAI-style datalist: ``labels`` and one section per split of ``{image, label, label_name, patient_id}``."""
+    """MONAI-style datalist: ``labels`` and one section per split of ``{image, label, label_name, patient_id,
+    sha256}``; the index's SHA-256 of each image lets train verify the raw bytes it reads."""
     label_index = {name: i for i, name in enumerate(classes)}
     data: dict[str, Any] = {"labels": list(classes)}
     for split, section in DATALIST_SECTIONS.items():
@@ -57,6 +58,7 @@ def datalist_bytes(classes: Sequence[str], rows_by_split: Mapping[str, Sequence[
                 "label": label_index[row["label"]],
                 "label_name": row["label"],
                 "patient_id": row["patient_id"],
+                "sha256": row.get("sha256"),
             }
             for row in rows_by_split[split]
         ]

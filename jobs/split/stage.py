@@ -58,7 +58,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
     def plan(self, settings: SplitSettings, store: Store) -> SplitPlan:
         flag = "--merge" if settings.merge else "--dataset"
         manifests = index_manifests(store, settings.datasets, flag)
-        return SplitPlan(prefix=splits_prefix(settings.dataset), params=settings.params(), inputs=manifests)
+        return SplitPlan(prefix=splits_prefix(settings.dataset), params=settings.result_params(), inputs=manifests)
 
     def produce(self, settings: SplitSettings, job: StageJob[SplitPlan]) -> dict[str, Any]:
         manifests = job.plan.inputs

@@ -16,14 +16,14 @@ import os
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jobs.core.errors import DataError, IrmsiaError
+from jobs.core.errors import ChecksumMismatch, DataError, IrmsiaError
 from jobs.core.hashing import sha256_bytes, sha256_json
 from jobs.core.manifest import Manifest, read_output, require_manifest
 from jobs.core.paths import splits_prefix
@@ -39,11 +39,13 @@ CACHE_FORMAT = 1
 
 @dataclass(frozen=True)
 class Split:
-    """The sealed split: its manifest, class names (index order) and ``(key, label)`` items per split."""
+    """The sealed split: its manifest, class names (index order), ``(key, label)`` items per split, and the SHA-256
+    the index recorded for every image (what the raw bytes train reads must hash to)."""
 
     manifest: Manifest
     classes: tuple[str, ...]
     items: dict[str, list[tuple[str, int]]]
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ def read_split(store: Store, dataset: str) -> Split:
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise DataError(f"{where}: 'labels' must be the list of class names; rerun irmsia-split --force")
     items: dict[str, list[tuple[str, int]]] = {}
+    checksums: dict[str, str] = {}
     for split, section in _DATALIST_SECTIONS.items():
         rows = datalist.get(section, [])
         parsed = []
@@ -81,9 +84,16 @@ def read_split(store: Store, dataset: str) -> Split:
                 raise DataError(f"{where}: {section}[{n}] needs 'image' and an integer 'label'") from exc
             if not 0 <= label < len(classes):
                 raise DataError(f"{where}: {section}[{n}] label {label} is not an index into labels {classes}")
+            sha = row.get("sha256")
+            if not isinstance(sha, str) or len(sha) != 64:
+                raise DataError(
+                    f"{where}: {section}[{n}] ({key}) has no sha256, so its bytes cannot be verified; the split was "
+                    "made by an older version: rerun irmsia-split --force"
+                )
             parsed.append((key, label))
+            checksums[key] = sha
         items[split] = sorted(parsed)
-    return Split(manifest=manifest, classes=tuple(classes), items=items)
+    return Split(manifest=manifest, classes=tuple(classes), items=items, checksums=checksums)
 
 
 def check_split(split: Split, where: str) -> None:
@@ -105,27 +115,38 @@ def check_split(split: Split, where: str) -> None:
 _WORKER_STORE: dict[str, Store] = {}
 
 
-def _read(store_uri: str, key: str, objects_dir: str | None) -> bytes:
+def _read(store_uri: str, key: str, objects_dir: str | None, sha256: str) -> bytes:
+    """The raw bytes of ``key``, which must hash to ``sha256`` (the index's record): a byte changed after indexing is
+    ``ChecksumMismatch`` (exit 3), never an image trained on or skipped as unreadable."""
     store = _WORKER_STORE.get(store_uri)
     if store is None:
         store = _WORKER_STORE[store_uri] = open_store(store_uri)
     if objects_dir is None:  # the file store: the object is already a local file
-        return store.get_bytes(key)
-    local = Path(objects_dir) / key
-    if not local.exists():
-        store.get_file(key, local)
-    return local.read_bytes()
+        data = store.get_bytes(key, verify=False)
+    else:
+        local = Path(objects_dir) / key
+        if not local.exists():
+            store.get_file(key, local, verify=False)
+        data = local.read_bytes()
+    if (actual := sha256_bytes(data)) != sha256:
+        raise ChecksumMismatch(
+            f"{key}: SHA-256 is {actual}, the index recorded {sha256}; the file changed after it was indexed: "
+            "recollect it (irmsia-collect --force) and rerun irmsia-index and irmsia-split"
+        )
+    return data
 
 
-def _decode_one(task: tuple[str, str, str | None, dict[str, Any]]) -> tuple[np.ndarray | None, str]:
-    """Worker: one key to a native-channel float16 array, or ``(None, reason)`` if unreadable."""
-    store_uri, key, objects_dir, prep = task
+def _decode_one(task: tuple[str, str, str | None, dict[str, Any], str]) -> tuple[np.ndarray | None, str]:
+    """Worker: one key to a native-channel float16 array, or ``(None, reason)`` if unreadable; bytes that differ
+    from the index's record raise (they are corrupt data, not an unreadable image)."""
+    store_uri, key, objects_dir, prep, sha256 = task
     try:
-        data = _read(store_uri, key, objects_dir)
+        data = _read(store_uri, key, objects_dir, sha256)
         with quiet_decoders():
             return Preprocessing.from_dict(prep).native(data, key).astype(np.float16), ""
     except IrmsiaError as exc:
-        if exc.exit_code != 3:  # transient storage failures must not be mistaken for bad images
+        # transient storage failures and changed bytes must not be mistaken for bad images
+        if exc.exit_code != 3 or isinstance(exc, ChecksumMismatch):
             raise
         return None, str(exc)
     except (KeyboardInterrupt, SystemExit):
@@ -134,7 +155,7 @@ def _decode_one(task: tuple[str, str, str | None, dict[str, Any]]) -> tuple[np.n
         return None, f"{key}: {type(exc).__name__}: {exc}"
 
 
-def _decode_all(tasks: list[tuple[str, str, str | None, dict[str, Any]]], workers: int) -> list[tuple[Any, str]]:
+def _decode_all(tasks: list[tuple[str, str, str | None, dict[str, Any], str]], workers: int) -> list[tuple[Any, str]]:
     if workers <= 1 or len(tasks) < 64:
         return [_decode_one(t) for t in tasks]
     # forkserver: workers start from a clean interpreter, never from a process that has torch threads running.
@@ -201,7 +222,11 @@ def _build_cache(
         folder = sha256_bytes(f"{store.uri}|{split.manifest.content_sha256}".encode())[:24]
         objects_dir = str(Path(entry).parent.parent / "objects" / folder)
     prep_dict = prep.to_dict()
-    tasks = [(store.uri, key, objects_dir, prep_dict) for name in SPLITS for key, _ in split.items[name]]
+    tasks = [
+        (store.uri, key, objects_dir, prep_dict, split.checksums[key])
+        for name in SPLITS
+        for key, _ in split.items[name]
+    ]
     total = len(tasks)
     log.info("decoding %d images with %d process(es) into %s", total, max(1, workers), entry)
     results = iter(_decode_all(tasks, workers))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from jobs.core.logs import progress
+from jobs.core.progress import progress
 from jobs.ml.networks import build_network
 from jobs.train.augment import Augmentation
 from jobs.train.checkpoint import TrainState
@@ -244,7 +244,7 @@ class Trainer:
         wait = 0.0
         started = time.perf_counter()
         mark = started
-        batches = progress(self.train_loader, len(self.train_loader), f"epoch {epoch}", log)
+        batches = progress(self.train_loader, len(self.train_loader), f"epoch {epoch}/{s.epochs}", unit="batches")
         for x_cpu, y_cpu in batches:
             wait += time.perf_counter() - mark
             x, y = self._to_device(x_cpu, y_cpu)

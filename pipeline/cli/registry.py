@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from jobs.core.errors import ExitCode
-from jobs.core.store import DEFAULT_STORE, open_store
+from jobs.core.store import open_store
 from jobs.register import registry
 from jobs.register.registry import ALIASES, verify_registry
 
@@ -22,7 +21,6 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "registry", help="list, show, promote or verify registered models", description=__doc__
     )
-    parser.add_argument("--store", help=f"store URI (env IRMSIA_STORE; default {DEFAULT_STORE})")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("list", help="models, or the versions of one model with their aliases")
     p.add_argument("name", nargs="?", help="model name; without it, list every model")
@@ -118,7 +116,7 @@ def _lineage(report: dict, out) -> None:
 
 def do_command(args: argparse.Namespace, out=None) -> int:
     out = out or sys.stdout
-    store = open_store(args.store or os.environ.get("IRMSIA_STORE") or DEFAULT_STORE)
+    store = open_store(args.store)
     if args.action == "list":
         return _list(store, args.name, out)
     if args.action == "show" and args.lineage:

@@ -132,7 +132,7 @@ class NihSource(Source[NihOptions]):
     name = "nih"
     options_type = NihOptions
 
-    def params(self, options: NihOptions) -> dict[str, Any]:
+    def result_params(self, options: NihOptions) -> dict[str, Any]:
         metadata = None
         if options.path:
             folder = Path(options.path)

@@ -110,7 +110,7 @@ class UrlSource(Source[UrlOptions]):
     name = "url"
     options_type = UrlOptions
 
-    def params(self, options: UrlOptions) -> dict[str, Any]:
+    def result_params(self, options: UrlOptions) -> dict[str, Any]:
         return {"url": url_identity(options.url), "sha256": options.sha256}
 
     def _validator(self, options: UrlOptions, client: HttpClient) -> dict[str, Any] | None:

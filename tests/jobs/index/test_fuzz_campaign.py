@@ -62,7 +62,7 @@ def _train_decode_failure(store_uri: str, key: str) -> str | None:
     """Why train's decode of ``key`` fails, or ``None`` when it decodes."""
     prep = Preprocessing(image_size=32).to_dict()
     try:
-        array, reason = _decode_one((store_uri, key, None, prep))
+        array, reason = _decode_one((store_uri, key, None, prep, open_store(store_uri).head(key).sha256))
     except BaseException as exc:  # a decoder's Rust panic escapes train's own handler (reported to the lead)
         return f"{type(exc).__name__}: {exc}"
     return None if array is not None else reason

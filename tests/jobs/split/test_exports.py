@@ -23,14 +23,15 @@ def test_txt_lists_one_key_per_line():
 
 def test_datalist_is_monai_style_with_label_indices():
     rows = {
-        "train": [{"key": "k1", "label": "B", "patient_id": "p1"}],
-        "val": [{"key": "k2", "label": "A", "patient_id": "p2"}],
+        "train": [{"key": "k1", "label": "B", "patient_id": "p1", "sha256": "1" * 64}],
+        "val": [{"key": "k2", "label": "A", "patient_id": "p2", "sha256": "2" * 64}],
         "test": [],
     }
     data = json.loads(datalist_bytes(["A", "B"], rows))
+    # the index's SHA-256 travels with each image, so train verifies the raw bytes it reads
     assert data == {
         "labels": ["A", "B"],
-        "training": [{"image": "k1", "label": 1, "label_name": "B", "patient_id": "p1"}],
-        "validation": [{"image": "k2", "label": 0, "label_name": "A", "patient_id": "p2"}],
+        "training": [{"image": "k1", "label": 1, "label_name": "B", "patient_id": "p1", "sha256": "1" * 64}],
+        "validation": [{"image": "k2", "label": 0, "label_name": "A", "patient_id": "p2", "sha256": "2" * 64}],
         "test": [],
     }
