@@ -45,20 +45,28 @@ format: venv
 	$(BIN)/ruff check --fix jobs pipeline tests bench
 	$(BIN)/ruff format jobs pipeline tests bench
 
-# The servers the metrics tests run against (Debian packages). Installed only when missing and apt-get is there;
-# otherwise those tests skip with a message saying how to install them.
+# The servers the tests run against that are Debian packages: Prometheus and the Pushgateway (metrics tests), Orthanc
+# and its DICOMweb plugin (the PACS of the --source dicomweb tests). Installed only when missing and apt-get is there;
+# otherwise those tests skip with a message saying how to install them. Orthanc's own service is never started
+# (the fixtures run it on loopback).
+SERVICE_PACKAGES = prometheus prometheus-pushgateway orthanc orthanc-dicomweb
 services:
-	@if command -v prometheus >/dev/null && { command -v prometheus-pushgateway || command -v pushgateway; } >/dev/null; then \
-		echo "prometheus and pushgateway present"; \
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	{ command -v prometheus-pushgateway || command -v pushgateway; } >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	{ command -v Orthanc || test -x /usr/sbin/Orthanc; } >/dev/null || missing="$$missing orthanc"; \
+	test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so || missing="$$missing orthanc-dicomweb"; \
+	if [ -z "$$missing" ]; then \
+		echo "test services present: $(SERVICE_PACKAGES)"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway \
-		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway; } \
-		|| echo "could not install prometheus/prometheus-pushgateway; the metrics integration tests will skip"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; } \
+		|| echo "could not install$$missing; the tests that need them will skip"; \
 	elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then \
-		sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-pushgateway \
-		|| echo "could not install prometheus/prometheus-pushgateway; the metrics integration tests will skip"; \
+		sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+		|| echo "could not install$$missing; the tests that need them will skip"; \
 	else \
-		echo "no apt-get here: install prometheus and the pushgateway yourself, or the metrics integration tests skip"; \
+		echo "no apt-get here: install$$missing yourself, or the tests that need them skip"; \
 	fi
 
 test: venv lint services

@@ -19,23 +19,32 @@ def _cell(text: object) -> str:
 
 @register("docs/datasets.md")
 def datasets_page() -> str:
-    """The recommended datasets: what each holds, its licence, and the command that collects it."""
-    from jobs.collect.catalog import RECOMMENDED
+    """The reviewed catalogue entries: what each holds, its licence, access, and the command that collects it.
+
+    IDC's collections are left out: they come from the installed ``idc-index-data`` release, and a generated page
+    must be the same on every machine.
+    """
+    from jobs.collect.catalog import reviewed_entries
+
+    entries = reviewed_entries()
 
     lines = [
         HEADER.format(source="jobs/collect/catalog.py") + "# Datasets",
         "",
-        "The recommended datasets, as `irmsia datasets list` prints them. Each collects into `raw/<name>/` of the",
-        "store; `irmsia datasets search TEXT` searches Kaggle and TCIA for more. Sizes are the publishers' figures.",
+        "The reviewed datasets of the catalogue (`jobs/collect/datasets.yaml`). Each collects into `raw/<name>/`",
+        "of the store. `irmsia datasets list` also lists one entry per IDC collection, generated from the installed",
+        "`idc-index-data` release; `irmsia datasets show NAME` prints everything about one entry and `irmsia",
+        "datasets search TEXT [--online]` searches them (and Kaggle and TCIA). Sizes are the publishers' figures.",
         "",
-        "| name | source | modality | size | classes | licence |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| name | source | modality | task | size | licence | access |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    lines += [f"| `{e.name}` | {e.source} | {_cell(e.modality)} | {_cell(e.size)} | {_cell(e.classes)} | "
-              f"{_cell(e.license)} |" for e in RECOMMENDED]  # fmt: skip
+    lines += [f"| `{e.name}` | {e.source} | {_cell(e.modality)} | {_cell(e.task)} | {_cell(e.size)} | "
+              f"{_cell(e.license)} | {e.access} |" for e in entries]  # fmt: skip
     lines += ["", "## Collect commands", ""]
-    for e in RECOMMENDED:
-        lines += [f"### {e.name}", "", "```bash", e.command, "```", ""]
+    for e in entries:
+        lines += [f"### {e.name}", "", _cell(e.title), "", "```bash", e.command, "```", "",
+                  f"Access: {_cell(e.how_to_access)}", "", f"Can: {_cell(e.can)} Cannot: {_cell(e.cannot)}", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

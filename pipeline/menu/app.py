@@ -181,12 +181,12 @@ class MenuApp(App[int]):
 
     # -- tables --------------------------------------------------------------------------------------------
     def _fill_catalog(self) -> None:
-        from jobs.collect.catalog import RECOMMENDED
+        from jobs.collect.catalog import catalogue
 
         table = self.query_one("#catalog-table", DataTable)
-        table.add_columns("name", "source", "modality", "size", "classes", "licence", "command")
-        for e in RECOMMENDED:
-            table.add_row(e.name, e.source, e.modality, e.size, e.classes, e.license, e.command)
+        table.add_columns("name", "source", "modality", "task", "size", "licence", "access", "command")
+        for e in catalogue():
+            table.add_row(e.name, e.source, e.modality, e.task, e.size, e.license, e.access, e.command)
 
     def action_refresh(self) -> None:
         """Re-read the store: datasets, models, status."""

@@ -32,6 +32,12 @@ UNIT_FOLDER = "_collect/"
 """Under ``raw/<dataset>/``: one JSON record per completed unit (series, archive), a sidecar the index skips."""
 
 
+def key_segment(value: Any, fallback: str) -> str:
+    """One safe key segment from a header value (PatientIDs may hold spaces, never '/')."""
+    text = str(value or "").strip().replace("/", "_").replace("\\", "_")
+    return text if text and text not in (".", "..") else fallback
+
+
 @dataclass
 class CollectReport:
     """What a source tells the stage about its result, beyond the files themselves."""

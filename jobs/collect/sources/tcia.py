@@ -9,7 +9,10 @@ the store (a corrupt ZIP is fetched once more, then fails with exit 3); a ZIP th
 is downloaded to disk and unpacked from there. Files are stored as
 ``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<file>``. A ``LICENSE`` member becomes the dataset's
 ``LICENSE``; ``tcia_series.csv`` lists every series (UIDs, modality, body part, folder) for label joins.
-Series already stored completely by an interrupted run are not downloaded again.
+Series already stored completely by an interrupted run are not downloaded again. Pinning: the summary records
+the collection's DOI (``CollectionURI``), the latest ``DateReleased`` and a fingerprint of every series' UID, image
+count and size; ``tcia_series.csv`` given back as ``--manifest`` collects exactly those series again, and fails
+(exit 3) on a series TCIA has revised since (its image count changed).
 Base URL: ``IRMSIA_TCIA_URL`` (default ``https://nbia.cancerimagingarchive.net/nbia-api/services/v4/``).
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from jobs.collect.archive import Member, extract, remove_tree
-from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source, key_segment
 from jobs.collect.sources.url import http_client, license_from_members
 from jobs.collect.transfer import HttpClient, TransferStats
 from jobs.collect.zipstream import NotStreamable, ZipStream
@@ -41,25 +44,47 @@ _UID = re.compile(r"^\d+(\.\d+)+$")
 TCIA_URL = "https://nbia.cancerimagingarchive.net/nbia-api/services/v4/"
 SERIES_CSV = "tcia_series.csv"
 SERIES_COLUMNS = ("folder", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "Collection", "Modality",
-                  "BodyPartExamined", "ImageCount", "files", "LicenseName")  # fmt: skip
+                  "BodyPartExamined", "ImageCount", "files", "LicenseName", "CollectionURI",
+                  "DateReleased")  # fmt: skip
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError as exc:
+        raise UsageError(f"--manifest {path!r}: cannot read it ({exc.strerror}); give a .tcia manifest file") from exc
+
+
+def _is_series_csv(text: str) -> bool:
+    first = text.lstrip().splitlines()[0] if text.strip() else ""
+    return "," in first and "SeriesInstanceUID" in first
 
 
 def read_tcia_manifest(path: str) -> list[str]:
-    """The SeriesInstanceUIDs listed in a ``.tcia`` manifest (header lines ``key=value`` are skipped)."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError as exc:
-        raise UsageError(f"--manifest {path!r}: cannot read it ({exc.strerror}); give a .tcia manifest file") from exc
-    uids = [line.strip() for line in text.splitlines() if _UID.match(line.strip())]
+    """The SeriesInstanceUIDs listed in a ``.tcia`` manifest (header lines ``key=value`` are skipped), or in the
+    ``tcia_series.csv`` an earlier collect wrote (its ``SeriesInstanceUID`` column)."""
+    text = _read_text(path)
+    if _is_series_csv(text):
+        uids = [(r.get("SeriesInstanceUID") or "").strip() for r in csv.DictReader(io.StringIO(text))]
+    else:
+        uids = [line.strip() for line in text.splitlines()]
+    uids = [u for u in uids if _UID.match(u)]
     if not uids:
         raise UsageError(f"--manifest {path!r}: lists no SeriesInstanceUID; export a manifest from the TCIA portal")
     return sorted(set(uids))
 
 
-def _segment(value: Any, fallback: str) -> str:
-    """One safe key segment from a header value (PatientIDs may hold spaces, never '/')."""
-    text = str(value or "").strip().replace("/", "_").replace("\\", "_")
-    return text if text and text not in (".", "..") else fallback
+def pinned_image_counts(path: str) -> dict[str, int]:
+    """SeriesInstanceUID -> ImageCount from an earlier collect's ``tcia_series.csv`` (empty for a .tcia file)."""
+    text = _read_text(path)
+    if not _is_series_csv(text):
+        return {}
+    counts = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        uid, count = (row.get("SeriesInstanceUID") or "").strip(), (row.get("ImageCount") or "").strip()
+        if uid and count.isdigit():
+            counts[uid] = int(count)
+    return counts
 
 
 class NbiaApi:
@@ -163,6 +188,8 @@ class TciaSource(Source[TciaOptions]):
         if options.max_patients is not None:
             keep = sorted({str(s.get("PatientID", "")) for s in series})[: options.max_patients]
             series = [s for s in series if str(s.get("PatientID", "")) in keep]
+        if options.manifest:
+            self._check_pinned(series, pinned_image_counts(options.manifest))
         if not series:
             what = f"collection {options.collection!r}" if options.collection else "the manifest/patients"
             raise UsageError(
@@ -171,13 +198,22 @@ class TciaSource(Source[TciaOptions]):
             )
         return series
 
+    @staticmethod
+    def _check_pinned(series: list[dict[str, Any]], pinned: dict[str, int]) -> None:
+        """A series an earlier collect recorded must still hold as many images (TCIA revises series in place)."""
+        for s in series:
+            uid, now = str(s["SeriesInstanceUID"]), s.get("ImageCount")
+            if uid in pinned and now is not None and int(now) != pinned[uid]:
+                raise DataError(f"TCIA series {uid}: {now} images now, {pinned[uid]} when the --manifest list was "
+                                "written; TCIA revised it, so that collect cannot be repeated exactly")  # fmt: skip
+
     # -- one series -------------------------------------------------------------------------------------------
     def _collect_series(self, series: dict[str, Any], api: NbiaApi, client: HttpClient, options: TciaOptions,
                         sink: RawSink) -> dict[str, Any]:  # fmt: skip
         uid = str(series["SeriesInstanceUID"])
-        patient = _segment(series.get("PatientID"), "unknown-patient")
-        study = _segment(series.get("StudyInstanceUID"), "unknown-study")
-        folder = f"{patient}/{study}/{_segment(uid, 'series')}"
+        patient = key_segment(series.get("PatientID"), "unknown-patient")
+        study = key_segment(series.get("StudyInstanceUID"), "unknown-study")
+        folder = f"{patient}/{study}/{key_segment(uid, 'series')}"
         validator = {"series": uid, "images": series.get("ImageCount")}
         if (record := sink.reuse_unit(f"tcia:{uid}", validator)) is not None:
             return {"folder": folder, "files": len(record["files"]), "license_text": record.get("license_text")}
@@ -247,12 +283,19 @@ class TciaSource(Source[TciaOptions]):
             sink.units_reused,
             extra={"fields": {"transfer": stats.as_dict()}},
         )
+        released = sorted(str(s["DateReleased"]) for s in series if s.get("DateReleased"))
         return CollectReport(
             license="; ".join(names) or first_line,
             details={
                 "collection": options.collection,
                 "series": len(series),
                 "patients": len({s.get("PatientID") for s in series}),
+                "doi": sorted({str(s["CollectionURI"]) for s in series if s.get("CollectionURI")}),
+                "latest_release": released[-1] if released else None,
+                "series_fingerprint": sha256_json(
+                    sorted([str(s["SeriesInstanceUID"]), s.get("ImageCount"), s.get("FileSize")] for s in series)
+                ),
+                "pin": f"--manifest {SERIES_CSV} (this dataset's own series list)",
             },
         )
 

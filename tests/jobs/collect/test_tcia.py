@@ -216,3 +216,26 @@ def test_missing_manifest_file_is_a_usage_error(tmp_path, tcia, capsys):
 
 def test_series_zip_helper_is_a_valid_zip():
     assert zipfile.ZipFile(io.BytesIO(series_zip({"a.dcm": b"x"}))).testzip() is None
+
+
+def test_the_series_list_pins_a_rerun_to_exactly_the_same_series(tmp_path, tcia, capsys):
+    # GIVEN a collect of two patients and the tcia_series.csv it wrote
+    store_uri = str(tmp_path / "s")
+    assert _collect(store_uri, "--collection", COLLECTION, "--max-patients", "2") == 0
+    store = open_store(store_uri)
+    first = read_manifest(store, "raw/lidc/")
+    assert first.summary["doi"] == ["https://doi.org/10.7937/tcia.lidc-mini"]
+    assert first.summary["latest_release"] == "2024-05-01 00:00:00.0"
+    pinned = tmp_path / "pinned.csv"
+    pinned.write_bytes(store.get_bytes("raw/lidc/tcia_series.csv"))
+    # WHEN the collection grows and the list is given back as --manifest
+    tcia.add_series(COLLECTION, "PAT-000", "1.2.3.0", "1.2.3.0.1")
+    assert main(["--source", "tcia", "--dataset", "again", "--store", store_uri, "--manifest", str(pinned)]) == 0
+    # THEN the same series were collected, not the new one
+    again = read_manifest(store, "raw/again/")
+    assert again.summary["series_fingerprint"] == first.summary["series_fingerprint"]
+    # AND once TCIA revises one of them (more images), the pinned rerun refuses (exit 3) rather than differ
+    row = next(s for s in tcia.series if s["SeriesInstanceUID"] == "1.2.3.1.1")
+    row["ImageCount"] += 1
+    assert main(["--source", "tcia", "--dataset", "third", "--store", store_uri, "--manifest", str(pinned)]) == 3
+    assert "TCIA revised it" in capsys.readouterr().err
