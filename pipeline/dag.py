@@ -49,6 +49,9 @@ class StageSpec:
 
     name: str
     """Stage name; also the Argo DAG task name."""
+    kind: str = ""
+    """The registry stage it runs (``jobs.stages``: resources, metrics labels, credentials), when the task is named
+    apart from it (a spec's ``collect-<dataset>``); "" means ``name``."""
     entrypoint: str
     """Console script in the stage's image (``irmsia-index``)."""
     module: str
@@ -84,6 +87,11 @@ class StageSpec:
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]*", self.name):
             raise ValueError(f"stage name {self.name!r} must be a DNS-1123 label")
+
+    @property
+    def stage(self) -> str:
+        """The registry stage this task runs (``collect`` for a spec's ``collect-<dataset>``)."""
+        return self.kind or self.name
 
     @property
     def parameters(self) -> tuple[str, ...]:

@@ -4,7 +4,9 @@ Each stage runs exactly as a pod would (same module, same arguments, store URI i
 a secret option such as ``--url`` in its environment variable instead of on the command line, see
 ``pipeline.secret_args``), stops the pipeline at the first failure with that stage's exit code, and reports its
 result through ``IRMSIA_RESULT_FILE``; a parameter left empty takes the value a stage's result names (see
-``handed_on``). Cache hits are decided by the stages themselves, so a rerun costs seconds.
+``handed_on``). Cache hits are decided by the stages themselves, so a rerun costs seconds. Stages whose
+dependencies are met run side by side up to ``jobs`` at a time (a spec's per-dataset collect and index branches,
+``pipeline.spec``), as Argo runs the same DAG's tasks up to the workflow's ``parallelism``.
 
 Given a ``RunObserver`` (the combined progress view of ``irmsia run`` on a terminal, ``irmsia menu``, the Python
 API), the runner reads each stage's output line by line and its progress events (``IRMSIA_PROGRESS_FILE``, see
@@ -21,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,26 +102,73 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
     env: Mapping[str, str] | None = None,
     on_stage: Callable[[StageSpec, list[str]], None] | None = None,
     observer: RunObserver | None = None,
+    jobs: int = 1,
 ) -> list[StageOutcome]:
-    """Run the stages in order from ``from_stage``; stop at the first failure. Returns one outcome per stage run."""
+    """Run the stages from ``from_stage``, up to ``jobs`` at a time (a stage starts once every stage it depends on
+    succeeded, in ``order()`` among the ready ones); after a failure no stage starts and the running ones finish.
+    Returns one outcome per stage run, in the order they finished."""
+    if jobs < 1:
+        raise ValueError(f"jobs {jobs}: use 1 or more")
     executor = executor or ProcessExecutor()
     stages = pipeline.downstream_of(from_stage) if from_stage else pipeline.order()
+    selected = {s.name for s in stages}
     base_env = dict(os.environ if env is None else env)
     base_env.update({"IRMSIA_STORE": store, "IRMSIA_WORKFLOW_ID": workflow_id})
     outcomes: list[StageOutcome] = []
     values = dict(values)
-    with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp:
-        for stage in stages:
-            invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
-            if on_stage:
-                on_stage(stage, invocation.shown)
-            outcome = run_stage(stage, invocation, env=base_env, workdir=Path(tmp), executor=executor,
-                                observer=observer)  # fmt: skip
-            outcomes.append(outcome)
-            if outcome.exit_code != 0:
-                break
-            values.update(handed_on(stage, values, outcome.result))
+    pending, done = list(stages), set[str]()
+    lock = threading.Lock()  # one stage's observer calls at a time, whichever thread makes them
+    shared = _Serialised(observer, lock) if observer is not None and jobs > 1 else observer
+    with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp, ThreadPoolExecutor(max_workers=jobs) as pool:
+        running: dict[Future[StageOutcome], StageSpec] = {}
+        failed = False
+        while pending or running:
+            ready = [s for s in pending if set(s.depends) & selected <= done]
+            while not failed and ready and len(running) < jobs:
+                stage = ready.pop(0)
+                pending.remove(stage)
+                invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
+                if on_stage:
+                    with lock:
+                        on_stage(stage, invocation.shown)
+                running[pool.submit(run_stage, stage, invocation, env=base_env, workdir=Path(tmp),
+                                    executor=executor, observer=shared)] = stage  # fmt: skip
+            if not running:
+                break  # a failure left the rest unstartable
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: stages.index(running[f])):
+                stage = running.pop(future)
+                outcome = future.result()
+                outcomes.append(outcome)
+                if outcome.exit_code != 0:
+                    failed = True
+                    continue
+                done.add(stage.name)
+                values.update(handed_on(stage, values, outcome.result))
     return outcomes
+
+
+class _Serialised:
+    """A ``RunObserver`` called from several stages' threads, one call at a time."""
+
+    def __init__(self, observer: RunObserver, lock: threading.Lock) -> None:
+        self._observer, self._lock = observer, lock
+
+    def started(self, stage: StageSpec, shown: list[str]) -> None:
+        with self._lock:
+            self._observer.started(stage, shown)
+
+    def output(self, stage: StageSpec, line: str) -> None:
+        with self._lock:
+            self._observer.output(stage, line)
+
+    def progress(self, stage: StageSpec, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._observer.progress(stage, event)
+
+    def finished(self, stage: StageSpec, outcome: StageOutcome) -> None:
+        with self._lock:
+            self._observer.finished(stage, outcome)
 
 
 def run_stage(
