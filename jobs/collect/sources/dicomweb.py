@@ -292,7 +292,7 @@ class DicomwebSource(Source[DicomwebOptions]):
                              + (f" of modality {options.modality}" if options.modality else ""))  # fmt: skip
         return series
 
-    def params(self, options: DicomwebOptions) -> dict[str, Any]:
+    def result_params(self, options: DicomwebOptions) -> dict[str, Any]:
         # what the PACS answers is the result: the exact instances; the search itself only as a hash (it may hold
         # patient IDs and accession numbers, which have no place in a manifest)
         series = self._plans[options] = self.plan_series(options)

@@ -189,7 +189,7 @@ class IdcSource(Source[IdcOptions]):
             )
         return rows
 
-    def params(self, options: IdcOptions) -> dict[str, Any]:
+    def result_params(self, options: IdcOptions) -> dict[str, Any]:
         # the cache key is what will be read: the release and the exact series versions selected
         index = open_index()
         rows = self.select_series(options)

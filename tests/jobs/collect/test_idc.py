@@ -318,8 +318,8 @@ def test_an_earlier_release_is_what_it_served():
     removed = index.rows(PRIOR)[0]["crdc_series_uuid"]
     assert removed in {r["crdc_series_uuid"] for r in got}
     # AND the cache key names the release, so a pinned rerun cannot hit a later release's result
-    pinned = SOURCE.params(_options("--collection", "nlst", "--modality", "SR", "--idc-version", str(earlier),
+    pinned = SOURCE.result_params(_options("--collection", "nlst", "--modality", "SR", "--idc-version", str(earlier),
                                     "--analysis-results"))  # fmt: skip
-    current = SOURCE.params(_options("--collection", "nlst", "--modality", "SR", "--analysis-results"))
+    current = SOURCE.result_params(_options("--collection", "nlst", "--modality", "SR", "--analysis-results"))
     assert pinned["idc_version"] == earlier and current["idc_version"] == index.release
     assert pinned["series_versions"] != current["series_versions"]
