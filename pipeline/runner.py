@@ -24,12 +24,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from jobs.core.metrics_export import read_text_metrics
-from pipeline.dag import Pipeline, StageSpec
+from pipeline.dag import SHARD, Pipeline, StageSpec
 from pipeline.secret_args import StageInvocation, hand_over
 
 
@@ -117,35 +117,68 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
     outcomes: list[StageOutcome] = []
     values = dict(values)
     pending, done = list(stages), set[str]()
+    results: dict[str, dict[str, Any] | None] = {}
+    groups: dict[str, set[str]] = {}  # a fan-out task -> the runs it expanded into
+    owner: dict[str, str] = {}  # an expanded run -> its fan-out task
     lock = threading.Lock()  # one stage's observer calls at a time, whichever thread makes them
     shared = _Serialised(observer, lock) if observer is not None and jobs > 1 else observer
     with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp, ThreadPoolExecutor(max_workers=jobs) as pool:
-        running: dict[Future[StageOutcome], StageSpec] = {}
+        running: dict[Future[StageOutcome], tuple[int, StageSpec]] = {}
         failed = False
+        launched = 0
         while pending or running:
-            ready = [s for s in pending if set(s.depends) & selected <= done]
-            while not failed and ready and len(running) < jobs:
-                stage = ready.pop(0)
+            while not failed and len(running) < jobs:
+                ready = [s for s in pending if set(s.depends) & selected <= done]
+                if not ready:
+                    break
+                stage = ready[0]
+                if stage.fan_out:  # its plan has run: one run per planned shard, in place of the task
+                    parts = expand(stage, results.get(stage.fan_out))
+                    at = pending.index(stage)
+                    pending[at : at + 1] = parts
+                    groups[stage.name] = {p.name for p in parts}
+                    owner.update({p.name: stage.name for p in parts})
+                    selected.update(groups[stage.name])
+                    continue
                 pending.remove(stage)
                 invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
                 if on_stage:
                     with lock:
                         on_stage(stage, invocation.shown)
-                running[pool.submit(run_stage, stage, invocation, env=base_env, workdir=Path(tmp),
-                                    executor=executor, observer=shared)] = stage  # fmt: skip
+                future = pool.submit(run_stage, stage, invocation, env=base_env, workdir=Path(tmp),
+                                     executor=executor, observer=shared)  # fmt: skip
+                running[future] = (launched, stage)
+                launched += 1
             if not running:
                 break  # a failure left the rest unstartable
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: stages.index(running[f])):
-                stage = running.pop(future)
+            for future in sorted(finished, key=lambda f: running[f][0]):
+                _, stage = running.pop(future)
                 outcome = future.result()
                 outcomes.append(outcome)
                 if outcome.exit_code != 0:
                     failed = True
                     continue
                 done.add(stage.name)
+                results[stage.name] = outcome.result
+                group = owner.get(stage.name)
+                if group is not None and groups[group] <= done:
+                    done.add(group)
                 values.update(handed_on(stage, values, outcome.result))
     return outcomes
+
+
+def expand(stage: StageSpec, plan_result: Mapping[str, Any] | None) -> list[StageSpec]:
+    """A fan-out task as one run per shard its plan reported (``summary.shards``), each named ``<task>-<K>`` with
+    ``{shard}`` in its arguments replaced by the shard (``2/4``)."""
+    shards = ((plan_result or {}).get("summary") or {}).get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise ValueError(f"stage {stage.name}: its plan {stage.fan_out} reported no shards")
+    runs = []
+    for k, shard in enumerate(shards, start=1):
+        args = tuple(t.replace("{" + SHARD + "}", str(shard)) for t in stage.args)
+        runs.append(replace(stage, name=f"{stage.name}-{k}", args=args, fan_out=""))
+    return runs
 
 
 class _Serialised:

@@ -24,13 +24,13 @@ from jobs.core.paths import check_dns_label, check_name
 from jobs.core.settings import Option, Options, check_value, convert, options_of
 from jobs.core.urls import public_url
 from jobs.stages import stage as stage_entry
-from pipeline.dag import PIPELINE, SHARED_DESCRIPTIONS, Parameter, Pipeline, StageSpec
+from pipeline.dag import PIPELINE, SHARD, SHARED_DESCRIPTIONS, Parameter, Pipeline, StageSpec
 
-SPEC_KEYS = ("name", "datasets", "index", "split", "train", "register")
+SPEC_KEYS = ("name", "sharded", "datasets", "index", "split", "train", "register")
 RUN_ID = "run_id"
 """The one workflow parameter of a spec's pipeline: train derives it from its cache key and hands it to register."""
-MAX_DATASET_NAME = 63 - len("collect-")
-"""A dataset's name names its tasks (``collect-<name>``), which are DNS-1123 labels."""
+MAX_DATASET_NAME = 63 - len("index-plan-")
+"""A dataset's name names its tasks (``collect-<name>``, ``index-plan-<name>``), which are DNS-1123 labels."""
 RESERVED: dict[str, tuple[str, ...]] = {
     "collect": ("source", "dataset"),
     "index": ("dataset", "shard"),
@@ -76,6 +76,9 @@ class PipelineSpec:
     name: str
     datasets: tuple[DatasetSpec, ...]
     merge_as: str
+    sharded: bool = False
+    """Index each dataset as planned shards (``index-plan-<d>`` -> ``index-part-<d>`` per shard -> ``index-<d>``,
+    ``jobs/index/shards.py``) instead of in one task."""
     index: StageOptions
     split: StageOptions
     train: StageOptions
@@ -205,8 +208,12 @@ def parse_spec(data: Any, where: str = "spec") -> PipelineSpec:
     def section(stage: str, data: Any, **kw: Any) -> StageOptions:
         return _options(data, stage, (stage_entry(stage).settings_class(),), f"{where}.{stage}", **kw)
 
+    sharded = top.get("sharded", False)
+    if not isinstance(sharded, bool):
+        raise UsageError(f"{where}.sharded: expected true or false, got {sharded!r}")
     spec = PipelineSpec(
         name=name,
+        sharded=sharded,
         datasets=parsed,
         merge_as=merge_as,
         index=section("index", top.get("index")),
@@ -280,6 +287,20 @@ def _task(kind: str, name: str, args: list[str], depends: tuple[str, ...], **fie
     )
 
 
+def _index_tasks(spec: PipelineSpec, dataset: DatasetSpec) -> list[StageSpec]:
+    """``index-<d>`` after ``collect-<d>``; sharded: its plan, one part per planned shard, and the gather, which
+    is ``index-<d>`` (the task the split waits for) and seals the same index an unsharded run does."""
+    name, args, collect = dataset.name, _index_args(spec, dataset), f"collect-{dataset.name}"
+    if not spec.sharded:
+        return [_task("index", f"index-{name}", args, (collect,), dataset=name)]
+    plan, part = f"index-plan-{name}", f"index-part-{name}"
+    return [
+        _task("index", plan, [*args, "--shard", "plan"], (collect,), dataset=name),
+        replace(_task("index", part, [*args, "--shard", "{" + SHARD + "}"], (plan,), dataset=name), fan_out=plan),
+        _task("index", f"index-{name}", [*args, "--shard", "gather"], (part,), dataset=name),
+    ]
+
+
 def spec_pipeline(spec: PipelineSpec) -> Pipeline:
     """The spec as a DAG: ``collect-<d>`` -> ``index-<d>`` for each dataset, all joined at the merged ``split``,
     then ``train`` and ``register``; ``run_id`` is its one parameter (train hands it on to register)."""
@@ -287,10 +308,7 @@ def spec_pipeline(spec: PipelineSpec) -> Pipeline:
     for dataset in spec.datasets:
         collect_args = ["--source", dataset.source, "--dataset", dataset.name, *dataset.collect.argv()]
         stages.append(_task("collect", f"collect-{dataset.name}", collect_args, (), dataset=dataset.name))
-        stages.append(
-            _task("index", f"index-{dataset.name}", _index_args(spec, dataset), (f"collect-{dataset.name}",),
-                  dataset=dataset.name)
-        )  # fmt: skip
+        stages += _index_tasks(spec, dataset)
     indexes = tuple(f"index-{d.name}" for d in spec.datasets)
     stages.append(_task("split", "split", _split_args(spec), indexes, dataset=spec.merge_as))
     stages.append(_task("train", "train", _train_args(spec), ("split",)))

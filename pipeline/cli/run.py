@@ -14,9 +14,11 @@ from typing import Any
 from jobs.core.errors import UsageError
 from jobs.core.store import open_store
 from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG
+from pipeline.argo.size import NODE_LIMIT, STATUS_LIMIT_BYTES
 from pipeline.dag import PIPELINE, Pipeline, StageSpec
 from pipeline.docker_executor import DockerExecutor
 from pipeline.history import now_iso, record_run
+from pipeline.plan import plan
 from pipeline.profiles import PROFILES
 from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipeline
 from pipeline.secret_args import set_arguments
@@ -53,6 +55,11 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         metavar="STAGE",
         help="start at this stage (earlier stages' outputs must exist): "
         f"{', '.join(s.name for s in PIPELINE.stages)}, or a task of the --spec's DAG (index-<dataset>)",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="run only the planning steps: print each sharded stage's shards and the run's size in Argo, then stop",
     )
     parser.add_argument(
         "--jobs", type=int, default=1, metavar="N", help="run up to N stages at a time where the DAG allows (default 1)"
@@ -150,6 +157,27 @@ def spec_from_args(args: argparse.Namespace) -> tuple[Pipeline, dict[str, str]] 
     return pipeline, pipeline.defaults()
 
 
+def print_plan(
+    pipeline: Pipeline, values: dict[str, str], *, store: str, env: dict[str, str], executor: Executor, jobs: int,
+    out: Any = None,
+) -> int:  # fmt: skip
+    """``irmsia run --plan``: each planned task's shards, then the run's estimated size against Argo's limits."""
+    out = out or sys.stdout
+    planned, size = plan(pipeline, values, store=store, env={**env, "IRMSIA_LOG_FORMAT": "json"}, executor=executor,
+                         jobs=jobs)  # fmt: skip
+    print(f"\nplan of {pipeline.name} (store {store})", file=out)
+    for task in planned:
+        if task.error:
+            print(f"  {task.task:<24} not planned: {task.error}", file=out)
+            continue
+        files, size_bytes = task.summary.get("files", 0), float(task.summary.get("bytes", 0))
+        print(f"  {task.task:<24} {len(task.shards)} shard(s): {files} files, {_bytes(size_bytes)}", file=out)
+    verdict = "far below Argo's limits" if size.within_limits else "TOO CLOSE to Argo's limits: plan bigger shards"
+    print(f"  workflow: {size.nodes} nodes, node status about {_bytes(size.status_bytes)} "
+          f"(limits {STATUS_LIMIT_BYTES >> 20} MiB, {NODE_LIMIT} nodes): {verdict}", file=out)  # fmt: skip
+    return 0
+
+
 def do_command(args: argparse.Namespace) -> int:
     chosen = spec_from_args(args)
     pipeline, values = chosen if chosen is not None else (PIPELINE, values_from_args(args))
@@ -164,6 +192,8 @@ def do_command(args: argparse.Namespace) -> int:
     if args.executor == "docker":
         executor = DockerExecutor(tag=args.image_tag, registry=args.image_registry, gpu=args.gpus)
     env = {**os.environ, "IRMSIA_LOG_FORMAT": args.log_format}
+    if args.plan:
+        return print_plan(pipeline, values, store=store, env=env, executor=executor, jobs=args.jobs)
     workflow_id = f"local-{values['run_id'] or local_run_name(values, pipeline)}"
     started_at = now_iso()
     run = functools.partial(

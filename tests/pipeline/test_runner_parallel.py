@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from pipeline.dag import Parameter, Pipeline, StageSpec
-from pipeline.runner import ProcessExecutor, run_pipeline
+from pipeline.runner import ProcessExecutor, expand, run_pipeline
 
 # Each stage logs its start, then waits (up to 5 s) until every stage named in its arguments has started too:
 # it succeeds only when those ran at the same time as it, and fails (exit 1) when they could not.
@@ -90,3 +90,19 @@ def test_after_a_failure_no_new_stage_starts_and_running_ones_finish(tmp_path):
 def test_jobs_must_be_positive():
     with pytest.raises(ValueError, match="jobs 0"):
         run_pipeline(_fan_out(), {}, store="/s", jobs=0)
+
+
+@pytest.mark.parametrize("result", [None, {"summary": {}}, {"summary": {"shards": []}}])
+def test_a_fan_out_whose_plan_reported_no_shards_is_a_bug_not_an_empty_run(result):
+    stage = StageSpec(name="p", entrypoint="p", module="m.p", args=("--shard", "{shard}"), fan_out="plan",
+                      depends=("plan",))  # fmt: skip
+    with pytest.raises(ValueError, match="its plan plan reported no shards"):
+        expand(stage, result)
+
+
+def test_a_fan_out_runs_once_per_shard_with_the_shard_in_its_arguments():
+    stage = StageSpec(name="p", entrypoint="p", module="m.p", args=("--shard", "{shard}", "--x", "{x}"),
+                      fan_out="plan", depends=("plan",))  # fmt: skip
+    runs = expand(stage, {"summary": {"shards": ["1/2", "2/2"]}})
+    assert [(r.name, r.args, r.fan_out) for r in runs] == [
+        ("p-1", ("--shard", "1/2", "--x", "{x}"), ""), ("p-2", ("--shard", "2/2", "--x", "{x}"), "")]  # fmt: skip

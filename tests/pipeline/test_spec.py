@@ -111,6 +111,7 @@ def test_one_dataset_needs_no_merge():
         (_with("register.model_name", ...), r"spec\.register: --model-name is required"),
         (_with("name", "Thoracic"), r"spec\.name 'irmsia-Thoracic' is not a DNS-1123 label"),
         (_with("datasets", []), r"spec\.datasets: required, a list"),
+        (_with("sharded", "yes"), r"spec\.sharded: expected true or false"),
     ],
 )  # fmt: skip
 def test_a_bad_key_or_value_is_a_usage_error_naming_its_path(spec, match):

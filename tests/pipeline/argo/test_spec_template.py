@@ -4,6 +4,8 @@ a Kaggle dataset is collected."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hera.workflows.models import WorkflowTemplate
 
@@ -76,3 +78,29 @@ def test_the_controller_builds_an_admitted_pod_per_task_with_credentials_only_wh
     # AND each task's resources are its stage's
     collect = next(c for c in pods["collect-covid-ar"]["spec"]["containers"] if c["name"] == "main")
     assert collect["resources"]["limits"]["memory"] == CONFIG.stage_resources("collect").limits["memory"]
+
+
+def test_a_sharded_spec_fans_each_index_out_over_its_plans_shards():
+    # GIVEN the real-data example, sharded
+    pipeline = spec_pipeline(replace(load_spec(REPO_ROOT / "examples/thoracic.yaml"), sharded=True))
+    template = render_objects(CONFIG, pipeline, schedules=False)["workflow-template.yaml"]
+    if ARGO_SCHEMA.exists():
+        assert argo_schema_errors(template) == []
+    (dag,) = [t["dag"] for t in template["spec"]["templates"] if "dag" in t]
+    tasks = {t["name"]: t for t in dag["tasks"]}
+    containers = {t["name"]: t for t in template["spec"]["templates"] if "container" in t}
+    # THEN each part task runs once per shard its plan task reported, the shard reaching the container as an input
+    part = tasks["index-part-covid-ar"]
+    assert part["withParam"] == (
+        "{{=toJson(jsonpath(tasks['index-plan-covid-ar'].outputs.parameters.result, '$.summary.shards'))}}"
+    )
+    assert part["arguments"]["parameters"] == [{"name": "shard", "value": "{{item}}"}]
+    args = containers["index-part-covid-ar"]["container"]["args"]
+    assert args[-2:] == ["--shard", "{{inputs.parameters.shard}}"]
+    assert containers["index-part-covid-ar"]["inputs"]["parameters"] == [{"name": "shard"}]
+    # AND the gather waits for every part, and the split for every gather
+    assert (tasks["index-plan-covid-ar"]["depends"], tasks["index-covid-ar"]["depends"]) == (
+        "collect-covid-ar", "index-part-covid-ar")  # fmt: skip
+    assert containers["index-covid-ar"]["container"]["args"][-2:] == ["--shard", "gather"]
+    assert set(tasks["split"]["depends"].split(" && ")) == {f"index-{d.name}" for d in load_spec(
+        REPO_ROOT / "examples/thoracic.yaml").datasets}  # fmt: skip
