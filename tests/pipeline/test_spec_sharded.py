@@ -11,6 +11,7 @@ import yaml
 from jobs.core.manifest import read_manifest
 from jobs.core.paths import index_prefix
 from jobs.core.store import open_store
+from pipeline.cli import main
 from pipeline.cli.run import print_plan
 from pipeline.dag import Pipeline
 from pipeline.runner import ProcessExecutor, run_pipeline
@@ -83,3 +84,13 @@ def test_plan_prints_each_datasets_shards_once_collected_and_writes_nothing(tmp_
     assert "index-part-demo-b        not planned" in text
     assert "far below Argo's limits" in text
     assert sorted(o.key for o in open_store(store).list("")) == before
+
+
+def test_a_run_cannot_start_at_a_fan_out_without_its_plan(tmp_path, capsys):
+    # GIVEN a sharded spec file
+    path = tmp_path / "sharded.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "sharded": True}), encoding="utf-8")
+    # WHEN a run starts at a part task THEN it is refused, naming the plan task to start at
+    code = main(["run", "--spec", str(path), "--from", "index-part-demo-a", "--store", str(tmp_path / "s")])
+    assert code == 2
+    assert "start at index-plan-demo-a" in capsys.readouterr().err
