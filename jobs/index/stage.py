@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -164,7 +165,8 @@ def _inspect_all(settings: IndexSettings, plan: IndexPlan, events: TextIO, same_
     first_of: dict[bytes, str] = {}  # content hash -> first key with it (dedup: first key in key order wins)
     duplicates = 0
     workers = settings.workers or usable_cpus()
-    results = scan(settings.common.store, plan.tasks, workers, settings.verify_pixels)
+    results = plan.inspections() if plan.inspections else scan(settings.common.store, plan.tasks, workers,
+                                                                settings.verify_pixels)  # fmt: skip
     raw, layout = plan.raw, plan.layout
     for item in progress(results, len(plan.tasks), f"index {raw}", unit="files"):
         if item.reason is not None:
@@ -241,6 +243,9 @@ class IndexPlan(StagePlan):
     layout: Layout
     sidecars: int
     skipped: int
+    inspections: Callable[[], Iterator[Inspection]] | None = None
+    """Where the inspections come from when not from scanning ``tasks`` here: a sharded run's gather step reads
+    them from the sealed shards (``jobs.index.shards``), in the same order."""
 
 
 class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
@@ -248,6 +253,13 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
 
     name = "index"
     settings_type = IndexSettings
+
+    def execute(self, settings: IndexSettings) -> StageResult:
+        if settings.shard:
+            from jobs.index.shards import execute_step
+
+            return execute_step(self, settings)
+        return super().execute(settings)
 
     def plan(self, settings: IndexSettings, store: Store) -> IndexPlan:
         raw, out = raw_prefix(settings.dataset), index_prefix(settings.dataset)

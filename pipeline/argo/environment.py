@@ -60,7 +60,7 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     plain.update(FIXED_ENV)
     env = [EnvVar(name=k, value=v) for k, v in plain.items()]
     env += [_secret(k, config.store.credentials_secret) for k in S3_SECRET_KEYS]
-    if stage.name in config.kaggle.stages:
+    if stage.stage in config.kaggle.stages:
         env += [_secret(k, config.kaggle.credentials_secret, optional=True) for k in KAGGLE_SECRET_KEYS]
     if stage.downloads:  # the stages that store collected files, which --deidentify screens
         env += [_secret(k, config.deidentification.key_secret, optional=True) for k in DEID_SECRET_KEYS]
