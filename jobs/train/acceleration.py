@@ -114,8 +114,14 @@ class DeviceBatches:
         # A DataLoader iterator draws its workers' base seed from the global generator; draw it too, so that the
         # dropout masks that follow (and so the trained weights) are those of the loader path.
         torch.empty((), dtype=torch.int64).random_()
-        for index in self.sampler:
-            idx = torch.as_tensor(index, device=self.device)
+        batches = [list(index) for index in self.sampler]
+        # The epoch's whole order goes to the device in one copy: a small copy per batch would make the host
+        # wait for the GPU every step and undo the point of keeping the data there.
+        order = torch.as_tensor([i for index in batches for i in index], dtype=torch.int64).to(self.device)
+        start = 0
+        for index in batches:
+            idx = order[start : start + len(index)]
+            start += len(index)
             yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
 
 
