@@ -501,11 +501,16 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def append_results(path: Path, section: str) -> None:
-    """Append ``section`` under the bench's heading in RESULTS.md (the heading added once, at the end)."""
+    """Add ``section`` at the end of the bench's part of RESULTS.md (before the next ``## `` heading); the heading is
+    added once, at the end of the file."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     if RESULTS_HEADING not in text:
-        text = text.rstrip("\n") + f"\n\n{RESULTS_HEADING}\n\n"
-    path.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+        text = text.rstrip("\n") + f"\n\n{RESULTS_HEADING}\n"
+    start = text.index(RESULTS_HEADING) + len(RESULTS_HEADING)
+    following = text.find("\n## ", start)
+    end = len(text) if following < 0 else following + 1
+    head, tail = text[:end].rstrip("\n"), text[end:]
+    path.write_text(head + "\n\n" + section.rstrip("\n") + "\n" + ("\n" + tail if tail else ""), encoding="utf-8")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
