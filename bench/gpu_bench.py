@@ -526,7 +526,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--volume-batch", type=int, help="3-D batch (default 8; quick 2)")
     parser.add_argument("--epochs", type=int, help="epochs per case, epoch 1 untimed (default 3; quick 2)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="loader/decode processes")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="start no case after this many seconds")
+    parser.add_argument("--budget-s", type=float, default=340.0, help="start no case after this many seconds")
     parser.add_argument("--cases", help="run only cases whose name contains one of these comma-separated words")
     parser.add_argument("--out", default=os.environ.get("OUT") or None, help="folder for gpu_bench.json")
     parser.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"), help="markdown file to append to")
