@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,10 +74,11 @@ def test_cpu_quick_run_measures_every_case_and_writes_the_table(tmp_path):
     bench = _bench()
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n")
-    # WHEN the bench dry-runs on the CPU
-    code = bench.main(["--device", "cpu", "--quick", "--results", str(results), "--out", str(tmp_path / "out")])
+    # WHEN the bench dry-runs on the CPU, as a script in its own process (as gpu_check.sh runs it)
+    argv = ["--device", "cpu", "--quick", "--results", str(results), "--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_bench.py"), *argv], capture_output=True, text=True)
     # THEN it succeeds, and the JSON has a measured figure for every case but the n/a 3-D ours row
-    assert code == 0
+    assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "gpu_bench.json").read_text())
     cases = report["cases"]
     planned = bench.plan_cases(bench.parse_args(["--device", "cpu", "--quick"]))
@@ -95,7 +97,7 @@ def test_cpu_quick_run_measures_every_case_and_writes_the_table(tmp_path):
     )
     assert ours["ours + batch x4, LR scaled"]["batch_size"] == 4 * report["config"]["batch_size"]
     assert "device cache" in ours["ours + device cache"]["notes"]
-    assert all(ours[name]["compile_s"] is not None for name in bench.COMPILE_CASES)
+    assert all(ours[name]["compile_s"] is not None for name in bench.COMPILE_CASES), done.stdout[-3000:]
     assert report["ddp"]["status"] == "skipped"
     # AND the markdown table under the dated heading has one row per case, in the same order
     text = results.read_text()
