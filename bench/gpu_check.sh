@@ -26,7 +26,7 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.bac
 print("devices", [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])
 try:
     import pynvml  # noqa: F401
-    print("nvidia-ml-py present: GPU busy % is measured")
+    print("nvidia-ml-py present: GPU busy % comes from NVML")
 except ImportError:
     print("nvidia-ml-py missing: GPU busy % will be empty (pip install nvidia-ml-py)")
 EOF
