@@ -26,6 +26,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from jobs.core.progress import progress
 from jobs.ml.networks import build_network
+from jobs.train.acceleration import CompiledForward, scaled_lr, training_batches
 from jobs.train.augment import Augmentation
 from jobs.train.checkpoint import TrainState
 from jobs.train.data import ImageSet, class_counts
@@ -182,9 +183,13 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         self.model = model
+        self.forward = CompiledForward(model, settings.compile)
         # Fused AdamW on CUDA: one kernel per step instead of several per parameter group (launch-bound nets).
         self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, fused=hardware.cuda or None
+            model.parameters(),
+            lr=scaled_lr(settings.lr, settings.batch_size, settings.lr_base_batch),
+            weight_decay=settings.weight_decay,
+            fused=hardware.cuda or None,
         )
         train_n = len(sets["train"])
         drop_last = train_n > settings.batch_size
@@ -212,6 +217,14 @@ class Trainer:
         self.aug_generator = torch.Generator(device=hardware.device)
         self.train_loader = make_loader(
             sets["train"], settings.batch_size, hardware=hardware, workers=self.workers, generator=self.shuffle
+        )
+        self.train_batches, self.data_path = training_batches(
+            self.train_loader,
+            sets["train"].images,
+            sets["train"].labels,
+            hardware.device,
+            device_cache=settings.device_cache,
+            prefetch=settings.prefetch,
         )
 
     def components(self) -> dict[str, Any]:
@@ -244,7 +257,7 @@ class Trainer:
         wait = 0.0
         started = time.perf_counter()
         mark = started
-        batches = progress(self.train_loader, len(self.train_loader), f"epoch {epoch}/{s.epochs}", unit="batches")
+        batches = progress(self.train_batches, len(self.train_batches), f"epoch {epoch}/{s.epochs}", unit="batches")
         for x_cpu, y_cpu in batches:
             wait += time.perf_counter() - mark
             x, y = self._to_device(x_cpu, y_cpu)
@@ -253,7 +266,7 @@ class Trainer:
             if self.hardware.cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                logits = self.model(x)
+                logits = self.forward(x)
             loss = F.cross_entropy(logits.float(), y, weight=self.loss_weight, label_smoothing=s.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -22,6 +22,9 @@ MONITORS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc")
 AMP_MODES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
 RESUME_MODES = ("off", "required", "auto")
+# jobs.train.acceleration implements these; declared here so that reading the settings never imports torch.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+DEVICE_CACHE_MODES = ("off", "auto", "on")
 
 
 def _resume_mode(text: str) -> str:
@@ -127,6 +130,26 @@ class TrainSettings(StageSettings):
         "on other CPUs) or off",
     )
     device: str = option("auto", choices=DEVICES, help="auto, cpu or cuda")
+    lr_base_batch: int = option(
+        0,
+        minimum=0,
+        result=True,
+        help="linear LR scaling: --lr is for this batch size and is scaled by --batch-size / it (0: no scaling)",
+    )
+    compile: str = option(
+        "off",
+        choices=COMPILE_MODES,
+        result=True,
+        help="torch.compile the network (reduce-overhead also records CUDA graphs); falls back to eager if it fails",
+    )
+    device_cache: str = option(
+        "off",
+        choices=DEVICE_CACHE_MODES,
+        help="hold the training split on the training device and gather batches there (auto: when it fits)",
+    )
+    prefetch: bool = option(
+        False, help="on CUDA, copy the next batch from pinned memory on a side stream while this one trains"
+    )
     workers: int = option(
         -1, minimum=-1, help="data loader workers and decode processes (-1: 0 loader workers on CPU, 4 on CUDA)"
     )

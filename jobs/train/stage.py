@@ -196,6 +196,8 @@ def _performance(fit: _Fit) -> dict[str, Any]:
         "images_per_s": mean("images_per_s", 1),
         "data_wait_fraction": mean("data_wait_fraction", 4),
         "loader_workers": fit.trainer.workers,
+        **fit.trainer.data_path,
+        **fit.trainer.forward.describe(),
     }
 
 
