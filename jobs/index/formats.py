@@ -26,6 +26,10 @@ class Geometry:
     bits: int | None = None
     samples: int | None = None
     frames: int | None = None
+    volume: tuple[int, int, int] | None = None
+    """A NIfTI volume's ``(D, H, W)`` as train decodes it (canonical axes, ``jobs.ml.nifti.grid``)."""
+    spacing: tuple[float, float, float] | None = None
+    """Its voxel spacing ``(z, y, x)`` in mm."""
 
 
 def geometry(fmt: str, head: bytes, size: int | None = None) -> Geometry:
@@ -77,17 +81,19 @@ def _jpeg(head: bytes) -> Geometry:
 
 def _nifti(head: bytes, size: int | None) -> Geometry:
     """The grid of a NIfTI file, after ``jobs.ml.nifti.check_header`` refused what train's decoder cannot read."""
-    from jobs.ml.nifti import UnusableNifti, check_header
+    from jobs.ml.nifti import UnusableNifti, check_header, grid
 
     try:
         header = check_header(head, size)
+        volume = grid(head)
     except UnusableNifti as exc:
         raise NotAnImage(str(exc)) from None
     dims = header.dims
     frames = 1
     for d in dims[2:]:
         frames *= max(int(d), 1)
-    return Geometry(rows=int(dims[1]), columns=int(dims[0]), bits=header.bitpix, frames=frames)
+    return Geometry(rows=int(dims[1]), columns=int(dims[0]), bits=header.bitpix, frames=frames,
+                    volume=volume.shape, spacing=volume.spacing)  # fmt: skip
 
 
 _TIFF_TYPES = {3: ("H", 2), 4: ("I", 4)}  # SHORT, LONG: the types of the tags read here

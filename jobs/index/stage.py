@@ -26,11 +26,13 @@ from jobs.core.store import Store, check_key
 from jobs.index.inspection import Inspection, Task
 from jobs.index.label_table import LabelTable
 from jobs.index.layouts import FileFacts, Layout, Unlabelled, labels_sidecar, layout_class
+from jobs.index.masks import MaskPairs, pair_masks
 from jobs.index.quarantine import DUPLICATE_PREFIX, QuarantineRecord, QuarantineWriter
 from jobs.index.scan import scan
 from jobs.index.settings import IndexSettings
 from jobs.index.telemetry import record_index
-from jobs.index.writer import IndexWriter
+from jobs.index.volumes import SeriesFinder, annotate, file_volume
+from jobs.index.writer import SCHEMA, IndexWriter
 
 log = logging.getLogger("irmsia.index")
 
@@ -132,6 +134,7 @@ def _row(dataset: str, item: Inspection, label: str | None, patient: str) -> dic
             samples_per_pixel=g.samples,
             frames=g.frames,
         )
+    row.update(file_volume(item.key, item.dicom, item.geometry))
     return row
 
 
@@ -145,6 +148,8 @@ class _Tally:
         self.patients: set[str] = set()
         self.unlabelled = 0
         self.duplicates = 0
+        self.masked = 0
+        self.volumes = 0
 
     def add_row(self, row: dict[str, Any]) -> None:
         if row["label"] is None:
@@ -154,19 +159,40 @@ class _Tally:
         self.formats[row["format"]] += 1
         self.modalities[row.get("modality") or "none"] += 1
         self.patients.add(row["patient_id"])
+        self.masked += row.get("mask_key") is not None
+
+
+def _masks(settings: IndexSettings, plan: IndexPlan, workers: int) -> tuple[dict[str, dict[str, Any]], list]:
+    """Inspect the masks first: image path -> its mask columns, and the unusable masks' quarantine records."""
+    usable: dict[str, Inspection] = {}
+    refused: list[QuarantineRecord] = []
+    for item in scan(settings.common.store, plan.mask_tasks, workers, settings.verify_pixels):
+        if item.reason is None:
+            usable[item.key] = item
+        else:
+            refused.append(QuarantineRecord(item.key, f"unusable segmentation mask: {item.reason}"))
+    columns = {}
+    for image, mask in plan.masks.mask_of.items():
+        if (found := usable.get(plan.raw + mask)) is not None:
+            columns[image] = {"mask_key": found.key, "mask_sha256": found.sha256}
+    return columns, sorted(refused, key=lambda r: r.key, reverse=True)
 
 
 def _index(settings: IndexSettings, plan: IndexPlan, workdir: Path) -> tuple[IndexWriter, QuarantineWriter, _Tally]:
     tally = _Tally()
     first_of: dict[bytes, str] = {}  # content hash -> first key with it (dedup: first key in key order wins)
     workers = settings.workers or usable_cpus()
+    mask_columns, refused_masks = _masks(settings, plan, workers)
+    series = SeriesFinder()
     results = scan(settings.common.store, plan.tasks, workers, settings.verify_pixels)
     raw, layout = plan.raw, plan.layout
     with (
-        IndexWriter(workdir / "index.parquet") as rows,
+        IndexWriter(workdir / "index.partial.parquet") as rows,
         QuarantineWriter(workdir / "quarantine.csv") as quarantine,
     ):
         for item in progress(results, len(plan.tasks), "index", log):
+            while refused_masks and refused_masks[-1].key < item.key:  # keep quarantine.csv in key order
+                quarantine.add(refused_masks.pop())
             if item.reason is not None:
                 quarantine.add(QuarantineRecord(item.key, item.reason))
                 continue
@@ -192,8 +218,13 @@ def _index(settings: IndexSettings, plan: IndexPlan, workdir: Path) -> tuple[Ind
             patient = facts.patient_id or verdict.patient_id or file_stem(facts.rel)
             row = _row(settings.dataset, item, verdict.label, patient)
             row["official_split"] = verdict.official_split
+            row.update(mask_columns.get(facts.rel, {}))
+            series.add(item.key, header)
             rows.add(row)
             tally.add_row(row)
+        while refused_masks:
+            quarantine.add(refused_masks.pop())
+    tally.volumes = annotate(rows.path, workdir / "index.parquet", series, SCHEMA)
     return rows, quarantine, tally
 
 
@@ -206,6 +237,9 @@ class IndexPlan(StagePlan):
     layout: Layout
     sidecars: int
     skipped: int
+    masks: MaskPairs
+    """Which files are segmentation masks, and of which image (``jobs.index.masks``)."""
+    mask_tasks: list[Task]
 
 
 class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
@@ -230,16 +264,22 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
         chosen = layout_class(settings.layout, rels, labels)
         official = _official_splits(store, collect, raw, chosen.split_sidecars(sidecars))
         layout = chosen(labels, official)
-        tasks = [Task(o.key, o.sha256, o.size) for o in images if not layout.skip(o.key[len(raw) :])]
-        skipped = len(images) - len(tasks)
+        masks = pair_masks(rels)
+        mask_tasks = [Task(o.key, o.sha256, o.size) for o in images if masks.is_mask(o.key[len(raw) :])]
+        tasks = [
+            Task(o.key, o.sha256, o.size)
+            for o in images
+            if not layout.skip(o.key[len(raw) :]) and not masks.is_mask(o.key[len(raw) :])
+        ]
+        skipped = len(images) - len(tasks) - len(mask_tasks)
         log.info(
-            "%s: %d files listed, %d sidecars, %d skipped by layout %s, %d to index",
-            raw, len(listed), len(sidecars), skipped, layout.name, len(tasks),
+            "%s: %d files listed, %d sidecars, %d segmentation masks, %d skipped by layout %s, %d to index",
+            raw, len(listed), len(sidecars), len(mask_tasks), skipped, layout.name, len(tasks),
         )  # fmt: skip
         params = {**settings.result_params(), "labels": labels_ref, "labels_sha256": labels_sha, "layout": layout.name}
         return IndexPlan(
             prefix=out, params=params, inputs={raw: collect}, raw=raw, tasks=tasks, layout=layout,
-            sidecars=len(sidecars), skipped=skipped,
+            sidecars=len(sidecars), skipped=skipped, masks=masks, mask_tasks=mask_tasks,
         )  # fmt: skip
 
     def produce(self, settings: IndexSettings, job: StageJob[IndexPlan]) -> dict[str, Any]:
@@ -257,7 +297,7 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
                     f"{plan.raw}: no usable image among {len(plan.tasks)} files, all quarantined: {reasons}; "
                     "check the dataset or the --labels CSV"
                 )
-            job.writer.put_file("index.parquet", rows.path)
+            job.writer.put_file("index.parquet", Path(tmp) / "index.parquet")
             job.writer.put_file("quarantine.csv", quarantine.path)
         for line in quarantine.summary_lines(f"{job.writer.prefix}quarantine.csv"):
             log.warning("%s", line)
@@ -271,6 +311,8 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
             "patients": len(tally.patients),
             "classes": sorted(tally.classes),
             "unlabelled": tally.unlabelled,
+            "masks": tally.masked,
+            "volumes": tally.volumes,
             "per_class": dict(sorted(tally.classes.items())),
             "per_format": dict(sorted(tally.formats.items())),
             "per_modality": dict(sorted(tally.modalities.items())),
