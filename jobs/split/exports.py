@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jobs.core.hashing import pretty_json
@@ -39,18 +39,28 @@ def txt_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     return "".join(f"{row['key']}\n" for row in rows).encode()
 
 
-def datalist_bytes(classes: Sequence[str], rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
-    """MONAI-style datalist: ``labels`` and one section per split of ``{image, label, label_name, patient_id}``."""
-    label_index = {name: i for i, name in enumerate(classes)}
-    data: dict[str, Any] = {"labels": list(classes)}
+def _item(row: Mapping[str, Any], label: Any) -> dict[str, Any]:
+    item = {"image": row["key"], "label": label, "label_name": row["label"], "patient_id": row["patient_id"]}
+    if row.get("volume") is not None:  # the rows of one volume (a DICOM series' slices) share it
+        item["volume"] = row["volume"]
+        if row.get("slice_index") is not None:
+            item["slice"] = row["slice_index"]
+    return item
+
+
+def datalist_bytes(
+    classes: Sequence[str],
+    rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]],
+    label_of: Callable[[Mapping[str, Any]], Any] | None = None,
+    task: str = "classification",
+) -> bytes:
+    """MONAI-style datalist: ``labels``, ``task`` and one section per split of ``{image, label, label_name,
+    patient_id}`` (plus ``volume`` and ``slice`` for rows of a volume). ``label`` is the class index by default,
+    or what ``label_of`` says (a finding vector, a mask key)."""
+    if label_of is None:
+        label_index = {name: i for i, name in enumerate(classes)}
+        label_of = lambda row: label_index[row["label"]]  # noqa: E731
+    data: dict[str, Any] = {"labels": list(classes), "task": task}
     for split, section in DATALIST_SECTIONS.items():
-        data[section] = [
-            {
-                "image": row["key"],
-                "label": label_index[row["label"]],
-                "label_name": row["label"],
-                "patient_id": row["patient_id"],
-            }
-            for row in rows_by_split[split]
-        ]
+        data[section] = [_item(row, label_of(row)) for row in rows_by_split[split]]
     return pretty_json(data)

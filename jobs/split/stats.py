@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from jobs.core.errors import DataError
@@ -27,16 +27,22 @@ def _patients(rows: Iterable[Mapping[str, Any]]) -> int:
     return len({row["patient_id"] for row in rows})
 
 
+def _label(row: Mapping[str, Any]) -> Iterable[str]:
+    return [row["label"]]
+
+
 def split_stats(
     rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]],
     classes: Sequence[str],
+    classes_of: Callable[[Mapping[str, Any]], Iterable[str]] = _label,
     **facts: Any,
 ) -> dict[str, Any]:
-    """What ``stats.json`` holds: per split rows, patients, fraction of rows and rows per class; plus ``facts``."""
+    """What ``stats.json`` holds: per split rows, patients, fraction of rows and rows per class (the classes
+    ``classes_of`` a row counts for: its label, or its findings); plus ``facts``."""
     total = sum(len(rows) for rows in rows_by_split.values())
     splits = {}
     for split, rows in rows_by_split.items():
-        per_class = Counter(row["label"] for row in rows)
+        per_class = Counter(name for row in rows for name in classes_of(row))
         splits[split] = {
             "rows": len(rows),
             "patients": _patients(rows),
@@ -44,7 +50,7 @@ def split_stats(
             "classes": {name: per_class.get(name, 0) for name in classes},
         }
     all_rows = [row for rows in rows_by_split.values() for row in rows]
-    overall = Counter(row["label"] for row in all_rows)
+    overall = Counter(name for row in all_rows for name in classes_of(row))
     return {
         **facts,
         "classes": list(classes),

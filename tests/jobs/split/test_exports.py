@@ -30,7 +30,22 @@ def test_datalist_is_monai_style_with_label_indices():
     data = json.loads(datalist_bytes(["A", "B"], rows))
     assert data == {
         "labels": ["A", "B"],
+        "task": "classification",
         "training": [{"image": "k1", "label": 1, "label_name": "B", "patient_id": "p1"}],
         "validation": [{"image": "k2", "label": 0, "label_name": "A", "patient_id": "p2"}],
         "test": [],
     }
+
+
+def test_datalist_items_of_a_volume_name_it_and_their_slice():
+    rows = {
+        "train": [{"key": "s2", "label": "A", "patient_id": "p1", "volume": "1.2.3", "slice_index": 0},
+                  {"key": "v.nii", "label": "A", "patient_id": "p2", "volume": "v.nii", "slice_index": None}],
+        "val": [],
+        "test": [],
+    }  # fmt: skip
+    data = json.loads(datalist_bytes(["A"], rows))
+    assert data["training"] == [
+        {"image": "s2", "label": 0, "label_name": "A", "patient_id": "p1", "volume": "1.2.3", "slice": 0},
+        {"image": "v.nii", "label": 0, "label_name": "A", "patient_id": "p2", "volume": "v.nii"},
+    ]
