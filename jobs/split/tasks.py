@@ -60,7 +60,7 @@ def label_of(task: str, classes: Sequence[str], none_label: str) -> Callable[[Ma
     return lambda row: index[row["label"]]
 
 
-def assign(  # noqa: PLR0913 - the task and the split's own parameters, each named at the one call
+def assign(
     task: str,
     rows: Sequence[Mapping[str, Any]],
     *,
