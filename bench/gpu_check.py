@@ -66,7 +66,8 @@ def run_case(store_path: str, cache_dir: str, model: str, args: argparse.Namespa
     from jobs.core.settings import CommonSettings
     from jobs.core.store import open_store
     from jobs.ml.preprocess import Preprocessing
-    from jobs.train.data import load_images, read_split
+    from jobs.train.cache import load_images
+    from jobs.train.data import read_split
     from jobs.train.loop import Trainer, pick_hardware
     from jobs.train.settings import TrainSettings
 

@@ -55,7 +55,8 @@ def bench_ours(store_path: str, args: argparse.Namespace) -> dict:
     from jobs.core.settings import CommonSettings
     from jobs.core.store import open_store
     from jobs.ml.preprocess import Preprocessing
-    from jobs.train.data import load_images, read_split
+    from jobs.train.cache import load_images
+    from jobs.train.data import read_split
     from jobs.train.loop import Trainer, pick_hardware
     from jobs.train.settings import TrainSettings
 

@@ -144,11 +144,26 @@ def _modality_frame(ds: Any, arr: np.ndarray) -> np.ndarray:
     return np.moveaxis(arr.astype(np.float32), -1, 0)[:3]
 
 
+def _label_planes(files: Sequence[bytes], frame: str) -> Volume:
+    """One label plane per file, stacked in the order given: the masks of a series' slices, ordered as they are."""
+    planes = [_one_file(data, frame, labels=True).array[0] for data in files]
+    shapes = {p.shape[1:] for p in planes}
+    if len(shapes) != 1:
+        raise DataError(f"the slices' masks differ in size: {sorted(shapes)}")
+    return Volume(np.concatenate([p[:1] for p in planes])[np.newaxis], None)
+
+
 def read_volume(files: Sequence[bytes], name: str = "volume", *, frame: str = "middle", labels: bool = False) -> Volume:
-    """The volume in ``files`` (see the module docstring); ``DataError`` naming ``name`` when it cannot be read."""
+    """The volume in ``files`` (see the module docstring); ``DataError`` naming ``name`` when it cannot be read.
+
+    Several label files (``labels``) are the masks of a series' slices, one each, in the order of the slices
+    (the caller orders them as the index ordered the slices, by ``jobs.ml.series``).
+    """
     if not files:
         raise DataError(f"{name}: no files")
     try:
+        if labels and len(files) > 1:
+            return _label_planes(files, frame)
         return _one_file(files[0], frame, labels) if len(files) == 1 else _series(files, labels)
     except DataError as exc:
         raise DataError(f"{name}: {exc}") from exc
