@@ -70,8 +70,12 @@ def assign(
     min_per_class: int,
     none_label: str,
 ) -> Assignment:
-    """Patient -> split for ``task``; ``official`` (patient -> official split) keeps the dataset's own split."""
-    pairs = [(row["patient_id"], row["label"]) for row in rows]
+    """Patient -> split for ``task``; ``official`` (patient -> official split) keeps the dataset's own split.
+
+    The ratios count units: a volume (the slices of a DICOM series) is one, like a single image, so a patient's
+    CT series does not weigh as much as its slice count.
+    """
+    pairs = units(rows)
     if task == "multilabel":
         groups = patient_findings(pairs, none_label)
         if official is None:
@@ -88,6 +92,20 @@ def assign(
     if official is not None:
         return assign_official(groups_, official, ratios, seed, min_per_class)
     return assign_stratified(groups_, ratios, seed, min_per_class)
+
+
+def units(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """``(patient, label)`` once per volume and once per image outside a volume, in row order."""
+    seen: set[str] = set()
+    found = []
+    for row in rows:
+        volume = row.get("volume")
+        if volume:
+            if volume in seen:
+                continue
+            seen.add(volume)
+        found.append((row["patient_id"], row["label"]))
+    return found
 
 
 def official_splits(rows: Sequence[Mapping[str, Any]], column: str, where: str) -> dict[str, str]:

@@ -91,7 +91,9 @@ def random_crop(
     ]
     image_patches, mask_patches = [], []
     for i in range(n):
-        window = tuple(slice(int(s[i]), int(s[i]) + size) for s in starts)
-        image_patches.append(images[(i, slice(None), *window)])
-        mask_patches.append(masks[(i, *window)])
+        window: tuple[slice, ...] = tuple(slice(int(s[i]), int(s[i]) + size) for s in starts)
+        image_index: tuple[int | slice, ...] = (i, slice(None), *window)
+        mask_index: tuple[int | slice, ...] = (i, *window)
+        image_patches.append(images[image_index])
+        mask_patches.append(masks[mask_index])
     return torch.stack(image_patches), torch.stack(mask_patches)

@@ -175,7 +175,7 @@ class _SplitArrays:
         wide = self._open(f"{self.name}.rgb.npy", np.float16, (self.capacity, 3, *self.shape))
         for start in range(0, self.rows, _CHUNK):
             wide[start : start + _CHUNK] = np.repeat(self.images[start : start + _CHUNK], 3, axis=1)
-        old = Path(self.images.filename)
+        old = Path(str(self.images.filename))
         del self.images
         old.unlink()
         self.images, self.channels = wide, 3
@@ -197,19 +197,19 @@ class _SplitArrays:
         """Seal the arrays under their final names (channels: the run's, values: every split's label values)."""
         if self.channels < channels:
             self._widen()
-        images_path = Path(self.images.filename)
+        images_path = Path(str(self.images.filename))
         self.images.flush()
         del self.images
         _shrink_npy(images_path, self.rows)
         os.replace(images_path, self.entry / f"{self.name}.npy")
         if self.masks is not None:
-            raw_path = Path(self.masks.filename)
+            raw_path = Path(str(self.masks.filename))
             classes = self._open(f"{self.name}.masks.npy", np.uint8, (max(self.rows, 1), *self.shape))
             lookup = np.asarray(values, dtype=np.int64)
             for start in range(0, self.rows, _CHUNK):
                 classes[start : start + _CHUNK] = np.searchsorted(lookup, self.masks[start : start + _CHUNK])
             classes.flush()
-            final = Path(classes.filename)
+            final = Path(str(classes.filename))
             del classes, self.masks
             raw_path.unlink()
             _shrink_npy(final, self.rows)

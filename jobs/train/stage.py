@@ -155,7 +155,7 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
         workers=settings.workers if settings.workers > 0 else usable_cpus(),
         max_unreadable=settings.max_unreadable,
     )
-    classes, extra = split.classes, {}
+    classes, extra = split.classes, dict[str, Any]()
     if split.task == "segmentation":
         values = label_values(settings.cache_dir, split, prep)
         classes, extra = segmentation_classes(values), {"label_values": values}

@@ -149,7 +149,8 @@ class Segmentation(Task):
         from monai.inferers import sliding_window_inference
 
         roi = (patch,) * (x.dim() - 2)
-        return sliding_window_inference(x, roi, sw_batch_size=4, predictor=trainer.forward, overlap=0.25).float()
+        logits = sliding_window_inference(x, roi, sw_batch_size=4, predictor=trainer.forward, overlap=0.25)
+        return torch.as_tensor(logits).float()
 
     @torch.inference_mode()
     def predict(self, trainer: Trainer, split: str) -> tuple[list[np.ndarray], float]:
@@ -170,7 +171,7 @@ class Segmentation(Task):
         images = trainer.sets[split]
         preds = []
         for i in range(min(count, len(images))):
-            x = torch.from_numpy(np.ascontiguousarray(images.images[i : i + 1])).to(trainer.hardware.device).float()
+            x = torch.from_numpy(np.array(images.images[i : i + 1])).to(trainer.hardware.device).float()
             preds.append(self.infer(trainer, x).argmax(dim=1)[0].to(torch.uint8).cpu().numpy())
         return preds
 

@@ -136,3 +136,21 @@ def test_segmentation_split_of_an_index_without_masks_says_what_to_do(tmp_path):
     rows = [index_row("ds", f"P{p}", 0, "a") for p in range(4)]
     with pytest.raises(DataError, match="none of the 4 rows has a segmentation mask"):
         _split(tmp_path, rows, "--task", "segmentation")
+
+
+def test_a_volume_counts_once_so_series_and_single_file_patients_balance_alike(tmp_path):
+    # GIVEN 20 patients with a 30-slice CT series and 20 with one NIfTI volume, half of each class
+    rows = []
+    for p in range(40):
+        label = "nodule" if p % 2 else "normal"
+        if p < 20:
+            rows += [index_row("ds", f"S{p:03d}", n, label, volume=f"1.2.{p}", slice_index=n) for n in range(30)]
+        else:
+            rows.append(index_row("ds", f"N{p:03d}", 0, label, volume=f"raw/ds/{p}.nii"))
+    # WHEN split (classification, 70/15/15)
+    datalist, _, _ = _split(tmp_path, rows)
+    # THEN each split holds about its share of volumes of each class, not of slices
+    for section, share in (("training", 0.7), ("validation", 0.15), ("test", 0.15)):
+        volumes = {(i["volume"], i["label_name"]) for i in datalist[section]}
+        for label in ("normal", "nodule"):
+            assert abs(sum(1 for _, lab in volumes if lab == label) - 20 * share) <= 1.5, (section, label)
