@@ -144,15 +144,30 @@ def _jpeg(head: bytes) -> Geometry:
     raise ValueError("no SOF marker in header bytes")
 
 
+CIFTI_INTENTS = range(3000, 3100)
+"""NIFTI_INTENT_CONNECTIVITY_*: the intent codes of CIFTI files (matrices over brain surfaces, not images)."""
+
+
 def _nifti(head: bytes) -> Geometry:
     if head[4:8] in (b"n+2\x00", b"ni2\x00"):
         order = "<" if struct.unpack("<i", head[:4])[0] == 540 else ">"
         bitpix = struct.unpack(order + "h", head[14:16])[0]
         dims = struct.unpack(order + "8q", head[16:80])
+        intent = struct.unpack(order + "i", head[504:508])[0]
     else:
         order = "<" if struct.unpack("<i", head[:4])[0] == 348 else ">"
         dims = struct.unpack(order + "8h", head[40:56])
         bitpix = struct.unpack(order + "h", head[72:74])[0]
+        intent = struct.unpack(order + "h", head[68:70])[0]
+    if head[4:8] == b"ni2\x00" or head[344:348] == b"ni1\x00":  # a header whose voxels are in a separate .img
+        raise NotAnImage(
+            "NIfTI header without its image: a .hdr whose voxels are in a separate .img file, which train does "
+            "not read; convert the pair to a single .nii or .nii.gz at the source"
+        )
+    if intent in CIFTI_INTENTS:
+        raise NotAnImage(
+            f"CIFTI file (NIfTI intent {intent}): a connectivity or surface data matrix, not an image volume"
+        )
     ndim = dims[0]
     if not 1 <= ndim <= 7:
         raise ValueError("bad dim[0]")

@@ -24,6 +24,7 @@ SCHEMA = pa.schema(
         ("format", pa.string()),
         ("label", pa.string()),
         ("patient_id", pa.string()),
+        ("group_by", pa.string()),
         ("study_uid", pa.string()),
         ("series_uid", pa.string()),
         ("sop_uid", pa.string()),
@@ -39,6 +40,7 @@ SCHEMA = pa.schema(
         ("frames", pa.int32()),
         ("pixel_spacing_row", pa.float64()),
         ("pixel_spacing_col", pa.float64()),
+        ("lossy_compression", pa.bool_()),
         ("official_split", pa.string()),
     ]
 )

@@ -1,4 +1,5 @@
-"""The split's files, rendered to bytes deterministically: CSV per split, a MONAI datalist, TXT key lists.
+"""The split's files, rendered to bytes deterministically: CSV per split, a MONAI datalist, TXT key lists and the
+rows left out as duplicates.
 
 Same rows in, same bytes out: rows sorted by key, fixed column order, ``\\n`` line ends, no timestamps.
 """
@@ -37,6 +38,12 @@ def csv_bytes(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> byte
 def txt_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     """One store key per line."""
     return "".join(f"{row['key']}\n" for row in rows).encode()
+
+
+def duplicates_bytes(duplicates: Sequence[Any]) -> bytes:
+    """``duplicates.csv``: the rows left out because another row holds the same image, and which one, by what."""
+    rows = [{"key": d.key, "duplicate_of": d.duplicate_of, "by": d.by} for d in duplicates]
+    return csv_bytes(("key", "duplicate_of", "by"), rows)
 
 
 def datalist_bytes(classes: Sequence[str], rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:

@@ -21,7 +21,8 @@ from jobs.split.assign import (
     official_by_patient,
     patient_groups,
 )
-from jobs.split.exports import csv_bytes, datalist_bytes, txt_bytes
+from jobs.split.exports import csv_bytes, datalist_bytes, duplicates_bytes, txt_bytes
+from jobs.split.groups import GROUP, check_images_disjoint, group_rows
 from jobs.split.indexes import OFFICIAL_COLUMN, IndexRows, index_manifests, load_index_rows
 from jobs.split.settings import SplitSettings
 from jobs.split.stats import check_patients_disjoint, split_stats
@@ -31,14 +32,14 @@ log = logging.getLogger("irmsia.split")
 
 
 def _assign(index: IndexRows, labelled: list[dict[str, Any]], settings: SplitSettings, where: str) -> Assignment:
-    groups = patient_groups((row["patient_id"], row["label"]) for row in labelled)
+    groups = patient_groups((row[GROUP], row["label"]) for row in labelled)
     if settings.split_from == "official":
         if OFFICIAL_COLUMN not in index.columns:
             raise DataError(
                 f"{where}: no {OFFICIAL_COLUMN} column, so the dataset has no official split; "
                 "use --split-from stratified"
             )
-        official = official_by_patient(((row["patient_id"], row[OFFICIAL_COLUMN]) for row in labelled), where)
+        official = official_by_patient(((row[GROUP], row[OFFICIAL_COLUMN]) for row in labelled), where)
         return assign_official(groups, official, settings.ratios, settings.seed, settings.min_per_class)
     return assign_stratified(groups, settings.ratios, settings.seed, settings.min_per_class)
 
@@ -65,8 +66,12 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         index = load_index_rows(job.store, manifests, namespace_patients=bool(settings.merge))
         if not index.rows:
             raise DataError(f"{where}: the index has no rows, nothing to split; check the index's quarantine.csv")
-        labelled = [row for row in index.rows if row["label"] not in (None, "")]
-        skipped = len(index.rows) - len(labelled)
+        grouped = group_rows(index.rows)  # one row per image; rows sharing an image share a group
+        if grouped.duplicates:
+            log.warning("left out %d rows whose image another row holds (same SOPInstanceUID or content): see "
+                        "%sduplicates.csv", len(grouped.duplicates), job.writer.prefix)  # fmt: skip
+        labelled = [row for row in grouped.rows if row["label"] not in (None, "")]
+        skipped = len(grouped.rows) - len(labelled)
         if not labelled:
             raise DataError(
                 f"{where}: none of the {skipped} rows has a label; give labels by folder (…/<label>/file) or "
@@ -95,12 +100,14 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             min_per_class=settings.min_per_class,
             rare_classes=list(assignment.rare_strata),
             skipped_unlabeled=skipped,
+            duplicates=len(grouped.duplicates),
         )
         columns = (*index.columns, "split")
         for split, rows in rows_by_split.items():
             job.writer.put_bytes(f"{split}.csv", csv_bytes(columns, rows))
             job.writer.put_bytes(f"{split}.txt", txt_bytes(rows))
         job.writer.put_bytes("datalist.json", datalist_bytes(classes, rows_by_split))
+        job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))
         record_split(stats)
         return {
@@ -108,6 +115,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             "rows": {split: len(rows) for split, rows in rows_by_split.items()},
             "patients": {split: stats["splits"][split]["patients"] for split in SPLIT_NAMES},
             "skipped_unlabeled": skipped,
+            "duplicates": len(grouped.duplicates),
         }
 
     def describe(self, manifest: Manifest) -> str:
@@ -119,12 +127,13 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
 
 
 def _rows_by_split(labelled: list[dict[str, Any]], assignment: Assignment) -> dict[str, list[dict[str, Any]]]:
-    """The labelled rows (sorted by key) per split, each with its ``split`` column; patients never shared."""
+    """The labelled rows (sorted by key) per split, each with its ``split`` column; groups and images never shared."""
     rows_by_split: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLIT_NAMES}
     for row in labelled:
-        split = SPLIT_NAMES[assignment.split_of[row["patient_id"]]]
+        split = SPLIT_NAMES[assignment.split_of[row[GROUP]]]
         rows_by_split[split].append({**row, "split": split})
     check_patients_disjoint(rows_by_split)
+    check_images_disjoint(rows_by_split)
     return rows_by_split
 
 
