@@ -23,9 +23,22 @@ are done (see the comment in ``main``).
 Besides wall time it prints each side's CPU seconds (user + system of the child, from ``getrusage``), which is
 steadier than wall time on a shared, loaded machine. Prints MB/s and the ratio floor_time / our_time (target
 >= 0.8), plus the cache-hit rerun time.
+``--source idc`` and ``--source dicomweb`` time the same two sides for the other network sources:
+
+  idc:      a SeaweedFS S3 server laid out like IDC's buckets (``tests/support/idc_mirror.py``), filled with
+            ``--series`` real index rows (series of 4-16 instances, 1-4 MB each, padded to the index's sizes);
+            ours is ``irmsia-collect --source idc --manifest`` (listing, every object's MD5 checked, SHA-256
+            computed, stored, sealed), the floor ``curl --parallel`` of the same object URLs;
+  dicomweb: Debian's Orthanc (``tests/support/orthanc.py``, HTTP Basic) holding ``--series`` x ``--images`` copies
+            of pydicom's CT_small.dcm; ours is ``irmsia-collect --source dicomweb --patient`` (QIDO-RS searches,
+            one WADO-RS multipart retrieve per instance, SOP UID checked), the floor ``curl --parallel`` of the
+            same WADO-RS URLs with the same Accept and Authorization headers (bodies left multipart).
+
 Run from the repository root:
 
     PYTHONPATH=$PWD python bench/collect_bench.py --series 24 --images 16 --workers 4
+    PYTHONPATH=$PWD python bench/collect_bench.py --source idc --series 24 --workers 4
+    PYTHONPATH=$PWD python bench/collect_bench.py --source dicomweb --series 8 --images 32 --workers 4
 """
 
 from __future__ import annotations
@@ -134,8 +147,131 @@ def time_ours(server: TciaServer, workers: int, store: Path, root: Path = ROOT) 
     return timed(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# -- the other network sources: IDC (S3) and DICOMweb (a PACS) -----------------------------------------------------
+IDC_ROWS = """SELECT * FROM index WHERE analysis_result_id IS NULL AND instanceCount BETWEEN 4 AND 16
+              AND series_size_MB BETWEEN 1 AND 4 AND CAST(round(series_size_MB * 1e6) AS BIGINT) % 2 = 0
+              AND Modality IN ('CT', 'MR') ORDER BY collection_id, PatientID, SeriesInstanceUID LIMIT ?"""
+
+
+def curl_parallel(urls: list[str], out: Path, workers: int, headers: tuple[str, ...] = ()) -> Timing:
+    args = ["curl", "-sS", "--no-progress-meter", "--fail", "--parallel", "--parallel-max", str(workers)]
+    for header in headers:
+        args += ["-H", header]
+    for i, url in enumerate(urls):
+        args += ["-o", str(out / f"{i:06d}"), url]
+    return timed(args)
+
+
+def collect_child(args: list[str], env: dict[str, str], store: Path) -> Timing:
+    pycache = store.parent / "pycache"
+    env = {**python_env(ROOT, pycache), "IRMSIA_LOG_FORMAT": "json", **env}
+    argv = [sys.executable, "-m", "jobs.collect", "--dataset", "bench", "--store", str(store), *args]
+    return timed(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@dataclass
+class Scenario:
+    """One source's two sides against one server: the floor and ours (each given a fresh folder)."""
+
+    label: str
+    data: str
+    bytes: int
+    floor: Callable[[Path], Timing]
+    ours: Callable[[Path], Timing]
+
+
+def idc_scenario(args, tmp: Path, stack) -> Scenario:
+    from jobs.collect.idc_index import open_index
+    from tests.support.idc_mirror import start_idc_mirror
+
+    rows = open_index().rows(IDC_ROWS, [args.series])
+    mirror = start_idc_mirror(tmp / "seaweedfs")
+    stack.callback(mirror.stop)
+    files = mirror.fill(rows)
+    urls = [f"{mirror.endpoint}/{key}" for key in mirror.objects]
+    manifest = tmp / "series.txt"
+    manifest.write_text("".join(r["SeriesInstanceUID"] + "\n" for r in rows))
+    flags = ["--source", "idc", "--manifest", str(manifest), "--workers", str(args.workers)]
+    count = sum(len(f) for f in files.values())
+    return Scenario(
+        label="irmsia-collect idc",
+        data=f"{len(rows)} IDC series, {count} DICOM objects",
+        bytes=sum(len(d) for d in mirror.objects.values()),
+        floor=lambda out: curl_parallel(urls, out, args.workers),
+        ours=lambda out: collect_child(flags, {"IRMSIA_IDC_ENDPOINT": mirror.endpoint}, out),
+    )
+
+
+def dicomweb_scenario(args, tmp: Path, stack) -> Scenario:
+    import io
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from tests.support.orthanc import start_orthanc
+
+    server, env = start_orthanc(tmp / "orthanc", "basic")
+    stack.callback(server.stop)
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    urls, total = [], 0
+    for series in range(args.series):
+        ct.SeriesInstanceUID = f"{ct.StudyInstanceUID}.{series + 1}"
+        for image in range(args.images):
+            ct.SOPInstanceUID = ct.file_meta.MediaStorageSOPInstanceUID = f"{ct.SeriesInstanceUID}.{image + 1}"
+            buf = io.BytesIO()
+            ct.save_as(buf, enforce_file_format=True)
+            server.upload(buf.getvalue())
+            total += len(buf.getvalue())
+            urls.append(f"{server.dicomweb}/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
+                        f"/instances/{ct.SOPInstanceUID}")  # fmt: skip
+    accept = 'Accept: multipart/related; type="application/dicom"; transfer-syntax=*'
+    flags = ["--source", "dicomweb", "--dicomweb-url", server.dicomweb, "--patient", str(ct.PatientID),
+             "--workers", str(args.workers)]  # fmt: skip
+    return Scenario(
+        label="irmsia-collect dicomweb",
+        data=f"Orthanc: {args.series} series x {args.images} CT_small instances",
+        bytes=total,
+        floor=lambda out: curl_parallel(urls, out, args.workers, (accept, f"Authorization: {server.authorization}")),
+        ours=lambda out: collect_child(flags, env, out),
+    )
+
+
+def run_scenario(args) -> int:
+    """Floor and ours for ``--source idc|dicomweb``, alternating, best of ``--rounds``; then a cache-hit rerun."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="collect-bench-", dir=args.dir) as tmp:
+        build = idc_scenario if args.source == "idc" else dicomweb_scenario
+        scenario = build(args, Path(tmp), stack)
+        warm_up(ROOT, Path(tmp) / "pycache")
+        floor, ours, loads = [], [], []
+        for r in range(args.rounds):
+            sides = [(floor, scenario.floor), (ours, scenario.ours)]
+            for i, (results, run) in enumerate(sides[r % 2 :] + sides[: r % 2]):
+                out = Path(tmp) / f"round{r}-side{i}"
+                out.mkdir()
+                results.append(run(out))
+            loads.append(os.getloadavg()[0])
+        store = Path(tmp) / "cache-hit"
+        scenario.ours(store)
+        cached = scenario.ours(store)
+    mb = scenario.bytes / 1e6
+    print(f"data: {scenario.data}, {mb:.1f} MB; workers={args.workers}; load average {min(loads):.1f}-"
+          f"{max(loads):.1f} on {os.cpu_count()} cores")  # fmt: skip
+    for label, runs in (("(b) floor, curl --parallel", floor), (f"(a) ours, {scenario.label}", ours)):
+        best, cpu = min(t.wall for t in runs), min(t.cpu for t in runs)
+        shown = ", ".join(f"{t.wall:.2f}/{t.user:.2f}+{t.system:.2f}" for t in runs)
+        print(f"{label:<34} : {best:6.2f} s  {mb / best:7.1f} MB/s  CPU {cpu:5.2f} s  (wall/user+sys runs: {shown})")
+    print(f"{'    ours, rerun (cache hit)':<34} : {cached.wall:6.2f} s  CPU {cached.cpu:5.2f} s")
+    best_floor, best_ours = min(t.wall for t in floor), min(t.wall for t in ours)
+    print(f"ratio floor/ours = {best_floor / best_ours:.2f}; CPU ratio "
+          f"{min(t.cpu for t in floor) / min(t.cpu for t in ours):.2f}")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=("tcia", "idc", "dicomweb"), default="tcia", help="which source to time")
     parser.add_argument("--series", type=int, default=24)
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=256)
@@ -161,6 +297,8 @@ def main() -> int:
         "before/after numbers from one run",
     )
     args = parser.parse_args()
+    if args.source != "tcia":
+        return run_scenario(args)
 
     print(f"building {args.series} series x {args.images} images ({args.image_size}x{args.image_size} 16-bit)...")
     server = build_server(args.series, args.images, args.image_size, args.compression)

@@ -75,7 +75,7 @@ def _mode(store_uri: str, workers: int, verify: bool, frames_damaged: set[str]) 
         warnings.simplefilter("ignore")
         for row in rows:
             try:
-                array, _ = _decode_one((store_uri, row["key"], None, prep))
+                array, _ = _decode_one((store_uri, row["key"], None, prep, row["sha256"]))
             except BaseException:  # a decoder's Rust panic escapes train's handler
                 array = None
             if array is None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from jobs.core.manifest import StageWriter
-from jobs.core.metrics import CATALOG, begin_stage_metrics
+from jobs.core.metrics import FAMILIES, begin_stage_metrics
 from jobs.core.metrics_export import MetricsExport, MetricsTargets
 from jobs.core.store import open_store
 from tests.support.prometheus import pushgateway_binary, start_pushgateway
@@ -54,7 +54,7 @@ def main() -> None:
     print(f"1 KiB put: StageWriter {counted * 1e6:.0f} us vs bare store {bare * 1e6:.0f} us (x{counted / bare:.2f})")
 
     # -- a full registry (every family of the stage) pushed to a real Pushgateway ----------------------------
-    for spec in CATALOG:
+    for spec in FAMILIES:
         if spec.stage in (None, "index"):
             getattr(metrics, spec.kind)(spec.name, **{label: "x" for label in spec.labels})
     if pushgateway_binary() is None:

@@ -1,19 +1,27 @@
 #!/bin/sh
 # Build the stage images from docker/Dockerfile with BuildKit, one target after another so that every build after
 # the first reuses the shared layers (base, core dependencies, torch, the project wheel). `make images` runs this.
+# Image names follow the one rule of jobs/stages.py (`python3 -m jobs.stages refs`): <registry>/<image>:<tag>;
+# each image is also tagged with the git revision, for tracing a running pod back to its commit.
 #
-#   TAG              image tag (default: the git revision)          TARGETS  which images (default: all six)
-#   BASE_IMAGE       base of the CPU images                         CUDA_BASE_IMAGE  base of irmsia-train
+#   REGISTRY         image name prefix (default localhost/irmsia, irmsia.yaml's images.registry)
+#   TAG              image tag (default: the project version, irmsia.yaml's images.tag)
+#   TARGETS          which images (default: every image of the stage registry, `python3 -m jobs.stages images`)
+#   BASE_IMAGE       base of the CPU images                         CUDA_BASE_IMAGE  base of the GPU images
 #   OFFLINE=1        install only from docker/wheelhouse (`make wheels`)
 #   CA_BUNDLE        file passed as the `ca` build secret (extra CA certificates for pip behind a proxy)
 #   DOCKER           docker client; one that can run BuildKit builds is picked if it cannot (needs buildx)
+#   PYTHON           a Python 3.11 to read the stage registry with (standard library only; default python3)
 set -eu
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-docker}
+PYTHON=${PYTHON:-python3}
+REGISTRY=${REGISTRY-localhost/irmsia}
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-TAG=${TAG:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)}
-TARGETS=${TARGETS:-irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu irmsia-train}
+short=$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' jobs/__init__.py)
+TAG=${TAG:-$version}
+TARGETS=${TARGETS:-$("$PYTHON" -m jobs.stages images)}
 
 # Docker 23+ clients build through the buildx plugin; Debian's docker.io 20.10 client has BuildKit built in.
 if ! $DOCKER buildx version >/dev/null 2>&1; then
@@ -35,7 +43,8 @@ set -- --file docker/Dockerfile --build-arg "VERSION=$version" --build-arg "REVI
 [ -n "${CA_BUNDLE:-}" ] && set -- "$@" --secret "id=ca,src=$CA_BUNDLE"
 mkdir -p docker/wheelhouse
 for target in $TARGETS; do
-    echo "==> $target:$TAG" >&2
-    DOCKER_BUILDKIT=1 $DOCKER build --progress=plain "$@" --target "$target" --tag "$target:$TAG" \
-        --tag "$target:latest" .
+    ref=$("$PYTHON" -m jobs.stages refs "$target" --registry "$REGISTRY" --tag "$TAG")
+    traced=$("$PYTHON" -m jobs.stages refs "$target" --registry "$REGISTRY" --tag "$short")
+    echo "==> $ref" >&2
+    DOCKER_BUILDKIT=1 $DOCKER build --progress=plain "$@" --target "$target" --tag "$ref" --tag "$traced" .
 done

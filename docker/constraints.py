@@ -16,7 +16,11 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-IMAGE_EXTRAS = ("collect", "index", "split", "train", "register")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for the stage registry
+from jobs.stages import STAGES  # noqa: E402
+
+IMAGE_EXTRAS = tuple(entry.extra for entry in STAGES)
+"""The extras the stage images install: one per stage of the registry."""
 
 
 def closure(requirements: list[str]) -> dict[str, str]:

@@ -19,7 +19,7 @@ fi
 torch_pin=$(grep '^torch==' docker/constraints.txt)
 "$PYTHON" -m pip wheel --quiet --no-deps --retries 0 --wheel-dir "$wheelhouse" "$torch_pin" \
     || "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$wheelhouse" --extra-index-url "$TORCH_INDEX_URL" "$torch_pin"
-"$PYTHON" docker/requirements.py core build collect index split train register > "$requirements"
+"$PYTHON" docker/requirements.py core build $("$PYTHON" -m jobs.stages extras) > "$requirements"
 "$PYTHON" -m pip wheel --quiet --wheel-dir "$wheelhouse" --find-links "$wheelhouse" -c docker/constraints.txt \
     -r "$requirements"
 echo "$stamp" > "$wheelhouse/.stamp"

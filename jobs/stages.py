@@ -9,13 +9,23 @@ and one entry here. This module imports nothing of the stages: the settings clas
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs import __version__
+
 CPU_SUFFIX = "-cpu"
 """A GPU stage's image also comes as ``irmsia-<stage>-cpu`` (CPU torch) for clusters without a GPU pool."""
+IMAGE_REGISTRY = "localhost/irmsia"
+"""Where stage images live by default: what ``make images`` tags, ``make kind-load`` loads and ``irmsia.yaml``'s
+``images.registry`` names."""
+IMAGE_TAG = __version__
+"""The default tag of every stage image: the project's version (``images.tag`` in ``irmsia.yaml`` pins it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +71,12 @@ class StageEntry:
     """Summary fields the Argo controller exports as gauges when the stage succeeds (custom metrics)."""
     resources: Resources = field(default_factory=Resources)
     """Default pod resources."""
+    reads_input_data: bool = False
+    """It reads folders given to the pipeline (``--source local``, NIH's CSVs): in a pod, the data volume."""
+    downloads: bool = False
+    """It downloads from the dataset sources: in a pod, it gets the configured mirror URLs."""
+    keeps_cache: bool = False
+    """It keeps a local cache worth keeping across a retried pod (train's decoded images): in a pod, a PVC."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*", self.name):
@@ -88,6 +104,11 @@ class StageEntry:
         """Every image built for the stage."""
         return (self.image(), self.image(gpu=False)) if self.gpu else (self.image(),)
 
+    def stage_object(self) -> Any:
+        """The stage itself (``jobs.<name>.stage.STAGE``: ``plan``, ``execute``), imported only when asked for;
+        no stage module imports torch before it trains."""
+        return importlib.import_module(f"{self.module}.stage").STAGE
+
     def settings_class(self) -> Any:
         """The settings dataclass (importing the stage's settings module, which imports no torch)."""
         module, _, name = self.settings.partition(":")
@@ -101,8 +122,10 @@ STAGES: tuple[StageEntry, ...] = (
         settings="jobs.collect.settings:CollectSettings",
         extra="collect",
         output="raw/{dataset}/",
+        reads_input_data=True,
+        downloads=True,
         resources=Resources(
-            requests={"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1Gi"},
+            requests={"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
             limits={"cpu": "1", "memory": "1Gi", "ephemeral-storage": "20Gi"},
             active_deadline_seconds=7200,
         ),
@@ -115,8 +138,8 @@ STAGES: tuple[StageEntry, ...] = (
         depends=("collect",),
         output="index/{dataset}/",
         resources=Resources(
-            requests={"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "256Mi"},
-            limits={"cpu": "2", "memory": "2Gi", "ephemeral-storage": "2Gi"},
+            requests={"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "512Mi"},
+            limits={"cpu": "2", "memory": "2Gi", "ephemeral-storage": "4Gi"},
             active_deadline_seconds=7200,
         ),
     ),
@@ -128,7 +151,7 @@ STAGES: tuple[StageEntry, ...] = (
         depends=("index",),
         output="splits/{dataset}/",
         resources=Resources(
-            requests={"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
+            requests={"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
             limits={"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
             active_deadline_seconds=1800,
         ),
@@ -145,9 +168,10 @@ STAGES: tuple[StageEntry, ...] = (
         fixed_args=("--resume", "auto"),
         outputs=("run_id",),
         exported_metrics=("val_accuracy", "val_auc"),
+        keeps_cache=True,
         resources=Resources(
             requests={"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"},
-            limits={"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi"},
+            limits={"cpu": "2", "memory": "4Gi", "ephemeral-storage": "4Gi"},
             active_deadline_seconds=43200,
             shm_size="1Gi",
         ),
@@ -161,7 +185,7 @@ STAGES: tuple[StageEntry, ...] = (
         output="registry/{model_name}/",
         torch=True,
         resources=Resources(
-            requests={"cpu": "100m", "memory": "512Mi", "ephemeral-storage": "256Mi"},
+            requests={"cpu": "100m", "memory": "512Mi", "ephemeral-storage": "512Mi"},
             limits={"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
             active_deadline_seconds=1800,
         ),
@@ -177,6 +201,65 @@ def stage(name: str) -> StageEntry:
     raise KeyError(f"no stage {name!r}; stages are {', '.join(s.name for s in STAGES)}")
 
 
-def image_names() -> tuple[str, ...]:
-    """Every stage image, in registry order (``irmsia-collect`` … ``irmsia-train`` and ``irmsia-train-cpu``)."""
-    return tuple(image for entry in STAGES for image in entry.images)
+def image_names(*, gpu: bool = True) -> tuple[str, ...]:
+    """Every stage image in registry order; without ``gpu``, the images a cluster without GPUs runs (a GPU stage's
+    ``-cpu`` variant instead of its CUDA image)."""
+    return tuple(image for entry in STAGES for image in (entry.images if gpu else (entry.image(gpu=False),)))
+
+
+def image_ref(image: str, *, registry: str = IMAGE_REGISTRY, tag: str = IMAGE_TAG) -> str:
+    """The one naming rule of stage images: ``<registry>/<image>:<tag>`` (``<image>:<tag>`` with no registry).
+
+    Build (``docker/build-images.sh``), load (``make kind-load``), render (the Argo templates and the chart), the
+    docker executor and the docs all name images through this rule.
+    """
+    registry = registry.rstrip("/")
+    return f"{registry}/{image}:{tag}" if registry else f"{image}:{tag}"
+
+
+def image_of(image: str) -> StageEntry:
+    """The stage an image name belongs to (``irmsia-train-cpu`` -> train)."""
+    for entry in STAGES:
+        if image in entry.images:
+            return entry
+    raise KeyError(f"no stage image {image!r}; images are {', '.join(image_names())}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m jobs.stages images|refs|extras``: the registry for shell scripts (docker/, the Makefile).
+
+    Standard library only, so it runs from a checkout before anything is installed.
+    """
+    parser = argparse.ArgumentParser(prog="python -m jobs.stages", description=main.__doc__)
+    sub = parser.add_subparsers(dest="what", required=True)
+    images = sub.add_parser("images", help="every stage image name, one a line")
+    images.add_argument("--cpu", action="store_true", help="the images of a cluster without GPUs")
+    refs = sub.add_parser("refs", help="full references of the given images (default: all)")
+    refs.add_argument("images", nargs="*")
+    refs.add_argument("--registry", default=IMAGE_REGISTRY)
+    refs.add_argument("--tag", default=IMAGE_TAG)
+    sub.add_parser("extras", help="the pip extra of every stage, one a line")
+    sub.add_parser("base", help="'<image> <base layer>' per image: core, torch-cpu or cuda")
+    args = parser.parse_args(argv)
+    if args.what == "images":
+        lines = list(image_names(gpu=not args.cpu))
+    elif args.what == "refs":
+        lines = [image_ref(i, registry=args.registry, tag=args.tag) for i in args.images or image_names()]
+    elif args.what == "extras":
+        lines = [entry.extra for entry in STAGES]
+    else:
+        lines = [f"{image} {image_base(image)}" for image in image_names()]
+    print("\n".join(lines))
+    return 0
+
+
+def image_base(image: str) -> str:
+    """The build layer an image starts from: ``core`` (no torch), ``torch-cpu`` or ``cuda`` (a GPU stage's image)."""
+    entry = image_of(image)
+    if entry.gpu and image == entry.image():
+        return "cuda"
+    return "torch-cpu" if entry.torch else "core"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

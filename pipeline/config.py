@@ -18,18 +18,15 @@ from typing import Any
 import yaml
 
 from jobs.core.errors import UsageError
-from pipeline.dag import PIPELINE
+from jobs.core.paths import check_dns_label
+from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG, image_ref
+from jobs.stages import stage as stage_entry
+from pipeline.dag import PIPELINE, StageSpec
 
 DEFAULT_CONFIG = "irmsia.yaml"
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION = re.compile(r"^[0-9]+(s|m|h)$")
-
-
-def _check_dns_label(value: str, where: str) -> None:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        raise UsageError(f"{where} {value!r}: use a DNS-1123 label (lowercase letters, digits, '-', at most 63)")
 
 
 def _check_quantities(values: Mapping[str, str], where: str) -> None:
@@ -40,12 +37,15 @@ def _check_quantities(values: Mapping[str, str], where: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class ImageRef:
-    """Where each stage's image comes from: ``<registry>/<entrypoint>:<tag>`` (``…/irmsia-train:0.1.0``)."""
+    """Where each stage's image comes from: ``<registry>/<image>:<tag>`` (``…/irmsia-train:0.1.0``), the one naming
+    rule of ``jobs.stages.image_ref`` that ``make images`` and ``make kind-load`` follow too."""
 
-    registry: str = "localhost/irmsia"
-    """Registry and path prefix; the image name is the stage's console script (``irmsia-train``)."""
-    tag: str = "0.1.0"
-    """Image tag shared by every stage image (pin a digest with ``tag: "0.1.0@sha256:…"``)."""
+    registry: str = IMAGE_REGISTRY
+    """Registry and path prefix; the image name is the stage's (``irmsia-train``, ``irmsia-train-cpu`` where the
+    GPU pool is off)."""
+    tag: str = IMAGE_TAG
+    """Image tag shared by every stage image, by default the project version that ``make images`` tags (pin a
+    digest with ``tag: "0.1.0@sha256:…"``)."""
     pull_policy: str = "IfNotPresent"
     """``IfNotPresent`` (kind/minikube with loaded images), ``Always`` or ``Never``."""
 
@@ -55,9 +55,13 @@ class ImageRef:
         if not self.tag or self.tag == "latest":
             raise UsageError(f"images.tag {self.tag!r}: pin a version (a moving 'latest' breaks caching and rollbacks)")
 
-    def build(self, entrypoint: str) -> str:
-        """The full image reference of the stage whose console script is ``entrypoint``."""
-        return f"{self.registry.rstrip('/')}/{entrypoint}:{self.tag}"
+    def build(self, image: str) -> str:
+        """The full reference of the stage image named ``image``."""
+        return image_ref(image, registry=self.registry, tag=self.tag)
+
+    def for_stage(self, stage: StageSpec, *, gpu: bool) -> str:
+        """The image a stage runs: a GPU stage's CUDA image on the GPU pool, its ``-cpu`` variant without one."""
+        return self.build(stage.image if gpu else stage.cpu_image)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +82,7 @@ class StoreConfig:
             raise UsageError(f"store.uri {self.uri!r}: use s3://bucket/prefix (pods have no persistent folder)")
         if self.endpoint and not re.match(r"^https?://", self.endpoint):
             raise UsageError(f"store.endpoint {self.endpoint!r}: use an http:// or https:// URL, or leave it empty")
-        _check_dns_label(self.credentials_secret, "store.credentialsSecret")
+        check_dns_label(self.credentials_secret, "store.credentialsSecret")
 
     @property
     def bucket(self) -> str:
@@ -95,10 +99,22 @@ class KaggleConfig:
     """Stages that get the Kaggle credentials (least privilege: only the downloader)."""
 
     def __post_init__(self) -> None:
-        _check_dns_label(self.credentials_secret, "kaggle.credentialsSecret")
+        check_dns_label(self.credentials_secret, "kaggle.credentialsSecret")
         known = {s.name for s in PIPELINE.stages}
         if unknown := sorted(set(self.stages) - known):
             raise UsageError(f"kaggle.stages {unknown}: not stages; use some of {sorted(known)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeidentificationConfig:
+    """The key of ``collect --deidentify``'s pseudonyms, for the stages that collect."""
+
+    key_secret: str = "irmsia-deid"
+    """Secret holding ``IRMSIA_DEID_SECRET`` (the pseudonyms' key); optional in pods (only runs with
+    ``deidentify: true`` need it, and they fail with exit 2 without it)."""
+
+    def __post_init__(self) -> None:
+        check_dns_label(self.key_secret, "deidentification.keySecret")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -265,7 +281,7 @@ class Schedule:
     """Paused: defined but not started."""
 
     def __post_init__(self) -> None:
-        _check_dns_label(f"irmsia-{self.name}", "schedules.name")
+        check_dns_label(f"irmsia-{self.name}", "schedules.name")
         if not self.schedules:
             raise UsageError(f"schedules.{self.name}.schedules: give at least one cron expression")
         for expression in self.schedules:
@@ -323,7 +339,7 @@ class LocalDataConfig:
 
     def __post_init__(self) -> None:
         if self.claim_name:
-            _check_dns_label(self.claim_name, "localData.claimName")
+            check_dns_label(self.claim_name, "localData.claimName")
         if not self.mount_path.startswith("/") or self.mount_path.rstrip("/") in ("", "/tmp", "/irmsia"):
             raise UsageError(f"localData.mountPath {self.mount_path!r}: use an absolute path like /data")
 
@@ -341,7 +357,7 @@ class TrainCacheConfig:
         if self.size and not _QUANTITY.match(self.size):
             raise UsageError(f"trainCache.size {self.size!r}: use a Kubernetes quantity like 10Gi, or leave it empty")
         if self.storage_class_name:
-            _check_dns_label(self.storage_class_name, "trainCache.storageClassName")
+            check_dns_label(self.storage_class_name, "trainCache.storageClassName")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,10 +374,12 @@ class DeploymentConfig:
     """The object store."""
     kaggle: KaggleConfig = field(default_factory=KaggleConfig)
     """Kaggle credentials."""
+    deidentification: DeidentificationConfig = field(default_factory=DeidentificationConfig)
+    """The de-identification key of the collecting stages."""
     gpu_pool: GpuPool = field(default_factory=GpuPool)
     """The GPU node pool."""
     resources: dict[str, StageResources] = field(default_factory=dict)
-    """Resources per stage name; stages not listed get ``StageResources()``'s defaults."""
+    """Resources per stage name; a stage not listed gets its defaults from the stage registry (``jobs/stages.py``)."""
     retry: RetryConfig = field(default_factory=RetryConfig)
     """Retries of transient failures."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -380,19 +398,34 @@ class DeploymentConfig:
     """train's decoded-image cache volume."""
 
     def __post_init__(self) -> None:
-        _check_dns_label(self.namespace, "namespace")
-        _check_dns_label(self.service_account, "serviceAccount")
+        check_dns_label(self.namespace, "namespace")
+        check_dns_label(self.service_account, "serviceAccount")
         if self.service_account == "default":
             raise UsageError("serviceAccount 'default': use a dedicated service account (least privilege)")
         stages = {s.name for s in PIPELINE.stages}
         if unknown := sorted(set(self.resources) - stages):
             raise UsageError(f"resources {unknown}: not stages; use some of {sorted(stages)}")
+        # every stage gets an entry: the one given, else the registry's defaults (so equal configurations compare equal)
+        complete = {s.name: self.resources.get(s.name) or registry_resources(s.name) for s in PIPELINE.stages}
+        object.__setattr__(self, "resources", complete)
         names = [s.name for s in self.schedules]
         if len(set(names)) != len(names):
             raise UsageError(f"schedules: duplicate names in {names}")
 
     def stage_resources(self, stage: str) -> StageResources:
-        return self.resources.get(stage) or StageResources()
+        """The stage's resources: this configuration's, else the stage registry's defaults (``jobs.stages``)."""
+        return self.resources[stage]
+
+
+def registry_resources(stage: str) -> StageResources:
+    """A stage's default resources, from the stage registry (``jobs.stages``)."""
+    defaults = stage_entry(stage).resources
+    return StageResources(
+        requests=dict(defaults.requests),
+        limits=dict(defaults.limits),
+        active_deadline_seconds=defaults.active_deadline_seconds,
+        shm_size=defaults.shm_size,
+    )
 
 
 def _camel(name: str) -> str:
@@ -406,7 +439,7 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
         origin = typing.get_origin(kind)
-    if is_dataclass(kind):
+    if isinstance(kind, type) and is_dataclass(kind):
         return from_mapping(kind, value, where)
     if origin is dict:
         if not isinstance(value, Mapping):

@@ -65,6 +65,18 @@ class StageSpec:
     """Whether the stage runs on the GPU node pool."""
     outputs: tuple[str, ...] = ()
     """Summary fields of the stage's result that later stages read as parameters when those are left empty."""
+    exported_metrics: tuple[str, ...] = ()
+    """Summary fields the Argo controller exports as gauges when the stage succeeds."""
+    image: str = ""
+    """The stage's image name (``irmsia-train``; no registry, no tag: ``jobs.stages.image_ref`` adds them)."""
+    cpu_image: str = ""
+    """The image it runs where there is no GPU (a GPU stage's ``-cpu`` variant; the same image otherwise)."""
+    reads_input_data: bool = False
+    """It reads input folders (in a pod: the data volume)."""
+    downloads: bool = False
+    """It downloads from the dataset sources (in a pod: the mirror URLs)."""
+    keeps_cache: bool = False
+    """Its local cache is kept across a retried pod (in a pod: the workflow's cache PVC)."""
     secret_flags: tuple[tuple[str, str], ...] = ()
     """``(flag, environment variable)`` of options whose value may hold credentials: passed in the variable,
     never on a command line (``pipeline.secret_args``)."""
@@ -147,6 +159,13 @@ class Pipeline:
             pending.remove(ready[0])
         return [self.stage(n) for n in done]
 
+    def handed_on(self, stage: StageSpec) -> dict[str, str]:
+        """Parameter -> the nearest earlier stage whose result hands it on (``outputs``), for ``stage``'s
+        parameters: in Argo the stage reads that stage's output, locally the runner fills an empty value."""
+        order = self.order()
+        earlier = order[: [s.name for s in order].index(stage.name)]
+        return {p: s.name for p in stage.parameters for s in reversed(earlier) if p in s.outputs}
+
     def downstream_of(self, name: str) -> list[StageSpec]:
         """``name`` and every stage after it in ``order()`` (for ``irmsia run --from``)."""
         order = self.order()
@@ -227,6 +246,12 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
                 output_prefix=entry.output,
                 gpu=entry.gpu,
                 outputs=entry.outputs,
+                exported_metrics=entry.exported_metrics,
+                image=entry.image(),
+                cpu_image=entry.image(gpu=False),
+                reads_input_data=entry.reads_input_data,
+                downloads=entry.downloads,
+                keeps_cache=entry.keeps_cache,
                 secret_flags=tuple(secret),
             )
         )

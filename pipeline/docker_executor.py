@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.core.errors import UsageError
+from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG, image_ref
 from pipeline.dag import StageSpec
 
 CONTAINER_USER = 10001
@@ -31,7 +32,7 @@ FORWARDED_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https
 
 def image_name(stage: StageSpec, *, gpu: bool) -> str:
     """The image of a stage (``irmsia-index``); a GPU stage runs its ``-cpu`` variant unless ``gpu``."""
-    return f"irmsia-{stage.name}" + ("-cpu" if stage.gpu and not gpu else "")
+    return stage.image if gpu else stage.cpu_image
 
 
 def file_store_path(store: str) -> Path | None:
@@ -60,10 +61,10 @@ class DockerExecutor:
     result-file folder and store mount that ``command`` then mounts.
     """
 
-    tag: str = "latest"
-    """Image tag (``make images`` tags the git revision and ``latest``)."""
-    registry: str = ""
-    """Prefix before the image name (``registry.example.org/irmsia/``); empty for local images."""
+    tag: str = IMAGE_TAG
+    """Image tag (``make images`` tags the project version and the git revision)."""
+    registry: str = IMAGE_REGISTRY
+    """Registry and path before the image name, as ``make images`` tags them (``localhost/irmsia``)."""
     gpu: bool = False
     """Run GPU stages on their CUDA image with ``--gpus all`` (otherwise on the ``-cpu`` variant)."""
     docker: str = field(default_factory=lambda: shutil.which("docker") or "docker")
@@ -72,7 +73,7 @@ class DockerExecutor:
     """Per stage, from ``environment`` for ``command``: bind mounts and the names of forwarded variables."""
 
     def image(self, stage: StageSpec) -> str:
-        return f"{self.registry}{image_name(stage, gpu=self.gpu)}:{self.tag}"
+        return image_ref(image_name(stage, gpu=self.gpu), registry=self.registry, tag=self.tag)
 
     def environment(self, stage: StageSpec, env: Mapping[str, str]) -> dict[str, str]:
         mounts: list[str] = []

@@ -14,33 +14,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-Generator = Callable[[], str]
-
-GENERATED: dict[str, Generator] = {}
-"""Repo-relative path -> the function returning the file's whole text."""
-OWNED_DIRS: list[str] = []
-"""Folders (repo-relative) in which every file must be in ``GENERATED``."""
-
-
-def register(path: str) -> Callable[[Generator], Generator]:
-    """Decorator: ``@register("docker/images.txt")`` on a function returning that file's text."""
-
-    def add(generator: Generator) -> Generator:
-        if path in GENERATED:
-            raise ValueError(f"{path} is generated twice")
-        GENERATED[path] = generator
-        return generator
-
-    return add
+from pipeline.generation import GENERATED, OWNED_DIRS, REPO_ROOT
 
 
 def _load_providers() -> None:
     """Import the modules that register generated files (kept here so the registry sees all of them)."""
-    import pipeline.argo.generated_files  # noqa: F401
+    import pipeline.argo.generated_files
+    import pipeline.docs
+    import pipeline.images  # noqa: F401
 
 
 def expected_files() -> dict[str, str]:

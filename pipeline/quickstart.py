@@ -27,9 +27,11 @@ from typing import Any
 import yaml
 
 from jobs.core.errors import IrmsiaError, UsageError
+from jobs.stages import image_names
 from pipeline.argo.install import ARGO_NAMESPACE, ARGO_VERSION, CONTROLLER_CONFIGMAP, QUICK_START_URL
 from pipeline.argo.workflow import build_workflow
 from pipeline.config import DEFAULT_CONFIG, DeploymentConfig, load_config
+from pipeline.profiles import PROFILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO_ROOT / ".quickstart"
@@ -38,9 +40,10 @@ OVERLAY = "manifests/overlays/local"
 BASE = "manifests/base"
 CONTROLLER_PATCH = "manifests/argo/workflow-controller-configmap.patch.yaml"
 CLUSTER = "irmsia"
-CPU_IMAGES = "irmsia-collect irmsia-index irmsia-split irmsia-register irmsia-train-cpu"
-"""What ``make images`` builds for a cluster without GPUs (``make kind-load`` loads train-cpu as irmsia-train)."""
-DEMO_PARAMETERS = {"source": "demo", "dataset": "demo"}
+CPU_IMAGES = " ".join(image_names(gpu=False))
+"""What ``make images`` builds and ``make kind-load`` loads for a cluster without GPUs (train runs its -cpu image)."""
+DEMO_PARAMETERS = PROFILES["demo"]
+"""The demo run's parameters: the demo profile (about half a minute of training on two CPU cores)."""
 PLACEHOLDER = "<generated into .quickstart/credentials.env>"
 
 

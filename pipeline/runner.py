@@ -5,6 +5,10 @@ a secret option such as ``--url`` in its environment variable instead of on the 
 ``pipeline.secret_args``), stops the pipeline at the first failure with that stage's exit code, and reports its
 result through ``IRMSIA_RESULT_FILE``; a parameter left empty takes the value a stage's result names (see
 ``handed_on``). Cache hits are decided by the stages themselves, so a rerun costs seconds.
+
+Given a ``RunObserver`` (the combined progress view of ``irmsia run`` on a terminal, ``irmsia menu``, the Python
+API), the runner reads each stage's output line by line and its progress events (``IRMSIA_PROGRESS_FILE``, see
+``jobs.core.progress``) and hands both to the observer; without one, stages write straight to this terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ from typing import Any, Protocol
 
 from jobs.core.metrics_export import read_text_metrics
 from pipeline.dag import Pipeline, StageSpec
-from pipeline.secret_args import hand_over
+from pipeline.secret_args import StageInvocation, hand_over
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +40,25 @@ class StageOutcome:
     result: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     """The stage's ``--metrics-file``, summed per sample name (``irmsia_stage_bytes_read_total`` …)."""
+    error: str = ""
+    """The one-line error a failed stage reported in its result file ("" on success, or when it wrote none)."""
+
+
+class RunObserver(Protocol):
+    """Told what each stage does while the pipeline runs (all calls come from the runner's thread but
+    ``progress``, which comes from a reader thread)."""
+
+    def started(self, stage: StageSpec, shown: list[str]) -> None:
+        """The stage is starting with these arguments (secret values in their public form)."""
+
+    def output(self, stage: StageSpec, line: str) -> None:
+        """One line the stage wrote (stdout and stderr, without the newline)."""
+
+    def progress(self, stage: StageSpec, event: dict[str, Any]) -> None:
+        """One progress event of the stage (``jobs.core.progress.Task.event``)."""
+
+    def finished(self, stage: StageSpec, outcome: StageOutcome) -> None:
+        """The stage ended."""
 
 
 class Executor(Protocol):
@@ -74,6 +98,7 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
     executor: Executor | None = None,
     env: Mapping[str, str] | None = None,
     on_stage: Callable[[StageSpec, list[str]], None] | None = None,
+    observer: RunObserver | None = None,
 ) -> list[StageOutcome]:
     """Run the stages in order from ``from_stage``; stop at the first failure. Returns one outcome per stage run."""
     executor = executor or ProcessExecutor()
@@ -85,31 +110,58 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
     with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp:
         for stage in stages:
             invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
-            result_file = Path(tmp) / f"{stage.name}.json"
-            metrics_file = Path(tmp) / f"{stage.name}.prom"
-            stage_env = executor.environment(
-                stage,
-                {**base_env, **invocation.env, "IRMSIA_RESULT_FILE": str(result_file),
-                 "IRMSIA_METRICS_FILE": str(metrics_file)},
-            )  # fmt: skip
             if on_stage:
                 on_stage(stage, invocation.shown)
-            started = time.monotonic()
-            code = subprocess.call(executor.command(stage, invocation.argv), env=stage_env)
-            result = json.loads(result_file.read_text()) if code == 0 and result_file.exists() else None
-            outcomes.append(
-                StageOutcome(
-                    name=stage.name,
-                    exit_code=code,
-                    duration_s=time.monotonic() - started,
-                    result=result,
-                    metrics=read_text_metrics(metrics_file),
-                )
-            )
-            if code != 0:
+            outcome = run_stage(stage, invocation, env=base_env, workdir=Path(tmp), executor=executor,
+                                observer=observer)  # fmt: skip
+            outcomes.append(outcome)
+            if outcome.exit_code != 0:
                 break
-            values.update(handed_on(stage, values, result))
+            values.update(handed_on(stage, values, outcome.result))
     return outcomes
+
+
+def run_stage(
+    stage: StageSpec,
+    invocation: StageInvocation,
+    *,
+    env: Mapping[str, str],
+    workdir: Path,
+    executor: Executor | None = None,
+    observer: RunObserver | None = None,
+) -> StageOutcome:
+    """Run one stage process with ``invocation``'s arguments and ``env`` (which names the store); its result
+    and metrics files go into ``workdir``. The pipeline runs each stage through here, the Python API one."""
+    executor = executor or ProcessExecutor()
+    result_file = workdir / f"{stage.name}.json"
+    metrics_file = workdir / f"{stage.name}.prom"
+    result_file.unlink(missing_ok=True)
+    stage_env = executor.environment(
+        stage,
+        {**env, **invocation.env, "IRMSIA_RESULT_FILE": str(result_file), "IRMSIA_METRICS_FILE": str(metrics_file)},
+    )
+    if observer:
+        observer.started(stage, invocation.shown)
+    started = time.monotonic()
+    command = executor.command(stage, invocation.argv)
+    if observer is None:
+        code = subprocess.call(command, env=stage_env)
+    else:
+        # a process executor's stage shares this machine's files: it can write its progress events here
+        events = workdir / f"{stage.name}.progress" if isinstance(executor, ProcessExecutor) else None
+        code = _observed_call(command, stage_env, stage, observer, events)
+    reported = json.loads(result_file.read_text()) if result_file.exists() else {}
+    outcome = StageOutcome(
+        name=stage.name,
+        exit_code=code,
+        duration_s=time.monotonic() - started,
+        result=reported if code == 0 and reported else None,
+        metrics=read_text_metrics(metrics_file),
+        error="" if code == 0 else str(reported.get("error", "")),
+    )
+    if observer:
+        observer.finished(stage, outcome)
+    return outcome
 
 
 def handed_on(stage: StageSpec, values: Mapping[str, str], result: Mapping[str, Any] | None) -> dict[str, str]:
@@ -117,3 +169,63 @@ def handed_on(stage: StageSpec, values: Mapping[str, str], result: Mapping[str, 
     ``run_id``, derived from its cache key, becomes register's ``--run``)."""
     summary = (result or {}).get("summary") or {}
     return {k: str(summary[k]) for k in stage.outputs if values.get(k) == "" and summary.get(k) not in (None, "")}
+
+
+class _EventReader(threading.Thread):
+    """Follows a stage's progress file and hands each new event to the observer until told to stop."""
+
+    def __init__(self, path: Path, stage: StageSpec, observer: RunObserver) -> None:
+        super().__init__(name=f"progress-{stage.name}", daemon=True)
+        self.path, self.stage, self.observer = path, stage, observer
+        self.done = threading.Event()
+        self._offset = 0
+        self._partial = b""
+
+    def _drain(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a stage's stray write: progress is a courtesy, never a reason to stop
+            self.observer.progress(self.stage, event)
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            self._drain()
+        self._drain()
+
+
+def _observed_call(
+    command: list[str], env: dict[str, str], stage: StageSpec, observer: RunObserver, events: Path | None
+) -> int:
+    """Run one stage with its output and progress events going to ``observer``; returns its exit code."""
+    env = dict(env)
+    # the stage writes into a pipe now, where "auto" would mean JSON lines: people read this output
+    env.setdefault("IRMSIA_LOG_FORMAT", "text")
+    if env["IRMSIA_LOG_FORMAT"] == "auto":
+        env["IRMSIA_LOG_FORMAT"] = "text"
+    reader = None
+    if events is not None:
+        env["IRMSIA_PROGRESS_FILE"] = str(events)
+        reader = _EventReader(events, stage, observer)
+        reader.start()
+    try:
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                observer.output(stage, line.rstrip("\n"))
+            return process.wait()
+    finally:
+        if reader is not None:
+            reader.done.set()
+            reader.join()

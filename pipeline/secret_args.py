@@ -40,3 +40,18 @@ def hand_over(stage: StageSpec, argv: Sequence[str]) -> StageInvocation:
             args[i + 1] = ""
             shown[i + 1] = public_url(shown[i + 1])
     return StageInvocation(argv=args, env=env, shown=shown)
+
+
+def set_arguments(argv: list[str]) -> list[str]:
+    """``argv`` without flags whose value is empty: what a person needs to see of a stage's command line."""
+    shown: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            if argv[i + 1] != "":
+                shown += argv[i : i + 2]
+            i += 2
+        else:
+            shown.append(argv[i])
+            i += 1
+    return shown

@@ -35,7 +35,8 @@ from urllib3.util.retry import Retry
 from jobs.collect.telemetry import count_transfer
 from jobs.core.errors import DataError, IrmsiaError, TransientError, UsageError
 from jobs.core.logs import redact
-from jobs.core.urls import request_parts
+from jobs.core.progress import track
+from jobs.core.urls import public_url, request_parts
 
 log = logging.getLogger("irmsia.collect.transfer")
 
@@ -206,6 +207,15 @@ def fatal_status(url: str, status: int, what: str = "") -> IrmsiaError:
     return DataError(f"HTTP {status} for {target}: the server refused the request; check the URL and parameters")
 
 
+def query_keys_only(url: str) -> str:
+    """``url`` with every query value replaced by ``…`` (for messages about searches that hold patient data)."""
+    base, _, query = url.partition("?")
+    if not query:
+        return url
+    keys = [part.split("=", 1)[0] for part in query.split("&") if part]
+    return base + "?" + "&".join(f"{k}=…" for k in keys)
+
+
 def _validator(headers: Mapping[str, str]) -> str | None:
     """A validator usable in If-Range: a strong ETag, else Last-Modified (weak ETags are not allowed)."""
     etag = headers.get("ETag")
@@ -268,7 +278,9 @@ class HttpClient:
         self.stats.add(requests=1)
         # userinfo becomes an Authorization header (urllib3 would drop it); it is removed on a cross-host redirect
         target, auth = request_parts(url)
-        resp = self.pool.request(method, target, headers={**auth, **(headers or {})}, body=body, preload_content=False)
+        # urllib3 sends a pool's default headers only with requests that bring none of their own: merge them
+        merged = {**self.pool.headers, **auth, **(headers or {})}
+        resp = self.pool.request(method, target, headers=merged, body=body, preload_content=False)
         if resp.status in RETRY_STATUS:
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
             resp.drain_conn()
@@ -277,38 +289,44 @@ class HttpClient:
         return resp
 
     # -- small requests ---------------------------------------------------------------------------------------
-    def get_bytes(self, url: str, params: Mapping[str, str] | None = None, what: str = "") -> bytes:
-        """A small response body (API calls), with retries."""
+    def get_bytes(self, url: str, params: Mapping[str, str] | None = None, what: str = "",
+                  private: bool = False) -> bytes:  # fmt: skip
+        """A small response body (API calls), with retries. ``private``: the query's values (patient IDs in a
+        PACS search) are shown in no log line or message, only its keys."""
         full = f"{url}?{urlencode(params)}" if params else url
+        shown = query_keys_only(full) if private else full
 
         def once() -> bytes:
             resp = self._open("GET", full)
             try:
                 if resp.status != 200:
-                    raise fatal_status(full, resp.status, what)
+                    raise fatal_status(shown, resp.status, what)
                 return resp.read()
             finally:
                 resp.release_conn()
 
-        return self.retrying(full, once)
+        return self.retrying(shown, once)
 
-    def get_json(self, url: str, params: Mapping[str, str] | None = None, what: str = "") -> Any:
+    def get_json(self, url: str, params: Mapping[str, str] | None = None, what: str = "",
+                 private: bool = False) -> Any:  # fmt: skip
         """A JSON API response; an empty body is an empty list (NBIA answers no matches that way)."""
-        data = self.get_bytes(url, params, what)
+        data = self.get_bytes(url, params, what, private)
         if not data.strip():
             return []
         try:
             return json.loads(data)
         except ValueError as exc:
-            raise DataError(f"{what or redact(url)}: the server sent invalid JSON ({exc}); check the base URL") from exc
+            where = what or redact(query_keys_only(url) if private else url)
+            raise DataError(f"{where}: the server sent invalid JSON ({exc}); check the base URL") from exc
 
-    def head(self, url: str) -> Mapping[str, str]:
-        """Response headers of a HEAD request (validators for idempotence checks)."""
+    def head(self, url: str, ok: tuple[int, ...] = (200,)) -> Mapping[str, str]:
+        """Response headers of a HEAD request (validators for idempotence checks); ``ok``: the statuses that
+        answer it (S3 answers ``HEAD ?partNumber=1`` with 206)."""
 
         def once():
             resp = self._open("HEAD", url)
             resp.release_conn()
-            if resp.status != 200:
+            if resp.status not in ok:
                 raise fatal_status(url, resp.status)
             return resp.headers
 
@@ -355,16 +373,22 @@ class HttpClient:
         raise AssertionError("unreachable")
 
     def stream(self, url: str, sink: BodySink, *, headers: Mapping[str, str] | None = None,
-               what: str = "") -> dict[str, str | None]:  # fmt: skip
+               what: str = "") -> dict[str, Any]:  # fmt: skip
         """Send the body of ``url`` into ``sink``, resuming (``Range`` + ``If-Range``) and retrying as needed.
 
-        Returns the server's validators (``etag``, ``last_modified``). Errors the sink raises (a corrupt
-        archive) end the transfer at once; the caller decides whether to try again.
+        Returns the server's validators (``etag``, ``last_modified``) and ``headers``, the headers of the response
+        that sent the body's first byte (a full-object checksum is only on that one). Errors the sink raises (a
+        corrupt archive) end the transfer at once; the caller decides whether to try again.
         """
-        state: dict[str, Any] = {"validator": None, "etag": None, "last_modified": None}
+        state: dict[str, Any] = {
+            "validator": None,
+            "etag": None,
+            "last_modified": None,
+            "headers": urllib3.HTTPHeaderDict(),
+        }
         # each attempt starts the sink over (no validator yet) or rewinds it, and pauses it when it ends
         self.retrying(url, lambda: self._receive_once(url, sink, state, headers, what))
-        return {"etag": state["etag"], "last_modified": state["last_modified"]}
+        return {"etag": state["etag"], "last_modified": state["last_modified"], "headers": state["headers"]}
 
     def _receive_once(self, url: str, sink: BodySink, state: dict[str, Any], headers, what: str) -> None:
         # without a validator from the first response a resume could splice two versions: start over instead
@@ -399,16 +423,19 @@ class HttpClient:
                     self.stats.add(restarted=1)
                     sink.restart()
                 offset = 0
+                state["headers"] = urllib3.HTTPHeaderDict(resp.headers)
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
             state["validator"] = _validator(resp.headers)
             state["etag"] = resp.headers.get("ETag")
             state["last_modified"] = resp.headers.get("Last-Modified")
             size = offset
-            while chunk := resp.read1(STREAM_CHUNK):
-                sink.write(chunk)
-                size += len(chunk)
-                self.stats.received(len(chunk))
+            with track(f"download {what or public_url(url)}", total, unit="B", done=offset) as task:
+                while chunk := resp.read1(STREAM_CHUNK):
+                    sink.write(chunk)
+                    size += len(chunk)
+                    self.stats.received(len(chunk))
+                    task.advance(len(chunk))
             if total is not None and size != total:
                 raise Retryable(f"body ended at {size} of {total} bytes")
         except BaseException:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobs.core import progress
 from jobs.core.errors import ExitCode, IrmsiaError
 from jobs.core.logs import redact, setup_logging, wants_json
 from jobs.core.metrics import begin_stage_metrics
@@ -86,6 +87,7 @@ def stage_main(stage: Stage[Any], argv: Sequence[str] | None = None) -> int:
     common = settings.common
     fields = settings.log_fields()
     logger = setup_logging(stage.name, common.log_format, common.log_level, workflow_id=common.workflow_id, **fields)
+    progress.configure(common.progress_file, common.log_format, logger)
     metrics = begin_stage_metrics(stage.name, workflow_id=common.workflow_id, **fields)
     export = MetricsExport(metrics, _metrics_targets(common)).start()
     code, error_kind, cached, message = ExitCode.OK, None, False, ""

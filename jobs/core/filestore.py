@@ -271,6 +271,19 @@ class FileStore(Store):
     def keys(self, prefix: str = "") -> Iterator[str]:
         yield from (key for key, _ in self._walk(prefix))  # no stat per file
 
+    def folders(self, prefix: str) -> builtins.list[str]:
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
+        base = self.root / prefix
+        try:
+            with os.scandir(base) as entries:
+                names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._io("list", prefix, exc) from exc
+        return sorted(n for n in names if not (prefix == "" and n in _HIDDEN))
+
     def _walk(self, prefix: str) -> builtins.list[tuple[str, str]]:
         """``(key, path)`` of every object under ``prefix``, sorted by key."""
         # Walk only the folder the prefix names, then filter by the rest of the prefix.

@@ -63,6 +63,17 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _Stderr:
+    """``sys.stderr`` as it is when a line is written, not when logging was set up: a live progress display
+    (``jobs.core.progress``) redirects it to print log lines above its bars, and tests capture it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def wants_json(fmt: str) -> bool:
     """``auto`` means JSON unless stderr is a terminal."""
     return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -73,7 +84,7 @@ def setup_logging(stage: str, fmt: str = "auto", level: str = "INFO", **context:
     _CONTEXT.clear()
     _CONTEXT["stage"] = stage
     _CONTEXT.update({k: v for k, v in context.items() if v})
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(JsonFormatter() if wants_json(fmt) else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -88,22 +99,8 @@ def set_context(**context: str | None) -> None:
     _CONTEXT.update({k: v for k, v in context.items() if v})
 
 
-def progress(items: Iterable[T], total: int | None, desc: str, logger: logging.Logger) -> Iterator[T]:
-    """A tqdm bar on a terminal; elsewhere a log line every 10 s and at the end, so pods show progress."""
-    if sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            yield from tqdm(items, total=total, desc=desc, unit="item", leave=False)
-            return
-    last = time.monotonic()
-    done = 0
-    for done, item in enumerate(items, 1):
-        yield item
-        now = time.monotonic()
-        if now - last >= 10:
-            last = now
-            logger.info("%s: %d/%s", desc, done, total if total is not None else "?")
-    logger.debug("%s: %d done", desc, done)
+def progress(items: Iterable[T], total: int | None, desc: str, logger: logging.Logger | None = None) -> Iterator[T]:
+    """``jobs.core.progress.progress`` under its old name (kept for the collect sources that call it)."""
+    from jobs.core.progress import progress as tracked
+
+    return tracked(items, total, desc)

@@ -1,6 +1,7 @@
 """The fixed paths inside a store (``raw/<dataset>/`` …), and the names allowed in them.
 
-``raw/<dataset>/``, ``index/<dataset>/``, ``splits/<dataset>/``, ``runs/<run-id>/``, ``registry/<model-name>/``.
+``raw/<dataset>/``, ``index/<dataset>/``, ``splits/<dataset>/``, ``runs/<run-id>/``, ``registry/<model-name>/``,
+and ``pipeline-runs/`` (one record per local pipeline run, for ``irmsia status``).
 Every tool finds things by these names, so they are built here and nowhere else.
 """
 
@@ -12,7 +13,7 @@ from jobs.core.errors import UsageError
 
 MANIFEST_NAME = "_SUCCESS.json"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def check_name(value: str, field: str) -> str:
@@ -27,7 +28,7 @@ def check_name(value: str, field: str) -> str:
 
 def check_dns_label(value: str, field: str) -> str:
     """A DNS-1123 label (Kubernetes object names, model names): ``[a-z0-9]([-a-z0-9]*[a-z0-9])?``, <= 63."""
-    if not isinstance(value, str) or not _DNS_LABEL.match(value):
+    if not isinstance(value, str) or not DNS_LABEL.match(value):
         raise UsageError(
             f"{field} {value!r} is not a DNS-1123 label: use 1-63 lowercase letters, digits or '-', "
             "starting and ending with a letter or digit"
@@ -58,6 +59,16 @@ def run_prefix(run_id: str) -> str:
 def registry_prefix(model_name: str) -> str:
     """Where register keeps a model's versions and ledger: ``registry/<model-name>/``."""
     return f"registry/{check_dns_label(model_name, '--model-name')}/"
+
+
+PIPELINE_RUNS = "pipeline-runs/"
+"""Where ``irmsia run`` (and the Python API) records each pipeline run it executed: one JSON object per run."""
+
+
+def pipeline_run_key(started_at: str, workflow_id: str) -> str:
+    """``pipeline-runs/<UTC start, sortable>-<workflow id>.json``: a listing returns the runs in start order."""
+    stamp = re.sub(r"[^0-9TZ]", "", started_at)
+    return f"{PIPELINE_RUNS}{stamp}-{check_name(workflow_id, 'workflow id')}.json"
 
 
 def manifest_key(prefix: str) -> str:

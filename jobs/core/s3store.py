@@ -2,11 +2,12 @@
 
 Endpoint and credentials come from the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), which boto3 reads itself; nothing secret passes through our code.
-Timeouts and the retry budget are ``S3Options`` (``jobs.core.s3options``, env ``IRMSIA_S3_*``).
+Timeouts and the retry budget are ``S3Options`` (``jobs.core.settings``, env ``IRMSIA_S3_*``).
 """
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import BinaryIO
 
 from jobs.core.errors import IrmsiaError, ObjectNotFound, TransientError, UsageError
 from jobs.core.hashing import sha256_file
-from jobs.core.s3options import S3Options
+from jobs.core.settings import S3Options
 from jobs.core.store import HashingReader, ObjectInfo, Store, check_key, names_file, source_error
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
@@ -217,6 +218,19 @@ class S3Store(Store):
                     yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]))
         except Exception as exc:
             raise self._wrap("list", prefix, exc) from exc
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        paginator = self.client.get_paginator("list_objects_v2")
+        names: set[str] = set()
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                names.update(p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+        except Exception as exc:
+            raise self._wrap("list", prefix, exc) from exc
+        return sorted(n for n in names if n)
 
     # -- deletes --------------------------------------------------------------------------------------------
     def delete(self, key: str) -> None:

@@ -11,7 +11,7 @@ option reference; ``pipeline.dag`` derives the workflow parameters. Nothing else
 Argo passes every declared argument, so an empty value always means "not set": the environment, then the default,
 applies. The settings every stage shares are ``CommonSettings``: ``IRMSIA_STORE`` (store URI), ``IRMSIA_WORKFLOW_ID``
 (set by Argo to the workflow name), ``IRMSIA_LOG_FORMAT``, ``IRMSIA_PUSHGATEWAY``, ``IRMSIA_PUSH_INTERVAL`` and
-``IRMSIA_METRICS_FILE``.
+``IRMSIA_METRICS_FILE`` and ``IRMSIA_PROGRESS_FILE``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class Option:
     name: str = ""
     kind: Any = None
     default: Any = REQUIRED
+    computed: bool = False
+    """The default is computed when the settings are made (it may differ between machines)."""
 
     @property
     def required(self) -> bool:
@@ -143,7 +145,10 @@ def options_of(cls: type) -> tuple[Option, ...]:
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         flag = meta.flag if meta.flag is None or meta.flag else "--" + f.name.replace("_", "-")
-        found.append(dataclasses.replace(meta, name=f.name, kind=hints[f.name], default=default, flag=flag))
+        computed = f.default_factory is not dataclasses.MISSING
+        found.append(
+            dataclasses.replace(meta, name=f.name, kind=hints[f.name], default=default, flag=flag, computed=computed)
+        )
     _OPTIONS[cls] = tuple(found)
     return _OPTIONS[cls]
 
@@ -348,6 +353,47 @@ def _upper(text: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class S3Options(Options):
+    """How long the S3 store waits for a silent endpoint, and how often it tries again: the bounds that turn a
+    stalled S3 server into exit 75 within a minute (botocore's 60 s / 60 s / 5 attempts held a stage about six
+    minutes on an endpoint that accepts connections but never answers). At most about attempts x read timeout
+    plus botocore's backoff."""
+
+    connect_timeout_s: float = option(
+        5.0,
+        flag=None,
+        env="IRMSIA_S3_CONNECT_TIMEOUT",
+        above=0.0,
+        maximum=3600.0,
+        hint="use a number of seconds between 0 and 3600",
+        help="seconds to wait for a connection to the S3 endpoint",
+    )
+    read_timeout_s: float = option(
+        15.0,
+        flag=None,
+        env="IRMSIA_S3_READ_TIMEOUT",
+        above=0.0,
+        maximum=3600.0,
+        hint="use a number of seconds between 0 and 3600",
+        help="seconds to wait for each S3 response or chunk of one",
+    )
+    attempts: int = option(
+        3,
+        flag=None,
+        env="IRMSIA_S3_ATTEMPTS",
+        minimum=1,
+        maximum=20,
+        hint="use a whole number from 1 to 20",
+        help="tries per S3 request, the first included",
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> S3Options:
+        """The options from the ``IRMSIA_S3_*`` variables (unset or empty: the default)."""
+        return cls.build(cls.values_from({}, env))
+
+
+@dataclass(frozen=True, kw_only=True)
 class CommonSettings(Options):
     """What every stage takes besides its own parameters."""
 
@@ -381,9 +427,22 @@ class CommonSettings(Options):
         hint="use a TCP port number 0-65535 (0 picks a free one)",
         help="serve Prometheus metrics over HTTP on this port while running (0 picks a free one)",
     )
+    s3: S3Options = field(default_factory=S3Options)
+    """The S3 store's timeouts and retry budget (environment only)."""
     metrics_file: str | None = option(
         None, env="IRMSIA_METRICS_FILE", help="write Prometheus metrics in the text format to this file at the end"
     )
+    progress_file: str | None = option(
+        None,
+        flag=None,
+        env="IRMSIA_PROGRESS_FILE",
+        help="append progress events (JSON lines) to this file for an orchestrator to draw, instead of drawing bars",
+    )
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any], env: Mapping[str, str]) -> CommonSettings:
+        """The common settings from parsed flags and the environment (the S3 bounds from the environment)."""
+        return cls.build(cls.values_from(flags, env), s3=S3Options.from_env(env))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -425,8 +484,7 @@ class StageSettings(Options):
     def from_flags(cls, flags: Mapping[str, Any], env: Mapping[str, str]) -> Self:
         """Settings from parsed flags (option name -> text) and the environment; stages with more sources of
         values (a config file, source option groups) override this."""
-        common = CommonSettings.build(CommonSettings.values_from(flags, env))
-        return cls.build(cls.values_from(flags, env), common=common)
+        return cls.build(cls.values_from(flags, env), common=CommonSettings.from_flags(flags, env))
 
     def log_fields(self) -> dict[str, str | None]:
         """What every log line and metric of the stage is labelled with besides the stage (dataset, run id)."""
@@ -472,7 +530,12 @@ def option_reference(cls: type, title: str) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for opt in options_of(cls):
-        default = "required" if opt.required else ("" if opt.secret else _as_text(opt.default))
+        if opt.required:
+            default = "required"
+        elif opt.computed:
+            default = "(see what it is)"
+        else:
+            default = "" if opt.secret or opt.default is None else _as_text(opt.default)
         flag = f"`{opt.flag}`" if opt.flag else ""
         env = f"`{opt.env}`" if opt.env else ""
         parameter = f"`{opt.parameter}`" if opt.parameter else ""

@@ -92,7 +92,7 @@ class PlannedStage(Stage[S], Generic[S, P]):
 
     def execute(self, settings: S) -> StageResult:
         """Open the store, plan, return a cache hit as it is, else produce, seal, record metrics and log."""
-        store = open_store(settings.common.store)
+        store = open_store(settings.common.store, s3=settings.common.s3)
         plan = self.plan(settings, store)
         inputs = {prefix: m.content_sha256 for prefix, m in plan.inputs.items()}
         writer = StageWriter(store, self.name, plan.prefix, plan.params, inputs)

@@ -7,6 +7,7 @@ none, never a torn one. Whether a *set* of objects is complete is the stage cont
 
 from __future__ import annotations
 
+import builtins
 import errno
 import hashlib
 import io
@@ -27,7 +28,7 @@ from jobs.core.hashing import CHUNK
 from jobs.core.metrics import stage_metrics
 
 if TYPE_CHECKING:
-    from jobs.core.s3options import S3Options
+    from jobs.core.settings import S3Options
 
 DEFAULT_STORE = "./irmsia-data"
 _BAD_KEY = re.compile(r"(^/)|(//)|(^|/)\.\.?(/|$)|[\x00-\x1f]")
@@ -241,6 +242,13 @@ class Store(ABC):
         """The keys ``list`` yields, where a backend can skip fetching sizes."""
         yield from (o.key for o in self.list(prefix))
 
+    def folders(self, prefix: str) -> builtins.list[str]:
+        """The names of the "folders" directly under ``prefix`` (``raw/`` -> ``["demo", "lidc"]``), sorted, without
+        listing what they hold (``irmsia status`` over a store of millions of objects)."""
+        if prefix and not prefix.endswith("/"):
+            raise UsageError(f"folders needs a folder prefix ending in '/' (or '' for the root), got {prefix!r}")
+        return sorted({key[len(prefix) :].split("/", 1)[0] for key in self.keys(prefix) if "/" in key[len(prefix) :]})
+
     # -- deletes --------------------------------------------------------------------------------------------
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -285,10 +293,11 @@ def open_store(uri: str | None = None, endpoint_url: str | None = None, s3: S3Op
     """
     uri = uri or DEFAULT_STORE
     if uri.startswith("s3://"):
-        from jobs.core.s3options import s3_options_from_env
         from jobs.core.s3store import S3Store
+        from jobs.core.settings import S3Options
 
-        return S3Store(uri, endpoint_url=endpoint_url, options=s3 or s3_options_from_env(os.environ))
+        # outside a stage's settings (the CLI, worker processes), the variables the stage itself reads
+        return S3Store(uri, endpoint_url=endpoint_url, options=s3 or S3Options.from_env(os.environ))
     if "://" in uri and not uri.startswith("file://"):
         raise UsageError(f"--store {uri!r}: unsupported scheme; use s3://bucket/prefix, file:///path or a path")
     from jobs.core.filestore import FileStore

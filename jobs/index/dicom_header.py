@@ -24,6 +24,8 @@ from jobs.index.decodable import PIXEL_KEYWORDS, UNDEFINED, PixelFacts, check_de
 from jobs.index.dicom_elements import NotPlain, meta_elements, top_level_elements
 from jobs.index.dicom_errors import NeedMoreBytes, UnusableDicom
 from jobs.index.encapsulated import Read, check_encapsulated
+from jobs.index.non_images import non_image_reason
+from jobs.ml.preprocess import implied_syntax
 
 __all__ = ["DicomHeader", "NeedMoreBytes", "UnusableDicom", "fast_header", "pydicom_header", "read_header"]
 
@@ -60,6 +62,11 @@ class DicomHeader:
     """ImageOrientationPatient, six direction cosines."""
     slice_spacing: float | None = None
     """SpacingBetweenSlices, else SliceThickness (mm): the slice distance of a multi-frame volume."""
+    other_patient_id: str | None = None
+    """The first of (0010,1000) Other Patient IDs or (0010,1002) Other Patient IDs Sequence: an identity when
+    PatientID is empty."""
+    lossy_compression: str | None = None
+    """(0028,2110) Lossy Image Compression: ``01`` when the pixels were lossy-compressed at some point."""
 
 
 def _text(ds, name: str) -> str | None:
@@ -228,9 +235,9 @@ def _pydicom_read(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int 
             raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
         if _ends_inside_an_element(head):  # pydicom reads a cut-off header quietly; say what happened
             raise UnusableDicom("truncated: the file ends inside the DICOM header, before any pixel data")
-        sop_class = pydicom.uid.UID(_text(ds, "SOPClassUID") or "")
-        what = f" (SOP class {sop_class.name})" if sop_class.is_valid else ""
-        raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
+        meta = getattr(ds, "file_meta", None)
+        sop_class = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta is not None else None)
+        raise UnusableDicom(non_image_reason(sop_class, _text(ds, "Modality")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         header, options, numbers, palette = _header_values(ds)
@@ -249,6 +256,8 @@ def _pydicom_read(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int 
     if lengths is None:
         raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
     header_len, value_len = lengths
+    if syntax is None and value_len != UNDEFINED:
+        syntax = implied_syntax(explicit, little)  # what pydicom, and so train, decodes such native pixels as
     (elem,) = struct.unpack("<H" if little else ">H", head[pos + 2 : pos + 4])
     facts = PixelFacts(syntax, options, PIXEL_KEYWORDS[elem], value_len, size - pos - header_len, palette, numbers)
     return header, facts, pos + header_len
@@ -269,6 +278,18 @@ _PIXEL_OPTIONS = {
 _NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
 """Display values train's pipeline computes with (modality LUT, VOI window)."""
 _COLOURS = ("Red", "Green", "Blue")
+
+
+def _other_patient_id(ds) -> str | None:
+    """The first non-empty Other Patient ID, from the (retired) multi-valued element or the sequence."""
+    value = ds.get("OtherPatientIDs")
+    for item in value if isinstance(value, MultiValue) else [value]:
+        if item is not None and (text := str(item).strip()):
+            return text
+    for item in ds.get("OtherPatientIDsSequence") or []:
+        if (patient := _text(item, "PatientID")) is not None:
+            return patient
+    return None
 
 
 def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], bool]:
@@ -294,6 +315,8 @@ def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], 
         image_position=_numbers(ds, "ImagePositionPatient", 3),
         image_orientation=_numbers(ds, "ImageOrientationPatient", 6),
         slice_spacing=_slice_spacing(ds),
+        other_patient_id=_other_patient_id(ds),
+        lossy_compression=_text(ds, "LossyImageCompression"),
     )
     options: dict[str, object] = {}
     for name, option in _PIXEL_OPTIONS.items():
@@ -327,7 +350,11 @@ _TEXT_TAGS = {
     0x00080060: "modality",
     0x00180015: "body_part",
     0x00280004: "photometric",
+    0x00282110: "lossy_compression",
+    0x00101000: "other_patient_id",
 }
+_OTHER_IDS_SEQUENCE = 0x00101002
+"""Other Patient IDs Sequence: its items are pydicom's to read."""
 _US_TAGS = {
     0x00280010: "rows",
     0x00280011: "columns",
@@ -346,7 +373,9 @@ _SLICE_SPACING_TAGS = (0x00180088, 0x00180050)  # SpacingBetweenSlices, then Sli
 _VRS_OF: dict[int, tuple[bytes, ...]] = {
     0x00100020: (b"LO",),
     **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
-    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), (b"CS",)),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004, 0x00282110), (b"CS",)),
+    0x00101000: (b"LO",),
+    0x00101002: (b"SQ",),
     **dict.fromkeys(_US_TAGS.keys() | _PIXEL_US_TAGS.keys(), (b"US",)),
     **dict.fromkeys(_NUMBER_TAGS, (b"DS",)),
     _FRAMES: (b"IS",),
@@ -465,8 +494,8 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
         **values,  # type: ignore[arg-type]
         **geometry,  # type: ignore[arg-type]
     )
-    if not header.rows or not header.columns or header.photometric == "PALETTE COLOR":
-        return None  # not an image, or a palette to look for: pydicom decides
+    if not header.rows or not header.columns or header.photometric == "PALETTE COLOR" or _OTHER_IDS_SEQUENCE in found:
+        return None  # not an image, a palette to look for or Other Patient IDs items to read: pydicom decides
     options: dict[str, object] = {option: shorts[tag] for tag, option in _SHORT_TAGS.items() if tag in shorts}
     if header.photometric is not None:
         options["photometric_interpretation"] = header.photometric

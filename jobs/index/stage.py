@@ -9,20 +9,22 @@ temporary folder and uploaded only once complete, so a failure leaves the store 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError, UsageError
-from jobs.core.logs import progress
 from jobs.core.manifest import Manifest, read_output, require_manifest
 from jobs.core.paths import index_prefix, raw_prefix
+from jobs.core.progress import progress
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store, check_key
+from jobs.index.identity import SameImage, is_lossy, patient_identity
 from jobs.index.inspection import Inspection, Task
 from jobs.index.label_table import LabelTable
 from jobs.index.layouts import FileFacts, Layout, Unlabelled, labels_sidecar, layout_class
@@ -178,52 +180,89 @@ def _masks(settings: IndexSettings, plan: IndexPlan, workers: int) -> tuple[dict
     return columns, sorted(refused, key=lambda r: r.key, reverse=True)
 
 
-def _index(settings: IndexSettings, plan: IndexPlan, workdir: Path) -> tuple[IndexWriter, QuarantineWriter, _Tally]:
-    tally = _Tally()
+def _inspect_all(
+    settings: IndexSettings, plan: IndexPlan, events: TextIO, same_image: SameImage
+) -> tuple[int, SeriesFinder]:
+    """First pass: every file's outcome, in key order, as JSON lines in ``events`` (rows, or quarantine reasons,
+    unusable masks' among them); ``same_image`` learns every SOPInstanceUID on the way. Returns the number of
+    content duplicates and the DICOM series seen (which rows form a volume)."""
     first_of: dict[bytes, str] = {}  # content hash -> first key with it (dedup: first key in key order wins)
+    duplicates = 0
     workers = settings.workers or usable_cpus()
     mask_columns, refused_masks = _masks(settings, plan, workers)
     series = SeriesFinder()
     results = scan(settings.common.store, plan.tasks, workers, settings.verify_pixels)
     raw, layout = plan.raw, plan.layout
+    for item in progress(results, len(plan.tasks), f"index {raw}", unit="files"):
+        while refused_masks and refused_masks[-1].key < item.key:  # keep quarantine.csv in key order
+            refused = refused_masks.pop()
+            events.write(json.dumps({"key": refused.key, "reason": refused.reason}) + "\n")
+        if item.reason is not None:
+            events.write(json.dumps({"key": item.key, "reason": item.reason}) + "\n")
+            continue
+        assert item.sha256 is not None
+        digest = bytes.fromhex(item.sha256)
+        if (first := first_of.get(digest)) is not None:
+            events.write(json.dumps({"key": item.key, "reason": DUPLICATE_PREFIX + first}) + "\n")
+            duplicates += 1
+            continue
+        first_of[digest] = item.key
+        header = item.dicom
+        facts = FileFacts(
+            item.key,
+            item.key[len(raw) :],
+            header.patient_id if header else None,
+            header.series_uid if header else None,
+        )
+        try:
+            verdict = layout.assign(facts)
+        except Unlabelled as exc:
+            events.write(json.dumps({"key": item.key, "reason": str(exc)}) + "\n")
+            continue
+        patient, group_by = patient_identity(header, verdict.patient_id, file_stem(facts.rel))
+        row = _row(settings.dataset, item, verdict.label, patient)
+        row["group_by"] = group_by
+        row["lossy_compression"] = is_lossy(header)
+        row["official_split"] = verdict.official_split
+        row.update(mask_columns.get(facts.rel, {}))
+        series.add(item.key, header)
+        same_image.offer(row.get("sop_uid"), item.key, row["lossy_compression"])
+        events.write(json.dumps({"row": row}) + "\n")
+    for refused in reversed(refused_masks):
+        events.write(json.dumps({"key": refused.key, "reason": refused.reason}) + "\n")
+    return duplicates, series
+
+
+def _index(settings: IndexSettings, plan: IndexPlan, workdir: Path) -> tuple[IndexWriter, QuarantineWriter, _Tally]:
+    """Inspect every file, then write the rows and quarantine records in key order, one copy of each image.
+
+    Which copy of an image to keep is known only once every file is seen, so the first pass spills its outcomes
+    to a local file (memory stays flat) and the second writes them, the other copies as duplicates.
+    """
+    tally = _Tally()
+    same_image = SameImage()
+    events_path = workdir / "events.jsonl"
+    with open(events_path, "w", encoding="utf-8") as events:
+        tally.duplicates, series = _inspect_all(settings, plan, events, same_image)
     with (
+        open(events_path, encoding="utf-8") as events,
         IndexWriter(workdir / "index.partial.parquet") as rows,
         QuarantineWriter(workdir / "quarantine.csv") as quarantine,
     ):
-        for item in progress(results, len(plan.tasks), "index", log):
-            while refused_masks and refused_masks[-1].key < item.key:  # keep quarantine.csv in key order
-                quarantine.add(refused_masks.pop())
-            if item.reason is not None:
-                quarantine.add(QuarantineRecord(item.key, item.reason))
+        for line in events:
+            event = json.loads(line)
+            if "reason" in event:
+                quarantine.add(QuarantineRecord(event["key"], event["reason"]))
                 continue
-            assert item.sha256 is not None
-            digest = bytes.fromhex(item.sha256)
-            if (first := first_of.get(digest)) is not None:
-                quarantine.add(QuarantineRecord(item.key, DUPLICATE_PREFIX + first))
+            row = event["row"]
+            if (kept := same_image.kept(row.get("sop_uid"), row["key"])) is not None:
+                reason = f"{DUPLICATE_PREFIX}{kept} (the same SOPInstanceUID {row['sop_uid']}, another encoding)"
+                quarantine.add(QuarantineRecord(row["key"], reason))
                 tally.duplicates += 1
                 continue
-            first_of[digest] = item.key
-            header = item.dicom
-            facts = FileFacts(
-                item.key,
-                item.key[len(raw) :],
-                header.patient_id if header else None,
-                header.series_uid if header else None,
-            )
-            try:
-                verdict = layout.assign(facts)
-            except Unlabelled as exc:
-                quarantine.add(QuarantineRecord(item.key, str(exc)))
-                continue
-            patient = facts.patient_id or verdict.patient_id or file_stem(facts.rel)
-            row = _row(settings.dataset, item, verdict.label, patient)
-            row["official_split"] = verdict.official_split
-            row.update(mask_columns.get(facts.rel, {}))
-            series.add(item.key, header)
             rows.add(row)
             tally.add_row(row)
-        while refused_masks:
-            quarantine.add(refused_masks.pop())
+    events_path.unlink()
     tally.volumes = annotate(rows.path, workdir / "index.parquet", series, SCHEMA)
     return rows, quarantine, tally
 

@@ -106,15 +106,15 @@ def check_header(head: bytes, size: int | None = None) -> NiftiHeader:
     header = parse_header(uncompressed_head(head))
     if header.pair:
         raise UnusableNifti(
-            "NIfTI header of an .hdr/.img pair: its voxels are in a separate .img file; convert the pair to "
-            "one .nii file"
+            "NIfTI header without its image: a .hdr whose voxels are in a separate .img file, which train does "
+            "not read; convert the pair to a single .nii or .nii.gz at the source"
         )
     if header.datatype not in REAL_TYPES:
         named = OTHER_TYPES.get(header.datatype, f"code {header.datatype}")
         raise UnusableNifti(f"NIfTI datatype {named} holds no real-valued intensity image")
     if header.intent in CIFTI_INTENTS:
         raise UnusableNifti(
-            f"CIFTI-2 data (NIfTI intent code {header.intent}): a matrix over brain surfaces, not an image grid"
+            f"CIFTI file (NIfTI intent {header.intent}): a connectivity or surface data matrix, not an image volume"
         )
     if any(d < 1 for d in header.dims):
         raise UnusableNifti(f"NIfTI grid {'x'.join(map(str, header.dims))} has an empty dimension")

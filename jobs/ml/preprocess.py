@@ -261,6 +261,32 @@ def _decode_nifti(data: bytes, frame: str) -> np.ndarray:
     return volume[volume.shape[0] // 2 if frame == "middle" else 0][np.newaxis]
 
 
+_IMPLIED_SYNTAX = {
+    (False, True): "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    (True, True): "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    (True, False): "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+}
+
+
+def implied_syntax(explicit: bool, little: bool) -> str | None:
+    """The transfer syntax a file without one in its meta was written in, as pydicom read its data set; only
+    native (not encapsulated) pixel data can be decoded that way. ``None`` for an impossible combination."""
+    return _IMPLIED_SYNTAX.get((explicit, little))
+
+
+def _infer_transfer_syntax(ds: Any) -> None:
+    """Give a data set whose file meta lacks (0002,0010) the syntax pydicom read it in, when its pixels are native:
+    pydicom reads such files (no preamble, no meta) but refuses to decode their pixels without one."""
+    if str(ds.file_meta.get("TransferSyntaxUID") or "").strip():
+        return
+    pixels = next((ds[k] for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
+    implicit, little = ds.original_encoding
+    if pixels is None or pixels.is_undefined_length or implicit is None or little is None:
+        return  # encapsulated pixels need their compression named; pydicom's own error says so
+    if (syntax := implied_syntax(not implicit, bool(little))) is not None:
+        ds.file_meta.TransferSyntaxUID = syntax
+
+
 def _pick_frame(arr: np.ndarray, frames: int, frame: str) -> np.ndarray:
     if frames > 1:
         return arr[frames // 2 if frame == "middle" else 0]
@@ -273,6 +299,7 @@ def _decode_dicom(data: bytes, frame: str, voi_lut: bool) -> np.ndarray:
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DataError("DICOM file has no pixel data")
+    _infer_transfer_syntax(ds)
     arr = ds.pixel_array
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     return dicom_values(ds, _pick_frame(arr, frames, frame), voi_lut)
@@ -306,38 +333,66 @@ def dicom_values(ds: Any, arr: np.ndarray, voi_lut: bool) -> np.ndarray:
 
 
 def decode_bitmap(data: bytes, fmt: str, frame: str, *, labels: bool = False) -> np.ndarray:
-    """A PNG, JPEG or TIFF as float32 ``(C, H, W)``; ``labels``: the stored values (palette indices kept)."""
-    from PIL import Image
+    """A PNG, JPEG or TIFF as float32 ``(C, H, W)``; ``labels``: the stored values (palette indices kept).
 
-    try:
-        img: Image.Image = Image.open(io.BytesIO(data))
-        n = getattr(img, "n_frames", 1)
-        if n > 1:
-            img.seek(n // 2 if frame == "middle" else 0)
-        if labels and img.mode in ("P", "PA", "L", "LA", "I", "I;16", "F", "1"):
-            arr = np.asarray(img)
-            return (arr if arr.ndim == 2 else arr[..., 0]).astype(np.float32)[np.newaxis]
-        if img.mode == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        if img.mode in ("LA", "PA"):
-            img = img.convert("L")
-        if img.mode in ("RGBA", "CMYK", "YCbCr"):
-            img = img.convert("RGB")
-        arr = np.asarray(img)
-    except Exception:
-        if fmt != "tiff":
-            raise
-        import tifffile  # 16-bit multi-sample or float TIFFs Pillow cannot open
-
-        arr = tifffile.imread(io.BytesIO(data))
-        if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4):
-            arr = arr[arr.shape[0] // 2 if frame == "middle" else 0]
+    TIFF samples are read by tifffile at their stored depth and layout: Pillow reduces 16-bit RGB to 8 bits and
+    cannot open planar or float images. Pillow takes the TIFFs tifffile leaves to it (palette, CMYK, codecs)."""
+    arr = _tiff_by_axes(data, frame) if fmt == "tiff" else None
+    if arr is None:
+        arr = _pillow(data, frame, labels=labels)
     arr = arr.astype(np.float32)
     if arr.ndim == 2:
         return arr[np.newaxis]
     if arr.ndim == 3:
         return np.moveaxis(arr[..., :3] if arr.shape[-1] >= 3 else arr[..., :1], -1, 0)
     raise DataError(f"{fmt} image has unsupported shape {arr.shape}")
+
+
+def _pillow(data: bytes, frame: str, *, labels: bool = False) -> np.ndarray:
+    from PIL import Image
+
+    img: Image.Image = Image.open(io.BytesIO(data))
+    n = getattr(img, "n_frames", 1)
+    if n > 1:
+        img.seek(n // 2 if frame == "middle" else 0)
+    if labels and img.mode in ("P", "PA", "L", "LA", "I", "I;16", "F", "1"):  # a label map: values as stored
+        arr = np.asarray(img)
+        return arr if arr.ndim == 2 else arr[..., 0]
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "PA"):
+        img = img.convert("L")
+    if img.mode in ("RGBA", "CMYK", "YCbCr"):
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+_TIFF_VALUES = (1, 2)
+"""Photometric interpretations whose samples are the image as stored: BlackIsZero grey and RGB."""
+
+
+def _tiff_by_axes(data: bytes, frame: str) -> np.ndarray | None:
+    """A grey or RGB TIFF's first series through tifffile as ``(H, W)`` or ``(H, W, S)``: samples last whether
+    stored contiguous (``YXS``) or planar (``SYX``), one frame picked from any other axis (pages, Z, time).
+    ``None`` when tifffile cannot read it or its values need a mapping (palette, WhiteIsZero, CMYK)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            series = tif.series[0]
+            if int(series.keyframe.photometric) not in _TIFF_VALUES:
+                return None
+            arr, axes = series.asarray(), series.axes
+    except Exception:  # a compression it has no codec for, a file it does not understand: Pillow may
+        return None
+    if "S" in axes:
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+        axes = axes.replace("S", "") + "S"
+    frame_axes = len(axes) - (3 if axes.endswith("S") else 2)
+    if frame_axes > 0:  # pages, slices or time points: flatten them and take one, as for DICOM frames
+        arr = arr.reshape(-1, *arr.shape[frame_axes:])
+        arr = arr[arr.shape[0] // 2 if frame == "middle" else 0]
+    return arr
 
 
 def scale_intensity(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 100.0)) -> np.ndarray:

@@ -122,7 +122,8 @@ def build_metadata(  # noqa: PLR0913 - keyword-only: every part of the metadata,
         "description": description
         or f"{config['model']} trained by IRMSIA Pipeline run {run.run_id} on dataset {lineage.dataset or 'unknown'}",
         "authors": "IRMSIA Pipeline",
-        "copyright": f"dataset licence: {lineage.license or 'unknown'}",
+        "copyright": f"dataset licence: {lineage.license or 'unknown'}"
+        + "".join(f"; {d['attribution'].splitlines()[0]}" for d in lineage.datasets if d.get("attribution")),
         "data_source": lineage.source or "unknown",
         "data_type": str(config.get("modality") or "image"),
         "image_classes": f"{config['in_channels']} channel image, intensity scaled to [0, 1]",

@@ -22,6 +22,39 @@ _OUTPUTS = {
 }
 
 
+def _sources(datasets: list[dict[str, Any]]) -> list[str]:
+    """One subsection per collected dataset: release, licence and its attribution text, de-identification."""
+    lines: list[str] = []
+    for d in datasets:
+        release = ", ".join(f"{k} `{v}`" for k, v in (d.get("release") or {}).items()) or "not recorded"
+        lines += [f"### Source: `{d.get('dataset')}` ({d.get('source') or 'unknown'})", "",
+                  f"- release: {release}", f"- licence: {d.get('license') or 'unknown'}",
+                  f"- collect manifest: `{d.get('manifest_sha256')}`"]  # fmt: skip
+        deid = d.get("deidentification")
+        if deid:
+            options = ", ".join(f"{k} {v}" for k, v in (deid.get("options") or {}).items())
+            scan = deid.get("phi_scan") or {}
+            scanned = f"{scan.get('headers', 0)} headers, {scan.get('findings', 0)} findings"
+            lines.append(
+                f"- de-identified at collect: {deid.get('profile')} ({deid.get('standard')}); options: {options}; "
+                f"PHI scan: {scanned}"
+            )
+        else:
+            lines.append("- de-identification: none at collect (the source's own, if any)")
+        if text := d.get("attribution"):
+            lines += ["", "Attribution, as the dataset's licence asks:", "", *(f"> {ln}" for ln in text.splitlines())]
+        lines.append("")
+    return lines
+
+
+def _chain(manifests: list[dict[str, Any]]) -> list[str]:
+    """Every manifest between the run and the collected files, with its SHA-256."""
+    if not manifests:
+        return []
+    rows = [f"| {m.get('stage')} | `{m.get('prefix')}` | `{m.get('content_sha256')}` |" for m in manifests]
+    return ["### Manifests", "", "| stage | prefix | SHA-256 |", "| --- | --- | --- |", *rows, ""]
+
+
 def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
     """Markdown for ``docs/README.md``."""
     ours = meta["irmsia"]
@@ -51,14 +84,15 @@ def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
         f"- dataset: `{lineage.get('dataset') or 'unknown'}` from {lineage.get('source') or 'an unknown source'}",
         f"- licence: {lineage.get('license') or 'unknown'}",
     ]
-    if patients := lineage.get("patients_per_split"):
-        lines.append("- patients per split: " + ", ".join(f"{k} {v}" for k, v in patients.items()))
-    if rows := lineage.get("rows_per_split"):
-        lines.append("- images per split: " + ", ".join(f"{k} {v}" for k, v in rows.items()))
+    for what, label in (("patients", "patients"), ("studies", "studies"), ("series", "series"), ("rows", "images")):
+        if counts := lineage.get(f"{what}_per_split"):
+            lines.append(f"- {label} per split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     lines += [
         f"- split manifest: `{lineage.get('split_manifest_sha256')}`",
         f"- index manifest: `{lineage.get('index_manifest_sha256')}`",
         "",
+        *_sources(lineage.get("datasets") or []),
+        *_chain(lineage.get("manifests") or []),
         "## Metrics",
         "",
         f"Chosen metric for promotion: `{ours['metric']['name']}` = {_fmt(ours['metric']['value'])}.",

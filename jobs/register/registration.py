@@ -85,7 +85,7 @@ def _write_bundle(
         store,
         "register",
         version_prefix(settings.model_name, version),
-        {"model_name": settings.model_name, "version": version, "run_id": run.run_id, "metric": settings.metric},
+        {**settings.result_params(), "version": version},
         {run.prefix: run.manifest.content_sha256},
     )
     writer.begin()

@@ -22,10 +22,17 @@ class RegisterSettings(StageSettings):
     about = "Register a trained run as a new model version."
 
     run_id: str = option(
-        flag="--run", check=check_name, parameter="run_id", help="run id of a finished training run (runs/<run-id>/)"
+        flag="--run",
+        result=True,
+        check=check_name,
+        parameter="run_id",
+        help="run id of a finished training run (runs/<run-id>/)",
     )
     model_name: str = option(
-        check=check_dns_label, parameter="model_name", help="registry name, a DNS-1123 label (registry/<model-name>/)"
+        result=True,
+        check=check_dns_label,
+        parameter="model_name",
+        help="registry name, a DNS-1123 label (registry/<model-name>/)",
     )
     promote: str = option(
         "auto",
@@ -35,6 +42,7 @@ class RegisterSettings(StageSettings):
     )
     metric: str = option(
         "auto",
+        result=True,
         parameter="metric",
         help="the metrics.json key that decides promotion; auto: the task's (val_auc, or val_dice for segmentation)",
     )

@@ -20,7 +20,7 @@ class RegisterStage(Stage[RegisterSettings]):
     settings_type = RegisterSettings
 
     def execute(self, settings: RegisterSettings) -> StageResult:
-        return StageResult(*register(open_store(settings.common.store), settings))
+        return StageResult(*register(open_store(settings.common.store, s3=settings.common.s3), settings))
 
 
 STAGE = RegisterStage()

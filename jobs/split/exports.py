@@ -1,4 +1,5 @@
-"""The split's files, rendered to bytes deterministically: CSV per split, a MONAI datalist, TXT key lists.
+"""The split's files, rendered to bytes deterministically: CSV per split, a MONAI datalist, TXT key lists and the
+rows left out as duplicates.
 
 Same rows in, same bytes out: rows sorted by key, fixed column order, ``\\n`` line ends, no timestamps.
 """
@@ -39,8 +40,17 @@ def txt_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     return "".join(f"{row['key']}\n" for row in rows).encode()
 
 
+def duplicates_bytes(duplicates: Sequence[Any]) -> bytes:
+    """``duplicates.csv``: the rows left out because another row holds the same image, and which one, by what."""
+    rows = [{"key": d.key, "duplicate_of": d.duplicate_of, "by": d.by} for d in duplicates]
+    return csv_bytes(("key", "duplicate_of", "by"), rows)
+
+
 def _item(row: Mapping[str, Any], label: Any) -> dict[str, Any]:
-    item = {"image": row["key"], "label": label, "label_name": row["label"], "patient_id": row["patient_id"]}
+    item = {"image": row["key"], "label": label, "label_name": row["label"], "patient_id": row["patient_id"],
+            "sha256": row.get("sha256")}  # fmt: skip
+    if row.get("mask_key") and row.get("mask_sha256"):  # segmentation: the mask's bytes are verified too
+        item["label_sha256"] = row["mask_sha256"]
     if row.get("volume") is not None:  # the rows of one volume (a DICOM series' slices) share it
         item["volume"] = row["volume"]
         if row.get("slice_index") is not None:
@@ -55,8 +65,9 @@ def datalist_bytes(
     task: str = "classification",
 ) -> bytes:
     """MONAI-style datalist: ``labels``, ``task`` and one section per split of ``{image, label, label_name,
-    patient_id}`` (plus ``volume`` and ``slice`` for rows of a volume). ``label`` is the class index by default,
-    or what ``label_of`` says (a finding vector, a mask key)."""
+    patient_id, sha256}`` (plus ``volume`` and ``slice`` for rows of a volume, ``label_sha256`` for a mask). The
+    index's SHA-256 of each image (and mask) lets train verify the raw bytes it reads. ``label`` is the class index
+    by default, or what ``label_of`` says (a finding vector, a mask key)."""
     if label_of is None:
         label_index = {name: i for i, name in enumerate(classes)}
         label_of = lambda row: label_index[row["label"]]  # noqa: E731

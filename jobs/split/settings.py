@@ -98,9 +98,9 @@ class SplitSettings(StageSettings):
         """The indexed datasets this split reads."""
         return self.merge or (self.dataset,)
 
-    def params(self) -> dict[str, Any]:
-        """The parameters that change the result: the options, with ``--merge`` as the datasets read."""
-        return {**self.result_params(), "datasets": list(self.datasets)}
+    def result_params(self) -> dict[str, Any]:
+        """The options that change the result, with ``--merge`` as the datasets read."""
+        return {**super().result_params(), "datasets": list(self.datasets)}
 
     def log_fields(self) -> dict[str, str | None]:
         return {"dataset": self.dataset, "run_id": None}

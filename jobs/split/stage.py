@@ -15,7 +15,8 @@ from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
 from jobs.split import tasks
 from jobs.split.assign import SPLIT_NAMES, Assignment
-from jobs.split.exports import csv_bytes, datalist_bytes, txt_bytes
+from jobs.split.exports import csv_bytes, datalist_bytes, duplicates_bytes, txt_bytes
+from jobs.split.groups import GROUP, check_images_disjoint, group_rows
 from jobs.split.indexes import OFFICIAL_COLUMN, IndexRows, index_manifests, load_index_rows
 from jobs.split.settings import SplitSettings
 from jobs.split.stats import check_patients_disjoint, split_stats
@@ -53,7 +54,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
     def plan(self, settings: SplitSettings, store: Store) -> SplitPlan:
         flag = "--merge" if settings.merge else "--dataset"
         manifests = index_manifests(store, settings.datasets, flag)
-        return SplitPlan(prefix=splits_prefix(settings.dataset), params=settings.params(), inputs=manifests)
+        return SplitPlan(prefix=splits_prefix(settings.dataset), params=settings.result_params(), inputs=manifests)
 
     def produce(self, settings: SplitSettings, job: StageJob[SplitPlan]) -> dict[str, Any]:
         manifests = job.plan.inputs
@@ -61,8 +62,12 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         index = load_index_rows(job.store, manifests, namespace_patients=bool(settings.merge))
         if not index.rows:
             raise DataError(f"{where}: the index has no rows, nothing to split; check the index's quarantine.csv")
-        labelled = [dict(row) for row in tasks.usable(settings.task, index.rows, index.columns, where)]
-        skipped = len(index.rows) - len(labelled)
+        grouped = group_rows(index.rows)  # one row per image; rows sharing an image share a group
+        if grouped.duplicates:
+            log.warning("left out %d rows whose image another row holds (same SOPInstanceUID or content): see "
+                        "%sduplicates.csv", len(grouped.duplicates), job.writer.prefix)  # fmt: skip
+        labelled = [dict(row) for row in tasks.usable(settings.task, grouped.rows, index.columns, where)]
+        skipped = len(grouped.rows) - len(labelled)
         need = "a segmentation mask" if settings.task == "segmentation" else "a label"
         if not labelled:
             raise DataError(
@@ -96,6 +101,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             min_per_class=settings.min_per_class,
             rare_classes=list(assignment.rare_strata),
             skipped_unlabeled=skipped,
+            duplicates=len(grouped.duplicates),
         )
         columns = (*index.columns, "split")
         for split, rows in rows_by_split.items():
@@ -103,6 +109,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             job.writer.put_bytes(f"{split}.txt", txt_bytes(rows))
         label_of = tasks.label_of(settings.task, classes, settings.none_label)
         job.writer.put_bytes("datalist.json", datalist_bytes(classes, rows_by_split, label_of, settings.task))
+        job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))
         record_split(stats)
         return {
@@ -111,6 +118,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             "rows": {split: len(rows) for split, rows in rows_by_split.items()},
             "patients": {split: stats["splits"][split]["patients"] for split in SPLIT_NAMES},
             "skipped_unlabeled": skipped,
+            "duplicates": len(grouped.duplicates),
         }
 
     def describe(self, manifest: Manifest) -> str:
@@ -122,12 +130,13 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
 
 
 def _rows_by_split(labelled: list[dict[str, Any]], assignment: Assignment) -> dict[str, list[dict[str, Any]]]:
-    """The labelled rows (sorted by key) per split, each with its ``split`` column; patients never shared."""
+    """The labelled rows (sorted by key) per split, each with its ``split`` column; groups and images never shared."""
     rows_by_split: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLIT_NAMES}
     for row in labelled:
-        split = SPLIT_NAMES[assignment.split_of[row["patient_id"]]]
+        split = SPLIT_NAMES[assignment.split_of[row[GROUP]]]
         rows_by_split[split].append({**row, "split": split})
     check_patients_disjoint(rows_by_split)
+    check_images_disjoint(rows_by_split)
     return rows_by_split
 
 

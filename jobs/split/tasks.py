@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.core.errors import DataError
 from jobs.split.assign import Assignment, assign_official, assign_stratified, official_by_patient, patient_groups
+from jobs.split.groups import GROUP
 from jobs.split.multilabel import assign_multilabel, findings, patient_findings
 
 TASKS = ("classification", "multilabel", "segmentation")
@@ -104,10 +105,10 @@ def units(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
             if volume in seen:
                 continue
             seen.add(volume)
-        found.append((row["patient_id"], row["label"]))
+        found.append((row.get(GROUP, row["patient_id"]), row["label"]))
     return found
 
 
 def official_splits(rows: Sequence[Mapping[str, Any]], column: str, where: str) -> dict[str, str]:
     """Patient -> official split from the index's ``official_split`` column (``DataError`` on a bad one)."""
-    return official_by_patient(((row["patient_id"], row[column]) for row in rows), where)
+    return official_by_patient(((row.get(GROUP, row["patient_id"]), row[column]) for row in rows), where)

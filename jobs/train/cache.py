@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.core.errors import DataError, IrmsiaError
+from jobs.core.errors import ChecksumMismatch, DataError, IrmsiaError
 from jobs.core.hashing import sha256_bytes, sha256_json
 from jobs.core.store import Store, open_store
 from jobs.ml.preprocess import Preprocessing, to_channels
@@ -69,20 +69,31 @@ class Decoded:
 _WORKER_STORE: dict[str, Store] = {}
 
 
-def _read(store_uri: str, key: str, objects_dir: str | None) -> bytes:
+def _read(store_uri: str, key: str, objects_dir: str | None, sha256: str | None) -> bytes:
+    """The raw bytes of ``key``, which must hash to ``sha256`` (the index's record, through the datalist): a byte
+    changed after indexing is ``ChecksumMismatch`` (exit 3), never an image trained on or skipped as unreadable."""
     store = _WORKER_STORE.get(store_uri)
     if store is None:
         store = _WORKER_STORE[store_uri] = open_store(store_uri)
     if objects_dir is None:  # the file store: the object is already a local file
-        return store.get_bytes(key)
-    local = Path(objects_dir) / key
-    if not local.exists():
-        store.get_file(key, local)
-    return local.read_bytes()
+        data = store.get_bytes(key, verify=False)
+    else:
+        local = Path(objects_dir) / key
+        if not local.exists():
+            store.get_file(key, local, verify=False)
+        data = local.read_bytes()
+    if sha256 is not None and (actual := sha256_bytes(data)) != sha256:
+        raise ChecksumMismatch(
+            f"{key}: SHA-256 is {actual}, the index recorded {sha256}; the file changed after it was indexed: "
+            "recollect it (irmsia-collect --force) and rerun irmsia-index and irmsia-split"
+        )
+    return data
 
 
-def _decode(store_uri: str, item: Item, objects_dir: str | None, prep: Preprocessing) -> Decoded:
-    files = [_read(store_uri, key, objects_dir) for key in item.keys]
+def _decode(
+    store_uri: str, item: Item, objects_dir: str | None, prep: Preprocessing, checksums: dict[str, str]
+) -> Decoded:
+    files = [_read(store_uri, key, objects_dir, checksums.get(key)) for key in item.keys]
     spacing: tuple[float, ...] | None = None
     if prep.dims == 3:
         image, spacing = prep.volume(files, item.name)
@@ -92,7 +103,7 @@ def _decode(store_uri: str, item: Item, objects_dir: str | None, prep: Preproces
     if item.masks:
         if len(item.masks) != len(item.keys):
             raise DataError(f"{item.name}: {len(item.masks)} mask file(s) for {len(item.keys)} image file(s)")
-        masks = [_read(store_uri, key, objects_dir) for key in item.masks]
+        masks = [_read(store_uri, key, objects_dir, checksums.get(key)) for key in item.masks]
         mask = prep.label_map(masks, item.masks[0] if len(masks) == 1 else f"the masks of {item.name}")
         values = np.unique(mask)
         if len(values) > MAX_LABEL_VALUES or values.min() < 0:
@@ -103,16 +114,25 @@ def _decode(store_uri: str, item: Item, objects_dir: str | None, prep: Preproces
     return Decoded(image.astype(np.float16), mask, spacing)
 
 
-def _decode_one(task: tuple[str, str | Item, str | None, dict[str, Any]]) -> tuple[Decoded | None, str]:
-    """Worker: one item (or one key) to its decoded input, or ``(None, reason)`` if unreadable."""
-    store_uri, item, objects_dir, prep = task
+_Task = tuple[str, str | Item, str | None, dict[str, Any], dict[str, str] | str]
+"""A worker's job: store URI, item (or key), local objects folder, preprocessing, the SHA-256 of each of its files
+(of the key's file, for a key)."""
+
+
+def _decode_one(task: _Task) -> tuple[Decoded | None, str]:
+    """Worker: one item (or one key) to its decoded input, or ``(None, reason)`` if unreadable; bytes that differ
+    from the index's record raise (they are corrupt data, not an unreadable image)."""
+    store_uri, item, objects_dir, prep, checksums = task
     if isinstance(item, str):
         item = Item(item, (item,))
+    if isinstance(checksums, str):
+        checksums = {item.name: checksums}
     try:
         with quiet_decoders():
-            return _decode(store_uri, item, objects_dir, Preprocessing.from_dict(prep)), ""
+            return _decode(store_uri, item, objects_dir, Preprocessing.from_dict(prep), checksums), ""
     except IrmsiaError as exc:
-        if exc.exit_code != 3:  # transient storage failures must not be mistaken for bad images
+        # transient storage failures and changed bytes must not be mistaken for bad images
+        if exc.exit_code != 3 or isinstance(exc, ChecksumMismatch):
             raise
         return None, str(exc)
     except (KeyboardInterrupt, SystemExit):
@@ -121,7 +141,7 @@ def _decode_one(task: tuple[str, str | Item, str | None, dict[str, Any]]) -> tup
         return None, f"{item.name}: {type(exc).__name__}: {exc}"
 
 
-def _decode_all(tasks: list[tuple[str, Item, str | None, dict[str, Any]]], workers: int) -> Iterator[tuple[Any, str]]:
+def _decode_all(tasks: list[_Task], workers: int) -> Iterator[tuple[Any, str]]:
     """Decoded items in input order, as they come (never all at once); a pool only when it pays off: 64 images,
     or 8 volumes (each far more work than an image)."""
     volumes = bool(tasks) and tasks[0][3].get("dims") == 3
@@ -281,7 +301,12 @@ def _build_cache(
         folder = sha256_bytes(f"{store.uri}|{split.manifest.content_sha256}".encode())[:24]
         objects_dir = str(Path(entry).parent.parent / "objects" / folder)
     prep_dict = prep.to_dict()
-    tasks = [(store.uri, item, objects_dir, prep_dict) for name in SPLITS for item in split.items[name]]
+    tasks: list[_Task] = [
+        (store.uri, item, objects_dir, prep_dict, {k: split.checksums[k] for k in (*item.keys, *item.masks)
+                                                   if k in split.checksums})
+        for name in SPLITS
+        for item in split.items[name]
+    ]  # fmt: skip
     total = len(tasks)
     log.info("decoding %d items with %d process(es) into %s", total, max(1, workers), entry)
     entry.mkdir(parents=True, exist_ok=True)

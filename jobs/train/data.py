@@ -13,7 +13,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,12 +44,14 @@ class Item:
 
 @dataclass(frozen=True)
 class Split:
-    """The sealed split: its manifest, task, class names (index order) and the items per split."""
+    """The sealed split: its manifest, task, class names (index order), the items per split, and the SHA-256 the
+    index recorded for every image and listed mask (what the raw bytes train reads must hash to)."""
 
     manifest: Manifest
     classes: tuple[str, ...]
     items: dict[str, list[Item]]
     task: str = "classification"
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 def _parse_label(task: str, row: dict[str, Any], classes: list[str], where: str) -> Any:
@@ -118,6 +120,7 @@ def read_split(store: Store, dataset: str, task: str = "classification", dims: i
         )
     group = dims == 3 or slices != "each"
     items: dict[str, list[Item]] = {}
+    checksums: dict[str, str] = {}
     for split, section in _DATALIST_SECTIONS.items():
         rows = []
         for n, row in enumerate(datalist.get(section, [])):
@@ -126,11 +129,24 @@ def read_split(store: Store, dataset: str, task: str = "classification", dims: i
                 parsed["parsed"] = _parse_label(task, row, classes, f"{where}: {section}[{n}]")
             except (KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"{where}: {section}[{n}] needs 'image' and a {task} 'label'") from exc
+            sha = row.get("sha256")
+            if not _is_sha256(sha):
+                raise DataError(
+                    f"{where}: {section}[{n}] ({parsed['image']}) has no sha256, so its bytes cannot be verified; the "
+                    "split was made by an older version: rerun irmsia-split --force"
+                )
+            checksums[parsed["image"]] = sha
+            if task == "segmentation" and _is_sha256(row.get("label_sha256")):
+                checksums[parsed["parsed"]] = row["label_sha256"]
             rows.append(parsed)
         items[split] = _items(task, rows, group, dims == 3, where)
         if dims == 3 and (left := len([r for r in rows if not r.get("volume")])):
             log.warning("--dims 3: %d %s images are not part of a volume and are left out", left, split)
-    return Split(manifest=manifest, classes=tuple(classes), items=items, task=task)
+    return Split(manifest=manifest, classes=tuple(classes), items=items, task=task, checksums=checksums)
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64
 
 
 def check_split(split: Split, where: str) -> None:

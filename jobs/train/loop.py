@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from jobs.core.logs import progress
+from jobs.core.progress import progress
 from jobs.ml.networks import build_network
 from jobs.train.augment import Augmentation, random_crop
 from jobs.train.cache import ImageSet
@@ -257,7 +257,7 @@ class Trainer:
         wait = 0.0
         started = time.perf_counter()
         mark = started
-        batches = progress(self.train_loader, len(self.train_loader), f"epoch {epoch}", log)
+        batches = progress(self.train_loader, len(self.train_loader), f"epoch {epoch}/{s.epochs}", unit="batches")
         segmentation = self.task.name == "segmentation"
         for x_cpu, y_cpu in batches:
             wait += time.perf_counter() - mark

@@ -210,7 +210,8 @@ class TrainSettings(StageSettings):
     cache_dir: str = option(
         default_factory=_default_cache_dir,
         env="IRMSIA_CACHE_DIR",
-        help="local folder for downloaded objects and decoded tensors",
+        help="local folder for downloaded objects and decoded tensors (default: irmsia-train-cache in the system's "
+        "temporary folder)",
     )
     resume: str = option(
         "off",
@@ -257,7 +258,7 @@ class TrainSettings(StageSettings):
             if flags.get("config")
             else None
         )
-        common = CommonSettings.build(CommonSettings.values_from(flags, env))
+        common = CommonSettings.from_flags(flags, env)
         return cls.build(cls.values_from(flags, env, config), common=common)
 
 

@@ -10,22 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.argo.environment import FIXED_ENV, KAGGLE_SECRET_KEYS, MIRROR_ENV, S3_SECRET_KEYS, SOURCE_STAGES
+from pipeline.argo.environment import DEID_SECRET_KEYS, FIXED_ENV, KAGGLE_SECRET_KEYS, MIRROR_ENV, S3_SECRET_KEYS
 from pipeline.argo.install import ARGO_VERSION, executor_pod_spec_patch
 from pipeline.argo.labels import POD_LABELS, object_labels
 from pipeline.argo.metrics import template_metrics
 from pipeline.argo.retry import TRANSIENT_ONLY
 from pipeline.argo.security import container_security_context
-from pipeline.argo.stage_template import RESULT_DEFAULT, RESULT_OUTPUT, workflow_argument
-from pipeline.argo.volumes import (
-    DATA_STAGES,
-    DATA_VOLUME,
-    MOUNTS,
-    RESULT_FILE,
-    TRAIN_CACHE_DIR,
-    TRAIN_CACHE_STAGES,
-    TRAIN_CACHE_VOLUME,
-)
+from pipeline.argo.stage_template import RESULT_DEFAULT, RESULT_OUTPUT, handed_on_value, workflow_argument
+from pipeline.argo.volumes import DATA_VOLUME, MOUNTS, RESULT_FILE, TRAIN_CACHE_DIR, TRAIN_CACHE_VOLUME
 from pipeline.argo.workflow_template import ENTRYPOINT, TARGET_PARAMETER, VOLUME_CLAIM_GC, workflow_parameters
 from pipeline.dag import PIPELINE, Pipeline
 
@@ -44,7 +36,10 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
             {
                 "name": s.name,
                 "entrypoint": s.entrypoint,
-                "args": [workflow_argument(a) for a in s.args],
+                "image": s.image,
+                "cpuImage": s.cpu_image,
+                "args": [workflow_argument(a, pipeline.handed_on(s)) for a in s.args],
+                "inputs": [{"name": p, "value": handed_on_value(u, p)} for p, u in pipeline.handed_on(s).items()],
                 "depends": " && ".join(s.depends),
                 "gpu": s.gpu,
                 "metrics": template_metrics(s, RESULT_OUTPUT).model_dump(by_alias=True, exclude_none=True),
@@ -54,6 +49,7 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
         "fixedEnv": [{"name": k, "value": v} for k, v in FIXED_ENV.items()],
         "s3SecretKeys": list(S3_SECRET_KEYS),
         "kaggleSecretKeys": list(KAGGLE_SECRET_KEYS),
+        "deidSecretKeys": list(DEID_SECRET_KEYS),
         "mounts": [{"name": k, "mountPath": v} for k, v in MOUNTS.items()],
         "resultOutput": RESULT_OUTPUT,
         "resultFile": RESULT_FILE,
@@ -61,9 +57,13 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
         "podSpecPatch": executor_pod_spec_patch(),
         "argoVersion": ARGO_VERSION,
         "mirrorEnv": MIRROR_ENV,
-        "sourceStages": list(SOURCE_STAGES),
-        "dataVolume": {"name": DATA_VOLUME, "stages": list(DATA_STAGES)},
-        "trainCache": {"name": TRAIN_CACHE_VOLUME, "mountPath": TRAIN_CACHE_DIR, "stages": list(TRAIN_CACHE_STAGES)},
+        "sourceStages": [s.name for s in pipeline.stages if s.downloads],
+        "dataVolume": {"name": DATA_VOLUME, "stages": [s.name for s in pipeline.stages if s.reads_input_data]},
+        "trainCache": {
+            "name": TRAIN_CACHE_VOLUME,
+            "mountPath": TRAIN_CACHE_DIR,
+            "stages": [s.name for s in pipeline.stages if s.keeps_cache],
+        },
         "volumeClaimGC": VOLUME_CLAIM_GC,
         "retryExpression": TRANSIENT_ONLY,
         "containerSecurityContext": container_security_context().model_dump(by_alias=True, exclude_none=True),

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from jobs.core.paths import DNS_LABEL
 from pipeline import config as config_module
 from pipeline.config import DeploymentConfig, _camel, load_config, to_mapping
 from pipeline.dag import PIPELINE
@@ -30,7 +31,7 @@ SCHEMA = "helm/irmsia/values.schema.json"
 SOURCE_CONFIG = "irmsia.yaml"
 
 _QUANTITY = config_module._QUANTITY.pattern
-_DNS_LABEL = config_module._DNS_LABEL.pattern
+_DNS_LABEL = DNS_LABEL.pattern
 _DURATION = config_module._DURATION.pattern
 _URL_OR_EMPTY = r"^$|^https?://\S+$"
 _STAGES = [s.name for s in PIPELINE.stages]
@@ -48,6 +49,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "StoreConfig.credentials_secret": {"pattern": _DNS_LABEL, "maxLength": 63},
     "KaggleConfig.credentials_secret": {"pattern": _DNS_LABEL, "maxLength": 63},
     "KaggleConfig.stages": {"items": {"enum": _STAGES}},
+    "DeidentificationConfig.key_secret": {"pattern": _DNS_LABEL, "maxLength": 63},
     "Toleration.operator": {"enum": ["Exists", "Equal"]},
     "Toleration.effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
     "GpuPool.gpus": {"minimum": 1},
@@ -147,7 +149,7 @@ def _schema_of(kind: Any, where: str) -> dict[str, Any]:
     if origin in (typing.Union, types.UnionType):
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
         origin = typing.get_origin(kind)
-    if is_dataclass(kind):
+    if isinstance(kind, type) and is_dataclass(kind):
         return _dataclass_schema(kind)
     if origin is dict:
         _, item = typing.get_args(kind)
@@ -262,10 +264,10 @@ def values_text(config_path: str = SOURCE_CONFIG) -> str:
             continue
         f = next(f for f in fields(DeploymentConfig) if _camel(f.name) == key)
         hint = typing.get_type_hints(DeploymentConfig)[f.name]
-        doc = docs.get(f"DeploymentConfig.{f.name}")
+        doc = docs.get(f"DeploymentConfig.{f.name}") or ""
         if key == "serviceAccount":
             doc = (
                 "Service account of the stage pods (never `default`); empty: <fullname>-pipeline, created by the chart."
             )
-        _emit(lines, key, value, doc, 0, hint if is_dataclass(hint) else None)
+        _emit(lines, key, value, doc, 0, hint if isinstance(hint, type) and is_dataclass(hint) else None)
     return "\n".join(lines) + "\n"

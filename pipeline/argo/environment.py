@@ -14,10 +14,11 @@ from pipeline.dag import StageSpec
 
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 KAGGLE_SECRET_KEYS = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+DEID_SECRET_KEYS = ("IRMSIA_DEID_SECRET",)
+"""The key of ``--deidentify``'s pseudonyms: from a Secret only, never a workflow parameter."""
 MIRROR_ENV = {"kaggle": "IRMSIA_KAGGLE_ENDPOINT", "nih": "IRMSIA_NIH_URL", "tcia": "IRMSIA_TCIA_URL"}
-"""``mirrors.<key>`` of the configuration -> the variable collect reads it from (sorted: the chart sorts too)."""
-SOURCE_STAGES = ("collect",)
-"""Stages that download from the dataset sources (they get the mirror URLs)."""
+"""``mirrors.<key>`` of the configuration -> the variable collect reads it from (sorted: the chart sorts too); a
+test checks that a source option reads each of these variables."""
 
 
 def _secret(name: str, secret: str, *, optional: bool = False) -> EnvVar:
@@ -46,10 +47,11 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     plain = {"IRMSIA_STORE": config.store.uri, "AWS_REGION": config.store.region}
     if config.store.endpoint:
         plain["AWS_ENDPOINT_URL"] = config.store.endpoint
-    plain["IRMSIA_IMAGE"] = config.images.build(stage.entrypoint)  # register records it in the model's metadata
+    # register records it in the model's metadata
+    plain["IRMSIA_IMAGE"] = config.images.for_stage(stage, gpu=config.gpu_pool.enabled)
     if config.metrics.pushgateway:
         plain["IRMSIA_PUSHGATEWAY"] = config.metrics.pushgateway
-    if stage.name in SOURCE_STAGES:
+    if stage.downloads:
         plain.update(
             {var: getattr(config.mirrors, key) for key, var in MIRROR_ENV.items() if getattr(config.mirrors, key)}
         )
@@ -60,4 +62,6 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     env += [_secret(k, config.store.credentials_secret) for k in S3_SECRET_KEYS]
     if stage.name in config.kaggle.stages:
         env += [_secret(k, config.kaggle.credentials_secret, optional=True) for k in KAGGLE_SECRET_KEYS]
+    if stage.downloads:  # the stages that store collected files, which --deidentify screens
+        env += [_secret(k, config.deidentification.key_secret, optional=True) for k in DEID_SECRET_KEYS]
     return env

@@ -1,7 +1,7 @@
 """Argo custom metrics on each stage template, exported by the workflow controller (``argo_workflows_`` prefix).
 
 Every stage template emits, when it completes: a counter of results by status, and a gauge of its duration; the
-train template also emits its final validation metrics, read from its ``result`` output parameter (the stage's
+XX
 result JSON). They complement the metrics the stages push themselves (``jobs.core.metrics``): these exist even
 when a pod never started or was killed, because the controller, not the pod, emits them.
 """
@@ -17,8 +17,6 @@ from pipeline.dag import StageSpec
 
 ARGO_PREFIX = "argo_workflows_"
 """What the workflow controller puts before a custom metric's name."""
-TRAIN_VALIDATION_METRICS = ("val_accuracy", "val_auc")
-"""Final validation metrics of the train stage's summary exported by the controller."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,20 +72,19 @@ def stage_metrics(stage: StageSpec, result_output: str = "result") -> list[ArgoM
             labels=(("stage", stage.name), ("status", "{{status}}")),
         ),
     ]
-    if stage.name == "train":
-        metrics += [
-            ArgoMetric(
-                name="irmsia_train_final_validation_metric",
-                help="Final validation metric of the last successful IRMSIA training run",
-                kind="gauge",
-                # Argo substitutes the value before it evaluates `when`, also for a failed run: read it so that a
-                # result without the metric ("{}", the output's default) gives 0 instead of a MetricsError.
-                value=f"{{{{=fromJSON(outputs.parameters.{result_output})?.summary?.{metric} ?? 0}}}}",
-                labels=(("metric", metric),),
-                when="{{status}} == Succeeded",
-            )
-            for metric in TRAIN_VALIDATION_METRICS
-        ]
+    metrics += [
+        ArgoMetric(
+            name=f"irmsia_{stage.name}_final_validation_metric",
+            help=f"Final validation metric of the last successful IRMSIA {stage.name} run",
+            kind="gauge",
+            # Argo substitutes the value before it evaluates `when`, also for a failed run: read it so that a
+            # result without the metric ("{}", the output's default) gives 0 instead of a MetricsError.
+            value=f"{{{{=fromJSON(outputs.parameters.{result_output})?.summary?.{metric} ?? 0}}}}",
+            labels=(("metric", metric),),
+            when="{{status}} == Succeeded",
+        )
+        for metric in stage.exported_metrics
+    ]
     return metrics
 
 

@@ -19,7 +19,7 @@ def render_objects(config: DeploymentConfig, pipeline: Pipeline = PIPELINE) -> d
     """File name -> object: the WorkflowTemplate and one CronWorkflow per schedule."""
     objects = {"workflow-template.yaml": build_workflow_template(config, pipeline).to_dict()}
     for cron in build_cron_workflows(config, pipeline):
-        objects[f"cron-{cron.name.removeprefix('irmsia-')}.yaml"] = cron.to_dict()
+        objects[f"cron-{(cron.name or '').removeprefix('irmsia-')}.yaml"] = cron.to_dict()
     return objects
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hera.workflows.models import ResourceRequirements
+from hera.workflows.models import Quantity, ResourceRequirements
 
 from pipeline.config import DeploymentConfig
 from pipeline.dag import StageSpec
@@ -11,7 +11,7 @@ from pipeline.dag import StageSpec
 def stage_resources(stage: StageSpec, config: DeploymentConfig) -> ResourceRequirements:
     """Requests and limits from the configuration; a GPU stage gets the pool's GPUs when the pool is enabled."""
     resources = config.stage_resources(stage.name)
-    limits = dict(resources.limits)
+    limits = {k: Quantity(v) for k, v in resources.limits.items()}
     if stage.gpu and config.gpu_pool.enabled:
-        limits[config.gpu_pool.resource_name] = str(config.gpu_pool.gpus)
-    return ResourceRequirements(requests=dict(resources.requests), limits=limits)
+        limits[config.gpu_pool.resource_name] = Quantity(str(config.gpu_pool.gpus))
+    return ResourceRequirements(requests={k: Quantity(v) for k, v in resources.requests.items()}, limits=limits)

@@ -8,7 +8,7 @@ a preempted training run from its last checkpoint; a stage's exit 2 or 3 (``Fail
 from __future__ import annotations
 
 from hera.workflows import RetryStrategy
-from hera.workflows.models import Backoff
+from hera.workflows.models import Backoff, IntOrString
 from hera.workflows.models import RetryStrategy as RetryStrategyModel
 
 from jobs.core.errors import ExitCode
@@ -27,7 +27,7 @@ def transient_retry(config: RetryConfig) -> RetryStrategyModel:
         expression=TRANSIENT_ONLY,
         backoff=Backoff(
             duration=config.backoff.duration,
-            factor=config.backoff.factor,
+            factor=IntOrString(config.backoff.factor),
             max_duration=config.backoff.max_duration,
         ),
     ).build()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
+
 from hera.workflows import Container
-from hera.workflows.models import Outputs, Parameter, ValueFrom
+from hera.workflows.models import Inputs, Outputs, Parameter, ValueFrom
 
 from pipeline.argo.environment import stage_environment
 from pipeline.argo.metrics import template_metrics
@@ -22,20 +25,33 @@ RESULT_DEFAULT = "{}"
 a value instead of a missing parameter (a missing one is a MetricsError and a failed wait container)."""
 
 
-def workflow_argument(template: str) -> str:
-    """``--run-id {run_id}`` style templates in Argo form: ``{run_id}`` -> ``{{workflow.parameters.run_id}}``."""
-    return PLACEHOLDER.sub(lambda m: "{{workflow.parameters." + m.group(1) + "}}", template)
+def workflow_argument(template: str, inputs: Collection[str] = ()) -> str:
+    """``--run-id {run_id}`` style templates in Argo form: ``{run_id}`` -> ``{{workflow.parameters.run_id}}``, or
+    ``{{inputs.parameters.run_id}}`` for a parameter the template takes as an input (from an earlier task)."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return "{{" + ("inputs" if name in inputs else "workflow") + ".parameters." + name + "}}"
+
+    return PLACEHOLDER.sub(one, template)
 
 
-def stage_container(stage: StageSpec, config: DeploymentConfig) -> Container:
-    """The container template of ``stage``: must be created inside a Hera workflow context."""
+def handed_on_value(upstream: str, parameter: str) -> str:
+    """The DAG task argument that gives a template ``parameter`` from ``upstream``'s result summary."""
+    return f"{{{{=jsonpath(tasks.{upstream}.outputs.parameters.{RESULT_OUTPUT}, '$.summary.{parameter}')}}}}"
+
+
+def stage_container(stage: StageSpec, config: DeploymentConfig, inputs: Collection[str] = ()) -> Container:
+    """The container template of ``stage``, taking ``inputs`` (parameters an earlier task hands on) as input
+    parameters: must be created inside a Hera workflow context."""
     volumes, mounts = stage_volumes(stage, config)
     return Container(
         name=stage.name,
-        image=config.images.build(stage.entrypoint),
+        inputs=Inputs(parameters=[Parameter(name=name) for name in inputs]) if inputs else None,
+        image=config.images.for_stage(stage, gpu=config.gpu_pool.enabled),
         image_pull_policy=config.images.pull_policy,
         command=[stage.entrypoint],
-        args=[workflow_argument(t) for t in stage.args],
+        args=[workflow_argument(t, inputs) for t in stage.args],
         env=stage_environment(stage, config),
         resources=stage_resources(stage, config),
         security_context=container_security_context(),

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import requests
 from hera.exceptions import HeraException, NotFound
@@ -21,7 +22,13 @@ from hera.workflows.models import (
     WorkflowTemplateUpdateRequest,
 )
 from hera.workflows.models import (
+    CronWorkflow as CronWorkflowModel,
+)
+from hera.workflows.models import (
     Workflow as WorkflowModel,
+)
+from hera.workflows.models import (
+    WorkflowTemplate as WorkflowTemplateModel,
 )
 
 from jobs.core.errors import IrmsiaError, TransientError, UsageError
@@ -30,6 +37,14 @@ from pipeline.argo.workflow import build_workflow
 log = logging.getLogger("irmsia.argo")
 
 FINISHED_PHASES = ("Succeeded", "Failed", "Error")
+T = TypeVar("T")
+
+
+def _name(name: str | None) -> str:
+    """A built object's name (always set by our builders)."""
+    if not name:
+        raise ValueError("an Argo object without a name")
+    return name
 
 
 class ArgoServerError(IrmsiaError):
@@ -57,7 +72,7 @@ class ArgoServer:
             host=self.url, token=self.token, namespace=self.namespace, verify_ssl=self.verify_ssl
         )
 
-    def _call(self, what: str, call: Callable[[], object]) -> object:
+    def _call(self, what: str, call: Callable[[], T]) -> T:
         try:
             return call()
         except NotFound:
@@ -68,7 +83,7 @@ class ArgoServer:
             # Only the exception's class: its text can echo request details.
             raise TransientError(f"{what}: cannot reach the Argo Server at {self.url} ({type(exc).__name__})") from exc
 
-    def _find(self, what: str, call: Callable[[], object]) -> object | None:
+    def _find(self, what: str, call: Callable[[], T]) -> T | None:
         """``call``'s answer, or ``None`` when the server says the object does not exist."""
         try:
             return self._call(what, call)
@@ -77,12 +92,13 @@ class ArgoServer:
 
     def submit(self, parameters: Mapping[str, str]) -> WorkflowModel:
         """Create a Workflow from the ``irmsia-pipeline`` template; returns the created Workflow."""
-        workflow = build_workflow(self.namespace, parameters).build()
+        workflow = cast(WorkflowModel, build_workflow(self.namespace, parameters).build())
         request = WorkflowCreateRequest(namespace=self.namespace, workflow=workflow)
         try:
             created = self._call("submit", lambda: self._service.create_workflow(request, namespace=self.namespace))
         except NotFound as exc:  # the server's answer when the referenced WorkflowTemplate is not there
-            template = workflow.spec.workflow_template_ref.name
+            ref = workflow.spec.workflow_template_ref
+            template = ref.name if ref is not None else "?"
             raise ArgoServerError(
                 f"submit: WorkflowTemplate {template} not found in namespace {self.namespace} at {self.url}; "
                 "apply it first (kubectl apply --server-side -k manifests/overlays/local, or irmsia templates apply)"
@@ -105,8 +121,8 @@ class ArgoServer:
 
     def apply_template(self, template: WorkflowTemplate) -> str:
         """Create or update the WorkflowTemplate; returns ``created`` or ``updated``."""
-        model = template.build()
-        name = model.metadata.name
+        model = cast(WorkflowTemplateModel, template.build())
+        name = _name(model.metadata.name)
         current = self._find("get template", lambda: self._service.get_workflow_template(name, self.namespace))
         if current is None:
             request = WorkflowTemplateCreateRequest(namespace=self.namespace, template=model)
@@ -119,8 +135,8 @@ class ArgoServer:
 
     def apply_cron(self, cron: CronWorkflow) -> str:
         """Create or update a CronWorkflow; returns ``created`` or ``updated``."""
-        model = cron.build()
-        name = model.metadata.name
+        model = cast(CronWorkflowModel, cron.build())
+        name = _name(model.metadata.name)
         current = self._find("get cron workflow", lambda: self._service.get_cron_workflow(name, self.namespace))
         if current is None:
             request = CreateCronWorkflowRequest(namespace=self.namespace, cron_workflow=model)

@@ -9,6 +9,7 @@ from hera.workflows.models import (
     PersistentVolumeClaim,
     PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource,
+    Quantity,
     Volume,
     VolumeMount,
     VolumeResourceRequirements,
@@ -24,18 +25,15 @@ RESULT_FILE = f"{RESULT_DIR}/result.json"
 MOUNTS = {"tmp": "/tmp", "cache": CACHE_DIR, "result": RESULT_DIR}
 """The emptyDirs every stage gets, by volume name."""
 DATA_VOLUME = "data"
-"""The PVC of input folders (``localData.claimName``), read-only in the stages below."""
-DATA_STAGES = ("collect",)
-"""Stages that read input folders (``--source local``, NIH's CSVs)."""
+"""The PVC of input folders (``localData.claimName``), read-only in the stages that read input data."""
 TRAIN_CACHE_VOLUME = "train-cache"
 """The per-run PVC (``volumeClaimTemplates``) holding train's decoded images (``IRMSIA_CACHE_DIR``)."""
 TRAIN_CACHE_DIR = "/irmsia/train-cache"
-TRAIN_CACHE_STAGES = ("train",)
-"""Stages that keep a decoded-image cache (``--cache-dir``)."""
 
 
 def uses_train_cache(stage: StageSpec, config: DeploymentConfig) -> bool:
-    return stage.name in TRAIN_CACHE_STAGES and bool(config.train_cache.size)
+    """Whether the stage's cache lives on the run's PVC (a stage that keeps a cache, with ``trainCache`` set)."""
+    return stage.keeps_cache and bool(config.train_cache.size)
 
 
 def stage_volumes(stage: StageSpec, config: DeploymentConfig) -> tuple[list[Volume], list[VolumeMount]]:
@@ -44,9 +42,11 @@ def stage_volumes(stage: StageSpec, config: DeploymentConfig) -> tuple[list[Volu
     volumes = [Volume(name=name, empty_dir=EmptyDirVolumeSource()) for name in MOUNTS]
     shm_size = config.stage_resources(stage.name).shm_size
     if shm_size:
-        volumes.append(Volume(name="dshm", empty_dir=EmptyDirVolumeSource(medium="Memory", size_limit=shm_size)))
+        volumes.append(
+            Volume(name="dshm", empty_dir=EmptyDirVolumeSource(medium="Memory", size_limit=Quantity(shm_size)))
+        )
         mounts.append(VolumeMount(name="dshm", mount_path="/dev/shm"))
-    if config.local_data.claim_name and stage.name in DATA_STAGES:
+    if config.local_data.claim_name and stage.reads_input_data:
         claim = PersistentVolumeClaimVolumeSource(claim_name=config.local_data.claim_name, read_only=True)
         volumes.append(Volume(name=DATA_VOLUME, persistent_volume_claim=claim))
         mounts.append(VolumeMount(name=DATA_VOLUME, mount_path=config.local_data.mount_path, read_only=True))
@@ -61,7 +61,7 @@ def volume_claim_templates(config: DeploymentConfig) -> list[PersistentVolumeCla
         return None
     spec = PersistentVolumeClaimSpec(
         access_modes=["ReadWriteOnce"],
-        resources=VolumeResourceRequirements(requests={"storage": config.train_cache.size}),
+        resources=VolumeResourceRequirements(requests={"storage": Quantity(config.train_cache.size)}),
         storage_class_name=config.train_cache.storage_class_name or None,
     )
     return [PersistentVolumeClaim(metadata=ObjectMeta(name=TRAIN_CACHE_VOLUME), spec=spec)]

@@ -1,7 +1,10 @@
 """The ``irmsia-pipeline`` WorkflowTemplate: the DAG collect -> index -> split -> train -> register.
 
 Each stage is a container template; workflow parameters are the pipeline's parameters (``pipeline.dag``) plus
-``target``, the last stage to run, so cron schedules can run a prefix of the DAG (collect + index).
+``target``, the last stage to run, so cron schedules can run a prefix of the DAG (collect + index). A parameter an
+earlier stage hands on (train's ``run_id``, derived from its cache key when the run gives none) reaches a later
+stage as a task argument read from that stage's ``result`` output, so register registers the run train made, and
+the same inputs give the same run (a cache hit) in every submission.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from hera.workflows.models import (
 from pipeline.argo.install import executor_pod_spec_patch
 from pipeline.argo.labels import ARTIFACT_REPOSITORIES, ARTIFACT_REPOSITORY_KEY, POD_LABELS, object_labels
 from pipeline.argo.security import pod_security_context
-from pipeline.argo.stage_template import stage_container
+from pipeline.argo.stage_template import handed_on_value, stage_container
 from pipeline.argo.volumes import volume_claim_templates
 from pipeline.config import DeploymentConfig
 from pipeline.dag import PIPELINE, Pipeline
@@ -28,8 +31,6 @@ ENTRYPOINT = "pipeline"
 VOLUME_CLAIM_GC = "OnWorkflowCompletion"
 """The run's PVCs (train's cache) are deleted when it finishes, never between retries of a pod."""
 TARGET_PARAMETER = "target"
-DEFAULT_RUN_ID = "{{workflow.name}}"
-"""Argo runs name their training run after the workflow: unique per run, and shown in the UI."""
 
 
 def workflow_parameters(pipeline: Pipeline) -> list[Parameter]:
@@ -37,7 +38,7 @@ def workflow_parameters(pipeline: Pipeline) -> list[Parameter]:
     parameters = [
         Parameter(
             name=p.name,
-            value=DEFAULT_RUN_ID if p.name == "run_id" and not p.default else p.default,
+            value=p.default,
             description=p.description,
             enum=list(p.enum) or None,
         )
@@ -74,9 +75,18 @@ def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPEL
         volume_claim_templates=volume_claim_templates(config),
         volume_claim_gc=VolumeClaimGC(strategy=VOLUME_CLAIM_GC) if volume_claim_templates(config) else None,
     ) as template:
-        containers = {s.name: stage_container(s, config) for s in pipeline.stages}
+        handed = {s.name: pipeline.handed_on(s) for s in pipeline.stages}
+        containers = {s.name: stage_container(s, config, handed[s.name]) for s in pipeline.stages}
         with DAG(name=ENTRYPOINT, target="{{workflow.parameters." + TARGET_PARAMETER + "}}"):
-            tasks = {s.name: Task(name=s.name, template=containers[s.name]) for s in pipeline.order()}
+            tasks = {
+                s.name: Task(
+                    name=s.name,
+                    template=containers[s.name],
+                    arguments=[Parameter(name=p, value=handed_on_value(u, p)) for p, u in handed[s.name].items()]
+                    or None,
+                )
+                for s in pipeline.order()
+            }
             for stage in pipeline.order():
                 for upstream in stage.depends:
                     tasks[upstream] >> tasks[stage.name]

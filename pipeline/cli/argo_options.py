@@ -34,11 +34,12 @@ def server_from_args(
 ) -> ArgoServer:
     """The server of ``--argo-server``; the namespace is ``--namespace`` or else the configuration's."""
     env = os.environ if env is None else env
-    if args.namespace is None and config is None:
+    namespace = args.namespace or (config.namespace if config is not None else None)
+    if namespace is None:
         raise UsageError("--namespace is required without a configuration file")
     return ArgoServer(
         url=args.argo_server,
-        namespace=args.namespace or config.namespace,
+        namespace=namespace,
         token=args.token or env.get("ARGO_TOKEN") or None,
         verify_ssl=not args.insecure,
     )

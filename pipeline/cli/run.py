@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from typing import Any
 
 from jobs.core.errors import UsageError
-from jobs.core.hashing import sha256_json
-from jobs.core.paths import check_name
-from jobs.core.store import DEFAULT_STORE
-from jobs.core.urls import url_identity
-from pipeline.dag import PIPELINE, Pipeline, StageSpec
+from jobs.core.store import open_store
+from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG
+from pipeline.dag import PIPELINE, StageSpec
 from pipeline.docker_executor import DockerExecutor
-from pipeline.profiles import PROFILES, profile_values
+from pipeline.history import now_iso, record_run
+from pipeline.profiles import PROFILES
 from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipeline
+from pipeline.secret_args import set_arguments
+from pipeline.values import local_run_name, resolve_values
 
 
-def add_subparser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="run the pipeline DAG locally", description=__doc__)
+def add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per pipeline parameter, and ``--profile`` (``irmsia run``, ``irmsia status --explain``)."""
     for param in PIPELINE.parameters:
         kwargs: dict[str, Any] = {"default": None, "help": f"{param.description} (default {param.default!r})"}
         if param.enum:
@@ -30,7 +32,16 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(PROFILES),
         help="start from a named set of parameter values (demo: the quick CPU demo); flags win",
     )
-    parser.add_argument("--store", help=f"store URI (env IRMSIA_STORE; default {DEFAULT_STORE})")
+
+
+def values_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """The parameter values of parsed ``add_parameter_arguments`` flags (see ``resolve_values``)."""
+    return resolve_values(PIPELINE, {p.name: getattr(args, p.name) for p in PIPELINE.parameters}, args.profile)
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run the pipeline DAG locally", description=__doc__)
+    add_parameter_arguments(parser)
     parser.add_argument(
         "--from",
         dest="from_stage",
@@ -44,24 +55,18 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
         default="process",
         help="run each stage as a local process (default) or as `docker run` of its image (see docker/)",
     )
-    parser.add_argument("--image-tag", default="latest", help="stage image tag for --executor docker (default latest)")
-    parser.add_argument("--image-registry", default="", help="image name prefix for --executor docker (registry/org/)")
+    parser.add_argument(
+        "--image-tag", default=IMAGE_TAG, help=f"stage image tag for --executor docker (default {IMAGE_TAG})"
+    )
+    parser.add_argument(
+        "--image-registry",
+        default=IMAGE_REGISTRY,
+        help=f"image registry and path for --executor docker (default {IMAGE_REGISTRY}, as make images tags them)",
+    )
     parser.add_argument(
         "--gpus", action="store_true", help="--executor docker: run GPU stages on their CUDA image with --gpus all"
     )
     parser.set_defaults(do_command=do_command)
-
-
-def resolve_values(pipeline: Pipeline, given: dict[str, str | None], profile: str | None = None) -> dict[str, str]:
-    """Parameter values: the given ones over the profile's over the defaults. An empty ``run_id`` stays empty: the
-    train stage derives it from its cache key and the runner hands it on to the stages after it."""
-    values = pipeline.defaults()
-    values.update(profile_values(profile, values))
-    values.update({k: v for k, v in given.items() if v is not None and k in values})
-    check_name(values["dataset"], "--dataset")
-    if values.get("run_id"):
-        check_name(values["run_id"], "--run-id")
-    return values
 
 
 def _fmt(value: Any) -> str:
@@ -108,51 +113,40 @@ def _io_line(metrics: dict[str, float]) -> str:
     )
 
 
-def set_arguments(argv: list[str]) -> list[str]:
-    """``argv`` without flags whose value is empty: what a person needs to see of a stage's command line."""
-    shown: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            if argv[i + 1] != "":
-                shown += argv[i : i + 2]
-            i += 2
-        else:
-            shown.append(argv[i])
-            i += 1
-    return shown
-
-
-def local_run_name(values: dict[str, str], pipeline: Pipeline = PIPELINE) -> str:
-    """A stable name for a local run without a given run id: the dataset and a hash of every parameter value (a
-    secret one by its identity: a fast hash of a URL's password must not end up in a name)."""
-    secret = {p for s in pipeline.stages for flag, _ in s.secret_flags for p in s.parameters_of(flag)}
-    hashed = {k: url_identity(v) if k in secret and v else v for k, v in values.items()}
-    return f"{values['dataset'][:40].rstrip('-._')}-{sha256_json(hashed)[:10]}"
+def wants_live_view(log_format: str, stream: Any = None) -> bool:
+    """The combined rich view on a terminal with text logs; plain stage output anywhere else."""
+    stream = sys.stderr if stream is None else stream
+    return log_format in ("auto", "text") and stream.isatty()
 
 
 def do_command(args: argparse.Namespace) -> int:
-    given = {p.name: getattr(args, p.name) for p in PIPELINE.parameters}
-    values = resolve_values(PIPELINE, given, args.profile)
-    store = args.store or os.environ.get("IRMSIA_STORE") or DEFAULT_STORE
+    values = values_from_args(args)
+    store = args.store
     if args.from_stage and args.from_stage not in {s.name for s in PIPELINE.stages}:
         raise UsageError(f"--from {args.from_stage!r}: not a stage")
-
-    def announce(stage: StageSpec, argv: list[str]) -> None:
-        print(f"==> {stage.name}: {stage.entrypoint} {' '.join(set_arguments(argv))}", file=sys.stderr, flush=True)
-
     executor: Executor = ProcessExecutor()
     if args.executor == "docker":
         executor = DockerExecutor(tag=args.image_tag, registry=args.image_registry, gpu=args.gpus)
-    outcomes = run_pipeline(
-        PIPELINE,
-        values,
-        store=store,
-        from_stage=args.from_stage,
-        force=args.force,
-        workflow_id=f"local-{values['run_id'] or local_run_name(values)}",
-        on_stage=announce,
-        executor=executor,
-    )
+    env = {**os.environ, "IRMSIA_LOG_FORMAT": args.log_format}
+    workflow_id = f"local-{values['run_id'] or local_run_name(values)}"
+    started_at = now_iso()
+    run = functools.partial(
+        run_pipeline, PIPELINE, values, store=store, from_stage=args.from_stage, force=args.force,
+        workflow_id=workflow_id, executor=executor, env=env,
+    )  # fmt: skip
+    if wants_live_view(args.log_format):
+        from pipeline.cli.run_view import RunView
+
+        stages = PIPELINE.downstream_of(args.from_stage) if args.from_stage else PIPELINE.order()
+        with RunView([s.name for s in stages]) as view:
+            outcomes = run(observer=view)
+    else:
+
+        def announce(stage: StageSpec, argv: list[str]) -> None:
+            print(f"==> {stage.name}: {stage.entrypoint} {' '.join(set_arguments(argv))}", file=sys.stderr, flush=True)
+
+        outcomes = run(on_stage=announce)
+    record_run(open_store(store), PIPELINE, workflow_id=workflow_id, started_at=started_at, values=values,
+               outcomes=outcomes, from_stage=args.from_stage, force=args.force, executor=args.executor)  # fmt: skip
     print_summary(outcomes, store)
     return outcomes[-1].exit_code if outcomes else 0

@@ -10,12 +10,13 @@ import subprocess
 
 import pytest
 
+from jobs.stages import image_of
 from pipeline.dag import PIPELINE
 from tests.support.docker_engine import CPU_TARGETS, REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-STAGE_OF = {target: target.removeprefix("irmsia-").removesuffix("-cpu") for target in CPU_TARGETS}
+STAGE_OF = {target: image_of(target).name for target in CPU_TARGETS}
 WITHOUT_TORCH = ("irmsia-collect", "irmsia-index", "irmsia-split")
 WITH_TORCH = ("irmsia-register", "irmsia-train-cpu")
 FIND_TORCH = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('torch') else 10)"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.metrics import CATALOG, exported_sample_names
+from jobs.core.metrics import FAMILIES, exported_sample_names
 from pipeline.argo.metrics import exported_names as argo_exported_names
 from pipeline.dag import PIPELINE
 
@@ -114,9 +114,9 @@ def test_every_stage_has_a_row_using_its_own_metrics(dashboard):
             rows[current] |= metric_names(target["expr"])
     # THEN each stage has a row, and every metric that stage declares is shown somewhere in it
     for stage in STAGES:
-        own = {s.name for s in CATALOG if s.stage == stage}
+        own = {s.name for s in FAMILIES if s.stage == stage}
         assert stage in rows, f"no row for stage {stage}"
         assert own <= rows[stage], f"stage {stage}: {sorted(own - rows[stage])} are not on the dashboard"
-    common = {s.name for s in CATALOG if s.stage is None}
+    common = {s.name for s in FAMILIES if s.stage is None}
     assert common <= rows["Every stage"]
     assert argo_exported_names(PIPELINE.stages) <= rows["Argo (workflow controller)"]

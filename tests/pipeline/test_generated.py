@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipeline import generated
+from pipeline import generated, generation
 from tests.support.argo_schema import REPO_ROOT
 
 
@@ -72,4 +72,4 @@ def test_generate_writes_and_removes_until_nothing_is_stale(registry):
 
 def test_a_path_is_registered_once():
     with pytest.raises(ValueError, match="generated twice"):
-        generated.register("helm/irmsia/values.yaml")(lambda: "")
+        generation.register("helm/irmsia/values.yaml")(lambda: "")

@@ -6,6 +6,7 @@ Locally a stage runs as ``python -I -m <module> <argv>``; in Argo as ``<console 
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 
@@ -15,6 +16,7 @@ from pipeline.argo.workflow_template import build_workflow_template
 from pipeline.config import DeploymentConfig
 from pipeline.dag import PIPELINE
 from pipeline.runner import ProcessExecutor
+from tests.support.argo_expressions import replace
 from tests.support.argo_schema import REPO_ROOT
 
 # Distinct, non-default values so that a swapped or missing parameter shows.
@@ -27,7 +29,8 @@ def _console_scripts() -> dict[str, str]:
 
 
 def _argo_substitute(arg: str, values: dict[str, str]) -> str:
-    return re.sub(r"\{\{workflow\.parameters\.([a-z][a-z0-9_]*)\}\}", lambda m: values[m.group(1)], arg)
+    # a template input is the value an earlier task hands on, which is the workflow parameter when the run gives one
+    return re.sub(r"\{\{(?:workflow|inputs)\.parameters\.([a-z][a-z0-9_]*)\}\}", lambda m: values[m.group(1)], arg)
 
 
 @pytest.mark.parametrize("stage", PIPELINE.stages, ids=lambda s: s.name)
@@ -44,3 +47,19 @@ def test_local_and_argo_commands_are_identical(stage):
     assert _console_scripts()[script] == f"{stage.module}.__main__:main"
     assert local == ["python", "-I", "-m", stage.module, *argo_args]
     assert "{{" not in " ".join(argo_args)
+
+
+def test_register_registers_the_run_train_reports_in_argo_as_locally():
+    # GIVEN the WorkflowTemplate with the run id left empty (train derives it from its cache key)
+    spec = build_workflow_template(DeploymentConfig()).to_dict()["spec"]
+    assert next(p for p in spec["arguments"]["parameters"] if p["name"] == "run_id")["value"] == ""
+    dag = next(t for t in spec["templates"] if "dag" in t)["dag"]
+    (argument,) = next(t for t in dag["tasks"] if t["name"] == "register")["arguments"]["parameters"]
+    # WHEN the controller substitutes the register task's argument after train reported its result
+    result = json.dumps({"stage": "train", "summary": {"run_id": "demo-0123456789"}})
+    value = replace(argument["value"], {"tasks.train.outputs.parameters.result": result})
+    # THEN register's --run is train's run id, as the local runner hands it on
+    assert (argument["name"], value) == ("run_id", "demo-0123456789")
+    register = next(t for t in spec["templates"] if t["name"] == "register")
+    assert register["inputs"]["parameters"] == [{"name": "run_id"}]
+    assert register["container"]["args"][:2] == ["--run", "{{inputs.parameters.run_id}}"]

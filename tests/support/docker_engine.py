@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.stages import image_names, image_ref
+
 REPO = Path(__file__).resolve().parents[2]
-CPU_TARGETS = ("irmsia-collect", "irmsia-index", "irmsia-split", "irmsia-register", "irmsia-train-cpu")
-"""Every image but the CUDA ``irmsia-train``, whose base image needs a registry."""
+CPU_TARGETS = image_names(gpu=False)
+"""Every image but a GPU stage's CUDA image (``irmsia-train``), whose base image needs a registry."""
 
 
 class EngineUnavailable(RuntimeError):
@@ -37,7 +39,7 @@ class StageImages:
     timings: dict[str, float]
 
     def ref(self, target: str) -> str:
-        return f"{target}:{self.tag}"
+        return image_ref(target, tag=self.tag)
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``docker run --rm ARGS``; output captured as text."""

@@ -45,6 +45,8 @@ class FaultyHttpServer:
 
     files: dict[str, bytes] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
+    fallback: Route | None = None
+    """Handles what no route or file does (``fault_proxy`` forwards it upstream)."""
     faults: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     log: list[LoggedRequest] = field(default_factory=list)
     retry_after: str = "1"
@@ -183,14 +185,15 @@ class FaultyHandler(BaseHTTPRequestHandler):
             extra = {"Retry-After": owner.retry_after} if fault == "429" else {}
             self.send_body(int(fault), f"fault {fault}".encode(), "text/plain", extra)
             return
+        self.fault_now = fault
         route = owner.routes.get(parts.path)
-        if route is not None:
-            self.fault_now = fault
-            if route(self, query, body):
-                return
+        if route is not None and route(self, query, body):
+            return
         if parts.path in owner.files:
             self.serve_bytes(owner.files[parts.path], fault)
             return
+        if owner.fallback is not None and owner.fallback(self, query, body):
+            return
         self.send_body(404, b"not found", "text/plain")
 
-    do_GET = do_HEAD = do_POST = _handle
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle

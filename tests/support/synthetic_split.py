@@ -8,11 +8,13 @@ contract the train stage reads.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 
 import numpy as np
 
+from jobs.core.hashing import sha256_bytes
 from jobs.core.manifest import Manifest, StageWriter
 from jobs.core.paths import raw_prefix, splits_prefix
 from jobs.core.store import Store
@@ -43,7 +45,9 @@ def dicom_bytes(
     pixels = np.round((stored * 4000 - intercept) / slope).astype(np.uint16)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    # deterministic: the same image and patient give the same bytes (and the same SHA-256 in the split)
+    content = hashlib.sha256(pixels.tobytes()).hexdigest()
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["irmsia-synthetic", patient, content])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
@@ -108,14 +112,17 @@ def write_split(
                 key = f"{raw}{classes[label]}/{patient}.dcm"
             store.put_bytes(key, data)
             datalist[sections[split]].append(
-                {"image": key, "label": label, "label_name": classes[label], "patient_id": patient}
-            )
+                {"image": key, "label": label, "label_name": classes[label], "patient_id": patient,
+                 "sha256": sha256_bytes(data)}
+            )  # fmt: skip
             csv_rows[split].append(f"{key},{classes[label]},{patient},{split}")
             n += 1
     for split, items in (extra_items or {}).items():
         for key, label in items:
+            # the bytes the test wrote there (as the index would have recorded them), or none for a missing file
+            sha = store.head(key).sha256 if store.exists(key) else "0" * 64
             datalist[sections[split]].append(
-                {"image": key, "label": label, "label_name": classes[label], "patient_id": key}
+                {"image": key, "label": label, "label_name": classes[label], "patient_id": key, "sha256": sha}
             )
     datalist = {"labels": list(classes), **{k: sorted(v, key=lambda r: r["image"]) for k, v in datalist.items()}}
     prefix = splits_prefix(dataset)

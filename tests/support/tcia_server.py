@@ -81,6 +81,8 @@ class TciaServer(FaultyHttpServer):
             "SeriesInstanceUID": uid, "StudyInstanceUID": study, "PatientID": patient, "Collection": collection,
             "Modality": modality, "BodyPartExamined": body_part, "ImageCount": images,
             "LicenseName": "CC BY 4.0", "FileSize": len(self.zips[uid]),
+            "CollectionURI": f"https://doi.org/10.7937/tcia.{collection.lower()}",
+            "DateReleased": "2024-05-01 00:00:00.0",
         })  # fmt: skip
         return files
 

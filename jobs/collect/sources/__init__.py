@@ -19,6 +19,8 @@ MODULES: dict[str, str] = {
     "tcia": "tcia",
     "kaggle": "kaggle",
     "nih": "nih",
+    "idc": "idc",
+    "dicomweb": "dicomweb",
 }
 """Source name -> module under ``jobs.collect.sources`` that defines ``SOURCE``."""
 SOURCES: tuple[str, ...] = tuple(MODULES)

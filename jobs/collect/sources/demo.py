@@ -221,8 +221,9 @@ def _broken_files(good: list[Path], out: Path) -> list[Path]:
     source = good[0]  # stays in its own label folder: a patient never has two labels
     truncated = source.parent / "broken_truncated.dcm"
     data = source.read_bytes()
-    # cut inside the header, before Pixel Data, so even a header-only reader sees the damage
-    truncated.write_bytes(data[: data.index(b"\xe0\x7f\x10\x00") // 2])
+    # cut inside the header, in the middle of (0008,0030) Study Time's value, before Rows and Pixel Data: even a
+    # header-only reader sees that the file ends early (a cut between two elements would look like a whole file)
+    truncated.write_bytes(data[: data.index(b"\x08\x00\x30\x00TM") + 10])
     not_dicom = out / "nodule" / "broken_not_dicom.dcm"
     not_dicom.write_bytes(b"This is a text file with a .dcm extension, not a DICOM object.\n" * 4)
     empty = out / "normal" / "broken_empty.dcm"
@@ -272,7 +273,7 @@ class DemoSource(Source[DemoOptions]):
     dependencies = ("pydicom", "numpy")
     options_type = DemoOptions
 
-    def params(self, options: DemoOptions) -> dict[str, Any]:
+    def result_params(self, options: DemoOptions) -> dict[str, Any]:
         """The task, seed and the patient count it resolves to (so an explicit default is the same result)."""
         return {**options.result_params(), "patients": options.patient_count}
 

@@ -1,10 +1,15 @@
-"""``--source kaggle --ref owner/slug``: a Kaggle dataset through Kaggle's official client library.
+"""``--source kaggle --ref owner/slug`` (a dataset) or ``--competition NAME``: Kaggle data through its client library.
 
 The API calls go through ``kagglesdk`` (the client the official ``kaggle`` package is built on; importing
-``kaggle`` itself tries to authenticate at import time, so it is not imported here): ``DownloadDataset`` answers
-with a redirect to the dataset's ZIP, whose location and validators are taken from the client's response; the
-ZIP itself is then streamed by our transfer code (resume with Range + If-Range, retries, Retry-After), tested,
-and unpacked with the members' own paths (``chest_xray/train/NORMAL/…``). ``GetDataset`` gives the licence.
+``kaggle`` itself tries to authenticate at import time, so it is not imported here): ``DownloadDataset`` (or, for
+a competition, ``DownloadDataFiles``) answers with a redirect to the ZIP, whose location and validators are taken
+from the client's response; the ZIP itself is then streamed by our transfer code (resume with Range + If-Range,
+retries, Retry-After), tested, and unpacked with the members' own paths (``chest_xray/train/NORMAL/…``).
+``GetDataset`` gives the licence and the current version number: a dataset is collected at a version
+(``--kaggle-version N``, default the current one), which the cache key and the manifest's summary record
+(``version``, ``pin``), so a rerun with ``--kaggle-version N`` asks for exactly that version again. A competition's
+data (the RSNA challenges) needs its rules accepted on kaggle.com first: Kaggle answers 403 until then, which is
+exit 2 saying so; its summary records the ZIP's SHA-256 and ETag.
 
 Credentials: ``KAGGLE_API_TOKEN``, or ``KAGGLE_USERNAME`` + ``KAGGLE_KEY``, or ``kaggle.json`` in
 ``KAGGLE_CONFIG_DIR`` or ``~/.kaggle``; read once with the options, never in a repr, a log line or the manifest.
@@ -69,15 +74,33 @@ def _ref(value: str, flag: str) -> None:
         raise UsageError(f"{flag} {value!r}: use owner/slug, e.g. paultimothymooney/chest-xray-pneumonia")
 
 
+def _competition(value: str, flag: str) -> None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise UsageError(f"{flag} {value!r}: use the competition's name from its URL, e.g. "
+                         "rsna-pneumonia-detection-challenge")  # fmt: skip
+
+
 @dataclass(frozen=True, kw_only=True)
 class KaggleOptions(ArchiveOptions):
     """``--source kaggle``: which dataset, and where the API is."""
 
-    ref: str = option(
+    ref: str | None = option(
+        None,
         check=_ref,
-        result=True,
         parameter="ref",
-        help="dataset reference: Kaggle owner/slug (--source kaggle) or TCIA collection (--source tcia)",
+        help="dataset reference: Kaggle owner/slug (--source kaggle) or TCIA/IDC collection (--source tcia, idc)",
+    )
+    competition: str | None = option(
+        None,
+        check=_competition,
+        parameter="competition",
+        help="--source kaggle: a Kaggle competition's data instead of a dataset (its rules accepted on kaggle.com)",
+    )
+    kaggle_version: int | None = option(
+        None,
+        minimum=1,
+        parameter="kaggle_version",
+        help="--source kaggle: the dataset version to collect (default: the current one; the manifest records it)",
     )
     endpoint: str | None = option(
         None, flag=None, env="IRMSIA_KAGGLE_ENDPOINT", help="Kaggle API endpoint override, for mirrors and tests"
@@ -86,6 +109,10 @@ class KaggleOptions(ArchiveOptions):
     """Kaggle credentials from the environment (never logged)."""
 
     def validate(self) -> None:
+        if bool(self.ref) == bool(self.competition):
+            raise UsageError("--source kaggle needs --ref owner/slug (a dataset) or --competition NAME, not both")
+        if self.competition and self.kaggle_version is not None:
+            raise UsageError("--kaggle-version applies to datasets; a competition's data has no version numbers")
         if self.credentials is None:
             raise UsageError(
                 "--source kaggle needs credentials: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, "
@@ -94,8 +121,9 @@ class KaggleOptions(ArchiveOptions):
 
     @classmethod
     def from_values(cls, values: dict[str, Any], env: Mapping[str, str]) -> Self:
-        if "ref" not in values:
-            raise UsageError("--source kaggle needs --ref owner/slug (e.g. paultimothymooney/chest-xray-pneumonia)")
+        if "ref" not in values and "competition" not in values:
+            raise UsageError("--source kaggle needs --ref owner/slug (e.g. paultimothymooney/chest-xray-pneumonia) "
+                             "or --competition NAME (e.g. rsna-pneumonia-detection-challenge)")  # fmt: skip
         return cls.build(values, credentials=kaggle_credentials(env))
 
 
@@ -158,57 +186,144 @@ class KaggleDatasets:
             for d in response.datasets
         ]
 
-    def license(self, owner: str, slug: str) -> str | None:
+    def search_competitions(self, text: str) -> list[dict[str, Any]]:
+        from kagglesdk.competitions.types.competition_api_service import ApiListCompetitionsRequest
+
+        request = ApiListCompetitionsRequest()
+        request.search = text
+        client = self.kaggle.competitions.competition_api_client
+        response = self._call("ListCompetitions", lambda: client.list_competitions(request))
+        return [{"ref": c.ref.rstrip("/").rsplit("/", 1)[-1], "title": c.title} for c in response.competitions]
+
+    def dataset(self, owner: str, slug: str) -> tuple[str | None, int | None]:
+        """The dataset's licence and current version number."""
         from kagglesdk.datasets.types.dataset_api_service import ApiGetDatasetRequest
 
         request = ApiGetDatasetRequest()
         request.owner_slug, request.dataset_slug = owner, slug
         dataset = self._call("GetDataset", lambda: self.kaggle.datasets.dataset_api_client.get_dataset(request))
-        return dataset.license_name or None
+        return dataset.license_name or None, dataset.current_version_number or None
 
-    def download_location(self, owner: str, slug: str) -> tuple[str, dict[str, str]]:
-        """Where the dataset's ZIP is (after Kaggle's redirect) and its headers; the body is not read."""
-        from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
+    def license(self, owner: str, slug: str) -> str | None:
+        return self.dataset(owner, slug)[0]
 
-        request = ApiDownloadDatasetRequest()
-        request.owner_slug, request.dataset_slug = owner, slug
+    def competition(self, name: str) -> tuple[str, bool]:
+        """A competition's title and whether these credentials accepted its rules."""
+        from kagglesdk.competitions.types.competition_api_service import ApiGetCompetitionRequest
 
+        request = ApiGetCompetitionRequest()
+        request.competition_name = name
+        client = self.kaggle.competitions.competition_api_client
+        found = self._call("GetCompetition", lambda: client.get_competition(request))
+        return found.title or name, bool(found.user_has_entered)
+
+    def _locate(self, what: str, download) -> tuple[str, dict[str, str]]:
         def locate():
-            response = self.kaggle.datasets.dataset_api_client.download_dataset(request)
+            response = download()
             try:
                 return response.url, dict(response.headers)
             finally:
                 response.close()
 
-        return self._call("DownloadDataset", locate)
+        return self._call(what, locate)
+
+    def download_location(self, owner: str, slug: str, version: int | None = None) -> tuple[str, dict[str, str]]:
+        """Where the dataset's ZIP (of ``version``, or the current one) is, after Kaggle's redirect, and its
+        headers; the body is not read."""
+        from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
+
+        request = ApiDownloadDatasetRequest()
+        request.owner_slug, request.dataset_slug = owner, slug
+        if version is not None:
+            request.dataset_version_number = version
+        return self._locate(
+            "DownloadDataset", lambda: self.kaggle.datasets.dataset_api_client.download_dataset(request)
+        )
+
+    def competition_location(self, name: str) -> tuple[str, dict[str, str]]:
+        """Where a competition's data ZIP is; exit 2 naming the rules page when they are not accepted."""
+        from kagglesdk.competitions.types.competition_api_service import ApiDownloadDataFilesRequest
+
+        request = ApiDownloadDataFilesRequest()
+        request.competition_name = name
+        client = self.kaggle.competitions.competition_api_client
+        try:
+            return self._locate("DownloadDataFiles", lambda: client.download_data_files(request))
+        except UsageError as exc:
+            if "HTTP 403" not in str(exc):
+                raise
+            raise UsageError(
+                f"Kaggle competition {name}: access denied (HTTP 403); accept its rules at "
+                f"https://www.kaggle.com/competitions/{name}/rules with this account, then rerun"
+            ) from exc
 
 
 class KaggleSource(Source[KaggleOptions]):
-    """A public Kaggle dataset."""
+    """A public Kaggle dataset, or a competition's data."""
 
     name = "kaggle"
     dependencies = ("kagglesdk", "requests")
     options_type = KaggleOptions
 
+    def result_params(self, options: KaggleOptions) -> dict[str, Any]:
+        # the version a dataset will be collected at is its result (a new version is a new result)
+        if options.competition:
+            return {"competition": options.competition}
+        api = KaggleDatasets(options.credentials, options.endpoint, http_client(options))
+        owner, slug = (options.ref or "").split("/", 1)
+        version = options.kaggle_version or api.dataset(owner, slug)[1]
+        return {"ref": options.ref, "version": version}
+
     def collect(self, options: KaggleOptions, sink: RawSink) -> CollectReport:
         stats = TransferStats()
         client = http_client(options, stats)
         api = KaggleDatasets(options.credentials, options.endpoint, client)
-        owner, slug = options.ref.split("/", 1)
-        license_name = api.license(owner, slug)
-        url, headers = api.download_location(owner, slug)
-        validator = {"ref": options.ref, "etag": headers.get("ETag"), "size": headers.get("Content-Length")}
+        if options.competition:
+            return self._competition(options, api, client, sink, stats)
+        owner, slug = (options.ref or "").split("/", 1)
+        license_name, current = api.dataset(owner, slug)
+        version = options.kaggle_version or current
+        url, headers = api.download_location(owner, slug, options.kaggle_version)
+        details = {"ref": options.ref, "version": version, "pin": f"--kaggle-version {version}" if version else None}
+        validator = {"ref": options.ref, "version": version, "etag": headers.get("ETag"),
+                     "size": headers.get("Content-Length")}  # fmt: skip
         unit_id = f"kaggle:{options.ref}"
-        if (headers.get("ETag") or headers.get("Content-Length")) and sink.reuse_unit(unit_id, validator):
+        if (headers.get("ETag") or headers.get("Content-Length")) and (
+            record := sink.reuse_unit(unit_id, validator)
+        ) is not None:
             log.info("Kaggle %s is already in the store with a matching checksum; not downloading it again",
                      options.ref)  # fmt: skip
-            return CollectReport(license=license_name, details={"ref": options.ref})
+            return CollectReport(license=license_name, details={**details, "sha256": record.get("sha256")})
         name = file_name_of(url) if file_name_of(url).lower().endswith(".zip") else f"{slug}.zip"
         got = client.fetch(url, sink.workdir / "kaggle" / name, what=f"Kaggle dataset {options.ref}")
         records, _ = store_download(sink, unit_id, validator, got.path, name, options, sha256=got.sha256)
-        log.info("Kaggle %s: %d files from %s; transfer %s", options.ref, len(records), redact(url),
+        log.info("Kaggle %s (version %s): %d files from %s; transfer %s", options.ref, version, len(records),
+                 redact(url), stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
+        return CollectReport(license=license_name, details={**details, "sha256": got.sha256})
+
+    def _competition(self, options: KaggleOptions, api: KaggleDatasets, client: HttpClient, sink: RawSink,
+                     stats: TransferStats) -> CollectReport:  # fmt: skip
+        name = options.competition or ""
+        title, entered = api.competition(name)
+        if not entered:
+            log.info("Kaggle says this account has not entered %s; trying the download anyway", name)
+        url, headers = api.competition_location(name)
+        license_name = f"{title}: competition rules (https://www.kaggle.com/competitions/{name}/rules)"
+        validator = {"competition": name, "etag": headers.get("ETag"), "size": headers.get("Content-Length")}
+        unit_id = f"kaggle-competition:{name}"
+        if (headers.get("ETag") or headers.get("Content-Length")) and (
+            record := sink.reuse_unit(unit_id, validator)
+        ) is not None:
+            log.info("Kaggle competition %s is already in the store; not downloading it again", name)
+            return CollectReport(license=license_name, details={"competition": name, "sha256": record.get("sha256"),
+                                                                "etag": headers.get("ETag")})  # fmt: skip
+        zip_name = f"{name}.zip"
+        got = client.fetch(url, sink.workdir / "kaggle" / zip_name, what=f"Kaggle competition {name}")
+        records, _ = store_download(sink, unit_id, validator, got.path, zip_name, options, sha256=got.sha256)
+        log.info("Kaggle competition %s: %d files from %s; transfer %s", name, len(records), redact(url),
                  stats.as_dict(), extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
-        return CollectReport(license=license_name, details={"ref": options.ref})
+        return CollectReport(license=license_name, details={"competition": name, "sha256": got.sha256,
+                                                            "etag": headers.get("ETag")})  # fmt: skip
 
 
 SOURCE = KaggleSource()

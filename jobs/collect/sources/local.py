@@ -144,7 +144,7 @@ class LocalSource(Source[LocalOptions]):
             raise UsageError(f"--path {options.path!r} is not a folder; give an existing folder to copy")
         return root.resolve()
 
-    def params(self, options: LocalOptions) -> dict[str, Any]:
+    def result_params(self, options: LocalOptions) -> dict[str, Any]:
         root = self._root(options)
         files = scan_directory(root, options.symlinks)
         if not files:

@@ -9,7 +9,10 @@ the store (a corrupt ZIP is fetched once more, then fails with exit 3); a ZIP th
 is downloaded to disk and unpacked from there. Files are stored as
 ``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<file>``. A ``LICENSE`` member becomes the dataset's
 ``LICENSE``; ``tcia_series.csv`` lists every series (UIDs, modality, body part, folder) for label joins.
-Series already stored completely by an interrupted run are not downloaded again.
+Series already stored completely by an interrupted run are not downloaded again. Pinning: the summary records
+the collection's DOI (``CollectionURI``), the latest ``DateReleased`` and a fingerprint of every series' UID, image
+count and size; ``tcia_series.csv`` given back as ``--manifest`` collects exactly those series again, and fails
+(exit 3) on a series TCIA has revised since (its image count changed).
 Base URL: ``IRMSIA_TCIA_URL`` (default ``https://nbia.cancerimagingarchive.net/nbia-api/services/v4/``).
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from jobs.collect.archive import Member, extract, remove_tree
-from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source, key_segment
 from jobs.collect.sources.url import http_client, license_from_members
 from jobs.collect.transfer import HttpClient, TransferStats
 from jobs.collect.zipstream import NotStreamable, ZipStream
@@ -41,25 +44,47 @@ _UID = re.compile(r"^\d+(\.\d+)+$")
 TCIA_URL = "https://nbia.cancerimagingarchive.net/nbia-api/services/v4/"
 SERIES_CSV = "tcia_series.csv"
 SERIES_COLUMNS = ("folder", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "Collection", "Modality",
-                  "BodyPartExamined", "ImageCount", "files", "LicenseName")  # fmt: skip
+                  "BodyPartExamined", "ImageCount", "files", "LicenseName", "CollectionURI",
+                  "DateReleased")  # fmt: skip
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError as exc:
+        raise UsageError(f"--manifest {path!r}: cannot read it ({exc.strerror}); give a .tcia manifest file") from exc
+
+
+def _is_series_csv(text: str) -> bool:
+    first = text.lstrip().splitlines()[0] if text.strip() else ""
+    return "," in first and "SeriesInstanceUID" in first
 
 
 def read_tcia_manifest(path: str) -> list[str]:
-    """The SeriesInstanceUIDs listed in a ``.tcia`` manifest (header lines ``key=value`` are skipped)."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError as exc:
-        raise UsageError(f"--manifest {path!r}: cannot read it ({exc.strerror}); give a .tcia manifest file") from exc
-    uids = [line.strip() for line in text.splitlines() if _UID.match(line.strip())]
+    """The SeriesInstanceUIDs listed in a ``.tcia`` manifest (header lines ``key=value`` are skipped), or in the
+    ``tcia_series.csv`` an earlier collect wrote (its ``SeriesInstanceUID`` column)."""
+    text = _read_text(path)
+    if _is_series_csv(text):
+        uids = [(r.get("SeriesInstanceUID") or "").strip() for r in csv.DictReader(io.StringIO(text))]
+    else:
+        uids = [line.strip() for line in text.splitlines()]
+    uids = [u for u in uids if _UID.match(u)]
     if not uids:
         raise UsageError(f"--manifest {path!r}: lists no SeriesInstanceUID; export a manifest from the TCIA portal")
     return sorted(set(uids))
 
 
-def _segment(value: Any, fallback: str) -> str:
-    """One safe key segment from a header value (PatientIDs may hold spaces, never '/')."""
-    text = str(value or "").strip().replace("/", "_").replace("\\", "_")
-    return text if text and text not in (".", "..") else fallback
+def pinned_image_counts(path: str) -> dict[str, int]:
+    """SeriesInstanceUID -> ImageCount from an earlier collect's ``tcia_series.csv`` (empty for a .tcia file)."""
+    text = _read_text(path)
+    if not _is_series_csv(text):
+        return {}
+    counts = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        uid, count = (row.get("SeriesInstanceUID") or "").strip(), (row.get("ImageCount") or "").strip()
+        if uid and count.isdigit():
+            counts[uid] = int(count)
+    return counts
 
 
 class NbiaApi:
@@ -131,7 +156,7 @@ class TciaSource(Source[TciaOptions]):
     name = "tcia"
     options_type = TciaOptions
 
-    def params(self, options: TciaOptions) -> dict[str, Any]:
+    def result_params(self, options: TciaOptions) -> dict[str, Any]:
         manifest = read_tcia_manifest(options.manifest) if options.manifest else None
         return {
             "collection": options.collection,
@@ -163,6 +188,8 @@ class TciaSource(Source[TciaOptions]):
         if options.max_patients is not None:
             keep = sorted({str(s.get("PatientID", "")) for s in series})[: options.max_patients]
             series = [s for s in series if str(s.get("PatientID", "")) in keep]
+        if options.manifest:
+            self._check_pinned(series, pinned_image_counts(options.manifest))
         if not series:
             what = f"collection {options.collection!r}" if options.collection else "the manifest/patients"
             raise UsageError(
@@ -171,13 +198,23 @@ class TciaSource(Source[TciaOptions]):
             )
         return series
 
+    @staticmethod
+    def _check_pinned(series: list[dict[str, Any]], pinned: dict[str, int]) -> None:
+        """A series an earlier collect recorded must still hold as many images (TCIA revises series in place)."""
+        for s in series:
+            uid, now = str(s["SeriesInstanceUID"]), s.get("ImageCount")
+            if uid in pinned and now is not None and int(now) != pinned[uid]:
+                raise DataError(f"TCIA series {uid}: {now} images now, {pinned[uid]} when the --manifest list was "
+                                "written; TCIA revised it, so that collect cannot be repeated exactly")  # fmt: skip
+
     # -- one series -------------------------------------------------------------------------------------------
     def _collect_series(self, series: dict[str, Any], api: NbiaApi, client: HttpClient, options: TciaOptions,
                         sink: RawSink) -> dict[str, Any]:  # fmt: skip
         uid = str(series["SeriesInstanceUID"])
-        patient = _segment(series.get("PatientID"), "unknown-patient")
-        study = _segment(series.get("StudyInstanceUID"), "unknown-study")
-        folder = f"{patient}/{study}/{_segment(uid, 'series')}"
+        # with --deidentify, the folders are named by the pseudonyms the de-identified headers carry
+        patient = key_segment(sink.public_id(str(series.get("PatientID") or "")), "unknown-patient")
+        study = key_segment(sink.public_uid(str(series.get("StudyInstanceUID") or "")), "unknown-study")
+        folder = f"{patient}/{study}/{key_segment(sink.public_uid(uid), 'series')}"
         validator = {"series": uid, "images": series.get("ImageCount")}
         if (record := sink.reuse_unit(f"tcia:{uid}", validator)) is not None:
             return {"folder": folder, "files": len(record["files"]), "license_text": record.get("license_text")}
@@ -238,7 +275,7 @@ class TciaSource(Source[TciaOptions]):
                              if results[str(s["SeriesInstanceUID"])]["license_text"]), None)  # fmt: skip
         if license_text:
             sink.put_bytes("LICENSE", license_text.encode())
-        sink.put_bytes(SERIES_CSV, self._series_csv(series, results))
+        sink.put_bytes(SERIES_CSV, self._series_csv(series, results, sink))
         names = sorted({str(s.get("LicenseName")) for s in series if s.get("LicenseName")})
         first_line = next((ln.strip() for ln in (license_text or "").splitlines() if ln.strip()), None)
         log.info(
@@ -247,23 +284,37 @@ class TciaSource(Source[TciaOptions]):
             sink.units_reused,
             extra={"fields": {"transfer": stats.as_dict()}},
         )
+        released = sorted(str(s["DateReleased"]) for s in series if s.get("DateReleased"))
         return CollectReport(
             license="; ".join(names) or first_line,
             details={
                 "collection": options.collection,
                 "series": len(series),
                 "patients": len({s.get("PatientID") for s in series}),
+                "doi": sorted({str(s["CollectionURI"]) for s in series if s.get("CollectionURI")}),
+                "latest_release": released[-1] if released else None,
+                "series_fingerprint": sha256_json(
+                    sorted([str(s["SeriesInstanceUID"]), s.get("ImageCount"), s.get("FileSize")] for s in series)
+                ),
+                "pin": f"--manifest {SERIES_CSV} (this dataset's own series list)"
+                if sink.deid is None
+                else f"--collection {options.collection} with the same selection (the store holds pseudonymous UIDs)",
             },
         )
 
     @staticmethod
-    def _series_csv(series: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> bytes:
+    def _series_csv(series: list[dict[str, Any]], results: dict[str, dict[str, Any]], sink: RawSink) -> bytes:
+        """Every series collected; with ``--deidentify`` under its pseudonymous UIDs and patient ID."""
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=SERIES_COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for s in sorted(series, key=lambda s: results[str(s["SeriesInstanceUID"])]["folder"]):
             r = results[str(s["SeriesInstanceUID"])]
-            writer.writerow({**{k: s.get(k, "") for k in SERIES_COLUMNS}, "folder": r["folder"], "files": r["files"]})
+            public = {"SeriesInstanceUID": sink.public_uid(str(s["SeriesInstanceUID"])),
+                      "StudyInstanceUID": sink.public_uid(str(s.get("StudyInstanceUID") or "")),
+                      "PatientID": sink.public_id(str(s.get("PatientID") or ""))}  # fmt: skip
+            values = {k: s.get(k, "") for k in SERIES_COLUMNS}
+            writer.writerow({**values, **public, "folder": r["folder"], "files": r["files"]})
         return out.getvalue().encode()
 
 

@@ -127,3 +127,101 @@ def test_search_lists_matching_datasets(kaggle):
     hits = KaggleDatasets(creds, kaggle.base, HttpClient()).search("pneumonia")
     assert hits == [{"ref": REF, "title": "Chest X-Ray Images (Pneumonia)", "bytes": kaggle.datasets[REF]["totalBytes"],
                      "license": "CC BY 4.0"}]  # fmt: skip
+
+
+# -- dataset versions: recorded, and asked for again ------------------------------------------------------------
+def test_the_version_collected_is_recorded_and_a_pinned_rerun_gets_exactly_it(tmp_path, kaggle):
+    # GIVEN a dataset with two versions (2 is current)
+    old = {"chest_xray/train/NORMAL/IM-old.jpeg": b"\xff\xd8old" * 1000}
+    kaggle.add_dataset(REF, make_zip(MEMBERS), "Chest X-Ray Images (Pneumonia)",
+                       versions={1: make_zip(old), 2: make_zip(MEMBERS)})  # fmt: skip
+    store_uri = str(tmp_path / "s")
+    # WHEN it is collected without a version, then pinned to version 1 into another dataset
+    assert _collect(store_uri) == 0
+    assert main(["--source", "kaggle", "--dataset", "v1", "--ref", REF, "--kaggle-version", "1",
+                 "--store", store_uri, "--backoff", "0.01"]) == 0  # fmt: skip
+    # THEN the first records version 2 and how to ask for it, the second holds exactly version 1
+    store = open_store(store_uri)
+    current = read_manifest(store, "raw/pneumonia/")
+    assert current.summary["version"] == 2 and current.summary["pin"] == "--kaggle-version 2"
+    assert current.params["version"] == 2
+    pinned = read_manifest(store, "raw/v1/")
+    assert pinned.summary["version"] == 1
+    assert sorted(o.key.removeprefix("raw/v1/") for o in pinned.outputs if not o.key.startswith("raw/v1/_")) == \
+        sorted(old)  # fmt: skip
+    assert any(r.path == f"/files/{REF}/versions/1.zip" for r in kaggle.log)
+
+
+def test_a_new_version_is_not_a_cache_hit(tmp_path, kaggle):
+    # GIVEN a collected dataset
+    store_uri = str(tmp_path / "s")
+    assert _collect(store_uri) == 0
+    # WHEN Kaggle publishes version 2 and the collect runs again
+    newer = {**MEMBERS, "chest_xray/val/NORMAL/new.jpeg": b"\xff\xd8new" * 1000}
+    kaggle.add_dataset(REF, make_zip(newer), "Chest X-Ray Images (Pneumonia)",
+                       versions={1: make_zip(MEMBERS), 2: make_zip(newer)})  # fmt: skip
+    assert _collect(store_uri) == 0
+    # THEN the new version was collected
+    manifest = read_manifest(open_store(store_uri), "raw/pneumonia/")
+    assert manifest.summary["version"] == 2
+    assert open_store(store_uri).exists("raw/pneumonia/chest_xray/val/NORMAL/new.jpeg")
+
+
+def test_an_unknown_version_is_exit_2(tmp_path, kaggle, capsys):
+    assert _collect(str(tmp_path / "s"), "--kaggle-version", "7") == 2
+    assert "not found" in capsys.readouterr().err
+
+
+# -- competitions ---------------------------------------------------------------------------------------------
+COMPETITION = "rsna-pneumonia-detection-challenge"
+COMPETITION_FILES = {
+    "stage_2_train_labels.csv": b"patientId,x,y,width,height,Target\n0004cfab-14fd-4e49-80ba-63a80b6bddd6,,,,,0\n",
+    "stage_2_train_images/0004cfab-14fd-4e49-80ba-63a80b6bddd6.dcm": b"\x00" * 128 + b"DICM" + b"\x02" * 2000,
+}
+
+
+def _competition(store_uri: str, *extra: str) -> int:
+    return main(["--source", "kaggle", "--dataset", "rsna", "--competition", COMPETITION, "--store", store_uri,
+                 "--backoff", "0.01", "--retries", "3", *extra])  # fmt: skip
+
+
+def test_a_competitions_data_is_downloaded_resumed_and_verified(store_uri, kaggle):
+    # GIVEN a competition whose data transfer drops half way
+    path = kaggle.add_competition(COMPETITION, make_zip(COMPETITION_FILES), "RSNA Pneumonia Detection Challenge")
+    kaggle.fault(path, "ok", "drop")
+    # WHEN it is collected
+    assert _competition(store_uri) == 0
+    # THEN the files are stored byte for byte, the transfer resumed, and the ZIP's checksum is recorded
+    store = open_store(store_uri)
+    for name, data in COMPETITION_FILES.items():
+        assert store.get_bytes(f"raw/rsna/{name}") == data
+    assert any("Range" in r.headers for r in kaggle.requests_for(path))
+    manifest = read_manifest(store, "raw/rsna/")
+    assert manifest.summary["competition"] == COMPETITION and len(manifest.summary["sha256"]) == 64
+    assert "competition rules" in manifest.summary["license"]
+    from tests.support.kaggle_server import COMPETITIONS
+
+    assert {COMPETITIONS + "GetCompetition", COMPETITIONS + "DownloadDataFiles"} <= {r.path for r in kaggle.log}
+
+
+def test_a_rerun_of_a_competition_does_not_download_again(tmp_path, kaggle):
+    path = kaggle.add_competition(COMPETITION, make_zip(COMPETITION_FILES), "RSNA Pneumonia Detection Challenge")
+    store_uri = str(tmp_path / "s")
+    assert _competition(store_uri) == 0
+    open_store(store_uri).delete("raw/rsna/_SUCCESS.json")
+    assert _competition(store_uri) == 0
+    assert len([r for r in kaggle.requests_for(path) if "Authorization" not in r.headers]) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "entered", "message"),
+    [
+        ([], False, "accept its rules at https://www.kaggle.com/competitions/" + COMPETITION + "/rules"),
+        (["--ref", REF], True, "not both"),
+        (["--kaggle-version", "2"], True, "a competition's data has no version numbers"),
+    ],
+)
+def test_competition_errors_are_usage_errors(tmp_path, kaggle, capsys, flags, entered, message):
+    kaggle.add_competition(COMPETITION, make_zip(COMPETITION_FILES), "RSNA Pneumonia", entered=entered)
+    assert _competition(str(tmp_path / "s"), *flags) == 2
+    assert message in capsys.readouterr().err

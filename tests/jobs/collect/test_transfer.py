@@ -148,3 +148,29 @@ def test_retry_after_parsing():
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("Wed, 01 Jan 2020 00:00:00 GMT") == 0.0
     assert retry_after_seconds("soon") is None
+
+
+@pytest.mark.parametrize("call", ["get_bytes", "head", "fetch"])
+def test_the_clients_own_headers_go_with_every_request(http_server, tmp_path, call):
+    # GIVEN a client with default headers (a source's credentials) and a request that brings headers of its own
+    url = http_server.add_file("/f.bin", DATA[:100])
+    client = HttpClient(RetryPolicy(attempts=2, timeout=5), headers={"Authorization": "Bearer t0k"})
+    # WHEN it asks
+    if call == "fetch":
+        client.fetch(url, tmp_path / "f.bin", headers={"Accept": "application/octet-stream"})
+    else:
+        getattr(client, call)(url)
+    # THEN the defaults were sent too (urllib3 alone drops them when a request has headers)
+    sent = http_server.requests_for("/f.bin")[0].headers
+    assert sent["Authorization"] == "Bearer t0k" and sent["User-Agent"] == "irmsia-collect"
+
+
+def test_a_private_search_shows_no_query_values(http_server, capsys):
+    # GIVEN a search whose query holds a patient ID, on a server that fails
+    http_server.fault("/qido", "503", "404")
+    client = _client(attempts=2)
+    # WHEN it runs with private=True THEN neither the retry warning nor the error names the value
+    with pytest.raises(UsageError) as caught:
+        client.get_json(http_server.url("/qido"), {"PatientID": "PAT-SECRET-7"}, what="QIDO-RS", private=True)
+    assert "PAT-SECRET-7" not in str(caught.value) and "PatientID=…" in str(caught.value)
+    assert "PAT-SECRET-7" not in capsys.readouterr().err

@@ -53,9 +53,9 @@ def test_nibabel_test_volumes_pass_the_header_check_and_decode_to_the_grid_it_pr
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("nifti1.hdr", "NIfTI header of an .hdr/.img pair"),
-        ("nifti2.hdr", "NIfTI header of an .hdr/.img pair"),
-        ("row_major.dconn.nii", "CIFTI-2 data (NIfTI intent code 3001)"),
+        ("nifti1.hdr", "NIfTI header without its image"),
+        ("nifti2.hdr", "NIfTI header without its image"),
+        ("row_major.dconn.nii", "CIFTI file (NIfTI intent 3001)"),
     ],
 )
 def test_nibabel_files_the_decoder_cannot_take_are_refused_from_the_header(name, reason):

@@ -158,6 +158,26 @@ def _nifti1_head() -> bytes:
 
 
 @pytest.mark.parametrize(
+    ("layout", "dtype"),
+    [("separate", np.float64), ("separate", np.uint16), ("contig", np.float64)],
+    ids=["planar float64", "planar uint16", "contiguous float64"],
+)
+def test_an_rgb_tiff_keeps_its_three_channels_whether_planar_or_contiguous(layout, dtype):
+    import tifffile
+
+    # GIVEN an RGB TIFF Pillow cannot open, its samples stored plane by plane or interleaved
+    rgb = (np.random.default_rng(7).random((3, 12, 10)) * 1000).astype(dtype)
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer, rgb if layout == "separate" else np.moveaxis(rgb, 0, -1), planarconfig=layout, photometric="rgb"
+    )
+    # WHEN decoded THEN it is the three planes, in order: red, green, blue
+    image = decode(buffer.getvalue())
+    assert image.shape == (3, 12, 10)
+    np.testing.assert_allclose(image, rgb.astype(np.float32))
+
+
+@pytest.mark.parametrize(
     ("head", "expected"),
     [
         (b"\x00" * 128 + b"DICM" + b"\x02\x00", "dicom"),

@@ -23,7 +23,7 @@ def test_merge_is_sorted_and_replaces_the_input_datasets():
     settings = SplitSettings.parse(["--dataset", "both", "--merge", "b, a", "--ratios", "0.8,0.1,0.1"], {})
     assert settings.datasets == ("a", "b")
     assert settings.ratios == (0.8, 0.1, 0.1)
-    assert settings.params()["datasets"] == ["a", "b"]
+    assert settings.result_params()["datasets"] == ["a", "b"]
 
 
 @pytest.mark.parametrize(

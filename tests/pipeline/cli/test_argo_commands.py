@@ -13,6 +13,7 @@ from pipeline.argo.workflow import build_workflow
 from pipeline.argo.workflow_template import build_workflow_template
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.profiles import PROFILES
 from tests.support.argo_schema import REPO_ROOT
 from tests.support.argo_server import LocalArgoServer
 from tests.support.argo_swagger import SWAGGER, request_errors
@@ -200,3 +201,25 @@ def test_server_rejects_what_argo_rejects(argo, token):
     )
     assert ("workflow-templates", "irmsia", "broken") not in argo.state.objects
     argo.state.requests.clear()  # hand-made bodies, not irmsia's
+
+
+def test_submit_with_a_profile_sends_its_values_and_flags_win(argo, token, monkeypatch, capsys, caplog):
+    # GIVEN the demo profile and one -p that overrides it
+    monkeypatch.setenv("ARGO_TOKEN", token)
+    argv = ["submit", "--argo-server", argo.url, "--config", CONFIG, "--profile", "demo", "-p", "epochs=2"]
+    # WHEN submitted
+    assert _run(argv, capsys, caplog)[0] == 0
+    # THEN the workflow carries the profile's values, with the flag's value where both give one
+    (request,) = argo.state.requests
+    sent = {p["name"]: p["value"] for p in request.body["workflow"]["spec"]["arguments"]["parameters"]}
+    assert sent == {**PROFILES["demo"], "epochs": "2"}
+
+
+def test_submit_of_a_real_source_needs_a_dataset_name(argo, token, monkeypatch, capsys, caplog):
+    # GIVEN a Kaggle run submitted without a dataset (the template's default dataset is the demo's)
+    monkeypatch.setenv("ARGO_TOKEN", token)
+    argv = ["submit", "--argo-server", argo.url, "--config", CONFIG, "-p", "source=kaggle", "-p", "ref=a/b"]
+    # THEN it is refused before anything reaches the server, as irmsia run refuses it
+    code, output = _run(argv, capsys, caplog)
+    assert code == 2 and "--source kaggle needs --dataset NAME" in output
+    assert not argo.state.requests

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from jobs.core.errors import UsageError
-from jobs.core.s3options import S3Options, s3_options_from_env
+from jobs.core.settings import S3Options
 from tests.support.seaweedfs import start_seaweedfs
 from tests.support.stalled_server import StalledServer
 
@@ -93,7 +93,7 @@ def test_a_stopped_seaweedfs_is_exit_75_and_the_rerun_after_it_resumes_succeeds(
     ],
 )  # fmt: skip
 def test_options_from_the_environment(env, expected):
-    assert s3_options_from_env(env) == expected
+    assert S3Options.from_env(env) == expected
 
 
 @pytest.mark.parametrize(
@@ -103,9 +103,9 @@ def test_options_from_the_environment(env, expected):
         ({"IRMSIA_S3_READ_TIMEOUT": "0"}, "IRMSIA_S3_READ_TIMEOUT 0.0: use a number of seconds"),
         ({"IRMSIA_S3_CONNECT_TIMEOUT": "inf"}, "IRMSIA_S3_CONNECT_TIMEOUT inf"),
         ({"IRMSIA_S3_ATTEMPTS": "0"}, "IRMSIA_S3_ATTEMPTS 0: use a whole number from 1 to 20"),
-        ({"IRMSIA_S3_ATTEMPTS": "2.5"}, "IRMSIA_S3_ATTEMPTS '2.5': expected a number"),
+        ({"IRMSIA_S3_ATTEMPTS": "2.5"}, "IRMSIA_S3_ATTEMPTS '2.5': expected a whole number"),
     ],
 )
 def test_bad_options_are_usage_errors_naming_the_variable(env, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
-        s3_options_from_env(env)
+        S3Options.from_env(env)

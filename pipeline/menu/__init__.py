@@ -1,0 +1,1 @@
+"""``irmsia menu``: a full-screen Textual menu over the Python API (``pipeline.api``)."""
