@@ -314,7 +314,8 @@ def run_ours(network: str, store_path: str, cache_dir: str, batch: int, options:
     from jobs.core.settings import CommonSettings
     from jobs.core.store import open_store
     from jobs.ml.preprocess import Preprocessing
-    from jobs.train.data import load_images, read_split
+    from jobs.train.cache import load_images
+    from jobs.train.data import read_split
     from jobs.train.loop import Trainer, pick_hardware
     from jobs.train.settings import TrainSettings
 
@@ -351,7 +352,7 @@ def run_ours(network: str, store_path: str, cache_dir: str, batch: int, options:
         return {"images": images, "epoch_s": stats["epoch_s"], "wait_s": stats["data_wait_fraction"] * stats["epoch_s"]}
 
     result = timed_epochs(epoch, args.epochs, hardware.device)
-    forward = trainer.forward.describe()
+    forward = trainer.compiled.describe()
     return {
         **result,
         "setup_s": round(setup_s, 2),

@@ -18,7 +18,8 @@ from jobs.core.store import open_store
 from jobs.ml.preprocess import Preprocessing
 from jobs.train.acceleration import DeviceBatches, scaled_lr
 from jobs.train.checkpoint import TrainState
-from jobs.train.data import load_images, read_split
+from jobs.train.cache import load_images
+from jobs.train.data import read_split
 from jobs.train.loop import Trainer, pick_hardware
 from jobs.train.settings import TrainSettings
 from tests.support.synthetic_split import write_split
@@ -132,7 +133,7 @@ def test_compiled_training_matches_eager_and_logs_its_compile_time(tmp_path, fas
         history_compiled, _ = _fit(compiled)
     # THEN the compiled one compiled (time recorded and logged) and learned comparably: not bit for bit, since the
     # compiled graph draws its dropout masks from inductor's own generator
-    info = compiled.forward.describe()
+    info = compiled.compiled.describe()
     assert info["compiled"] is True and info["compile_fallback"] is None and info["compile_s"] > 0
     assert "first step compiled in" in caplog.text
     assert history_compiled[0]["train_loss"] == pytest.approx(history_eager[0]["train_loss"], rel=0.2)
