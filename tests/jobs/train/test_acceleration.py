@@ -17,8 +17,8 @@ from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
 from jobs.ml.preprocess import Preprocessing
 from jobs.train.acceleration import DeviceBatches, scaled_lr
-from jobs.train.checkpoint import TrainState
 from jobs.train.cache import load_images
+from jobs.train.checkpoint import TrainState
 from jobs.train.data import read_split
 from jobs.train.loop import Trainer, pick_hardware
 from jobs.train.settings import TrainSettings
