@@ -1,31 +1,38 @@
 """GPU throughput bench (issue 21): ours against MONAI's tutorial loop and MONAI's fast-training recipe, same run.
 
-Per network (resnet18 and densenet121 at 224², and DenseNet121 3-D at 96³), on the same synthetic data and batch:
+Per network (resnet18 and densenet121 at 224²; DenseNet121 3-D classifying and MONAI's 3-D UNet segmenting 96³
+volumes), on the same synthetic data and batch. The 2-D data is a sealed split of synthetic DICOMs; the volumes are
+synthetic 96³ CT-like NIfTI files (half with a bright blob, its mask the segmentation label map) that go through the
+real collect (``--source local``) -> index -> split stages, one dataset per task; every contender reads the files
+the split's datalist names.
 
 (a) ``tutorial``: the plain MONAI tutorial loop: ``LoadImaged`` + ``EnsureChannelFirstd`` + ``ScaleIntensityd`` +
-    ``Resized`` + random rotate/flip/zoom/noise per item per epoch on the CPU, ``monai.data.Dataset``, a shuffled
-    ``DataLoader`` with one worker per core, fp32.
+    ``Resized`` + random rotate/flip/zoom/noise per item per epoch on the CPU (label maps alongside, nearest
+    neighbour), ``monai.data.Dataset``, a shuffled ``DataLoader`` with one worker per core, fp32; cross-entropy, or
+    MONAI's ``DiceCELoss`` for segmentation.
 (b) ``monai-fast``: MONAI's fast-training recipe (tutorials ``acceleration/fast_training_tutorial``): the
     deterministic transforms cached once by ``CacheDataset`` and ending in ``EnsureTyped(device=cuda)``, the random
     transforms then run on the GPU, meta tracking off (``set_track_meta(False)``), ``ThreadDataLoader`` with
     ``num_workers=0``, AMP (autocast fp16 + GradScaler), ``cudnn.benchmark``.
-(c) ``ours``: the train stage itself: ``jobs.train.data.load_images`` (decode once into the memory-mapped float16
-    cache) and ``jobs.train.loop.Trainer.train_epoch`` (batch gathering, batch augmentation on the device, AMP,
-    channels_last, fused AdamW), with its defaults.
+(c) ``ours``: the train stage itself: ``jobs.train.cache.load_images`` (decode once into the memory-mapped float16
+    cache, masks as uint8 class indices) and ``jobs.train.loop.Trainer.train_epoch`` (batch gathering, batch
+    augmentation on the device, AMP, channels_last(_3d), fused AdamW), with its defaults; ``--dims 3`` and
+    ``--task segmentation`` for the volume rows.
 (d) ``ours`` with one train option changed at a time: ``--compile default``, ``--compile reduce-overhead`` (CUDA
     graphs), ``--batch-size x4`` with ``--lr-base-batch`` (linear LR scaling, warm-up 1 epoch), ``--prefetch``
     (pinned memory + side-stream copy), ``--device-cache on`` (the float16 split on the device), and the device
-    cache with CUDA graphs together.
+    cache with CUDA graphs together (the volume rows: prefetch, device cache, compile, device cache + CUDA graphs).
 
 All use AdamW at lr 1e-3 (scaled in the x4 case) and the same augmentation ranges; epoch 1 warms up (compile, cuDNN
 autotuning, worker start), epochs 2.. are timed. Per case: images/s, GPU busy % (NVML, ``jobs.ml.nvml``, sampled
 every 100 ms during the timed epochs), data-wait fraction (time blocked on the next batch / epoch time), the ratio
 to (a) and (b), validation accuracy where the case trains through the train stage. Cheap cases run first for every
 network, the compile cases last, so a run cut by ``--budget-s`` (or SIGINT) still reports every baseline; the JSON
-is rewritten after every case, the markdown table is appended to ``--results`` at the end.
+is rewritten after every case, the markdown table is appended to ``--results`` at the end. The "val score" column
+is the train stage's val accuracy (classification) or mean Dice (segmentation) after the timed epochs.
 
-The 3-D ours rows and the DDP scaling case say why they are not measured while the train stage has no volume task
-and no DDP. ``--device cpu --quick`` runs every code path with tiny sizes (tests/bench/test_gpu_bench.py).
+The DDP scaling case says why it is not measured while the train stage has no DDP. ``--device cpu --quick`` runs
+every code path with tiny sizes and the smallest networks (tests/bench/test_gpu_bench.py).
 
     PYTHONPATH=. python bench/gpu_bench.py                       # CUDA; bench/gpu_check.sh is the entry point
     PYTHONPATH=. python bench/gpu_bench.py --device cpu --quick --results /tmp/r.md --out /tmp/o
@@ -58,7 +65,15 @@ import torch  # noqa: E402
 
 RESULTS_HEADING = "## GPU throughput (`bench/gpu_bench.py`, `bench/gpu_check.sh`, issue 21)"
 MODELS_2D = ("resnet18", "densenet121")
-MODEL_3D = "densenet121-3d"
+# The volume rows: table name -> (network in jobs.ml.networks, task); quick: the smallest networks, same paths.
+MODELS_3D: dict[str, tuple[str, str]] = {
+    "densenet121-3d": ("densenet121", "classification"),
+    "unet-3d": ("unet", "segmentation"),
+}
+QUICK_MODELS_3D: dict[str, tuple[str, str]] = {
+    "small-cnn-3d": ("small-cnn", "classification"),
+    "small-unet-3d": ("small-unet", "segmentation"),
+}
 # (name, train-option overrides; "batch_x" multiplies the batch); cheap ones first, then the compile cases.
 OURS_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("ours", {}),
@@ -68,6 +83,13 @@ OURS_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("ours + compile", {"compile": "default"}),
     ("ours + CUDA graphs", {"compile": "reduce-overhead"}),
     ("ours + device cache + CUDA graphs", {"device_cache": "on", "compile": "reduce-overhead"}),
+)
+# The volume rows' options: batch x4 of 96³ volumes is left out (memory, and the 2-D rows already measure it).
+VOLUME_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = tuple(
+    (name, opts)
+    for name, opts in OURS_VARIANTS
+    if name
+    in ("ours", "ours + pinned prefetch", "ours + device cache", "ours + compile", "ours + device cache + CUDA graphs")
 )
 COMPILE_CASES = {name for name, opts in OURS_VARIANTS if "compile" in opts}
 AUGMENT = {"rotate_deg": 10.0, "flip_prob": 0.5, "zoom": 0.1, "noise_std": 0.02, "noise_prob": 0.5}
@@ -117,7 +139,7 @@ class Case:
     images_per_s: float | None = None
     gpu_busy_pct: float | None = None
     data_wait_fraction: float | None = None
-    val_accuracy: float | None = None
+    val_score: float | None = None
     setup_s: float | None = None
     compile_s: float | None = None
     peak_mem_mib: float | None = None
@@ -146,10 +168,23 @@ def timed_epochs(run_epoch: Callable[[int], dict[str, float]], epochs: int, devi
     }
 
 
+def monai_loss(task: str) -> Callable[[torch.Tensor, Any, torch.device], torch.Tensor]:
+    """The tutorial's loss: cross-entropy on class indices, or ``DiceCELoss`` on a ``(N, 1, *spatial)`` label map."""
+    if task == "segmentation":
+        from monai.losses import DiceCELoss
+
+        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        return lambda logits, label, device: dice_ce(logits.float(), torch.as_tensor(label).to(device).float())
+    return lambda logits, label, device: torch.nn.functional.cross_entropy(
+        logits.float(), torch.as_tensor(label).to(device, non_blocking=True).long()
+    )
+
+
 def monai_epoch(
-    loader: Any, model: torch.nn.Module, optimizer: Any, scaler: Any, device: torch.device, amp: bool
+    loader: Any, model: torch.nn.Module, optimizer: Any, scaler: Any, device: torch.device, amp: bool, task: str
 ) -> Callable[[int], dict[str, float]]:
     """One epoch of the MONAI-style loop (dict batches, image to the device, optional autocast fp16)."""
+    loss_of = monai_loss(task)
 
     def run(_epoch: int) -> dict[str, float]:
         model.train()
@@ -158,14 +193,13 @@ def monai_epoch(
         for batch in loader:
             wait += time.perf_counter() - mark
             x = torch.as_tensor(batch["image"]).to(device, non_blocking=True).float()
-            y = torch.as_tensor(batch["label"]).to(device, non_blocking=True).long()
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+                loss = loss_of(model(x), batch["label"], device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            seen += len(y)
+            seen += len(x)
             mark = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -188,39 +222,69 @@ def write_images(root: Path, images: int, size: int) -> tuple[str, list[dict[str
     return store_path, files
 
 
-def write_volumes(root: Path, volumes: int, size: int) -> list[dict[str, Any]]:
-    """Synthetic float32 volumes as ``.npy`` files (MONAI's ``NumpyReader``): half carry a bright blob."""
+def _stage(module: str, argv: list[str]) -> None:
+    """One stage's console entry point in-process (as bench/task_cases.py runs them); a failure stops the bench."""
+    main = __import__(f"jobs.{module}.__main__", fromlist=["main"]).main
+    code = main([*argv, "--log-format", "text", "--log-level", "warning"])
+    if code != 0:
+        raise SystemExit(f"irmsia-{module} {' '.join(argv)} exited {code}")
+
+
+VOLUME_DATASETS = {"classification": "gpubench-3d", "segmentation": "gpubench-seg3d"}
+
+
+def write_volumes(root: Path, volumes: int, size: int) -> dict[str, dict[str, Any]]:
+    """Synthetic CT-like volumes (half carry a bright blob) as NIfTI, each written twice: ``<label>/V<n>.nii``
+    for classification and Decathlon-style ``imagesTr/case_<n>.nii`` + ``labelsTr/`` (the blob's mask) for
+    segmentation; both through the real collect -> index -> split into one folder store. Per task: the store, the
+    dataset and the MONAI items of its training split (absolute paths; a class index or the mask's file)."""
+    from jobs.collect.sources.image_files import nifti_bytes
+
     rng = np.random.default_rng(42)
-    root.mkdir(parents=True, exist_ok=True)
     grid = np.stack(np.mgrid[0:size, 0:size, 0:size]).astype(np.float32) / size
-    items = []
+    classes, decathlon = root / "raw" / "classes", root / "raw" / "decathlon" / "Task01_Bench"
+    for folder in (classes / "blob", classes / "clear", decathlon / "imagesTr", decathlon / "labelsTr"):
+        folder.mkdir(parents=True, exist_ok=True)
     for n in range(volumes):
-        label = n % 2
-        vol = 0.3 + rng.normal(0, 0.03, (size, size, size)).astype(np.float32)
-        if label:
+        blob = np.zeros((size,) * 3, np.float32)
+        if n % 2:
             centre = rng.uniform(0.3, 0.7, 3).reshape(3, 1, 1, 1)
-            vol += 0.6 * np.exp(-((grid - centre) ** 2).sum(0) / (2 * 0.12**2))
-        path = root / f"vol{n:04d}.npy"
-        np.save(path, np.clip(vol, 0, 1).astype(np.float32))
-        items.append({"image": str(path), "label": label})
-    return items
+            blob = 0.6 * np.exp(-((grid - centre) ** 2).sum(0) / (2 * 0.12**2))
+        vol = np.clip(0.3 + rng.normal(0, 0.03, blob.shape).astype(np.float32) + blob, 0, 1)
+        stored = np.rint(vol * 1000).astype(np.int16)  # CT-like stored values
+        image = nifti_bytes(stored, (1.5, 1.0, 1.0))
+        (classes / ("blob" if n % 2 else "clear") / f"V{n:04d}.nii").write_bytes(image)
+        (decathlon / "imagesTr" / f"case_{n:04d}.nii").write_bytes(image)
+        mask = (blob > 0.3).astype(np.uint8)
+        (decathlon / "labelsTr" / f"case_{n:04d}.nii").write_bytes(nifti_bytes(mask, (1.5, 1.0, 1.0)))
+    store = str(root / "store3d")
+    out: dict[str, dict[str, Any]] = {}
+    for task, source in (("classification", classes), ("segmentation", decathlon.parent)):
+        dataset = VOLUME_DATASETS[task]
+        common = ["--dataset", dataset, "--store", store]
+        _stage("collect", ["--source", "local", "--path", str(source), *common])
+        _stage("index", common)
+        _stage("split", [*common, "--task", task])
+        datalist = json.loads(Path(store, "splits", dataset, "datalist.json").read_text())
+        label = (lambda r: r["label"]) if task == "classification" else (lambda r: os.path.join(store, r["label"]))
+        files = [{"image": os.path.join(store, r["image"]), "label": label(r)} for r in datalist["training"]]
+        out[task] = {"store": store, "dataset": dataset, "files": files}
+    return out
 
 
 # -- (a) and (b): the MONAI contenders ---------------------------------------------------------------------------
-def build_model(network: str, device: torch.device) -> torch.nn.Module:
-    if network == MODEL_3D:
-        from monai.networks.nets import DenseNet121
+def build_model(network: str, dims: int, device: torch.device) -> torch.nn.Module:
+    """The same network ours trains (``jobs.ml.networks``: MONAI's DenseNet121/UNet), 1 channel, 2 outputs."""
+    from jobs.ml.networks import build_network
 
-        model = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2, pretrained=False)
-    else:
-        from jobs.ml.networks import build_network
-
-        model = build_network(network, 1, 2)
-    return model.to(device)
+    return build_network(network, 1, 2, dims).to(device)
 
 
-def _transforms(spatial: int, size: int, device: torch.device | None) -> tuple[list[Any], list[Any]]:
-    """(deterministic, random) MONAI transforms; ``device`` set: the deterministic ones end on it (the recipe)."""
+def _transforms(
+    spatial: int, size: int, device: torch.device | None, task: str = "classification"
+) -> tuple[list[Any], list[Any]]:
+    """(deterministic, random) MONAI transforms; ``device`` set: the deterministic ones end on it (the recipe).
+    Segmentation: the label map is loaded, resized and moved with the image (nearest neighbour)."""
     from monai.transforms import (
         EnsureChannelFirstd,
         EnsureTyped,
@@ -234,27 +298,38 @@ def _transforms(spatial: int, size: int, device: torch.device | None) -> tuple[l
     )
 
     angle = math.radians(AUGMENT["rotate_deg"])
+    seg = task == "segmentation"
+    keys = ("image", "label") if seg else ("image",)
+    sizing = {"mode": ("area", "nearest")} if seg else {}
+    smooth = {"mode": ("bilinear", "nearest")} if seg else {}
     deterministic: list[Any] = [
-        LoadImaged(keys="image", image_only=True),
-        EnsureChannelFirstd(keys="image", channel_dim="no_channel" if spatial == 3 else None),
+        LoadImaged(keys=keys, image_only=True),
+        EnsureChannelFirstd(keys=keys),
         ScaleIntensityd(keys="image"),
-        Resized(keys="image", spatial_size=(size,) * spatial),
+        Resized(keys=keys, spatial_size=(size,) * spatial, **sizing),
     ]
     if device is not None:
         deterministic.append(EnsureTyped(keys=("image", "label"), device=device, track_meta=False))
     zoom = AUGMENT["zoom"]
     rotate = {"range_x": angle, "range_y": angle, "range_z": angle} if spatial == 3 else {"range_x": angle}
     random_ = [
-        RandRotated(keys="image", prob=1.0, keep_size=True, **rotate),
-        RandFlipd(keys="image", spatial_axis=spatial - 1, prob=AUGMENT["flip_prob"]),
-        RandZoomd(keys="image", min_zoom=1 - zoom, max_zoom=1 + zoom, prob=1.0, keep_size=True),
+        RandRotated(keys=keys, prob=1.0, keep_size=True, **rotate, **smooth),
+        RandFlipd(keys=keys, spatial_axis=spatial - 1, prob=AUGMENT["flip_prob"]),
+        RandZoomd(keys=keys, min_zoom=1 - zoom, max_zoom=1 + zoom, prob=1.0, keep_size=True, **sizing),
         RandGaussianNoised(keys="image", prob=AUGMENT["noise_prob"], std=AUGMENT["noise_std"]),
     ]
     return deterministic, random_
 
 
 def run_tutorial(
-    network: str, files: list[dict[str, Any]], size: int, batch: int, args: argparse.Namespace
+    network: str,
+    files: list[dict[str, Any]],
+    size: int,
+    batch: int,
+    args: argparse.Namespace,
+    *,
+    dims: int = 2,
+    task: str = "classification",
 ) -> dict[str, Any]:
     from monai.data import DataLoader, Dataset
     from monai.transforms import Compose
@@ -262,8 +337,7 @@ def run_tutorial(
 
     set_determinism(seed=42)
     device = torch.device(args.device)
-    spatial = 3 if network == MODEL_3D else 2
-    deterministic, random_ = _transforms(spatial, size, None)
+    deterministic, random_ = _transforms(dims, size, None, task)
     loader = DataLoader(
         Dataset(files, Compose(deterministic + random_)),
         batch_size=batch,
@@ -272,16 +346,24 @@ def run_tutorial(
         drop_last=len(files) > batch,
         persistent_workers=args.workers > 0,
     )
-    model = build_model(network, device)
+    model = build_model(network, dims, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    result = timed_epochs(monai_epoch(loader, model, optimizer, scaler, device, amp=False), args.epochs, device)
+    run = monai_epoch(loader, model, optimizer, scaler, device, amp=False, task=task)
+    result = timed_epochs(run, args.epochs, device)
     set_determinism(seed=None)
     return result
 
 
 def run_monai_fast(
-    network: str, files: list[dict[str, Any]], size: int, batch: int, args: argparse.Namespace
+    network: str,
+    files: list[dict[str, Any]],
+    size: int,
+    batch: int,
+    args: argparse.Namespace,
+    *,
+    dims: int = 2,
+    task: str = "classification",
 ) -> dict[str, Any]:
     from monai.data import CacheDataset, ThreadDataLoader, set_track_meta
     from monai.transforms import Compose
@@ -289,20 +371,20 @@ def run_monai_fast(
 
     set_determinism(seed=42)
     device = torch.device(args.device)
-    spatial = 3 if network == MODEL_3D else 2
-    deterministic, random_ = _transforms(spatial, size, device)
+    deterministic, random_ = _transforms(dims, size, device, task)
     started = time.perf_counter()
     dataset = CacheDataset(files, Compose(deterministic + random_), cache_rate=1.0, num_workers=args.workers)
     setup_s = time.perf_counter() - started
     set_track_meta(False)  # as the recipe: plain tensors through the random transforms and the network
     try:
         loader = ThreadDataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=len(files) > batch)
-        model = build_model(network, device)
+        model = build_model(network, dims, device)
         torch.backends.cudnn.benchmark = True
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         amp = device.type == "cuda"  # the recipe's AMP is fp16 on the GPU; on a CPU dry run it stays fp32
-        result = timed_epochs(monai_epoch(loader, model, optimizer, scaler, device, amp), args.epochs, device)
+        run = monai_epoch(loader, model, optimizer, scaler, device, amp, task)
+        result = timed_epochs(run, args.epochs, device)
     finally:
         set_track_meta(True)
         set_determinism(seed=None)
@@ -310,24 +392,39 @@ def run_monai_fast(
 
 
 # -- (c) and (d): the train stage ----------------------------------------------------------------------------------
-def run_ours(network: str, store_path: str, cache_dir: str, batch: int, options: dict[str, Any], args) -> dict:
+@dataclass(frozen=True)
+class Target:
+    """What one ours row trains: the network, its dataset, task, dims and input side."""
+
+    model: str
+    dataset: str = "gpubench"
+    task: str = "classification"
+    dims: int = 2
+    size: int = 224
+
+
+def run_ours(target: Target, store_path: str, cache_dir: str, batch: int, options: dict[str, Any], args) -> dict:
     from jobs.core.settings import CommonSettings
     from jobs.core.store import open_store
-    from jobs.ml.preprocess import Preprocessing
-    from jobs.train.cache import load_images
+    from jobs.train.cache import label_values, load_images
     from jobs.train.data import read_split
     from jobs.train.loop import Trainer, pick_hardware
     from jobs.train.settings import TrainSettings
+    from jobs.train.stage import preprocessing, segmentation_classes
 
     options = dict(options)
     factor = options.pop("batch_x", 1)
     if factor != 1:
         options.update(batch_size=batch * factor, lr_base_batch=batch)
+    segmentation = target.task == "segmentation"
     values: dict[str, Any] = {
-        "dataset": "gpubench",
-        "model": network,
+        "dataset": target.dataset,
+        "task": target.task,
+        "dims": target.dims,
+        "monitor": "dice" if segmentation else "accuracy",
+        "model": target.model,
         "epochs": args.epochs,
-        "image_size": args.image_size,
+        "image_size": target.size,
         "batch_size": batch,
         "lr": LR,
         "warmup_epochs": 1.0,
@@ -338,12 +435,12 @@ def run_ours(network: str, store_path: str, cache_dir: str, batch: int, options:
     settings = TrainSettings(common=CommonSettings(store=store_path), **(values | options))
     store = open_store(store_path)
     started = time.perf_counter()
-    split = read_split(store, "gpubench")
-    sets, channels = load_images(
-        store, split, Preprocessing(image_size=args.image_size), cache_dir, workers=args.workers, max_unreadable=0
-    )
+    split = read_split(store, target.dataset, target.task, target.dims)
+    prep = preprocessing(settings)
+    sets, channels = load_images(store, split, prep, cache_dir, workers=args.workers, max_unreadable=0)
+    classes = segmentation_classes(label_values(cache_dir, split, prep)) if segmentation else split.classes
     hardware = pick_hardware(args.device, settings.amp)
-    trainer = Trainer(settings, sets, split.classes, channels, hardware)
+    trainer = Trainer(settings, sets, classes, channels, hardware)
     setup_s = time.perf_counter() - started
 
     def epoch(e: int) -> dict[str, float]:
@@ -353,10 +450,11 @@ def run_ours(network: str, store_path: str, cache_dir: str, batch: int, options:
 
     result = timed_epochs(epoch, args.epochs, hardware.device)
     forward = trainer.compiled.describe()
+    score = trainer.evaluate("val")["dice" if segmentation else "accuracy"] if len(sets["val"]) else None
     return {
         **result,
         "setup_s": round(setup_s, 2),
-        "val_accuracy": round(float(trainer.evaluate("val")["accuracy"]), 4),
+        "val_score": None if score is None else round(float(score), 4),
         "compile_s": forward["compile_s"],
         "batch_size": settings.batch_size,
         "notes": ", ".join(
@@ -366,6 +464,7 @@ def run_ours(network: str, store_path: str, cache_dir: str, batch: int, options:
                 "device cache" if trainer.data_path["device_cache"] else "",
                 "prefetch stream" if trainer.data_path["prefetch"] else "",
                 f"lr {trainer.optimizer.param_groups[0]['initial_lr']:g}" if factor != 1 else "",
+                "val dice" if segmentation else "",
                 f"amp {hardware.describe()['amp']}",
             )
             if n
@@ -383,32 +482,33 @@ def plan_cases(args: argparse.Namespace) -> list[Case]:
         for name, _ in OURS_VARIANTS:
             (costly if name in COMPILE_CASES else cheap).append(Case(network, name, args.batch_size))
     if args.volumes:
-        for name in ("(a) tutorial", "(b) monai-fast"):
-            cheap.append(Case(MODEL_3D, name, args.volume_batch))
-        cheap.append(
-            Case(
-                MODEL_3D,
-                "ours",
-                args.volume_batch,
-                status="n/a",
-                notes="the train stage has no volume task yet (3-D DenseNet121 not in jobs.ml.networks)",
-            )
-        )
+        for network in args.volume_models:
+            cheap += [Case(network, name, args.volume_batch) for name in ("(a) tutorial", "(b) monai-fast")]
+            for name, _ in VOLUME_VARIANTS:
+                (costly if name in COMPILE_CASES else cheap).append(Case(network, name, args.volume_batch))
     return cheap + costly
 
 
 def run_case(case: Case, data: dict[str, Any], args: argparse.Namespace) -> None:
     options = dict(OURS_VARIANTS).get(case.name)
-    if case.network == MODEL_3D:
+    if case.network in args.volume_models:
+        model, task = args.volume_models[case.network]
+        volumes = data["volumes"][task]
+        target = Target(model, volumes["dataset"], task, 3, args.volume_size)
+        store, files, size = volumes["store"], volumes["files"], args.volume_size
+    else:
+        target, store, files, size = (
+            Target(case.network, size=args.image_size),
+            data["store"],
+            data["files"],
+            args.image_size,
+        )
+    if case.name.startswith(("(a)", "(b)")):
         fn = run_tutorial if case.name.startswith("(a)") else run_monai_fast
-        result = fn(case.network, data["volumes"], args.volume_size, case.batch_size, args)
-    elif case.name.startswith("(a)"):
-        result = run_tutorial(case.network, data["files"], args.image_size, case.batch_size, args)
-    elif case.name.startswith("(b)"):
-        result = run_monai_fast(case.network, data["files"], args.image_size, case.batch_size, args)
+        result = fn(target.model, files, size, case.batch_size, args, dims=target.dims, task=target.task)
     else:
         assert options is not None, case.name
-        result = run_ours(case.network, data["store"], data["cache"], case.batch_size, options, args)
+        result = run_ours(target, store, data["cache"], case.batch_size, options, args)
     for key, value in result.items():
         setattr(case, key, value)
 
@@ -480,10 +580,11 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"torch {env['torch']} (CUDA {env['cuda']}, cuDNN {env['cudnn']}), MONAI {env['monai']}. "
         f"2-D: {cfg['images']} synthetic DICOMs at {cfg['image_size']}², batch {cfg['batch_size']}; 3-D: "
-        f"{cfg['volumes']} volumes at {cfg['volume_size']}³, batch {cfg['volume_batch']}; {cfg['epochs']} epochs, "
+        f"{cfg['volumes']} NIfTI volumes at {cfg['volume_size']}³ through collect/index/split (train split of each "
+        f"task), batch {cfg['volume_batch']}; {cfg['epochs']} epochs, "
         f"epoch 1 untimed; {report['elapsed_s']} s in all (budget {cfg['budget_s']} s).",
         "",
-        "| network | case | batch | images/s | GPU busy | data wait | vs (a) | vs (b) | val acc | setup s | "
+        "| network | case | batch | images/s | GPU busy | data wait | vs (a) | vs (b) | val score | setup s | "
         "compile s | notes |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -493,7 +594,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {c['network']} | {c['name']} | {c['batch_size']} | {_fmt(c['images_per_s'], 'int')} | {busy} | "
             f"{_fmt(c['data_wait_fraction'], 'pct')} | {_fmt(c['vs_tutorial'], 'x')} | "
-            f"{_fmt(c['vs_monai_fast'], 'x')} | {_fmt(c['val_accuracy'])} | {_fmt(c['setup_s'])} | "
+            f"{_fmt(c['vs_monai_fast'], 'x')} | {_fmt(c['val_score'])} | {_fmt(c['setup_s'])} | "
             f"{_fmt(c['compile_s'])} | {status}{c['notes']} |"
         )
     ddp = report["ddp"]
@@ -522,8 +623,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, help="training images (default 2048; quick 16)")
     parser.add_argument("--image-size", type=int, help="training size in pixels (default 224; quick 32)")
     parser.add_argument("--batch-size", type=int, help="batch of every 2-D case but x4 (default 128; quick 4)")
-    parser.add_argument("--volumes", type=int, help="3-D training volumes, 0 skips 3-D (default 64; quick 4)")
-    parser.add_argument("--volume-size", type=int, help="3-D edge in voxels (default 96; quick 32)")
+    parser.add_argument(
+        "--volumes", type=int, help="3-D volumes per task (split 70/15/15-ish), 0 skips 3-D (default 64; quick 8)"
+    )
+    parser.add_argument("--volume-size", type=int, help="3-D edge in voxels (default 96; quick 16)")
     parser.add_argument("--volume-batch", type=int, help="3-D batch (default 8; quick 2)")
     parser.add_argument("--epochs", type=int, help="epochs per case, epoch 1 untimed (default 3; quick 2)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="loader/decode processes")
@@ -535,13 +638,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = {"images": 2048, "image_size": 224, "batch_size": 128, "volumes": 64, "volume_size": 96}
     defaults |= {"volume_batch": 8, "epochs": 3}
     if args.quick:
-        defaults = {"images": 16, "image_size": 32, "batch_size": 4, "volumes": 4, "volume_size": 32}
+        defaults = {"images": 16, "image_size": 32, "batch_size": 4, "volumes": 8, "volume_size": 16}
         defaults |= {"volume_batch": 2, "epochs": 2}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     # quick: the smallest network, so the compile cases take seconds on a CPU, not minutes; same code paths
     args.models = tuple(args.models.split(",")) if args.models else ("small-cnn",) if args.quick else MODELS_2D
+    args.volume_models = QUICK_MODELS_3D if args.quick else MODELS_3D
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 is not timed)")
     if args.images < 4 * args.batch_size:
@@ -562,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "environment": environment(args),
-        "config": {k: v for k, v in vars(args).items() if k not in ("out", "results")},
+        "config": {k: v for k, v in vars(args).items() if k not in ("out", "results", "volume_models")},
         "ddp": ddp_case(args),
         "cases": [],
     }
@@ -570,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="irmsia-gpu-bench-") as tmp:
         data: dict[str, Any] = {"cache": f"{tmp}/cache"}
         data["store"], data["files"] = write_images(Path(tmp), args.images, args.image_size)
-        if args.volumes:
+        if args.volumes and any(c.network in args.volume_models for c in cases):
             data["volumes"] = write_volumes(Path(tmp) / "volumes", args.volumes, args.volume_size)
         report["data_s"] = round(time.perf_counter() - started, 1)
         print(f"synthetic data written in {report['data_s']} s", flush=True)

@@ -89,21 +89,24 @@ class CompiledForward:
 
 
 # -- batches ---------------------------------------------------------------------------------------------------
-def device_cache_fits(images: np.ndarray, device: torch.device) -> bool:
-    """Whether the split's tensor takes at most ``DEVICE_CACHE_MAX_FRACTION`` of the device's free memory (CPU:
-    always; the memory-mapped file is then read into RAM once)."""
+def device_cache_fits(nbytes: int, device: torch.device) -> bool:
+    """Whether the split's tensors (``nbytes``: inputs and labels, masks included) take at most
+    ``DEVICE_CACHE_MAX_FRACTION`` of the device's free memory (CPU: always; the memory-mapped files are then read
+    into RAM once)."""
     if device.type != "cuda":
         return True
     free, _ = torch.cuda.mem_get_info(device)
-    return images.nbytes <= DEVICE_CACHE_MAX_FRACTION * free
+    return nbytes <= DEVICE_CACHE_MAX_FRACTION * free
 
 
 class DeviceBatches:
     """Batches gathered from the split's tensor held on the device, in the order of ``sampler``'s index lists."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, sampler: Iterable[list[int]], device: torch.device):
-        self.images = torch.from_numpy(np.array(images)).to(device)  # read the memory-mapped file once
-        self.labels = torch.from_numpy(np.asarray(labels)).to(device)
+        # Read the memory-mapped files once, into memory the tensors own: segmentation masks are memory-mapped
+        # (read-only) like the inputs, and a tensor over a read-only map is undefined behaviour on write.
+        self.images = torch.from_numpy(np.array(images)).to(device)
+        self.labels = torch.from_numpy(np.array(labels)).to(device)
         self.sampler = sampler
         self.device = device
 
@@ -168,11 +171,12 @@ def training_batches(
     """What the training epoch iterates: the loader itself, the device-resident split, or the prefetching loader;
     and a description for the run's performance summary."""
     if device_cache != "off":
-        if device_cache == "on" or device_cache_fits(images, device):
+        nbytes = images.nbytes + labels.nbytes  # a segmentation split's masks travel with it
+        if device_cache == "on" or device_cache_fits(nbytes, device):
             batches = DeviceBatches(images, labels, loader.batch_sampler or loader.sampler, device)
-            log.info("training split cached on %s (%.1f MiB)", device, images.nbytes / 2**20)
+            log.info("training split cached on %s (%.1f MiB)", device, nbytes / 2**20)
             return batches, {"device_cache": True, "prefetch": False}
-        log.info("training split (%.0f MiB) does not fit the device cache; loading batches", images.nbytes / 2**20)
+        log.info("training split (%.0f MiB) does not fit the device cache; loading batches", nbytes / 2**20)
     if prefetch and device.type == "cuda":
         return PrefetchBatches(loader, device), {"device_cache": False, "prefetch": True}
     return loader, {"device_cache": False, "prefetch": False}

@@ -38,15 +38,17 @@ def test_the_plan_has_every_case_and_puts_the_compile_cases_last():
     bench = _bench()
     cases = bench.plan_cases(bench.parse_args(["--device", "cpu", "--quick", "--models", "small-cnn,resnet18"]))
     names = [(c.network, c.name) for c in cases]
-    # THEN every 2-D network has (a), (b) and each ours variant once, the 3-D case its baselines and an n/a ours
+    # THEN every 2-D network has (a), (b) and each ours variant once, and each volume network (3-D classification
+    # and 3-D segmentation) its baselines and the train stage's volume rows, all to be measured
     for network in ("small-cnn", "resnet18"):
         expected = {"(a) tutorial", "(b) monai-fast"} | {name for name, _ in bench.OURS_VARIANTS}
         assert sorted(n for net, n in names if net == network) == sorted(expected)
-    assert [(c.name, c.status) for c in cases if c.network == bench.MODEL_3D] == [
-        ("(a) tutorial", "ok"),
-        ("(b) monai-fast", "ok"),
-        ("ours", "n/a"),
-    ]
+    assert [task for _, task in bench.QUICK_MODELS_3D.values()] == ["classification", "segmentation"]
+    for network in bench.QUICK_MODELS_3D:
+        expected = {"(a) tutorial", "(b) monai-fast"} | {name for name, _ in bench.VOLUME_VARIANTS}
+        volume_rows = [c for c in cases if c.network == network]
+        assert sorted(c.name for c in volume_rows) == sorted(expected)
+        assert all(c.status == "ok" and c.batch_size == 2 for c in volume_rows)
     # AND a budget cut drops compile cases before any baseline
     first_compile = min(i for i, c in enumerate(cases) if c.name in bench.COMPILE_CASES)
     assert all(c.name in bench.COMPILE_CASES for c in cases[first_compile:])
@@ -75,18 +77,25 @@ def test_cpu_quick_run_measures_every_case_and_writes_the_table(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n")
     # WHEN the bench dry-runs on the CPU, as a script in its own process (as gpu_check.sh runs it)
-    argv = ["--device", "cpu", "--quick", "--results", str(results), "--out", str(tmp_path / "out")]
+    argv = [
+        "--device",
+        "cpu",
+        "--quick",
+        "--results",
+        str(results),
+        "--out",
+        str(tmp_path / "out"),
+        "--budget-s",
+        "1800",
+    ]
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_bench.py"), *argv], capture_output=True, text=True)
-    # THEN it succeeds, and the JSON has a measured figure for every case but the n/a 3-D ours row
+    # THEN it succeeds, and the JSON has a measured figure for every case, the volume rows included
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "gpu_bench.json").read_text())
     cases = report["cases"]
     planned = bench.plan_cases(bench.parse_args(["--device", "cpu", "--quick"]))
     assert [(c["network"], c["name"]) for c in cases] == [(c.network, c.name) for c in planned]
     for case in cases:
-        if case["status"] == "n/a":
-            assert case["network"] == bench.MODEL_3D and case["name"] == "ours"
-            continue
         assert case["status"] == "ok", case
         assert case["images_per_s"] > 0 and 0 <= case["data_wait_fraction"] < 1
         assert case["vs_tutorial"] > 0 and case["vs_monai_fast"] > 0
@@ -98,6 +107,15 @@ def test_cpu_quick_run_measures_every_case_and_writes_the_table(tmp_path):
     assert ours["ours + batch x4, LR scaled"]["batch_size"] == 4 * report["config"]["batch_size"]
     assert "device cache" in ours["ours + device cache"]["notes"]
     assert all(ours[name]["compile_s"] is not None for name in bench.COMPILE_CASES), done.stdout[-3000:]
+    # AND the volume rows trained through the train stage's 3-D path: a val score (accuracy, or Dice for the 3-D
+    # U-Net on label maps), the device cache and the compiled forward in effect
+    for network, (_, task) in bench.QUICK_MODELS_3D.items():
+        rows = {c["name"]: c for c in cases if c["network"] == network}
+        for name, _ in bench.VOLUME_VARIANTS:
+            assert rows[name]["val_score"] is not None and 0 <= rows[name]["val_score"] <= 1, rows[name]
+            assert ("val dice" in rows[name]["notes"]) == (task == "segmentation")
+        assert "device cache" in rows["ours + device cache"]["notes"]
+        assert all(rows[name]["compile_s"] is not None for name in bench.COMPILE_CASES if name in rows)
     assert report["ddp"]["status"] == "skipped"
     # AND the markdown table under the dated heading has one row per case, in the same order
     text = results.read_text()

@@ -1,5 +1,6 @@
-"""The opt-in speed-ups: the device cache trains on the very same batches, the LR scales with the batch, and
-torch.compile trains like eager, records its compile time and falls back to eager when compilation fails."""
+"""The opt-in speed-ups: the device cache trains on the very same batches (images, volumes, segmentation masks),
+the LR scales with the batch, and torch.compile trains like eager (2-D and 3-D), records its compile time and falls
+back to eager when compilation fails."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,11 +19,12 @@ from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
 from jobs.ml.preprocess import Preprocessing
 from jobs.train.acceleration import DeviceBatches, scaled_lr
-from jobs.train.cache import load_images
+from jobs.train.cache import label_values, load_images
 from jobs.train.checkpoint import TrainState
 from jobs.train.data import read_split
 from jobs.train.loop import Trainer, pick_hardware
 from jobs.train.settings import TrainSettings
+from jobs.train.stage import preprocessing, segmentation_classes
 from tests.support.synthetic_split import write_split
 
 REPO = Path(__file__).resolve().parents[3]
@@ -56,6 +59,57 @@ def test_device_cache_trains_on_the_same_batches_bit_for_bit(tmp_path, fast_sett
     assert isinstance(cached.train_batches, DeviceBatches) and cached.data_path["device_cache"] is True
     assert plain.data_path == {"device_cache": False, "prefetch": False}
     assert len(cached.train_batches) == len(plain.train_loader)
+    assert history_cached == history_plain
+    assert all(torch.equal(weights_plain[k], weights_cached[k]) for k in weights_plain)
+
+
+# demo task, train task, dims, network, input side: each through the real collect -> index -> split
+TASK_DATASETS = [
+    ("segmentation", "segmentation", 2, "small-unet", 32),
+    ("segmentation-3d", "segmentation", 3, "small-unet", 16),
+    ("volume", "classification", 3, "small-cnn", 16),
+]
+
+
+def _task_trainer(tmp_path, fast_settings, demo: str, task: str, dims: int, model: str, size: int, **overrides):
+    """A CPU trainer on the ``demo`` task's dataset (built once per test through the real stages)."""
+    from jobs.collect.__main__ import main as collect
+    from jobs.index.__main__ import main as index
+    from jobs.split.__main__ import main as split_main
+
+    store_uri = str(tmp_path / "store")
+    common = ["--store", store_uri, "--dataset", "tiny", "--log-format", "text", "--log-level", "warning"]
+    if not open_store(store_uri).exists("splits/tiny/_SUCCESS.json"):
+        assert collect(["--source", "demo", "--task", demo, "--patients", "8", *common]) == 0
+        assert index(common) == 0
+        assert split_main([*common, "--task", task]) == 0
+    settings = fast_settings(store_uri, task=task, dims=dims, model=model, image_size=size, batch_size=4,
+                             monitor="loss", **overrides)  # fmt: skip
+    store = open_store(store_uri)
+    split = read_split(store, "tiny", task, dims)
+    prep = preprocessing(settings)
+    sets, channels = load_images(store, split, prep, settings.cache_dir, workers=1, max_unreadable=0.0)
+    classes = split.classes
+    if task == "segmentation":
+        classes = segmentation_classes(label_values(settings.cache_dir, split, prep))
+    return Trainer(settings, sets, classes, channels, pick_hardware("cpu", "off"))
+
+
+@pytest.mark.parametrize(("demo", "task", "dims", "model", "size"), TASK_DATASETS, ids=[c[0] for c in TASK_DATASETS])
+def test_device_cache_trains_volumes_and_masks_on_the_same_batches(tmp_path, fast_settings, demo, task, dims, model,
+                                                                   size):  # fmt: skip
+    # GIVEN a 3-D or segmentation run from the loader, and the same run with the split (masks included) in memory
+    plain = _task_trainer(tmp_path, fast_settings, demo, task, dims, model, size)
+    cached = _task_trainer(tmp_path, fast_settings, demo, task, dims, model, size, device_cache="on")
+    # WHEN both train
+    history_plain, weights_plain = _fit(plain)
+    history_cached, weights_cached = _fit(cached)
+    # THEN the cached run holds the labels (a segmentation split's masks) in memory it owns, not the read-only map
+    assert isinstance(cached.train_batches, DeviceBatches)
+    labels = cached.train_batches.labels
+    assert tuple(labels.shape) == cached.sets["train"].labels.shape
+    assert not np.shares_memory(labels.numpy(), cached.sets["train"].labels)
+    # AND it learns exactly what the loader run learns
     assert history_cached == history_plain
     assert all(torch.equal(weights_plain[k], weights_cached[k]) for k in weights_plain)
 
@@ -140,6 +194,21 @@ def test_compiled_training_matches_eager_and_logs_its_compile_time(tmp_path, fas
 
 
 @pytest.mark.slow
+def test_compiled_3d_segmentation_trains_like_eager(tmp_path, fast_settings):
+    # GIVEN a 3-D U-Net on volumes and label maps, eager and with --compile default (inductor on the CPU)
+    case = TASK_DATASETS[1]
+    eager = _task_trainer(tmp_path, fast_settings, *case, epochs=1, augment=False)
+    compiled = _task_trainer(tmp_path, fast_settings, *case, epochs=1, augment=False, compile="default")
+    # WHEN both train one epoch
+    history_eager, _ = _fit(eager)
+    history_compiled, _ = _fit(compiled)
+    # THEN the 3-D forward compiled and the Dice + CE loss agrees with eager's
+    info = compiled.compiled.describe()
+    assert info["compiled"] is True and info["compile_fallback"] is None and info["compile_s"] > 0
+    assert history_compiled[0]["train_loss"] == pytest.approx(history_eager[0]["train_loss"], rel=0.05)
+
+
+@pytest.mark.slow
 def test_compile_failure_falls_back_to_eager_with_a_warning(tmp_path):
     # GIVEN irmsia-train --compile default in a fresh process whose inductor points at a C++ compiler that does not
     # exist, with no compiled-graph cache to hide it (a subprocess: inductor remembers its toolchain per process)
@@ -186,7 +255,7 @@ def test_cuda_speed_ups_train_like_the_default(tmp_path, fast_settings, options)
     history_faster, _ = _fit(faster)
     # THEN the speed-up is in effect and the losses agree within fp16/cuDNN tolerance
     if "compile" in options:
-        assert faster.forward.describe()["compiled"] is True
+        assert faster.compiled.describe()["compiled"] is True
     else:
         assert any(faster.data_path.values())
     for a, b in zip(history_plain, history_faster, strict=True):
