@@ -82,6 +82,8 @@ class DeidFilter:
         self._known: set[str] = set()
         """Every DICOM original's identifying values and instance UIDs (lower case), for the sidecar scan."""
         self._sidecars: list[tuple[str, bytes]] = []
+        self._known_digests: set[str] = set()
+        """``_known`` of other processes (a sharded collect's shards) as keyed digests: never the values."""
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -160,13 +162,30 @@ class DeidFilter:
         """Search the stored text sidecars (label CSVs, series lists) for any DICOM original's identifying values
         and instance UIDs: a finding fails the stage like one in a header."""
         with self._lock:
-            sidecars, known = list(self._sidecars), set(self._known)
+            sidecars, known, digests = list(self._sidecars), set(self._known), set(self._known_digests)
         for name, data in sidecars:
             tokens = set(_TOKENS.split(data.decode("utf-8", "replace").lower()))
             tokens |= {part for token in tokens for part in _PARTS.split(token)}
-            if tokens & known:
+            hashed = {self.pseudonyms.identifier(t) for t in tokens if t.strip()} if digests else set()
+            if tokens & known or hashed & digests:
                 with self._lock:
                     self._findings.append((name, Finding("identifier", "sidecar")))
+
+    # -- a sharded collect: each shard's filter hands its state to the gather's --------------------------------
+    def state(self) -> dict[str, Any]:
+        """What this filter learned, for the gather of a sharded collect (``jobs.collect.shards``): the counts, the
+        files left out (pseudonymous labels) and the originals' identifying values as keyed digests only."""
+        with self._lock:
+            known = self._known_digests | {self.pseudonyms.identifier(v) for v in self._known}
+            return {"counts": dict(sorted(self._counts.items())), "left_out": sorted(self._left_out),
+                    "known": sorted(known)}  # fmt: skip
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Add a shard's ``state()``: the report and the sidecar scan then cover its files too."""
+        with self._lock:
+            self._counts.update(state["counts"])
+            self._left_out.extend((str(label), str(reason)) for label, reason in state["left_out"])
+            self._known_digests.update(state["known"])
 
     # -- the report ----------------------------------------------------------------------------------------------
     @property

@@ -14,14 +14,14 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from jobs.collect.deid.filter import DeidFilter, Verdict
-from jobs.core.errors import IrmsiaError
+from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import canonical_json, pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 from jobs.core.progress import track
@@ -70,6 +70,9 @@ class RawSink:
         self.units_reused = 0
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.reuse_only: Callable[[str], str] | None = None
+        """Set by a sharded collect's gather, where every unit must be reused from the record its shard sealed: a
+        unit that is not is then an error, never downloaded here; given the unit's record id, it says what to run."""
 
     def public_uid(self, uid: str) -> str:
         """``uid`` as the store may show it (an object name, a series list): with ``--deidentify`` the pseudonym
@@ -172,9 +175,14 @@ class RawSink:
         A unit is recorded only after all its files are stored, and each file must still have the recorded
         size and SHA-256, so a partially stored unit is never taken for complete. Returns the record.
         """
-        unit_id = self._unit_id(unit_id)
+        record = self._reuse(self.record_id(unit_id), self._validator(validator))
+        if record is None and self.reuse_only is not None:
+            unit = self.record_id(unit_id)
+            raise DataError(f"{self.prefix}: unit {unit} is not stored complete; {self.reuse_only(unit)}")
+        return record
+
+    def _reuse(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
         name = self.unit_name(unit_id)
-        validator = self._validator(validator)
         try:
             record = json.loads(self.store.get_bytes(self.prefix + name))
             if record.get("unit") != unit_id or record.get("validator") != validator:
@@ -194,7 +202,7 @@ class RawSink:
     def seal_unit(self, unit_id: str, validator: dict[str, Any], records: Iterable[OutputRecord],
                   **extra: Any) -> None:  # fmt: skip
         """Record a unit as complete, after all its files are stored."""
-        unit_id = self._unit_id(unit_id)
+        unit_id = self.record_id(unit_id)
         files = [
             {"name": r.key.removeprefix(self.prefix), "size": r.size, "sha256": r.sha256}
             for r in sorted(records, key=lambda r: r.key)
@@ -202,7 +210,7 @@ class RawSink:
         record = {"unit": unit_id, "validator": self._validator(validator), "files": files, **extra}
         self.put_record(self.unit_name(unit_id), pretty_json(record))
 
-    def _unit_id(self, unit_id: str) -> str:
+    def record_id(self, unit_id: str) -> str:
         """The unit as its record names it: with ``--deidentify`` a keyed pseudonym, since a unit id may be an
         original series UID (``tcia:<uid>``), which must not reach an object name or a stored record."""
         return f"deid-{self.deid.pseudonyms.identifier(unit_id)}" if self.deid is not None else unit_id
