@@ -4,21 +4,21 @@
 ``shard_limits``: units and bytes per shard; a source without units is one shard). ``--shard K/N`` lists them again,
 checks that they still cut into N shards, stores the units of part K under ``raw/<dataset>/`` (the keys an unsharded
 collect writes, each unit sealed by its own record in ``_collect/``) and seals ``shards/collect/<dataset>/K-of-N/``
-with ``part.json``: its units and, with ``--deidentify``, what its de-identification filter learned (counts, files
-left out, the originals' identifying values as keyed digests only). A part is sealed for one listing of the units (its
-fingerprint is in the part's cache key), so a rerun skips the sealed parts and a failed part retries alone.
-``--shard gather`` is the collect stage itself with every unit reused from the records the parts sealed (a unit not
-stored is an error naming its part, never a download) and the parts' de-identification state added, then the
-source's ``finish`` (licence, series list, labels): ``raw/<dataset>/``'s manifest lists the same objects with the
-same summary as an unsharded collect's, under the same cache key. Once it is sealed the parts are removed. Every step
-first checks whether ``raw/<dataset>/`` is sealed already: then it has nothing to do.
+with ``part.json`` (its units). With ``--deidentify`` each unit's record keeps what its files told the filter (counts,
+files left out, findings, the originals' identifying values as keyed digests only), so the gather, reusing every
+unit, reports exactly what one process would have. A part is sealed for one listing of the units (its fingerprint
+is in the part's cache key), so a rerun skips the sealed parts and a failed part retries alone. ``--shard gather`` is
+the collect stage itself with every unit reused from the records the parts sealed (a unit not stored is an error
+naming its part, never a download), then the source's ``finish`` (licence, series list, labels): ``raw/<dataset>/``'s
+manifest lists the same objects with the same summary as an unsharded collect's, under the same cache key. Once it is
+sealed the parts are removed. Every step first checks whether ``raw/<dataset>/`` is sealed already: then it has
+nothing to do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -30,7 +30,7 @@ from jobs.collect.sources.base import CollectReport, RawSink
 from jobs.collect.units import Unit, UnitSource, units_fingerprint
 from jobs.core.errors import DataError, UsageError
 from jobs.core.hashing import pretty_json
-from jobs.core.manifest import Manifest, StageWriter, read_manifest, read_output
+from jobs.core.manifest import Manifest, StageWriter, read_manifest
 from jobs.core.paths import shards_prefix
 from jobs.core.shards import (
     GATHER,
@@ -153,13 +153,11 @@ def _part(settings: CollectSettings, store: Store, plan: CollectPlan, units: lis
         finally:
             sink.close()
             source.close_session(session, sink)
-    deid_state = None
-    if plan.deid is not None:
+    if plan.deid is not None:  # fail where the finding is; the gather would fail on it too (the units keep it)
         from jobs.collect.stage import check_findings
 
         check_findings(plan.deid, writer.prefix)
-        deid_state = plan.deid.state()
-    record = {"shard": str(shard), "units": [sink.record_id(u.id) for u in mine], "deidentification": deid_state}
+    record = {"shard": str(shard), "units": [sink.record_id(u.id) for u in mine]}
     writer.put_bytes(PART, pretty_json(record))
     stored = raw.outputs
     summary = {"shard": str(shard), "units": len(mine), "files": len(stored), "bytes": sum(o.size for o in stored),
@@ -202,7 +200,6 @@ def _gather(stage: CollectStage, settings: CollectSettings, store: Store) -> Sta
             try:
                 units = source.units(settings.options, session)
                 parts = _sealed_parts(job.store, settings, job.plan, units)
-                _absorb(job.store, parts, sink)
                 shard_of = _shard_of(_limits(source, settings), units, len(parts), sink)
                 sink.reuse_only = lambda unit: _stale(job.store, settings, shard_of[unit])
                 results = source.collect_units(settings.options, units, sink, session)
@@ -227,14 +224,3 @@ def _stale(store: Store, settings: CollectSettings, shard: ShardId) -> str:
     """A unit its part claims is gone (removed, or changed since): withdraw the part, so its retry stores it again."""
     store.delete(part_prefix(settings.dataset, shard) + "_SUCCESS.json")
     return f"shard {shard}'s part is withdrawn: {_hint(settings, shard)} again, then the gather"
-
-
-def _absorb(store: Store, parts: list[Manifest], sink: RawSink) -> None:
-    """Add each part's de-identification state to the gather's filter (the report then covers every file)."""
-    if sink.deid is None:
-        return
-    for manifest in parts:
-        record = json.loads(read_output(store, manifest, PART))
-        if record.get("deidentification") is None:
-            raise DataError(f"{manifest.prefix}{PART}: the part was stored without --deidentify; collect it again")
-        sink.deid.absorb(record["deidentification"])

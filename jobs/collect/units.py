@@ -77,7 +77,7 @@ class UnitSource(Source[OptionsT], Generic[OptionsT]):
         if not units:
             return results
         with ThreadPoolExecutor(max_workers=max(1, min(self.unit_workers(sink), len(units)))) as pool:
-            futures = {pool.submit(self.collect_unit, options, u, sink, session): u.id for u in units}
+            futures = {pool.submit(self._one, options, u, sink, session): u.id for u in units}
             try:
                 for future in progress(as_completed(futures), len(futures), self.unit_label, None):
                     results[futures[future]] = future.result()
@@ -85,6 +85,10 @@ class UnitSource(Source[OptionsT], Generic[OptionsT]):
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         return results
+
+    def _one(self, options: OptionsT, unit: Unit, sink: RawSink, session: Any) -> Any:
+        with sink.unit_scope():  # with --deidentify, the unit's record keeps what its files told the filter
+            return self.collect_unit(options, unit, sink, session)
 
     def collect(self, options: OptionsT, sink: RawSink) -> CollectReport:
         session = self.open_session(options, sink.workdir)

@@ -8,6 +8,8 @@ into the parameters that define its result (the cache key) and then writes files
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.util
 import json
 import logging
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from jobs.collect.deid.filter import DeidFilter, Verdict
+from jobs.collect.deid.filter import DeidFilter, Verdict, current_unit
 from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import canonical_json, pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
@@ -145,14 +147,16 @@ class RawSink:
                 stored = [put(i) for i in padded]
             elif workers is not None:
                 with ThreadPoolExecutor(max_workers=max(1, min(workers, len(padded)))) as pool:
-                    stored = list(pool.map(put, padded))
+                    stored = [f.result() for f in [pool.submit(contextvars.copy_context().run, put, i)
+                                                   for i in padded]]  # fmt: skip
             else:
                 # one long-lived pool for the whole run: sources call this once per series or archive, and starting
                 # threads for each call costs more than uploading a small series
                 with self._lock:
                     if self._pool is None:
                         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
-                futures = [self._pool.submit(put, i) for i in padded]
+                # each upload in a copy of this thread's context: the unit being de-identified goes with it
+                futures = [self._pool.submit(contextvars.copy_context().run, put, i) for i in padded]
                 stored = [f.result() for f in futures]
         return [record for record in stored if record is not None]  # de-identification may leave some out
 
@@ -168,6 +172,11 @@ class RawSink:
         """The record's name for a unit id (a series UID, an archive name…), always a safe key."""
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", unit_id)[:120]
         return f"{UNIT_FOLDER}{safe}-{sha256_bytes(unit_id.encode())[:12]}.json"
+
+    def unit_scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Around the storing of one unit: with ``--deidentify`` the filter tallies its files apart, and
+        ``seal_unit`` keeps the tally in the unit's record, so that a run reusing the unit reports the same."""
+        return self.deid.unit() if self.deid is not None else contextlib.nullcontext()
 
     def reuse_unit(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
         """Keep a unit an earlier run finished, if its record matches ``validator`` and every file is intact.
@@ -193,6 +202,12 @@ class RawSink:
         for info, f in zip(infos, record["files"], strict=True):
             if info.sha256 != f["sha256"] or info.size != f["size"]:
                 return None
+        if self.deid is not None:
+            tally = record.get("deidentification")
+            if not isinstance(tally, dict):
+                return None  # stored before units kept their tally: its report cannot be repeated, so store it again
+            sidecars = {n: self.store.get_bytes(self.prefix + n) for n in tally.get("sidecars", ())}
+            self.deid.absorb(tally, sidecars)
         for info in infos:
             self.writer.record(info)
         self.writer.record(self.store.head(self.prefix + name))
@@ -208,6 +223,8 @@ class RawSink:
             for r in sorted(records, key=lambda r: r.key)
         ]
         record = {"unit": unit_id, "validator": self._validator(validator), "files": files, **extra}
+        if self.deid is not None and (tally := current_unit()) is not None:
+            record["deidentification"] = tally.to_json()
         self.put_record(self.unit_name(unit_id), pretty_json(record))
 
     def record_id(self, unit_id: str) -> str:

@@ -16,29 +16,14 @@ from jobs.collect.stage import run
 from jobs.core.errors import DataError, UsageError
 from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
+from tests.jobs.collect.conftest import SHARDED_TCIA_COLLECTION as COLLECTION
 from tests.support.nih_server import NihServer
+from tests.support.store_faults import kill_at
 from tests.support.tcia_server import API, TciaServer
 
-COLLECTION = "LIDC-Mini"
-SECRET = "a-test-secret-of-32-characters!!"
 TCIA_FLAGS = ("--source", "tcia", "--dataset", "lidc", "--collection", COLLECTION, "--backoff", "0.01",
               "--retries", "3", "--workers", "2")  # fmt: skip
 NIH_FLAGS = ("--source", "nih", "--dataset", "nih", "--archives", "1,2,3", "--backoff", "0.01", "--retries", "3")
-
-
-@pytest.fixture
-def tcia(monkeypatch) -> Iterator[TciaServer]:
-    """Eight series of five patients, one of them ultrasound series, which --deidentify leaves out (burned-in text)."""
-    server = TciaServer()
-    for p in range(1, 5):
-        for s in range(1, 3 if p != 2 else 2):
-            server.add_series(COLLECTION, f"PAT-{p:03d}", f"1.2.3.{p}", f"1.2.3.{p}.{s}", "CT", images=1 + s)
-    server.add_series(COLLECTION, "PAT-005", "1.2.3.5", "1.2.3.5.1", "US", images=2)
-    with server:
-        monkeypatch.setenv("IRMSIA_TCIA_URL", server.api_url)
-        monkeypatch.setenv("IRMSIA_LOG_FORMAT", "text")
-        monkeypatch.setenv("IRMSIA_DEID_SECRET", SECRET)
-        yield server
 
 
 @pytest.fixture
@@ -85,18 +70,18 @@ def _gets(server: TciaServer) -> list[str]:
         (("--deidentify", "--deid-allow-burned-in"), "8", 1),
     ],
 )
-def test_sharded_tcia_collect_seals_the_unsharded_dataset_byte_for_byte(tmp_path, tcia, deid, units, shards):
+def test_sharded_tcia_collect_seals_the_unsharded_dataset_byte_for_byte(tmp_path, sharded_tcia, deid, units, shards):
     # GIVEN the same collection collected once unsharded
     unsharded, sharded = str(tmp_path / "unsharded"), str(tmp_path / "sharded")
     assert run(_settings(unsharded, TCIA_FLAGS, *deid)).cached is False
-    tcia.log.clear()
+    sharded_tcia.log.clear()
     # WHEN it is collected as planned shards of at most N series, then gathered
     steps = _sharded(sharded, TCIA_FLAGS, *deid, "--shard-units", units)
     # THEN the plan sized it by series, every series was downloaded once, by its own shard
     planned = [f"{k}/{shards}" for k in range(1, shards + 1)]
-    total = sum(len(z) for z in tcia.zips.values())
+    total = sum(len(z) for z in sharded_tcia.zips.values())
     assert steps[0].manifest.summary == {"shards": planned, "units": 8, "unit": "series", "bytes": total}
-    assert _gets(tcia) == sorted(tcia.zips)
+    assert _gets(sharded_tcia) == sorted(sharded_tcia.zips)
     assert sum(s.manifest.summary["units"] for s in steps[1:-1]) == 8
     # AND raw/lidc/ is the unsharded collect's: same keys and bytes, same cache key, identity and summary
     assert _sealed(sharded, "lidc") == _sealed(unsharded, "lidc")
@@ -120,12 +105,12 @@ def test_sharded_nih_collect_is_one_archive_a_shard_and_seals_the_unsharded_data
     assert _sealed(sharded, "nih") == _sealed(unsharded, "nih")
 
 
-def test_a_rerun_skips_sealed_shards_and_a_failed_shard_retries_alone(tmp_path, tcia):
+def test_a_rerun_skips_sealed_shards_and_a_failed_shard_retries_alone(tmp_path, sharded_tcia):
     # GIVEN a plan of four shards, whose part 3 fails (its series answers 500 on every try)
     store_uri = str(tmp_path / "s")
     flags = (*TCIA_FLAGS, "--shard-units", "2")
     shards = run(_settings(store_uri, flags, "--shard", "plan")).manifest.summary["shards"]
-    tcia.fault_series("1.2.3.4.1", *["500"] * 3)
+    sharded_tcia.fault_series("1.2.3.4.1", *["500"] * 3)
     results = {}
     for shard in shards:
         try:
@@ -138,20 +123,20 @@ def test_a_rerun_skips_sealed_shards_and_a_failed_shard_retries_alone(tmp_path, 
         run(_settings(store_uri, flags, "--shard", "gather"))
     assert read_manifest(open_store(store_uri), "raw/lidc/") is None
     # WHEN every part runs again
-    tcia.log.clear()
+    sharded_tcia.log.clear()
     again = [run(_settings(store_uri, flags, "--shard", s)) for s in shards]
     # THEN only the failed part did any work (the others were cache hits), and only its failed series was fetched
     assert [r.cached for r in again] == [True, True, False, True]
-    assert _gets(tcia) == ["1.2.3.4.1"]  # its other series was stored before the failure and is reused
+    assert _gets(sharded_tcia) == ["1.2.3.4.1"]  # its other series was stored before the failure and is reused
     # AND the gather seals the dataset; a rerun of the whole fan-out is then all cache hits
     run(_settings(store_uri, flags, "--shard", "gather"))
-    tcia.log.clear()
+    sharded_tcia.log.clear()
     steps = _sharded(store_uri, flags)
     assert all(s.cached for s in steps) and steps[0].manifest.summary["shards"] == ["1/1"]
-    assert _gets(tcia) == []
+    assert _gets(sharded_tcia) == []
 
 
-def test_gather_withdraws_a_part_whose_series_is_gone_so_its_retry_stores_it_again(tmp_path, tcia):
+def test_gather_withdraws_a_part_whose_series_is_gone_so_its_retry_stores_it_again(tmp_path, sharded_tcia):
     # GIVEN every part sealed, then one stored file of part 2's series lost
     store_uri = str(tmp_path / "s")
     flags = (*TCIA_FLAGS, "--shard-units", "3")
@@ -171,7 +156,7 @@ def test_gather_withdraws_a_part_whose_series_is_gone_so_its_retry_stores_it_aga
     assert store.exists(lost)
 
 
-def test_a_part_of_another_plan_is_a_usage_error_naming_the_planned_count(tmp_path, tcia):
+def test_a_part_of_another_plan_is_a_usage_error_naming_the_planned_count(tmp_path, sharded_tcia):
     with pytest.raises(UsageError, match=r"--shard 1/2: raw/lidc/ is planned in 4 shard\(s\) of 8 series; use K/4"):
         run(_settings(str(tmp_path / "s"), (*TCIA_FLAGS, "--shard-units", "2"), "--shard", "1/2"))
 
@@ -187,12 +172,12 @@ def test_a_source_without_units_is_one_shard_that_collects_it_whole(tmp_path, mo
     assert gather.manifest.content_sha256 == part.manifest.content_sha256
 
 
-def test_shard_flag_errors_exit_2(tmp_path, tcia, capsys):
+def test_shard_flag_errors_exit_2(tmp_path, sharded_tcia, capsys):
     code = main([*TCIA_FLAGS, "--store", str(tmp_path / "s"), "--shard", "5/4"])
     assert code == 2 and "--shard '5/4': use plan, gather or K/N" in capsys.readouterr().err
 
 
-def test_part_record_names_no_original_uid_with_deidentify(tmp_path, tcia):
+def test_part_record_names_no_original_uid_with_deidentify(tmp_path, sharded_tcia):
     # GIVEN a sharded, de-identified collect stopped before its gather
     store_uri = str(tmp_path / "s")
     flags = (*TCIA_FLAGS, "--deidentify", "--shard-units", "4")
@@ -204,3 +189,18 @@ def test_part_record_names_no_original_uid_with_deidentify(tmp_path, tcia):
         assert "1.2.3." not in key and "PAT-00" not in key, key
     part = json.loads(store.get_bytes("shards/collect/lidc/1-of-2/part.json"))
     assert "1.2.3." not in json.dumps(part) and "PAT-00" not in json.dumps(part)
+
+
+def test_a_deidentified_collect_resumed_after_a_kill_reports_what_one_run_does(tmp_path, sharded_tcia):
+    # GIVEN a de-identified collect, and the same collect killed once three series were recorded complete
+    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+    flags = (*TCIA_FLAGS, "--deidentify")
+    run(_settings(whole, flags))
+    killed = kill_at(r"^raw/lidc/_collect/", "jobs.collect", [*flags, "--store", resumed, "--workers", "1"])
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    # WHEN it runs again, reusing the series recorded complete
+    sharded_tcia.log.clear()
+    run(_settings(resumed, flags))
+    # THEN it downloaded only the others, and its manifest (the de-identification report included) is the one run's
+    assert len(_gets(sharded_tcia)) == 7
+    assert _sealed(resumed, "lidc") == _sealed(whole, "lidc")
