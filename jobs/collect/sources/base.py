@@ -202,10 +202,8 @@ class RawSink:
         for info, f in zip(infos, record["files"], strict=True):
             if info.sha256 != f["sha256"] or info.size != f["size"]:
                 return None
-        if self.deid is not None:
-            tally = record.get("deidentification")
-            if not isinstance(tally, dict):
-                return None  # stored before units kept their tally: its report cannot be repeated, so store it again
+        if self.deid is not None and isinstance(tally := record.get("deidentification"), dict):
+            # (a unit stored outside unit_scope has no tally: reused as before, its files then not in the report)
             sidecars = {n: self.store.get_bytes(self.prefix + n) for n in tally.get("sidecars", ())}
             self.deid.absorb(tally, sidecars)
         for info in infos:

@@ -172,9 +172,10 @@ class TciaSource(UnitSource[TciaOptions]):
 
     name = "tcia"
     options_type = TciaOptions
-    shard_limits = ShardLimits(max_items=200, max_bytes=8 << 30, max_shards=256)
+    shard_limits = ShardLimits(max_items=200, max_bytes=8 << 30, max_shards=128)
     """One shard of a sharded collect: at most 200 series or 8 GiB (minutes at a mirror's pace, far from a pod's
-    deadline and its scratch); 10,000 series are 50 shards."""
+    deadline and its scratch); 10,000 series are 50 shards. At most 128 shards (beyond 25,600 series or 1 TiB they
+    grow instead), so a spec with three datasets at their most shards stays under half of Argo's status limit."""
     unit_label = "series"
 
     def result_params(self, options: TciaOptions) -> dict[str, Any]:
