@@ -247,7 +247,8 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
                 name=opt.parameter or "",
                 default=default,
                 description=SHARED_DESCRIPTIONS.get(opt.parameter or "", opt.help),
-                enum=opt.choices,
+                # a sub-group's choice is unset ("") unless the run sets it, and "" means "not set" to every stage
+                enum=("", *opt.choices) if opt.choices and not default else opt.choices,
             )
         stages.append(
             StageSpec(

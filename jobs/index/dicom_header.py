@@ -8,6 +8,7 @@ bytes of the object; ``NeedMoreBytes`` means the header runs past them and the c
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 import warnings
@@ -55,6 +56,12 @@ class DicomHeader:
     frames: int | None
     pixel_spacing_row: float | None
     pixel_spacing_col: float | None
+    image_position: tuple[float, ...] | None = None
+    """ImagePositionPatient (mm), three values: where the slice lies (``jobs.index.volumes``)."""
+    image_orientation: tuple[float, ...] | None = None
+    """ImageOrientationPatient, six direction cosines."""
+    slice_spacing: float | None = None
+    """SpacingBetweenSlices, else SliceThickness (mm): the slice distance of a multi-frame volume."""
     other_patient_id: str | None = None
     """The first of (0010,1000) Other Patient IDs or (0010,1002) Other Patient IDs Sequence: an identity when
     PatientID is empty."""
@@ -89,6 +96,29 @@ def _spacing(ds) -> tuple[float | None, float | None]:
     if len(values) != 2:
         raise UnusableDicom(f"PixelSpacing has {len(values)} values, expected 2")
     return float(values[0]), float(values[1])
+
+
+def _numbers(ds, name: str, count: int) -> tuple[float, ...] | None:
+    """``count`` numbers of a multi-valued DS, or ``None`` when absent, unreadable or not that many numbers.
+
+    Only volumes use these, so a malformed one makes the file a plain image, never a quarantined one.
+    """
+    try:
+        value = ds.get(name)
+        if value is None or value == "":
+            return None
+        values = tuple(float(v) for v in (value if isinstance(value, MultiValue | list | tuple) else [value]))
+    except Exception:
+        return None
+    return values if len(values) == count and all(map(math.isfinite, values)) else None
+
+
+def _slice_spacing(ds) -> float | None:
+    for name in ("SpacingBetweenSlices", "SliceThickness"):
+        found = _numbers(ds, name, 1)
+        if found is not None and found[0] > 0:
+            return found[0]
+    return None
 
 
 def _pixel_length(head: bytes, pos: int, explicit: bool, little: bool) -> tuple[int, int] | None:
@@ -282,6 +312,9 @@ def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], 
         frames=_int(ds, "NumberOfFrames"),
         pixel_spacing_row=row_mm,
         pixel_spacing_col=col_mm,
+        image_position=_numbers(ds, "ImagePositionPatient", 3),
+        image_orientation=_numbers(ds, "ImageOrientationPatient", 6),
+        slice_spacing=_slice_spacing(ds),
         other_patient_id=_other_patient_id(ds),
         lossy_compression=_text(ds, "LossyImageCompression"),
     )
@@ -335,6 +368,8 @@ _NUMBER_TAGS = {0x00281053: "RescaleSlope", 0x00281052: "RescaleIntercept", 0x00
 _SHORT_TAGS = {**_US_TAGS, **_PIXEL_US_TAGS}
 """Every US value the fast path reads, under pydicom's decoder option names."""
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
+_GEOMETRY_TAGS = {0x00200032: ("image_position", 3), 0x00200037: ("image_orientation", 6)}
+_SLICE_SPACING_TAGS = (0x00180088, 0x00180050)  # SpacingBetweenSlices, then SliceThickness
 _VRS_OF: dict[int, tuple[bytes, ...]] = {
     0x00100020: (b"LO",),
     **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
@@ -345,6 +380,7 @@ _VRS_OF: dict[int, tuple[bytes, ...]] = {
     **dict.fromkeys(_NUMBER_TAGS, (b"DS",)),
     _FRAMES: (b"IS",),
     _SPACING: (b"DS",),
+    **dict.fromkeys((*_GEOMETRY_TAGS, *_SLICE_SPACING_TAGS), (b"DS",)),
 }
 _UIDS = frozenset((0x0020000D, 0x0020000E, 0x00080018))
 _SPECIAL_BYTES = re.compile(rb"[\x01-\x1f\\\x7f-\xff]")
@@ -393,6 +429,25 @@ def _ends_inside_an_element(head: bytes) -> bool:
     return False
 
 
+def _fast_numbers(raw: bytes, count: int) -> tuple[float, ...] | None:
+    try:
+        text = _ascii(raw.replace(b"\\", b"/"))
+        values = tuple(float(p) for p in text.split("/")) if text is not None else ()
+    except ValueError:
+        return None
+    return values if len(values) == count and all(map(math.isfinite, values)) else None
+
+
+def _fast_geometry(found: dict[int, bytes]) -> dict[str, object]:
+    """Slice position, orientation and spacing; ``None`` for what is absent or malformed (as ``_numbers``)."""
+    geometry: dict[str, object] = {
+        name: _fast_numbers(found.get(tag, b""), n) for tag, (name, n) in _GEOMETRY_TAGS.items()
+    }
+    spacings = [_fast_numbers(found.get(tag, b""), 1) for tag in _SLICE_SPACING_TAGS]
+    geometry["slice_spacing"] = next((s[0] for s in spacings if s is not None and s[0] > 0), None)
+    return geometry
+
+
 # A single pass over a binary layout: each branch is one element kind, kept together to stay readable.
 def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:  # noqa: C901
     """Header, pixel facts and pixel value offset of a plain little-endian file; ``None`` when pydicom must decide."""
@@ -424,6 +479,7 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
             if len(parts) != 2:
                 return None
             row_mm, col_mm = float(parts[0]), float(parts[1])
+        geometry = _fast_geometry(found)
         numbers = {}
         for tag, name in _NUMBER_TAGS.items():
             if tag in found and (text := _ascii(found[tag].replace(b"\\", b"/"))) is not None:
@@ -436,6 +492,7 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
         pixel_spacing_row=row_mm,
         pixel_spacing_col=col_mm,
         **values,  # type: ignore[arg-type]
+        **geometry,  # type: ignore[arg-type]
     )
     if not header.rows or not header.columns or header.photometric == "PALETTE COLOR" or _OTHER_IDS_SEQUENCE in found:
         return None  # not an image, a palette to look for or Other Patient IDs items to read: pydicom decides

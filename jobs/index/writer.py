@@ -12,6 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.index.masks import MASK_COLUMNS
+from jobs.index.volumes import VOLUME_COLUMNS
+
 BATCH_ROWS = 1024
 """Rows per row group: the only per-row state the writer holds, so memory stays flat as files grow."""
 
@@ -42,6 +45,8 @@ SCHEMA = pa.schema(
         ("pixel_spacing_col", pa.float64()),
         ("lossy_compression", pa.bool_()),
         ("official_split", pa.string()),
+        *VOLUME_COLUMNS,
+        *MASK_COLUMNS,
     ]
 )
 COLUMNS = tuple(SCHEMA.names)

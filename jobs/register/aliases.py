@@ -12,9 +12,10 @@ if another entry took that sequence number first, the writer rereads and decides
 No update is lost, and the chain keeps every move as history.
 
 Promotion with ``--promote auto``: the new version becomes champion only if there is none yet, or if its
-metric strictly beats the champion's (lower is better for metrics whose name ends in ``loss``) *and* both were
-evaluated on the same split (same split manifest content hash). Otherwise it becomes ``candidate`` (unless a
-newer version already is: the candidate never moves backwards). This module imports no torch.
+metric strictly beats the champion's (lower is better for metrics whose name ends in ``loss`` or ``hd95``)
+*and* both were evaluated on the same split (same split manifest content hash). Otherwise it becomes
+``candidate`` (unless a newer version already is: the candidate never moves backwards). This module imports no
+torch.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def set_alias(store: Store, name: str, alias: str, version: int, reason: str) ->
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric.endswith("loss")
+    """Losses and distances (a segmentation's HD95) are better when lower."""
+    return metric.endswith(("loss", "hd95"))
 
 
 def decide(mode: str, metric: str, new: LedgerEntry, champion: LedgerEntry | None) -> Decision:

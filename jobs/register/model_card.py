@@ -13,6 +13,15 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+_OUTPUTS = {
+    "classification": "logits, one per class in the order above; apply softmax for probabilities",
+    "multilabel": "logits, one per finding in the order above; apply a sigmoid and each finding's threshold "
+    "(`thresholds` in the run config, chosen on val)",
+    "segmentation": "one logit map per class in the order above (class i = mask value `label_values[i]`); "
+    "argmax for the label map",
+}
+
+
 def _sources(datasets: list[dict[str, Any]]) -> list[str]:
     """One subsection per collected dataset: release, licence and its attribution text, de-identification."""
     lines: list[str] = []
@@ -46,7 +55,7 @@ def _chain(manifests: list[dict[str, Any]]) -> list[str]:
     return ["### Manifests", "", "| stage | prefix | SHA-256 |", "| --- | --- | --- |", *rows, ""]
 
 
-def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
+def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
     """Markdown for ``docs/README.md``."""
     ours = meta["irmsia"]
     lineage = ours["lineage"]
@@ -65,7 +74,7 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         "",
         f"- network: `{net['name']}`, {net['in_channels']} input channel(s), {net['num_classes']} classes "
         f"({', '.join(ours['classes'])}), input size {net.get('image_size') or 'any'}",
-        "- outputs: logits, one per class in the order above; apply softmax for probabilities",
+        f"- {net.get('dims', 2)}-D input; outputs: {_OUTPUTS.get(ours.get('task'), _OUTPUTS['classification'])}",
         f"- preprocessing: `{meta['network_data_format'].get('preprocessing') or 'see the run config'}`",
         f"- trained by run `{ours['run_id']}`, code version {ours['code_version']}"
         + (f", image `{ours['image']}`" if ours.get("image") else ""),
@@ -93,8 +102,9 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         *(f"| {k} | {_fmt(v)} |" for k, v in ours["metrics"].items()),
         "",
     ]
-    if has_confusion_matrix:
-        lines += ["![confusion matrix](confusion_matrix.png)", ""]
+    if picture:
+        name = picture if isinstance(picture, str) else "confusion_matrix.png"
+        lines += [f"![{name.removesuffix('.png').replace('_', ' ')}]({name})", ""]
     lines += [
         "## Files",
         "",

@@ -13,14 +13,8 @@ from jobs.core.manifest import Manifest
 from jobs.core.paths import splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
-from jobs.split.assign import (
-    SPLIT_NAMES,
-    Assignment,
-    assign_official,
-    assign_stratified,
-    official_by_patient,
-    patient_groups,
-)
+from jobs.split import tasks
+from jobs.split.assign import SPLIT_NAMES, Assignment
 from jobs.split.exports import csv_bytes, datalist_bytes, duplicates_bytes, txt_bytes
 from jobs.split.groups import GROUP, check_images_disjoint, group_rows
 from jobs.split.indexes import OFFICIAL_COLUMN, IndexRows, index_manifests, load_index_rows
@@ -32,16 +26,18 @@ log = logging.getLogger("irmsia.split")
 
 
 def _assign(index: IndexRows, labelled: list[dict[str, Any]], settings: SplitSettings, where: str) -> Assignment:
-    groups = patient_groups((row[GROUP], row["label"]) for row in labelled)
+    official = None
     if settings.split_from == "official":
         if OFFICIAL_COLUMN not in index.columns:
             raise DataError(
                 f"{where}: no {OFFICIAL_COLUMN} column, so the dataset has no official split; "
                 "use --split-from stratified"
             )
-        official = official_by_patient(((row[GROUP], row[OFFICIAL_COLUMN]) for row in labelled), where)
-        return assign_official(groups, official, settings.ratios, settings.seed, settings.min_per_class)
-    return assign_stratified(groups, settings.ratios, settings.seed, settings.min_per_class)
+        official = tasks.official_splits(labelled, OFFICIAL_COLUMN, where)
+    return tasks.assign(
+        settings.task, labelled, official=official, ratios=settings.ratios, seed=settings.seed,
+        min_per_class=settings.min_per_class, none_label=settings.none_label,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,15 +66,17 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         if grouped.duplicates:
             log.warning("left out %d rows whose image another row holds (same SOPInstanceUID or content): see "
                         "%sduplicates.csv", len(grouped.duplicates), job.writer.prefix)  # fmt: skip
-        labelled = [row for row in grouped.rows if row["label"] not in (None, "")]
+        labelled = [dict(row) for row in tasks.usable(settings.task, grouped.rows, index.columns, where)]
         skipped = len(grouped.rows) - len(labelled)
+        need = "a segmentation mask" if settings.task == "segmentation" else "a label"
         if not labelled:
             raise DataError(
-                f"{where}: none of the {skipped} rows has a label; give labels by folder (…/<label>/file) or "
-                "irmsia-index --labels CSV"
-            )
+                f"{where}: none of the {skipped} rows has {need}; "
+                + ("pair masks as <name>_mask.<ext> or images/ + masks/ folders" if settings.task == "segmentation"
+                   else "give labels by folder (…/<label>/file) or irmsia-index --labels CSV")
+            )  # fmt: skip
         if skipped:
-            log.warning("skipping %d of %d rows without a label", skipped, len(index.rows))
+            log.warning("skipping %d of %d rows without %s", skipped, len(index.rows), need)
         assignment = _assign(index, labelled, settings, where)
         if assignment.rare_strata:
             log.warning(
@@ -88,11 +86,14 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
                 ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
             )
         rows_by_split = _rows_by_split(labelled, assignment)
-        classes = sorted({row["label"] for row in labelled})
-        _warn_missing_classes(rows_by_split, classes)
+        classes = tasks.class_names(settings.task, labelled, settings.none_label)
+        counted = tasks.counted_classes(settings.task, settings.none_label)
+        _warn_missing_classes(rows_by_split, classes, counted)
         stats = split_stats(
             rows_by_split,
             classes,
+            counted,
+            task=settings.task,
             datasets=list(settings.datasets),
             ratios=list(settings.ratios),
             seed=settings.seed,
@@ -106,11 +107,13 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         for split, rows in rows_by_split.items():
             job.writer.put_bytes(f"{split}.csv", csv_bytes(columns, rows))
             job.writer.put_bytes(f"{split}.txt", txt_bytes(rows))
-        job.writer.put_bytes("datalist.json", datalist_bytes(classes, rows_by_split))
+        label_of = tasks.label_of(settings.task, classes, settings.none_label)
+        job.writer.put_bytes("datalist.json", datalist_bytes(classes, rows_by_split, label_of, settings.task))
         job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))
         record_split(stats)
         return {
+            "task": settings.task,
             "classes": classes,
             "rows": {split: len(rows) for split, rows in rows_by_split.items()},
             "patients": {split: stats["splits"][split]["patients"] for split in SPLIT_NAMES},
@@ -137,9 +140,9 @@ def _rows_by_split(labelled: list[dict[str, Any]], assignment: Assignment) -> di
     return rows_by_split
 
 
-def _warn_missing_classes(rows_by_split: dict[str, list[dict[str, Any]]], classes: list[str]) -> None:
+def _warn_missing_classes(rows_by_split: dict[str, list[dict[str, Any]]], classes: list[str], counted) -> None:
     for split in SPLIT_NAMES[1:]:
-        present = Counter(row["label"] for row in rows_by_split[split])
+        present = Counter(name for row in rows_by_split[split] for name in counted(row))
         if rows_by_split[split] and (absent := [c for c in classes if not present[c]]):
             log.warning("%s has no rows of %d classes: %s", split, len(absent), ", ".join(absent[:10]))
 

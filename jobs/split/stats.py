@@ -4,7 +4,7 @@ leakage check."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from jobs.core.errors import DataError
@@ -37,16 +37,22 @@ def _distinct(rows: Iterable[Mapping[str, Any]], column: str) -> int:
     return len({value for row in rows if (value := row.get(column))})
 
 
+def _label(row: Mapping[str, Any]) -> Iterable[str]:
+    return [row["label"]]
+
+
 def split_stats(
     rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]],
     classes: Sequence[str],
+    classes_of: Callable[[Mapping[str, Any]], Iterable[str]] = _label,
     **facts: Any,
 ) -> dict[str, Any]:
-    """What ``stats.json`` holds: per split rows, patients, fraction of rows and rows per class; plus ``facts``."""
+    """What ``stats.json`` holds: per split rows, patients, fraction of rows and rows per class (the classes
+    ``classes_of`` a row counts for: its label, or its findings); plus ``facts``."""
     total = sum(len(rows) for rows in rows_by_split.values())
     splits = {}
     for split, rows in rows_by_split.items():
-        per_class = Counter(row["label"] for row in rows)
+        per_class = Counter(name for row in rows for name in classes_of(row))
         splits[split] = {
             "rows": len(rows),
             "patients": _patients(rows),
@@ -56,7 +62,7 @@ def split_stats(
             "classes": {name: per_class.get(name, 0) for name in classes},
         }
     all_rows = [row for rows in rows_by_split.values() for row in rows]
-    overall = Counter(row["label"] for row in all_rows)
+    overall = Counter(name for row in all_rows for name in classes_of(row))
     return {
         **facts,
         "classes": list(classes),

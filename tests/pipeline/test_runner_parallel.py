@@ -18,9 +18,9 @@ RENDEZVOUS = """
 import json, os, sys, time
 from pathlib import Path
 folder, name, code, others = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-(folder / f"{name}.started").touch()
 with open(folder / "log.jsonl", "a") as log:
     log.write(json.dumps({"name": name, "event": "start"}) + "\\n")
+(folder / f"{name}.started").touch()  # after the log line, so whoever sees it also finds that line first
 deadline = time.monotonic() + 5
 while not all((folder / f"{o}.started").exists() for o in others):
     if time.monotonic() > deadline:

@@ -67,8 +67,16 @@ def test_sniff_names_what_is_wrong(data, reason):
         (_pil("PNG", "L", (7, 5)), PNG, Geometry(rows=5, columns=7, bits=8, samples=1, frames=1)),
         (_pil("PNG", "RGB", (3, 9)), PNG, Geometry(rows=9, columns=3, bits=8, samples=3, frames=1)),
         (_pil("JPEG", "L", (16, 12)), JPEG, Geometry(rows=12, columns=16, bits=8, samples=1, frames=1)),
-        (_nifti((6, 4, 3)), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=3)),
-        (gzip.compress(_nifti((6, 4))), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=1)),
+        (
+            _nifti((6, 4, 3)),
+            NIFTI,
+            Geometry(rows=4, columns=6, bits=16, frames=3, volume=(3, 4, 6), spacing=(1.0, 1.0, 1.0)),
+        ),
+        (
+            gzip.compress(_nifti((6, 4))),
+            NIFTI,
+            Geometry(rows=4, columns=6, bits=16, frames=1, volume=(1, 4, 6), spacing=(1.0, 1.0, 1.0)),
+        ),
         (_pil("TIFF"), TIFF, Geometry(rows=5, columns=7, bits=8, samples=1)),
         (_pil("TIFF", "RGB", (4, 6)), TIFF, Geometry(rows=6, columns=4, bits=8, samples=3)),
     ],
@@ -121,4 +129,6 @@ def test_nifti_files_that_hold_no_image_volume_are_refused_from_their_header(nam
 
 def test_a_single_file_nifti_volume_keeps_its_geometry():
     data = (NIBABEL_DATA / "anatomical.nii").read_bytes()
-    assert geometry(NIFTI, data, len(data)) == Geometry(rows=41, columns=33, bits=16, frames=25)
+    found = geometry(NIFTI, data, len(data))
+    assert (found.rows, found.columns, found.bits, found.frames) == (41, 33, 16, 25)
+    assert found.volume is not None and sorted(found.volume) == [25, 33, 41]  # the grid, in canonical axis order

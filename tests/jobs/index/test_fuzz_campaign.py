@@ -19,7 +19,7 @@ import pytest
 from jobs.core.store import open_store
 from jobs.index.__main__ import main
 from jobs.ml.preprocess import Preprocessing
-from jobs.train.data import _decode_one  # train's per-image decode: store read, then jobs.ml.preprocess
+from jobs.train.cache import _decode_one  # train's per-image decode: store read, then jobs.ml.preprocess
 from tests.jobs.index.conftest import put_raw
 from tests.support.dicom_fuzz import FAMILIES, SEED, FuzzFile, corpus_digest, fuzz_corpus
 
