@@ -107,14 +107,14 @@ class CollectSettings(StageSettings):
         None,
         check=check_shard,
         metavar="plan|K/N|gather",
-        help="sharded run (jobs/collect/shards.py): plan the shards (TCIA and IDC series, NIH archives), collect part K of N, "
-        "or gather them: seal raw/<dataset>/ exactly as an unsharded collect does",
+        help="sharded run (jobs/collect/shards.py): plan the shards (TCIA and IDC series, NIH archives), collect part "
+        "K of N, or gather them: seal raw/<dataset>/ exactly as an unsharded collect does",
     )
     shard_units: int | None = option(
         None,
         minimum=1,
-        help="with --shard: at most this many units (TCIA and IDC series, NIH archives) a shard, instead of the source's own "
-        "sizing; give every step of one fan-out the same value",
+        help="with --shard: at most this many units (TCIA and IDC series, NIH archives) a shard, instead of the "
+        "source's own sizing; give every step of one fan-out the same value",
     )
     options: SourceOptions = field(default_factory=DemoOptions)
     """The chosen source's own options."""

@@ -1,4 +1,4 @@
-"""A sharded collect: the units of a dataset (TCIA and IDC series, NIH archives) fan out, one gather seals ``raw/<dataset>/``.
+"""A sharded collect: a dataset's units (TCIA, IDC series; NIH archives) fan out, one gather seals ``raw/<dataset>/``.
 
 ``--shard plan`` lists the source's units (``jobs.collect.units``) and reports ``shards`` (the source's
 ``shard_limits``: units and bytes per shard; a source without units is one shard). ``--shard K/N`` lists them again,
