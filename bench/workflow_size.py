@@ -2,9 +2,10 @@
 
 The DAG is the spec pipeline's (``pipeline.spec``, ``sharded: true``) for one TCIA dataset; its index is planned by
 our own planner (``jobs.core.shards.shard_count`` with ``jobs.index.shards.INDEX_LIMITS``) over a synthetic listing
-of ``--series`` series of ``--files-per-series`` files of ``--file-bytes`` each. Collect is NOT sharded yet (one
-task); ``--collect-shards`` adds what a per-batch collect fan-out of that many parts would cost, planned with the
-batch limits given (``--series-per-shard``, ``--bytes-per-shard``), as the same plan -> parts -> gather shape.
+of ``--series`` series of ``--files-per-series`` files of ``--file-bytes`` each. Its collect fans out per batch of
+series (``jobs.collect.shards``), planned with the TCIA source's own batch limits (``TciaSource.shard_limits``)
+unless ``--series-per-shard`` / ``--bytes-per-shard`` say otherwise; for comparison, the same DAG with collect in one
+task.
 The estimate is ``pipeline.argo.size.estimate``: the ``NodeStatus`` objects Argo would keep, measured as JSON.
 
     PYTHONPATH=$PWD python bench/workflow_size.py --series 10000
@@ -22,14 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from jobs.collect.sources.tcia import SOURCE as TCIA  # noqa: E402
 from jobs.core.shards import ShardLimits, shard_count  # noqa: E402
 from jobs.index.shards import INDEX_LIMITS  # noqa: E402
 from pipeline.argo.size import NODE_LIMIT, STATUS_LIMIT_BYTES, estimate  # noqa: E402
-from pipeline.dag import SHARD, Pipeline  # noqa: E402
+from pipeline.dag import Pipeline  # noqa: E402
 from pipeline.spec import parse_spec, spec_pipeline  # noqa: E402
+
+TCIA_LIMITS = TCIA.shard_limits
 
 
 def tcia_pipeline(collect_sharded: bool) -> Pipeline:
+    """The spec's DAG for one TCIA dataset (sharded: collect and index fan out), or with collect in one task."""
     spec = parse_spec(
         {
             "name": "tcia-10k",
@@ -39,16 +44,13 @@ def tcia_pipeline(collect_sharded: bool) -> Pipeline:
         }
     )
     pipeline = spec_pipeline(spec)
-    if not collect_sharded:
+    if collect_sharded:
         return pipeline
-    # what a collect fan-out would add: plan -> parts -> gather, the gather keeping the task name index waits for
-    collect = pipeline.stage("collect-lidc")
-    plan = replace(collect, name="collect-plan-lidc", args=(*collect.args, "--shard", "plan"))
-    part = replace(collect, name="collect-part-lidc", args=(*collect.args, "--shard", "{" + SHARD + "}"),
-                   depends=(plan.name,), fan_out=plan.name)  # fmt: skip
-    gather = replace(collect, args=(*collect.args, "--shard", "gather"), depends=(part.name,))
-    rest = tuple(s for s in pipeline.stages if s.name != collect.name)
-    return Pipeline(name=pipeline.name, parameters=pipeline.parameters, stages=(plan, part, gather, *rest))
+    # collect in one task (the gather's name, which index waits for), as before collect was sharded
+    gather = pipeline.stage("collect-lidc")
+    single = replace(gather, args=gather.args[: gather.args.index("--shard")], depends=())
+    rest = tuple(s for s in pipeline.stages if not s.name.startswith("collect-"))
+    return Pipeline(name=pipeline.name, parameters=pipeline.parameters, stages=(single, *rest))
 
 
 def main() -> int:
@@ -56,8 +58,8 @@ def main() -> int:
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--files-per-series", type=int, default=120, help="CT slices per series (LIDC: ~120)")
     parser.add_argument("--file-bytes", type=int, default=525_000, help="bytes per slice (512x512 16-bit + header)")
-    parser.add_argument("--series-per-shard", type=int, default=200)
-    parser.add_argument("--bytes-per-shard", type=int, default=8 << 30)
+    parser.add_argument("--series-per-shard", type=int, default=TCIA_LIMITS.max_items)
+    parser.add_argument("--bytes-per-shard", type=int, default=TCIA_LIMITS.max_bytes)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -67,7 +69,7 @@ def main() -> int:
     collect_limits = ShardLimits(max_items=args.series_per_shard, max_bytes=args.bytes_per_shard, max_shards=1000)
     collect_shards = shard_count(series_bytes, collect_limits)
     rows = {}
-    for label, sharded in (("index sharded, collect one task", False), ("index and collect sharded", True)):
+    for label, sharded in (("index and collect sharded", True), ("index sharded, collect one task", False)):
         pipeline = tcia_pipeline(sharded)
         counts = {"index-part-lidc": index_shards, "collect-part-lidc": collect_shards}
         # a plan's result lists its shards ("12/64", 8 bytes each) besides its ~230-byte summary

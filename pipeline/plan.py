@@ -1,10 +1,11 @@
 """The planning step (``irmsia run --plan``): how many shards each sharded stage of a DAG will run, and how big a
 run of it grows in Argo.
 
-Each plan task of the DAG (a stage run with ``--shard plan``, and every unsharded index task planned the same way)
-runs as it would in the pipeline: it reads what its input manifest lists, writes nothing, and reports its shards.
-A plan needs its input sealed (an index plan counts what collect listed), so a dataset not yet collected is shown
-as not planned. The workflow estimate (``pipeline.argo.size``) then uses the planned shard counts.
+Each plan task of the DAG (a stage run with ``--shard plan``, and every unsharded collect and index task planned the
+same way) runs as it would in the pipeline: it writes nothing and reports its shards. A collect plan lists the
+source's units (TCIA series with their sizes, NIH archives); an index plan needs its input sealed (it counts what
+collect listed), so a dataset not yet collected is shown as not planned there. The workflow estimate
+(``pipeline.argo.size``) then uses the planned shard counts.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def plan_tasks(pipeline: Pipeline) -> dict[str, StageSpec]:
     for stage in pipeline.stages:
         if stage.fan_out:
             tasks[stage.name] = replace(pipeline.stage(stage.fan_out), depends=())
-        elif stage.stage == "index" and _shard_flag(stage) is None:
+        elif stage.stage in ("collect", "index") and _shard_flag(stage) is None:
             plan = replace(stage, name=f"{stage.name}-plan", args=(*stage.args, "--shard", "plan"), depends=())
             tasks[stage.name] = plan
     return tasks

@@ -29,10 +29,10 @@ from pipeline.dag import PIPELINE, SHARD, SHARED_DESCRIPTIONS, Parameter, Pipeli
 SPEC_KEYS = ("name", "sharded", "datasets", "index", "split", "train", "register")
 RUN_ID = "run_id"
 """The one workflow parameter of a spec's pipeline: train derives it from its cache key and hands it to register."""
-MAX_DATASET_NAME = 63 - len("index-plan-")
-"""A dataset's name names its tasks (``collect-<name>``, ``index-plan-<name>``), which are DNS-1123 labels."""
+MAX_DATASET_NAME = 63 - len("collect-plan-")
+"""A dataset's name names its tasks (``collect-<name>``, ``collect-plan-<name>``), which are DNS-1123 labels."""
 RESERVED: dict[str, tuple[str, ...]] = {
-    "collect": ("source", "dataset"),
+    "collect": ("source", "dataset", "shard"),
     "index": ("dataset", "shard"),
     "split": ("dataset", "merge"),
     "train": ("dataset",),
@@ -77,8 +77,9 @@ class PipelineSpec:
     datasets: tuple[DatasetSpec, ...]
     merge_as: str
     sharded: bool = False
-    """Index each dataset as planned shards (``index-plan-<d>`` -> ``index-part-<d>`` per shard -> ``index-<d>``,
-    ``jobs/index/shards.py``) instead of in one task."""
+    """Collect and index each dataset as planned shards (``collect-plan-<d>`` -> ``collect-part-<d>`` per shard ->
+    ``collect-<d>``, ``jobs/collect/shards.py``; ``index-plan-<d>`` -> ``index-part-<d>`` -> ``index-<d>``,
+    ``jobs/index/shards.py``) instead of one task each."""
     index: StageOptions
     split: StageOptions
     train: StageOptions
@@ -301,13 +302,27 @@ def _index_tasks(spec: PipelineSpec, dataset: DatasetSpec) -> list[StageSpec]:
     ]
 
 
+def _collect_tasks(spec: PipelineSpec, dataset: DatasetSpec) -> list[StageSpec]:
+    """``collect-<d>``; sharded: its plan, one part per planned shard (TCIA series, NIH archives), and the gather,
+    which is ``collect-<d>`` (the task the index waits for) and seals the same dataset an unsharded collect does."""
+    name = dataset.name
+    args = ["--source", dataset.source, "--dataset", name, *dataset.collect.argv()]
+    if not spec.sharded:
+        return [_task("collect", f"collect-{name}", args, (), dataset=name)]
+    plan, part = f"collect-plan-{name}", f"collect-part-{name}"
+    return [
+        _task("collect", plan, [*args, "--shard", "plan"], (), dataset=name),
+        replace(_task("collect", part, [*args, "--shard", "{" + SHARD + "}"], (plan,), dataset=name), fan_out=plan),
+        _task("collect", f"collect-{name}", [*args, "--shard", "gather"], (part,), dataset=name),
+    ]
+
+
 def spec_pipeline(spec: PipelineSpec) -> Pipeline:
     """The spec as a DAG: ``collect-<d>`` -> ``index-<d>`` for each dataset, all joined at the merged ``split``,
     then ``train`` and ``register``; ``run_id`` is its one parameter (train hands it on to register)."""
     stages: list[StageSpec] = []
     for dataset in spec.datasets:
-        collect_args = ["--source", dataset.source, "--dataset", dataset.name, *dataset.collect.argv()]
-        stages.append(_task("collect", f"collect-{dataset.name}", collect_args, (), dataset=dataset.name))
+        stages += _collect_tasks(spec, dataset)
         stages += _index_tasks(spec, dataset)
     indexes = tuple(f"index-{d.name}" for d in spec.datasets)
     stages.append(_task("split", "split", _split_args(spec), indexes, dataset=spec.merge_as))

@@ -29,6 +29,7 @@ from jobs.core.settings import (
     option,
     options_of,
 )
+from jobs.core.shards import check_shard
 
 
 def check_safe_private(entries: tuple[str, ...], flag: str) -> None:
@@ -101,6 +102,19 @@ class CollectSettings(StageSettings):
         env=SECRET_ENV,
         secret=True,
         help="the key of the de-identification pseudonyms (UIDs, IDs, date shifts); environment only, never logged",
+    )
+    shard: str | None = option(
+        None,
+        check=check_shard,
+        metavar="plan|K/N|gather",
+        help="sharded run (jobs/collect/shards.py): plan the shards (TCIA and IDC series, NIH archives), collect part "
+        "K of N, or gather them: seal raw/<dataset>/ exactly as an unsharded collect does",
+    )
+    shard_units: int | None = option(
+        None,
+        minimum=1,
+        help="with --shard: at most this many units (TCIA and IDC series, NIH archives) a shard, instead of the "
+        "source's own sizing; give every step of one fan-out the same value",
     )
     options: SourceOptions = field(default_factory=DemoOptions)
     """The chosen source's own options."""

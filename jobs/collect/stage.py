@@ -12,7 +12,7 @@ from typing import Any
 from jobs.collect.deid.filter import QUARANTINE_FILE, DeidFilter
 from jobs.collect.settings import CollectSettings
 from jobs.collect.sources import load_source
-from jobs.collect.sources.base import RawSink, Source
+from jobs.collect.sources.base import CollectReport, RawSink, Source
 from jobs.collect.telemetry import record_collect
 from jobs.core.errors import DataError
 from jobs.core.manifest import Manifest
@@ -39,6 +39,13 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
     name = "collect"
     settings_type = CollectSettings
 
+    def execute(self, settings: CollectSettings) -> StageResult:
+        if settings.shard:
+            from jobs.collect.shards import execute_step
+
+            return execute_step(self, settings)
+        return super().execute(settings)
+
     def plan(self, settings: CollectSettings, store: Store) -> CollectPlan:
         source = load_source(settings.source)
         params = {"source": source.name, **source.result_params(settings.options)}
@@ -57,7 +64,7 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
         with quiet, tempfile.TemporaryDirectory(prefix="irmsia-collect-", dir=job.store.scratch_dir()) as tmp:
             sink = RawSink(job.writer, Path(tmp), settings.workers, deid=job.plan.deid)
             try:
-                report = job.plan.source.collect(settings.options, sink)
+                report = self.run_source(settings, job, sink)
             finally:
                 sink.close()
         deidentification = finish_deidentification(job.plan.deid, sink, job.writer.prefix) if job.plan.deid else None
@@ -71,6 +78,10 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
             **({"deidentification": deidentification} if deidentification is not None else {}),
         }
 
+    def run_source(self, settings: CollectSettings, job: StageJob[CollectPlan], sink: RawSink) -> CollectReport:
+        """The source's whole collect through ``sink`` (a sharded collect's gather reuses its shards' units)."""
+        return job.plan.source.collect(settings.options, sink)
+
     def record_metrics(self, manifest: Manifest) -> None:
         record_collect(manifest)
 
@@ -83,6 +94,18 @@ def finish_deidentification(deid: DeidFilter, sink: RawSink, prefix: str) -> dic
     """After the source: scan the stored text sidecars too, fail the stage (exit 3, nothing sealed) on any PHI
     finding, record the files left out, and return the manifest's report."""
     deid.scan_sidecars()
+    check_findings(deid, prefix)
+    if (quarantine := deid.quarantine_csv()) is not None:
+        sink.put_record(QUARANTINE_FILE, quarantine)
+    report = deid.report()
+    if left := report["left_out"]:
+        log.warning("de-identification left out %d file(s): %s (see %s%s)", sum(left.values()),
+                    ", ".join(f"{k} ({n})" for k, n in left.items()), prefix, QUARANTINE_FILE)  # fmt: skip
+    return report
+
+
+def check_findings(deid: DeidFilter, prefix: str) -> None:
+    """Fail (exit 3, nothing sealed) on any PHI finding of the scan so far, naming the first."""
     findings = deid.findings
     for label, finding in findings[:20]:
         log.error("PHI scan: %s in the file stored as %s", finding, label)
@@ -93,13 +116,6 @@ def finish_deidentification(deid: DeidFilter, sink: RawSink, prefix: str) -> dic
             f"{first} (file {first_label}); those files were not stored and nothing is sealed: fix the source "
             "files (or name the attribute in an issue if the profile should cover it) and collect again"
         )
-    if (quarantine := deid.quarantine_csv()) is not None:
-        sink.put_record(QUARANTINE_FILE, quarantine)
-    report = deid.report()
-    if left := report["left_out"]:
-        log.warning("de-identification left out %d file(s): %s (see %s%s)", sum(left.values()),
-                    ", ".join(f"{k} ({n})" for k, n in left.items()), prefix, QUARANTINE_FILE)  # fmt: skip
-    return report
 
 
 STAGE = CollectStage()

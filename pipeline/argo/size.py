@@ -23,7 +23,8 @@ DEFAULT_RESULT_BYTES = 1024
 """A stage's ``result`` output when no measured one is given: twice the largest we measured (index's, 548 bytes on
 the demo; collect's 317, a plan's 229 plus 8 a shard)."""
 PART_RESULT_BYTES = 512
-"""A fan-out part's ``result`` output: twice the 239 bytes of an index part (its summary: shard, files, quarantined)."""
+"""A fan-out part's ``result`` output: about twice the 239 bytes of an index part (its summary: shard, files,
+quarantined) and the 261 of a collect part (shard, units, files, bytes, reused)."""
 _WORKFLOW = "irmsia-pipeline-x7k2p"
 
 

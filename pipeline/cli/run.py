@@ -170,8 +170,14 @@ def print_plan(
         if task.error:
             print(f"  {task.task:<24} not planned: {task.error}", file=out)
             continue
-        files, size_bytes = task.summary.get("files", 0), float(task.summary.get("bytes", 0))
-        print(f"  {task.task:<24} {len(task.shards)} shard(s): {files} files, {_bytes(size_bytes)}", file=out)
+        size_bytes = float(task.summary.get("bytes") or 0)
+        if "unit" in task.summary:  # a collect plan: the source's units (series, archives)
+            what = f"{task.summary.get('units')} {task.summary['unit']}, {_bytes(size_bytes)}"
+        elif "files" in task.summary:
+            what = f"{task.summary['files']} files, {_bytes(size_bytes)}"
+        else:
+            what = "the whole dataset in one"  # a source collected in one shard, or a dataset sealed already
+        print(f"  {task.task:<24} {len(task.shards)} shard(s): {what}", file=out)
     verdict = "far below Argo's limits" if size.within_limits else "TOO CLOSE to Argo's limits: plan bigger shards"
     print(f"  workflow: {size.nodes} nodes, node status about {_bytes(size.status_bytes)} "
           f"(limits {STATUS_LIMIT_BYTES >> 20} MiB, {NODE_LIMIT} nodes): {verdict}", file=out)  # fmt: skip

@@ -1,22 +1,27 @@
-"""A sharded spec (``sharded: true``): each dataset's index as a plan, one part per planned shard and a gather, run
-as real stage processes; the same index as an unsharded run, a rerun that is all cache hits, and ``--plan``."""
+"""A sharded spec (``sharded: true``): each dataset's collect and index as a plan, one part per planned shard and a
+gather, run as real stage processes; the same datasets and indexes as an unsharded run, a rerun that is all cache
+hits, and ``--plan``."""
 
 from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 
+import pytest
 import yaml
 
 from jobs.core.manifest import read_manifest
-from jobs.core.paths import index_prefix
+from jobs.core.paths import index_prefix, raw_prefix
 from jobs.core.store import open_store
+from pipeline.argo.size import estimate
 from pipeline.cli import main
 from pipeline.cli.run import print_plan
 from pipeline.dag import Pipeline
 from pipeline.runner import ProcessExecutor, run_pipeline
 from pipeline.spec import parse_spec, spec_pipeline
 from tests.support.argo_schema import REPO_ROOT
+from tests.support.tcia_server import TciaServer
 
 SPEC = yaml.safe_load((REPO_ROOT / "examples/demo-merged.yaml").read_text(encoding="utf-8"))
 
@@ -33,12 +38,14 @@ def _run(pipeline: Pipeline, store: str, jobs: int = 2):
     return run_pipeline(pipeline, pipeline.defaults(), store=store, env=env, executor=ProcessExecutor(), jobs=jobs)
 
 
-def test_the_sharded_dag_plans_fans_out_and_gathers_each_index():
+@pytest.mark.parametrize(("stage", "plan_depends"), [("collect", ()), ("index", ("collect-demo-a",))])
+def test_the_sharded_dag_plans_fans_out_and_gathers_each_collect_and_index(stage, plan_depends):
     pipeline = _collect_and_index(sharded=True)
-    plan, part, gather = (pipeline.stage(f"index-{step}demo-a") for step in ("plan-", "part-", ""))
-    assert plan.args[-2:] == ("--shard", "plan") and plan.depends == ("collect-demo-a",)
+    plan, part, gather = (pipeline.stage(f"{stage}-{step}demo-a") for step in ("plan-", "part-", ""))
+    assert plan.args[-2:] == ("--shard", "plan") and plan.depends == plan_depends
     assert (part.fan_out, part.args[-2:], part.depends) == (plan.name, ("--shard", "{shard}"), (plan.name,))
     assert gather.args[-2:] == ("--shard", "gather") and gather.depends == (part.name,)
+    assert {s.stage for s in (plan, part, gather)} == {stage}
 
 
 def test_sharded_and_unsharded_runs_seal_the_same_indexes_and_a_rerun_is_all_cache_hits(tmp_path):
@@ -46,16 +53,17 @@ def test_sharded_and_unsharded_runs_seal_the_same_indexes_and_a_rerun_is_all_cac
     plain, sharded = str(tmp_path / "plain"), str(tmp_path / "sharded")
     assert [o.exit_code for o in _run(_collect_and_index(False), plain)] == [0] * 4
     outcomes = _run(_collect_and_index(True), sharded)
-    # THEN every plan, part and gather ran (one part per planned shard), and each index is the same, byte for byte
+    # THEN every plan, part and gather ran (one part per planned shard), and each dataset and index is the same
     assert sorted(o.name for o in outcomes) == sorted(
-        [f"{t}-demo-{d}" for d in "ab" for t in ("collect", "index-plan", "index")]
-        + [f"index-part-demo-{d}-1" for d in "ab"]
+        [f"{t}-demo-{d}" for d in "ab" for t in ("collect-plan", "collect", "index-plan", "index")]
+        + [f"{s}-part-demo-{d}-1" for d in "ab" for s in ("collect", "index")]
     )
     assert {o.exit_code for o in outcomes} == {0}
     for dataset in ("demo-a", "demo-b"):
-        a, b = (read_manifest(open_store(s), index_prefix(dataset)) for s in (plain, sharded))
-        assert a is not None and b is not None
-        assert (a.cache_key, a.outputs) == (b.cache_key, b.outputs)
+        for prefix in (raw_prefix(dataset), index_prefix(dataset)):
+            a, b = (read_manifest(open_store(s), prefix) for s in (plain, sharded))
+            assert a is not None and b is not None
+            assert (a.cache_key, a.outputs, a.summary) == (b.cache_key, b.outputs, b.summary)
     # AND nothing of the parts is left once gathered
     assert list(open_store(sharded).list("shards/")) == []
     # WHEN the sharded DAG runs again THEN every task is a cache hit
@@ -73,7 +81,7 @@ def test_plan_prints_each_datasets_shards_once_collected_and_writes_nothing(tmp_
                       out=out) == 0  # fmt: skip
     assert out.getvalue().count("not planned: no _SUCCESS.json") == 2 and "run irmsia-collect first" in out.getvalue()
     # GIVEN one dataset collected
-    collect = Pipeline(name="c", parameters=(), stages=(pipeline.stage("collect-demo-a"),))
+    collect = Pipeline(name="c", parameters=(), stages=(replace(pipeline.stage("collect-demo-a"), depends=()),))
     assert [o.exit_code for o in _run(collect, store)] == [0]
     before = sorted(o.key for o in open_store(store).list(""))
     # WHEN planned THEN its shards are shown, with the run's size against Argo's limits, and the store is unchanged
@@ -82,6 +90,9 @@ def test_plan_prints_each_datasets_shards_once_collected_and_writes_nothing(tmp_
     text = out.getvalue()
     assert "index-part-demo-a        1 shard(s): 278 files" in text
     assert "index-part-demo-b        not planned" in text
+    # AND each collect is planned before anything is collected (the demo source is one shard; once sealed, too)
+    assert "collect-part-demo-a      1 shard(s): the whole dataset in one" in text
+    assert "collect-part-demo-b      1 shard(s): the whole dataset in one" in text
     assert "far below Argo's limits" in text
     assert sorted(o.key for o in open_store(store).list("")) == before
 
@@ -94,3 +105,26 @@ def test_a_run_cannot_start_at_a_fan_out_without_its_plan(tmp_path, capsys):
     code = main(["run", "--spec", str(path), "--from", "index-part-demo-a", "--store", str(tmp_path / "s")])
     assert code == 2
     assert "start at index-plan-demo-a" in capsys.readouterr().err
+
+
+def test_plan_sizes_a_tcia_collect_by_its_series_and_counts_its_parts_in_the_workflow(tmp_path):
+    # GIVEN a TCIA collection of five series and a sharded spec collecting it, two series a shard
+    server = TciaServer()
+    for s in range(1, 6):
+        server.add_series("Mini", f"P{s}", f"1.2.{s}", f"1.2.{s}.1", "CT", images=2)
+    spec = {"name": "tcia", "sharded": True, "register": {"model_name": "m"},
+            "datasets": [{"name": "lidc", "source": "tcia", "collection": "Mini", "shard_units": 2}]}  # fmt: skip
+    pipeline = spec_pipeline(parse_spec(spec))
+    with server:
+        env = {**os.environ, "IRMSIA_LOG_FORMAT": "json", "IRMSIA_TCIA_URL": server.api_url}
+        # WHEN planned
+        out = io.StringIO()
+        print_plan(pipeline, pipeline.defaults(), store=str(tmp_path / "s"), env=env, executor=ProcessExecutor(),
+                   jobs=1, out=out)  # fmt: skip
+    # THEN the collect is three shards of series, sized by NBIA's FileSize, and nothing was downloaded
+    total = sum(len(z) for z in server.zips.values())
+    assert f"collect-part-lidc        3 shard(s): 5 series, {total / 1024:.1f} KiB" in out.getvalue()
+    assert not [r for r in server.log if r.path.endswith("getImage")]
+    # AND the workflow estimate counts those three parts (and the one index part of a dataset not collected yet)
+    nodes = int(out.getvalue().split("workflow: ")[1].split(" nodes")[0])
+    assert nodes == estimate(pipeline, {"collect-part-lidc": 3}).nodes

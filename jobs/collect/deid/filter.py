@@ -16,7 +16,10 @@ import re
 import threading
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
@@ -67,6 +70,38 @@ class Verdict:
     findings: tuple[Finding, ...] = ()
 
 
+@dataclass
+class UnitTally:
+    """What the filter learned from the files of one unit (a series, an archive), kept in the unit's record so that a
+    run that reuses the unit reports exactly what the run that stored it did: counts, the files left out
+    (pseudonymous labels), findings, the text sidecars to scan again, and the originals' identifying values as keyed
+    digests only."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    findings: list[tuple[str, Finding]] = field(default_factory=list)
+    sidecars: list[str] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": dict(sorted(self.counts.items())),
+            "left_out": sorted([label, reason] for label, reason in self.left_out),
+            "findings": sorted([label, f.check, f.where] for label, f in self.findings),
+            "sidecars": sorted(self.sidecars),
+            "known": sorted(self.known),
+        }
+
+
+_UNIT: ContextVar[UnitTally | None] = ContextVar("irmsia_deid_unit", default=None)
+"""The unit whose files the current thread admits (``DeidFilter.unit``); copied into the sink's upload threads."""
+
+
+def current_unit() -> UnitTally | None:
+    """The tally of the unit being stored in this thread, if any."""
+    return _UNIT.get()
+
+
 class DeidFilter:
     """De-identifies every DICOM file on its way into the store and keeps the stage's report."""
 
@@ -82,6 +117,8 @@ class DeidFilter:
         self._known: set[str] = set()
         """Every DICOM original's identifying values and instance UIDs (lower case), for the sidecar scan."""
         self._sidecars: list[tuple[str, bytes]] = []
+        self._known_digests: set[str] = set()
+        """``_known`` of the runs that stored the units this one reuses, as keyed digests: never the values."""
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -96,6 +133,8 @@ class DeidFilter:
             if is_text_sidecar(name) and len(data) <= SIDECAR_SCAN_BYTES:
                 with self._lock:
                     self._sidecars.append((name, data))
+                    if (unit := _UNIT.get()) is not None:
+                        unit.sidecars.append(name)
             return Verdict()
         try:
             with warnings.catch_warnings():
@@ -106,7 +145,10 @@ class DeidFilter:
             return self._leave_out(None, "unreadable DICOM: cannot be de-identified")
         known = {v.lower() for v in identifiers(original, self.deid.table) | instance_uids(original)}
         with self._lock:
-            self._known.update(v for v in known if len(v) >= SIDECAR_MIN_CHARS)
+            kept = {v for v in known if len(v) >= SIDECAR_MIN_CHARS}
+            self._known.update(kept)
+            if (unit := _UNIT.get()) is not None:
+                unit.known.update(self.pseudonyms.identifier(v) for v in kept)
         if _is_dicomdir(ds):
             return self._leave_out(None, "DICOMDIR: the export's directory, whose records name patients and files")
         if (burned := self._burned_in(ds)) is not None:
@@ -119,12 +161,20 @@ class DeidFilter:
         except Exception as exc:
             return self._leave_out(None, f"cannot be de-identified: {type(exc).__name__}")
         findings = self.scanner.scan(original, out, name)
+        unit = _UNIT.get()
         with self._lock:
             self._counts["headers scanned"] += 1
+            if unit is not None:
+                unit.counts["headers scanned"] += 1
             if findings:
-                self._findings.extend((self._label(ds), f) for f in findings)
+                found = [(self._label(ds), f) for f in findings]
+                self._findings.extend(found)
+                if unit is not None:
+                    unit.findings.extend(found)
                 return Verdict(findings=tuple(findings))
             self._counts["de-identified"] += 1
+            if unit is not None:
+                unit.counts["de-identified"] += 1
         return Verdict(data=out)
 
     def _burned_in(self, ds: Dataset) -> str | None:
@@ -147,24 +197,52 @@ class DeidFilter:
         return sop if sop.startswith("2.25.") else (self.pseudonyms.uid(sop) if sop else "(no SOP Instance UID)")
 
     def _leave_out(self, ds: Dataset | None, reason: str) -> Verdict:
+        entry, unit = (self._label(ds), reason), _UNIT.get()
         with self._lock:
             self._counts["left out"] += 1
-            self._left_out.append((self._label(ds), reason))
+            self._left_out.append(entry)
+            if unit is not None:
+                unit.counts["left out"] += 1
+                unit.left_out.append(entry)
         return Verdict(left_out=reason)
 
     def _count(self, what: str) -> None:
+        unit = _UNIT.get()
         with self._lock:
             self._counts[what] += 1
+            if unit is not None:
+                unit.counts[what] += 1
+
+    # -- units: what a reused unit's files told the run that stored them -----------------------------------------
+    @contextmanager
+    def unit(self) -> Iterator[UnitTally]:
+        """Tally the files the current thread (and the upload threads it hands work to) admits as one unit's."""
+        tally = UnitTally()
+        token = _UNIT.set(tally)
+        try:
+            yield tally
+        finally:
+            _UNIT.reset(token)
+
+    def absorb(self, tally: Mapping[str, Any], sidecars: Mapping[str, bytes]) -> None:
+        """Add a reused unit's ``UnitTally.to_json()``, with the bytes of its text sidecars to scan."""
+        with self._lock:
+            self._counts.update(tally["counts"])
+            self._left_out.extend((str(label), str(reason)) for label, reason in tally["left_out"])
+            self._findings.extend((str(label), Finding(str(c), str(w))) for label, c, w in tally["findings"])
+            self._known_digests.update(tally["known"])
+            self._sidecars.extend((name, sidecars[name]) for name in tally["sidecars"] if name in sidecars)
 
     def scan_sidecars(self) -> None:
         """Search the stored text sidecars (label CSVs, series lists) for any DICOM original's identifying values
         and instance UIDs: a finding fails the stage like one in a header."""
         with self._lock:
-            sidecars, known = list(self._sidecars), set(self._known)
+            sidecars, known, digests = list(self._sidecars), set(self._known), set(self._known_digests)
         for name, data in sidecars:
             tokens = set(_TOKENS.split(data.decode("utf-8", "replace").lower()))
             tokens |= {part for token in tokens for part in _PARTS.split(token)}
-            if tokens & known:
+            hashed = {self.pseudonyms.identifier(t) for t in tokens if t.strip()} if digests else set()
+            if tokens & known or hashed & digests:
                 with self._lock:
                     self._findings.append((name, Finding("identifier", "sidecar")))
 

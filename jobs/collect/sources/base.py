@@ -8,20 +8,22 @@ into the parameters that define its result (the cache key) and then writes files
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.util
 import json
 import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from jobs.collect.deid.filter import DeidFilter, Verdict
-from jobs.core.errors import IrmsiaError
+from jobs.collect.deid.filter import DeidFilter, Verdict, current_unit
+from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import canonical_json, pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 from jobs.core.progress import track
@@ -70,6 +72,9 @@ class RawSink:
         self.units_reused = 0
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.reuse_only: Callable[[str], str] | None = None
+        """Set by a sharded collect's gather, where every unit must be reused from the record its shard sealed: a
+        unit that is not is then an error, never downloaded here; given the unit's record id, it says what to run."""
 
     def public_uid(self, uid: str) -> str:
         """``uid`` as the store may show it (an object name, a series list): with ``--deidentify`` the pseudonym
@@ -142,14 +147,16 @@ class RawSink:
                 stored = [put(i) for i in padded]
             elif workers is not None:
                 with ThreadPoolExecutor(max_workers=max(1, min(workers, len(padded)))) as pool:
-                    stored = list(pool.map(put, padded))
+                    stored = [f.result() for f in [pool.submit(contextvars.copy_context().run, put, i)
+                                                   for i in padded]]  # fmt: skip
             else:
                 # one long-lived pool for the whole run: sources call this once per series or archive, and starting
                 # threads for each call costs more than uploading a small series
                 with self._lock:
                     if self._pool is None:
                         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
-                futures = [self._pool.submit(put, i) for i in padded]
+                # each upload in a copy of this thread's context: the unit being de-identified goes with it
+                futures = [self._pool.submit(contextvars.copy_context().run, put, i) for i in padded]
                 stored = [f.result() for f in futures]
         return [record for record in stored if record is not None]  # de-identification may leave some out
 
@@ -166,15 +173,25 @@ class RawSink:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", unit_id)[:120]
         return f"{UNIT_FOLDER}{safe}-{sha256_bytes(unit_id.encode())[:12]}.json"
 
+    def unit_scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Around the storing of one unit: with ``--deidentify`` the filter tallies its files apart, and
+        ``seal_unit`` keeps the tally in the unit's record, so that a run reusing the unit reports the same."""
+        return self.deid.unit() if self.deid is not None else contextlib.nullcontext()
+
     def reuse_unit(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
         """Keep a unit an earlier run finished, if its record matches ``validator`` and every file is intact.
 
         A unit is recorded only after all its files are stored, and each file must still have the recorded
         size and SHA-256, so a partially stored unit is never taken for complete. Returns the record.
         """
-        unit_id = self._unit_id(unit_id)
+        record = self._reuse(self.record_id(unit_id), self._validator(validator))
+        if record is None and self.reuse_only is not None:
+            unit = self.record_id(unit_id)
+            raise DataError(f"{self.prefix}: unit {unit} is not stored complete; {self.reuse_only(unit)}")
+        return record
+
+    def _reuse(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
         name = self.unit_name(unit_id)
-        validator = self._validator(validator)
         try:
             record = json.loads(self.store.get_bytes(self.prefix + name))
             if record.get("unit") != unit_id or record.get("validator") != validator:
@@ -185,6 +202,10 @@ class RawSink:
         for info, f in zip(infos, record["files"], strict=True):
             if info.sha256 != f["sha256"] or info.size != f["size"]:
                 return None
+        if self.deid is not None and isinstance(tally := record.get("deidentification"), dict):
+            # (a unit stored outside unit_scope has no tally: reused as before, its files then not in the report)
+            sidecars = {n: self.store.get_bytes(self.prefix + n) for n in tally.get("sidecars", ())}
+            self.deid.absorb(tally, sidecars)
         for info in infos:
             self.writer.record(info)
         self.writer.record(self.store.head(self.prefix + name))
@@ -194,15 +215,17 @@ class RawSink:
     def seal_unit(self, unit_id: str, validator: dict[str, Any], records: Iterable[OutputRecord],
                   **extra: Any) -> None:  # fmt: skip
         """Record a unit as complete, after all its files are stored."""
-        unit_id = self._unit_id(unit_id)
+        unit_id = self.record_id(unit_id)
         files = [
             {"name": r.key.removeprefix(self.prefix), "size": r.size, "sha256": r.sha256}
             for r in sorted(records, key=lambda r: r.key)
         ]
         record = {"unit": unit_id, "validator": self._validator(validator), "files": files, **extra}
+        if self.deid is not None and (tally := current_unit()) is not None:
+            record["deidentification"] = tally.to_json()
         self.put_record(self.unit_name(unit_id), pretty_json(record))
 
-    def _unit_id(self, unit_id: str) -> str:
+    def record_id(self, unit_id: str) -> str:
         """The unit as its record names it: with ``--deidentify`` a keyed pseudonym, since a unit id may be an
         original series UID (``tcia:<uid>``), which must not reach an object name or a stored record."""
         return f"deid-{self.deid.pseudonyms.identifier(unit_id)}" if self.deid is not None else unit_id

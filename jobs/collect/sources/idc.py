@@ -23,26 +23,29 @@ instance already in the store with its listed size is kept. Endpoint: ``IRMSIA_I
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import logging
 import re
-from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 from jobs.collect.idc_index import Selection, open_index
 from jobs.collect.s3public import PublicS3, S3Object, check_endpoint
-from jobs.collect.sources.base import CollectReport, RawSink, Source, TransferOptions, key_segment
+from jobs.collect.sources.base import CollectReport, RawSink, TransferOptions, key_segment
 from jobs.collect.sources.url import http_client
 from jobs.collect.transfer import TransferStats
+from jobs.collect.units import Unit, UnitSource
 from jobs.core.errors import DataError, IrmsiaError, UsageError
 from jobs.core.hashing import sha256_json
-from jobs.core.logs import progress
 from jobs.core.manifest import OutputRecord
 from jobs.core.settings import option
+from jobs.core.shards import ShardLimits
 
 log = logging.getLogger("irmsia.collect")
 
@@ -169,12 +172,41 @@ class _Series:
         return str(self.row["aws_bucket"])
 
 
-class IdcSource(Source[IdcOptions]):
-    """NCI Imaging Data Commons (public S3 buckets, versioned index)."""
+def _chosen(row: dict[str, Any], sink: RawSink) -> _Series:
+    """A selected series and its folder: with --deidentify named by the pseudonyms its de-identified headers carry."""
+    return _Series(row, "/".join((key_segment(sink.public_id(str(row["PatientID"] or "")), "unknown-patient"),
+                                  key_segment(sink.public_uid(str(row["StudyInstanceUID"] or "")), "unknown-study"),
+                                  key_segment(sink.public_uid(str(row["SeriesInstanceUID"])), "series"))))  # fmt: skip
+
+
+@dataclass
+class _Session:
+    """What one process's series share: the index, the release, the S3 client and the pool their files download on."""
+
+    index: Any
+    release: int
+    stats: TransferStats
+    s3: PublicS3
+    mirror: str
+    files: ThreadPoolExecutor | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pool(self, workers: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self.files is None:
+                self.files = ThreadPoolExecutor(workers, thread_name_prefix="idc-file")
+            return self.files
+
+
+class IdcSource(UnitSource[IdcOptions]):
+    """NCI Imaging Data Commons (public S3 buckets, versioned index), series by series."""
 
     name = "idc"
     dependencies = ("idc_index_data", "duckdb")
     options_type = IdcOptions
+    shard_limits = ShardLimits(max_items=200, max_bytes=8 << 30, max_shards=128)
+    """As TCIA's: at most 200 series or 8 GiB (the index's series_size_MB) a shard, at most 128 shards."""
+    unit_label = "series"
 
     def select_series(self, options: IdcOptions) -> list[dict[str, Any]]:
         """The series to collect, in PatientID order, cut to ``--max-patients``; ``UsageError`` when none match."""
@@ -241,7 +273,9 @@ class IdcSource(Source[IdcOptions]):
         objects = s3.list_objects(series.bucket, series.uuid + "/")
         self._check_listing(series, objects, mirror)
         futures: list[Future[OutputRecord | None]] = [
-            files.submit(self._instance, s3, series, o, sink) for o in objects
+            # in a copy of this thread's context: with --deidentify the series' tally goes with each file
+            files.submit(contextvars.copy_context().run, self._instance, s3, series, o, sink)
+            for o in objects
         ]
         try:
             records = [r for f in futures if (r := f.result()) is not None]  # None: left out by de-identification
@@ -252,38 +286,44 @@ class IdcSource(Source[IdcOptions]):
         sink.seal_unit(unit_id, validator, records, series=sink.public_uid(str(series.row["SeriesInstanceUID"])))
         return {"files": len(records), "bytes": sum(r.size for r in records)}
 
-    def collect(self, options: IdcOptions, sink: RawSink) -> CollectReport:
+    # -- the dataset as units (jobs.collect.units: also what a sharded collect cuts) -----------------------------
+    def open_session(self, options: IdcOptions, workdir: Path) -> _Session:
         index = open_index()
-        release = index.check_release(options.idc_version)
-        rows = self.select_series(options)
         stats = TransferStats()
         s3 = PublicS3(options.idc_endpoint, http_client(options, stats), what="IRMSIA_IDC_ENDPOINT")
         mirror = f"the endpoint {options.idc_endpoint} (IRMSIA_IDC_ENDPOINT)"
-        # with --deidentify, the folders are named by the pseudonyms the de-identified headers carry
-        chosen = [_Series(r, "/".join((key_segment(sink.public_id(str(r["PatientID"] or "")), "unknown-patient"),
-                                       key_segment(sink.public_uid(str(r["StudyInstanceUID"] or "")), "unknown-study"),
-                                       key_segment(sink.public_uid(str(r["SeriesInstanceUID"])), "series"))))
-                  for r in rows]  # fmt: skip
-        log.info("IDC release %d: %d series from %d patients (%.1f MB)", release, len(rows),
+        return _Session(index, index.check_release(options.idc_version), stats, s3, mirror)
+
+    def close_session(self, session: _Session, sink: RawSink) -> None:
+        if session.files is not None:
+            session.files.shutdown(wait=True, cancel_futures=True)
+        log.info("IDC transfer: %s; %d series reused from an earlier run", session.stats.as_dict(),
+                 sink.units_reused, extra={"fields": {"transfer": session.stats.as_dict()}})  # fmt: skip
+
+    def units(self, options: IdcOptions, session: _Session) -> list[Unit]:
+        rows = self.select_series(options)
+        log.info("IDC release %d: %d series from %d patients (%.1f MB)", session.release, len(rows),
                  len({r["PatientID"] for r in rows}), sum(float(r["series_size_MB"] or 0) for r in rows))  # fmt: skip
-        results: dict[str, dict[str, Any]] = {}
+        return [Unit(f"idc:{r['crdc_series_uuid']}", round(float(r["series_size_MB"] or 0) * 1e6), r) for r in rows]
+
+    def unit_workers(self, sink: RawSink) -> int:
         # series are listed and checked a few at a time while their files download on a pool of their own, so a
         # series thread waiting for its files never holds a download slot
-        with ThreadPoolExecutor(sink.workers, thread_name_prefix="idc-file") as files, \
-                ThreadPoolExecutor(min(sink.workers, 4), thread_name_prefix="idc-series") as lister:  # fmt: skip
-            futures = {lister.submit(self._collect_series, s, s3, files, sink, mirror): s for s in chosen}
-            try:
-                for future in progress(as_completed(futures), len(futures), "series", log):
-                    results[futures[future].uuid] = future.result()
-            except BaseException:
-                lister.shutdown(wait=True, cancel_futures=True)
-                files.shutdown(wait=True, cancel_futures=True)
-                raise
+        return min(sink.workers, 4)
+
+    def collect_unit(self, options: IdcOptions, unit: Unit, sink: RawSink, session: _Session) -> dict[str, Any]:
+        return self._collect_series(_chosen(unit.data, sink), session.s3, session.pool(sink.workers), sink,
+                                    session.mirror)  # fmt: skip
+
+    def finish(self, options: IdcOptions, units: Sequence[Unit], by_unit: Mapping[str, Any], sink: RawSink,
+               session: _Session) -> CollectReport:  # fmt: skip
+        rows = [u.data for u in units]
+        chosen = [_chosen(r, sink) for r in rows]
+        results = {s.uuid: by_unit[u.id] for s, u in zip(chosen, units, strict=True)}
+        release, index = session.release, session.index
         sink.put_bytes(SERIES_CSV, self._series_csv(chosen, results, release, sink))
         licenses = sorted({str(r["license_short_name"]) for r in rows if r.get("license_short_name")})
         sink.put_bytes("LICENSE", self._license_text(rows, release).encode())
-        log.info("IDC transfer: %s; %d series reused from an earlier run", stats.as_dict(), sink.units_reused,
-                 extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
         return CollectReport(
             license="; ".join(licenses) or None,
             details={

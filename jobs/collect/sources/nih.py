@@ -18,17 +18,19 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink
 from jobs.collect.sources.url import http_client, store_download
 from jobs.collect.transfer import HttpClient, TransferStats
+from jobs.collect.units import Unit, UnitSource
 from jobs.core.errors import DataError, UsageError
 from jobs.core.hashing import sha256_file
 from jobs.core.settings import option
+from jobs.core.shards import ShardLimits
 
 log = logging.getLogger("irmsia.collect")
 
@@ -126,11 +128,24 @@ class NihOptions(ArchiveOptions):
     )
 
 
-class NihSource(Source[NihOptions]):
-    """NIH ChestX-ray14 from NIH's Box links (or a mirror)."""
+@dataclass(frozen=True)
+class _Session:
+    """What one process's downloads share: the HTTP client and its statistics."""
+
+    stats: TransferStats
+    client: HttpClient
+    metadata: dict[str, Path]
+    """NIH's label CSV and split lists, local."""
+
+
+class NihSource(UnitSource[NihOptions]):
+    """NIH ChestX-ray14 from NIH's Box links (or a mirror), archive by archive."""
 
     name = "nih"
     options_type = NihOptions
+    shard_limits = ShardLimits(max_items=1, max_bytes=1 << 40, max_shards=len(ARCHIVES))
+    """One archive (about 4 GB, unpacked to about 4,000 to 10,000 PNGs) a shard: 12 pods for the whole dataset."""
+    unit_label = "archives"
 
     def result_params(self, options: NihOptions) -> dict[str, Any]:
         metadata = None
@@ -167,31 +182,42 @@ class NihSource(Source[NihOptions]):
         records, _ = store_download(sink, unit_id, validator, got.path, name, options)
         return [r.key.removeprefix(sink.prefix) for r in records]
 
-    def collect(self, options: NihOptions, sink: RawSink) -> CollectReport:
+    # -- the dataset as units (jobs.collect.units: one archive a shard of a sharded collect) -------------------
+    def open_session(self, options: NihOptions, workdir: Path) -> _Session:
         stats = TransferStats()
         client = http_client(options, stats)
-        metadata = self._metadata(options, client, sink.workdir / "metadata")
+        # first, so that a missing label CSV fails before any archive is downloaded
+        return _Session(stats, client, self._metadata(options, client, workdir / "metadata"))
+
+    def close_session(self, session: _Session, sink: RawSink) -> None:
+        log.info(
+            "NIH transfer: %s; %d archives reused from an earlier run",
+            session.stats.as_dict(),
+            sink.units_reused,
+            extra={"fields": {"transfer": session.stats.as_dict()}},
+        )
+
+    def units(self, options: NihOptions, session: _Session) -> list[Unit]:
+        # NIH publishes no sizes (each archive is about 4 GB): one archive is one shard
+        return [Unit(f"nih:{a[0]}", 0, list(a)) for a in (ARCHIVES[i - 1] for i in sorted(options.archives))]
+
+    def unit_workers(self, sink: RawSink) -> int:
+        return min(sink.workers, MAX_PARALLEL_ARCHIVES)
+
+    def collect_unit(self, options: NihOptions, unit: Unit, sink: RawSink, session: _Session) -> list[str]:
+        name, rel, md5 = unit.data
+        return self._archive((name, rel, md5), options, session.client, sink)
+
+    def finish(self, options: NihOptions, units: Sequence[Unit], results: Mapping[str, Any], sink: RawSink,
+               session: _Session) -> CollectReport:  # fmt: skip
+        metadata = session.metadata
         for name, path in metadata.items():
             sink.put_file(name, path)
-        chosen = [ARCHIVES[i - 1] for i in sorted(options.archives)]
-        images: set[str] = set()
-        with ThreadPoolExecutor(max_workers=min(sink.workers, MAX_PARALLEL_ARCHIVES)) as pool:
-            futures = [pool.submit(self._archive, a, options, client, sink) for a in chosen]
-            try:
-                for future in as_completed(futures):
-                    images.update(n for n in future.result() if n.lower().endswith(".png"))
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        images = {n for u in units for n in results[u.id] if n.lower().endswith(".png")}
         split_lists = {n: metadata[n].read_bytes() for n in SPLIT_LISTS}
         sink.put_bytes(LABELS_OUT, labels_csv(metadata[LABELS_CSV].read_bytes(), split_lists, images))
         sink.put_bytes("LICENSE", LICENSE_TEXT.encode())
-        log.info(
-            "NIH transfer: %s; %d archives reused from an earlier run",
-            stats.as_dict(),
-            sink.units_reused,
-            extra={"fields": {"transfer": stats.as_dict()}},
-        )
+        chosen = [u.data for u in units]
         # NIH's own MD5 of every archive collected (each download was checked against it): the release, exactly
         details = {"archives": [a[0] for a in chosen], "archive_md5": {a[0]: a[2] for a in chosen}}
         return CollectReport(license=LICENSE, details={**details, "images": len(images)})

@@ -22,21 +22,21 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from jobs.collect.archive import Member, extract, remove_tree
-from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, Source, key_segment
+from jobs.collect.sources.base import ArchiveOptions, CollectReport, RawSink, key_segment
 from jobs.collect.sources.url import http_client, license_from_members
 from jobs.collect.transfer import HttpClient, TransferStats
+from jobs.collect.units import Unit, UnitSource
 from jobs.collect.zipstream import NotStreamable, ZipStream
 from jobs.core.errors import DataError, UsageError
 from jobs.core.hashing import sha256_json
-from jobs.core.logs import progress
 from jobs.core.settings import option
+from jobs.core.shards import ShardLimits
 
 log = logging.getLogger("irmsia.collect")
 
@@ -150,11 +150,33 @@ class TciaOptions(ArchiveOptions):
         return cls.build(values)
 
 
-class TciaSource(Source[TciaOptions]):
-    """The Cancer Imaging Archive (NBIA v4)."""
+@dataclass(frozen=True)
+class _Session:
+    """What one process's series downloads share: the client, its statistics and the API over it."""
+
+    stats: TransferStats
+    client: HttpClient
+    api: NbiaApi
+
+
+def _bytes(value: Any) -> int:
+    """NBIA's ``FileSize`` (bytes of the series' ZIP), 0 when absent or not a number."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+class TciaSource(UnitSource[TciaOptions]):
+    """The Cancer Imaging Archive (NBIA v4), series by series."""
 
     name = "tcia"
     options_type = TciaOptions
+    shard_limits = ShardLimits(max_items=200, max_bytes=8 << 30, max_shards=128)
+    """One shard of a sharded collect: at most 200 series or 8 GiB (minutes at a mirror's pace, far from a pod's
+    deadline and its scratch); 10,000 series are 50 shards. At most 128 shards (beyond 25,600 series or 1 TiB they
+    grow instead), so a spec with three datasets at their most shards stays under half of Argo's status limit."""
+    unit_label = "series"
 
     def result_params(self, options: TciaOptions) -> dict[str, Any]:
         manifest = read_tcia_manifest(options.manifest) if options.manifest else None
@@ -255,22 +277,33 @@ class TciaSource(Source[TciaOptions]):
         finally:
             zip_path.unlink(missing_ok=True)
 
-    def collect(self, options: TciaOptions, sink: RawSink) -> CollectReport:
+    # -- the dataset as units (jobs.collect.units: also what a sharded collect cuts) -----------------------------
+    def open_session(self, options: TciaOptions, workdir: Path) -> _Session:
         stats = TransferStats()
         client = http_client(options, stats)
-        api = NbiaApi(options.tcia_url, client)
-        series = self.select_series(options, api)
+        return _Session(stats, client, NbiaApi(options.tcia_url, client))
+
+    def close_session(self, session: _Session, sink: RawSink) -> None:
+        log.info(
+            "TCIA transfer: %s; %d series reused from an earlier run",
+            session.stats.as_dict(),
+            sink.units_reused,
+            extra={"fields": {"transfer": session.stats.as_dict()}},
+        )
+
+    def units(self, options: TciaOptions, session: _Session) -> list[Unit]:
+        series = self.select_series(options, session.api)
         log.info("TCIA: %d series from %d patients", len(series), len({s.get("PatientID") for s in series}))
-        results: dict[str, dict[str, Any]] = {}
-        with ThreadPoolExecutor(max_workers=sink.workers) as pool:
-            futures = {pool.submit(self._collect_series, s, api, client, options, sink): str(s["SeriesInstanceUID"])
-                       for s in series}  # fmt: skip
-            try:
-                for future in progress(as_completed(futures), len(futures), "series", log):
-                    results[futures[future]] = future.result()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        # in (patient, study, series) order, as select_series sorts them; sized by NBIA's FileSize
+        return [Unit(f"tcia:{s['SeriesInstanceUID']}", _bytes(s.get("FileSize")), s) for s in series]
+
+    def collect_unit(self, options: TciaOptions, unit: Unit, sink: RawSink, session: _Session) -> dict[str, Any]:
+        return self._collect_series(unit.data, session.api, session.client, options, sink)
+
+    def finish(self, options: TciaOptions, units: Sequence[Unit], by_unit: Mapping[str, Any], sink: RawSink,
+               session: _Session) -> CollectReport:  # fmt: skip
+        series = [u.data for u in units]
+        results = {str(u.data["SeriesInstanceUID"]): by_unit[u.id] for u in units}
         license_text = next((results[str(s["SeriesInstanceUID"])]["license_text"] for s in series
                              if results[str(s["SeriesInstanceUID"])]["license_text"]), None)  # fmt: skip
         if license_text:
@@ -278,12 +311,6 @@ class TciaSource(Source[TciaOptions]):
         sink.put_bytes(SERIES_CSV, self._series_csv(series, results, sink))
         names = sorted({str(s.get("LicenseName")) for s in series if s.get("LicenseName")})
         first_line = next((ln.strip() for ln in (license_text or "").splitlines() if ln.strip()), None)
-        log.info(
-            "TCIA transfer: %s; %d series reused from an earlier run",
-            stats.as_dict(),
-            sink.units_reused,
-            extra={"fields": {"transfer": stats.as_dict()}},
-        )
         released = sorted(str(s["DateReleased"]) for s in series if s.get("DateReleased"))
         return CollectReport(
             license="; ".join(names) or first_line,

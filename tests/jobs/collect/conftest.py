@@ -10,6 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.http_server import FaultyHttpServer
+from tests.support.tcia_server import TciaServer
+
+SHARDED_TCIA_COLLECTION = "LIDC-Mini"
+DEID_SECRET = "a-test-secret-of-32-characters!!"
 
 
 @pytest.fixture
@@ -60,3 +64,21 @@ def make_tar_gz(members: dict[str, bytes]) -> bytes:
             info.mtime = 0
             tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+@pytest.fixture
+def sharded_tcia(monkeypatch) -> Iterator[TciaServer]:
+    """A TCIA server with eight series of five patients, one of them ultrasound (which --deidentify leaves out, for
+    burned-in text), and IRMSIA_DEID_SECRET set."""
+    server = TciaServer()
+    for p in range(1, 5):
+        for s in range(1, 3 if p != 2 else 2):
+            server.add_series(
+                SHARDED_TCIA_COLLECTION, f"PAT-{p:03d}", f"1.2.3.{p}", f"1.2.3.{p}.{s}", "CT", images=1 + s
+            )
+    server.add_series(SHARDED_TCIA_COLLECTION, "PAT-005", "1.2.3.5", "1.2.3.5.1", "US", images=2)
+    with server:
+        monkeypatch.setenv("IRMSIA_TCIA_URL", server.api_url)
+        monkeypatch.setenv("IRMSIA_LOG_FORMAT", "text")
+        monkeypatch.setenv("IRMSIA_DEID_SECRET", DEID_SECRET)
+        yield server

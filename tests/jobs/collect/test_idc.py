@@ -18,6 +18,7 @@ from jobs.collect.__main__ import main
 from jobs.collect.idc_index import Selection, open_index
 from jobs.collect.settings import CollectSettings
 from jobs.collect.sources.idc import SERIES_CSV, SOURCE
+from jobs.collect.stage import run
 from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
 from tests.support.fault_proxy import FaultProxy
@@ -348,3 +349,24 @@ def test_a_deidentified_collect_keeps_no_original_uid_or_patient_id_in_names_or_
     idc.proxy.log.clear()
     assert _tiny(store_uri, "--deidentify", "--deid-allow-burned-in", "--force") == 0
     assert idc.gets() == []
+
+
+@pytest.mark.parametrize("deid", [(), ("--deidentify", "--deid-allow-burned-in")])
+def test_a_sharded_idc_collect_seals_the_unsharded_dataset_byte_for_byte(tmp_path, idc, monkeypatch, deid):
+    # GIVEN the tiny selection collected once unsharded
+    monkeypatch.setenv("IRMSIA_DEID_SECRET", "idc-deid-secret-16180339")
+    unsharded, sharded = str(tmp_path / "unsharded"), str(tmp_path / "sharded")
+    assert _tiny(unsharded, *deid) == 0
+    flags = ["--source", "idc", "--dataset", "pdmr", "--sql", TINY, "--max-patients", "3", "--backoff", "0.01",
+             "--retries", "3", "--workers", "4", "--store", sharded, *deid, "--shard-units", "1"]  # fmt: skip
+    env = {"IRMSIA_IDC_ENDPOINT": idc.proxy.base, "IRMSIA_DEID_SECRET": "idc-deid-secret-16180339"}
+    # WHEN collected as one series a shard, then gathered
+    plan = run(CollectSettings.parse([*flags, "--shard", "plan"], env)).manifest.summary
+    for shard in plan["shards"]:
+        run(CollectSettings.parse([*flags, "--shard", shard], env))
+    run(CollectSettings.parse([*flags, "--shard", "gather"], env))
+    # THEN one shard per series, sized by the index's series_size_MB, and the unsharded collect's sealed dataset
+    assert len(plan["shards"]) == plan["units"] > 1 and plan["unit"] == "series" and plan["bytes"] > 0
+    a, b = (read_manifest(open_store(s), "raw/pdmr/") for s in (unsharded, sharded))
+    assert (a.cache_key, a.outputs, a.summary) == (b.cache_key, b.outputs, b.summary)
+    assert list(open_store(sharded).keys("shards/")) == []

@@ -104,3 +104,25 @@ def test_a_sharded_spec_fans_each_index_out_over_its_plans_shards():
     assert containers["index-covid-ar"]["container"]["args"][-2:] == ["--shard", "gather"]
     assert set(tasks["split"]["depends"].split(" && ")) == {f"index-{d.name}" for d in load_spec(
         REPO_ROOT / "examples/thoracic.yaml").datasets}  # fmt: skip
+
+
+def test_a_sharded_spec_fans_each_collect_out_over_its_plans_shards_before_its_index():
+    # GIVEN the real-data example, sharded
+    pipeline = spec_pipeline(replace(load_spec(REPO_ROOT / "examples/thoracic.yaml"), sharded=True))
+    template = render_objects(CONFIG, pipeline, schedules=False)["workflow-template.yaml"]
+    if ARGO_SCHEMA.exists():
+        assert argo_schema_errors(template) == []
+    (dag,) = [t["dag"] for t in template["spec"]["templates"] if "dag" in t]
+    tasks = {t["name"]: t for t in dag["tasks"]}
+    containers = {t["name"]: t for t in template["spec"]["templates"] if "container" in t}
+    # THEN the collect part runs once per shard its plan reported (TCIA batches of series), the shard an input
+    part = tasks["collect-part-covid-ar"]
+    assert part["withParam"] == (
+        "{{=toJson(jsonpath(tasks['collect-plan-covid-ar'].outputs.parameters.result, '$.summary.shards'))}}"
+    )
+    assert containers["collect-part-covid-ar"]["container"]["args"][-2:] == ["--shard", "{{inputs.parameters.shard}}"]
+    # AND the plan starts the DAG, the gather waits for every part, and the index plan for the gather
+    assert "depends" not in tasks["collect-plan-covid-ar"] or not tasks["collect-plan-covid-ar"]["depends"]
+    assert tasks["collect-covid-ar"]["depends"] == "collect-part-covid-ar"
+    assert containers["collect-covid-ar"]["container"]["args"][-2:] == ["--shard", "gather"]
+    assert tasks["index-plan-covid-ar"]["depends"] == "collect-covid-ar"
