@@ -17,7 +17,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -39,6 +39,18 @@ def key_segment(value: Any, fallback: str) -> str:
     """One safe key segment from a header value (PatientIDs may hold spaces, never '/')."""
     text = str(value or "").strip().replace("/", "_").replace("\\", "_")
     return text if text and text not in (".", "..") else fallback
+
+
+def stored_records(futures: Iterable[Future[OutputRecord | None]]) -> list[OutputRecord]:
+    """The records of a unit's files stored in parallel, in submission order; ``None`` (a file that
+    de-identification leaves out) is dropped. The first failure cancels the files not yet started and is raised."""
+    pending = list(futures)
+    try:
+        return [r for f in pending if (r := f.result()) is not None]
+    except BaseException:
+        for f in pending:
+            f.cancel()
+        raise
 
 
 @dataclass

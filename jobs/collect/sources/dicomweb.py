@@ -38,7 +38,7 @@ from typing import Any, Self
 from urllib.parse import quote, urlencode, urlsplit
 
 from jobs.collect.multipart import MultipartFiles
-from jobs.collect.sources.base import CollectReport, RawSink, Source, TransferOptions, key_segment
+from jobs.collect.sources.base import CollectReport, RawSink, Source, TransferOptions, key_segment, stored_records
 from jobs.collect.sources.url import http_client
 from jobs.collect.transfer import HttpClient, TransferStats
 from jobs.core.errors import DataError, IrmsiaError, UsageError
@@ -350,12 +350,7 @@ class DicomwebSource(Source[DicomwebOptions]):
         if (record := sink.reuse_unit(unit_id, validator)) is not None:
             return len(record["files"])
         futures = [pool.submit(self._instance, options, client, series, sop, sink) for sop in series.instances]
-        try:
-            records = [r for f in futures if (r := f.result()) is not None]  # None: left out by de-identification
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        records = stored_records(futures)
         sink.seal_unit(unit_id, validator, records)
         return len(records)
 

@@ -37,7 +37,7 @@ from typing import Any, Self
 
 from jobs.collect.idc_index import Selection, open_index
 from jobs.collect.s3public import PublicS3, S3Object, check_endpoint
-from jobs.collect.sources.base import CollectReport, RawSink, TransferOptions, key_segment
+from jobs.collect.sources.base import CollectReport, RawSink, TransferOptions, key_segment, stored_records
 from jobs.collect.sources.url import http_client
 from jobs.collect.transfer import TransferStats
 from jobs.collect.units import Unit, UnitSource
@@ -277,12 +277,7 @@ class IdcSource(UnitSource[IdcOptions]):
             files.submit(contextvars.copy_context().run, self._instance, s3, series, o, sink)
             for o in objects
         ]
-        try:
-            records = [r for f in futures if (r := f.result()) is not None]  # None: left out by de-identification
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        records = stored_records(futures)
         sink.seal_unit(unit_id, validator, records, series=sink.public_uid(str(series.row["SeriesInstanceUID"])))
         return {"files": len(records), "bytes": sum(r.size for r in records)}
 
