@@ -3,7 +3,8 @@
 ``run(settings)`` reads ``splits/<dataset>/`` through its manifest, decodes every image once into the local cache,
 trains with per-epoch checkpoints in the store, scores the best model on val and test, and seals the run with
 ``_SUCCESS.json``: ``best_model.pt``, ``last_model.pt``, ``checkpoints/last.pt``, ``metrics.json``,
-``history.json``, ``config.json``, ``training_curves.png``, ``confusion_matrix.png``.
+``history.json``, ``config.json``, ``predictions.json``, ``training_curves.png``, ``confusion_matrix.png``; the
+metrics carry patient-bootstrap intervals, calibration, operating points and subgroups (``jobs.train.assessment``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cach
 from jobs.core.paths import run_prefix, splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
+from jobs.ml.predictions import PREDICTIONS, predictions_bytes
 from jobs.ml.preprocess import Preprocessing
+from jobs.train.assessment import EvaluationOptions, assess, join_items
 from jobs.train.data import ImageSet, Split, check_split, class_counts, load_images, read_split
 from jobs.train.scores import HEADLINE, flat_metrics
 from jobs.train.settings import TrainSettings
@@ -77,6 +80,8 @@ class _Fit:
     results: dict[str, dict[str, Any]]
     best_state: dict[str, Any]
     last_state: dict[str, Any]
+    predictions: dict[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]
+    """Per scored split: image keys, labels and class probabilities of the best model."""
 
 
 class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
@@ -152,7 +157,8 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
     results = {name: trainer.evaluate(name) for name in ("val", "test") if len(sets[name])}
     if "test" not in results:
         log.warning("the test split is empty: test metrics are not reported")
-    return _Fit(trainer, state, prep, in_channels, results, best_state, last_state)
+    predictions = {name: (sets[name].keys, *trainer.predict(name)[:2]) for name in results}
+    return _Fit(trainer, state, prep, in_channels, results, best_state, last_state, predictions)
 
 
 def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWriter) -> dict[str, Any] | None:
@@ -217,6 +223,21 @@ def _run_config(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) ->
     }
 
 
+def _evaluation(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> tuple[dict[str, Any], bytes]:
+    """Intervals, calibration, operating points and subgroups for ``metrics.json`` (``jobs.train.assessment``),
+    and the bytes of ``predictions.json``."""
+    split = job.plan.split
+    scored = join_items(job.store, split.manifest, fit.predictions)
+    options = EvaluationOptions(
+        resamples=settings.bootstrap_resamples,
+        seed=settings.seed,
+        calibrate=settings.calibrate,
+        specificity=settings.specificity,
+        min_subgroup=settings.min_subgroup,
+    )
+    return assess(scored, split.classes, options), predictions_bytes(scored, split.classes)
+
+
 def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> dict[str, Any]:
     """Write the run's sealed outputs; returns the manifest's summary."""
     from jobs.train.checkpoint import CHECKPOINT_NAME
@@ -224,6 +245,7 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
 
     writer, state = job.writer, fit.state
     flat = _flat_scores(fit.results)
+    sections, predictions = _evaluation(settings, job, fit)
     metrics = {
         **flat,
         "best_epoch": state.best_epoch,
@@ -231,6 +253,7 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
         "stopped_early": state.stopped,
         "monitor": settings.monitor,
         "details": {name: r["details"] for name, r in fit.results.items()},
+        **sections,
     }
     writer.put_bytes("best_model.pt", _state_bytes(fit.best_state))
     writer.put_bytes("last_model.pt", _state_bytes(fit.last_state))
@@ -238,6 +261,7 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
     writer.put_bytes("config.json", pretty_json(_run_config(settings, job, fit)))
     writer.put_bytes("history.json", pretty_json(state.history))
     writer.put_bytes("metrics.json", pretty_json(metrics))
+    writer.put_bytes(PREDICTIONS, predictions)
     writer.put_bytes("training_curves.png", training_curves(state.history, settings.monitor))
     writer.put_bytes("confusion_matrix.png", confusion_matrices(metrics["details"]))
     record_final(flat)

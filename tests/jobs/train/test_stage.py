@@ -23,6 +23,7 @@ ARTEFACTS = {
     "config.json",
     "training_curves.png",
     "confusion_matrix.png",
+    "predictions.json",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.train.evaluation import (
+from jobs.ml.evaluation import (
     PatientResampler,
     age_band,
     apply_temperature,

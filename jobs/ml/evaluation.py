@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.train.scores import classification_metrics
+from jobs.ml.scores import classification_metrics
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -312,7 +312,7 @@ def operating_points(
             f"specificity_{s:g}": threshold_at_specificity(y_val == i, p_val[:, i], s) for s in specificities
         }
         picks["youden"] = youden_threshold(y_val == i, p_val[:, i])
-        points = {}
+        points: dict[str, dict[str, Any] | None] = {}
         for name, t in picks.items():
             if t is None:
                 points[name] = None

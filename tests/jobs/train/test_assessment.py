@@ -1,0 +1,95 @@
+"""The run's evaluation end to end: intervals a broken model fails, calibration, operating points, subgroups."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from jobs.core.store import open_store
+from jobs.ml.predictions import Scored, read_predictions
+from jobs.train.assessment import EvaluationOptions, assess
+from jobs.train.stage import run
+from tests.support.synthetic_split import write_split
+
+COUNTS = {"train": 48, "val": 24, "test": 24}
+
+
+def _train(tmp_path, fast_settings, *, shuffle: bool, **overrides):
+    store_uri = str(tmp_path / "store")
+    store = open_store(store_uri)
+    columns = {"modality": ("CT", "CT", "CT", "MR"), "patient_sex": ("F", "M")}
+    write_split(store, "tiny", counts=COUNTS, shuffle_labels=shuffle, columns=columns)
+    run(fast_settings(store_uri, run_id="r", epochs=6, **overrides))
+    return store, json.loads(store.get_bytes("runs/r/metrics.json"))
+
+
+def test_a_shuffled_label_run_has_an_auc_interval_containing_chance_and_a_real_one_does_not(tmp_path, fast_settings):
+    # GIVEN the same images once with their true labels and once with shuffled labels
+    # WHEN each is trained and evaluated
+    _, broken = _train(tmp_path / "broken", fast_settings, shuffle=True)
+    _, real = _train(tmp_path / "real", fast_settings, shuffle=False)
+    # THEN the broken run's test AUC interval contains 0.5, the real run's lies above it
+    ci = broken["intervals"]["test_auc"]
+    assert ci["low"] < 0.5 < ci["high"], ci
+    assert real["intervals"]["test_auc"]["low"] > 0.5, real["intervals"]["test_auc"]
+    # and every headline metric of both splits has an interval from 1,000 patient resamples
+    for split in ("val", "test"):
+        for name in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "sensitivity_nodule", "specificity_normal"):
+            interval = real["intervals"][f"{split}_{name}"]
+            assert 0.0 <= interval["low"] <= interval["high"] <= 1.0
+    assert real["bootstrap"]["resamples"] == 1000
+    assert real["bootstrap"]["patients"] == {"val": 24, "test": 24}
+
+
+def test_the_run_records_calibration_operating_points_subgroups_and_predictions(tmp_path, fast_settings):
+    # GIVEN a run with temperature scaling and a minimum subgroup of 8 images
+    store, metrics = _train(tmp_path, fast_settings, shuffle=False, calibrate=True, min_subgroup=8)
+    # THEN the temperature was fitted on val and does not raise the val NLL
+    calibration = metrics["calibration"]
+    assert calibration["fitted_on"] == "val"
+    if calibration["temperature"] != 1.0:
+        assert calibration["val"]["nll"] <= calibration["val"]["uncalibrated"]["nll"]
+    assert sum(b["count"] for b in calibration["test"]["bins"]) == 24
+    # operating points chosen on val meet the specificity there, with test rates beside them, and serving has them
+    point = metrics["operating_points"]["nodule"]["specificity_0.9"]
+    assert point["val"]["specificity"] >= 0.9 and "test" in point
+    assert metrics["serving"]["operating_points"]["nodule"]["specificity_0.9"] == point["threshold"]
+    assert metrics["serving"]["temperature"] == calibration["temperature"]
+    # subgroups: MR (6 test images) is too small, CT (18) is scored, sex splits 12/12
+    modality = metrics["subgroups"]["test"]["modality"]
+    assert modality["MR"] == {"n": 6, "patients": 6, "too_small": True}
+    assert modality["CT"]["n"] == 18 and 0.0 <= modality["CT"]["accuracy"] <= 1.0
+    assert {v["n"] for v in metrics["subgroups"]["test"]["patient_sex"].values()} == {12}
+    # predictions.json holds every scored image with its patient
+    classes, splits = read_predictions(store.get_bytes("runs/r/predictions.json"), "predictions.json")
+    assert classes == ["nodule", "normal"]
+    assert len(splits["test"].keys) == 24 and len(set(splits["test"].patients)) == 24
+    np.testing.assert_allclose(splits["test"].probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _scored(n: int, seed: int, sharpness: float) -> Scored:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    logits = sharpness * (rng.normal(0, 1, n) + 1.0 * (2 * y - 1))
+    p1 = 1 / (1 + np.exp(-logits))
+    return Scored(
+        keys=tuple(f"k{i}" for i in range(n)),
+        labels=y,
+        probs=np.stack([1 - p1, p1], axis=1),
+        patients=tuple(f"p{i}" for i in range(n)),
+    )
+
+
+def test_temperature_scaling_of_an_overconfident_model_lowers_the_test_ece():
+    # GIVEN an overconfident model's val and test scores
+    scored = {"val": _scored(400, 0, 5.0), "test": _scored(400, 1, 5.0)}
+    # WHEN the run is assessed with and without calibration
+    plain = assess(scored, ("neg", "pos"), EvaluationOptions(resamples=0))
+    fitted = assess(scored, ("neg", "pos"), EvaluationOptions(resamples=0, calibrate=True))
+    # THEN the fitted temperature softens it (> 1) and the held-out test ECE and NLL fall
+    assert plain["calibration"]["temperature"] == 1.0 and "intervals" not in plain
+    assert fitted["calibration"]["temperature"] > 2.0
+    assert fitted["calibration"]["test"]["ece"] < plain["calibration"]["test"]["ece"]
+    assert fitted["calibration"]["test"]["nll"] < plain["calibration"]["test"]["nll"]
+    assert fitted["calibration"]["test"]["uncalibrated"]["ece"] == plain["calibration"]["test"]["ece"]
