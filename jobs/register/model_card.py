@@ -13,6 +13,55 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _interval(ci: dict[str, Any] | None) -> str:
+    return f"{ci['low']:.4f} - {ci['high']:.4f}" if ci else "n/a"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+        *("| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows),
+        "",
+    ]
+
+
+_PER_CLASS = tuple(f"{split}_{m}_" for split in ("val", "test") for m in ("auc", "sensitivity", "specificity"))
+
+
+def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Per-class intervals, calibration, operating points and subgroups, as the train stage measured them."""
+    lines: list[str] = []
+    intervals = evaluation.get("intervals") or {}
+    if per_class := [[k, _interval(v)] for k, v in intervals.items() if k.startswith(_PER_CLASS)]:
+        lines += ["### Per class", "", *_table(["metric", "95 % interval"], per_class)]
+    if calibration := evaluation.get("calibration"):
+        fitted = calibration.get("fitted_on") or "nothing: not calibrated"
+        lines += ["### Calibration", "", f"Temperature {calibration.get('temperature')} (fitted on {fitted}).", ""]
+        rows = [[split, s.get("ece"), s.get("nll")] for split in ("val", "test") if (s := calibration.get(split))]
+        lines += _table(["split", "expected calibration error", "NLL"], rows)
+    if points := evaluation.get("operating_points"):
+        rows = []
+        for cls, by_name in points.items():
+            for name, p in by_name.items():
+                val, test = (p or {}).get("val", {}), (p or {}).get("test", {})
+                rows.append([cls, name, p["threshold"] if p else "n/a", val.get("sensitivity"),
+                             val.get("specificity"), test.get("sensitivity"), test.get("specificity")])  # fmt: skip
+        header = ["class", "point", "threshold", "val sensitivity", "val specificity", "test sensitivity",
+                  "test specificity"]  # fmt: skip
+        lines += ["### Operating points (chosen on val, evaluated on test)", "", *_table(header, rows)]
+    if subgroups := (evaluation.get("subgroups") or {}).get("test"):
+        rows = []
+        for column, groups in subgroups.items():
+            for value, g in groups.items():
+                scores = ["too small"] * 3 if g.get("too_small") else [g.get("accuracy"), g.get("balanced_accuracy"),
+                                                                        g.get("auc")]  # fmt: skip
+                rows.append([column, value, g["n"], g["patients"], *scores])
+        header = ["column", "value", "images", "patients", "accuracy", "balanced accuracy", "AUC"]
+        lines += ["### Subgroups (test)", "", *_table(header, rows)]
+    return lines
+
+
 def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
     """Markdown for ``docs/README.md``."""
     ours = meta["irmsia"]
@@ -46,6 +95,9 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         lines.append("- patients per split: " + ", ".join(f"{k} {v}" for k, v in patients.items()))
     if rows := lineage.get("rows_per_split"):
         lines.append("- images per split: " + ", ".join(f"{k} {v}" for k, v in rows.items()))
+    evaluation = ours.get("evaluation") or {}
+    intervals = evaluation.get("intervals") or {}
+    bootstrap = evaluation.get("bootstrap")
     lines += [
         f"- split manifest: `{lineage.get('split_manifest_sha256')}`",
         f"- index manifest: `{lineage.get('index_manifest_sha256')}`",
@@ -54,10 +106,20 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         "",
         f"Chosen metric for promotion: `{ours['metric']['name']}` = {_fmt(ours['metric']['value'])}.",
         "",
-        "| metric | value |",
-        "| --- | --- |",
-        *(f"| {k} | {_fmt(v)} |" for k, v in ours["metrics"].items()),
+    ]
+    if bootstrap:
+        patients = ", ".join(f"{k} {v}" for k, v in (bootstrap.get("patients") or {}).items())
+        lines += [
+            f"Intervals: {bootstrap['level']:.0%} {bootstrap['method']} intervals from {bootstrap['resamples']} "
+            f"patient-level bootstrap resamples (seed {bootstrap['seed']}; patients {patients}).",
+            "",
+        ]
+    lines += [
+        "| metric | value | 95 % interval |",
+        "| --- | --- | --- |",
+        *(f"| {k} | {_fmt(v)} | {_interval(intervals.get(k))} |" for k, v in ours["metrics"].items()),
         "",
+        *_evaluation_lines(evaluation),
     ]
     if has_confusion_matrix:
         lines += ["![confusion matrix](confusion_matrix.png)", ""]

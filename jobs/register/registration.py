@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs.core.hashing import pretty_json, sha256_bytes
-from jobs.core.manifest import Manifest, StageWriter, fetch_output, read_manifest
+from jobs.core.manifest import Manifest, StageWriter, fetch_output, read_manifest, read_output
 from jobs.core.store import Store
-from jobs.register import aliases, ledger
+from jobs.ml.predictions import PREDICTIONS as RUN_PREDICTIONS
+from jobs.register import aliases, comparison, ledger
 from jobs.register.bundle import build_metadata
 from jobs.register.export import ExportedModel, export_model
 from jobs.register.keys import (
@@ -46,6 +47,7 @@ from jobs.register.keys import (
     MODEL_ONNX,
     MODEL_PT,
     MODEL_TS,
+    PREDICTIONS,
     version_prefix,
 )
 from jobs.register.lineage import Lineage, walk_lineage
@@ -97,6 +99,8 @@ def _write_bundle(
     has_cm = cm.exists()
     if has_cm:
         writer.put_file(CONFUSION_MATRIX, cm)
+    if (predictions := workdir / RUN_PREDICTIONS).exists():
+        writer.put_file(PREDICTIONS, predictions)
     meta = build_metadata(
         name=settings.model_name,
         version=version,
@@ -149,6 +153,21 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         lineage = walk_lineage(store, run.manifest)
         if run.has_output("confusion_matrix.png"):
             fetch_output(store, run.manifest, "confusion_matrix.png", workdir / "confusion_matrix.png")
+        challenger = None
+        if run.has_output(RUN_PREDICTIONS):
+            challenger = read_output(store, run.manifest, RUN_PREDICTIONS)
+            (workdir / RUN_PREDICTIONS).write_bytes(challenger)
+        compared: dict[int, comparison.Comparison] = {}
+
+        def compare(champion: ledger.LedgerEntry) -> comparison.Comparison:
+            # once per champion: the builder below may run again on a newer chain
+            if champion.version not in compared:
+                theirs = comparison.champion_predictions(store, name, champion.version)
+                compared[champion.version] = comparison.compare(
+                    challenger, theirs, settings.metric, resamples=settings.bootstrap_resamples
+                )
+            return compared[champion.version]
+
         token = new_token()
         version = claim_version(store, name, run.run_id, token)
         log.info("claimed %s v%d for run %s", name, version, run.run_id)
@@ -174,10 +193,12 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
                 if not force and (hit := _cached(store, name, run, entries)) is not None:
                     outcome["hit"] = hit  # registered by a concurrent registrant meanwhile
                     return None
-                alias, outcome["decision"] = aliases.promotion(
-                    settings.promote, settings.metric, ledger.LedgerEntry(0, fields, ""), entries
+                alias, decision = aliases.promotion(
+                    settings.promote, settings.metric, ledger.LedgerEntry(0, fields, ""), entries, compare
                 )
-                return {**fields, "alias": alias, "promotion": outcome["decision"].reason}
+                outcome["decision"] = decision
+                test = {"promotion_test": decision.test} if decision.test is not None else {}
+                return {**fields, "alias": alias, "promotion": decision.reason, **test}
 
             entry, _ = ledger.append(store, name, build, token)
         except BaseException:
@@ -198,6 +219,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         settings.metric: value,
         "alias": decision.alias,
         "promotion": decision.reason,
+        **({"promotion_test": decision.test} if decision.test is not None else {}),
         "ledger_seq": entry.seq,
         "ledger_sha256": entry.sha256,
     }
