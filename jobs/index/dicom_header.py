@@ -53,6 +53,11 @@ class DicomHeader:
     frames: int | None
     pixel_spacing_row: float | None
     pixel_spacing_col: float | None
+    # who and how: the subgroups train reports metrics for
+    manufacturer: str | None = None
+    view_position: str | None = None
+    patient_sex: str | None = None
+    patient_age: str | None = None
 
 
 def _text(ds, name: str) -> str | None:
@@ -261,6 +266,10 @@ def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], 
         frames=_int(ds, "NumberOfFrames"),
         pixel_spacing_row=row_mm,
         pixel_spacing_col=col_mm,
+        manufacturer=_text(ds, "Manufacturer"),
+        view_position=_text(ds, "ViewPosition"),
+        patient_sex=_text(ds, "PatientSex"),
+        patient_age=_text(ds, "PatientAge"),
     )
     options: dict[str, object] = {}
     for name, option in _PIXEL_OPTIONS.items():
@@ -294,6 +303,10 @@ _TEXT_TAGS = {
     0x00080060: "modality",
     0x00180015: "body_part",
     0x00280004: "photometric",
+    0x00080070: "manufacturer",
+    0x00185101: "view_position",
+    0x00100040: "patient_sex",
+    0x00101010: "patient_age",
 }
 _US_TAGS = {
     0x00280010: "rows",
@@ -309,9 +322,10 @@ _SHORT_TAGS = {**_US_TAGS, **_PIXEL_US_TAGS}
 """Every US value the fast path reads, under pydicom's decoder option names."""
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
 _VRS_OF: dict[int, tuple[bytes, ...]] = {
-    0x00100020: (b"LO",),
+    **dict.fromkeys((0x00100020, 0x00080070), (b"LO",)),
+    0x00101010: (b"AS",),
     **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
-    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004), (b"CS",)),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004, 0x00185101, 0x00100040), (b"CS",)),
     **dict.fromkeys(_US_TAGS.keys() | _PIXEL_US_TAGS.keys(), (b"US",)),
     **dict.fromkeys(_NUMBER_TAGS, (b"DS",)),
     _FRAMES: (b"IS",),

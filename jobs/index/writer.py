@@ -40,6 +40,10 @@ SCHEMA = pa.schema(
         ("pixel_spacing_row", pa.float64()),
         ("pixel_spacing_col", pa.float64()),
         ("official_split", pa.string()),
+        ("manufacturer", pa.string()),
+        ("view_position", pa.string()),
+        ("patient_sex", pa.string()),
+        ("patient_age", pa.string()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
