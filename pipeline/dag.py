@@ -77,6 +77,8 @@ class StageSpec:
     """It downloads from the dataset sources (in a pod: the mirror URLs)."""
     keeps_cache: bool = False
     """Its local cache is kept across a retried pod (in a pod: the workflow's cache PVC)."""
+    artifacts: tuple[str, ...] = ()
+    """Files it leaves beside its result file, exposed as Argo output artifacts (train's ``report.html``)."""
     secret_flags: tuple[tuple[str, str], ...] = ()
     """``(flag, environment variable)`` of options whose value may hold credentials: passed in the variable,
     never on a command line (``pipeline.secret_args``)."""
@@ -251,6 +253,7 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
                 reads_input_data=entry.reads_input_data,
                 downloads=entry.downloads,
                 keeps_cache=entry.keeps_cache,
+                artifacts=entry.artifacts,
                 secret_flags=tuple(secret),
             )
         )

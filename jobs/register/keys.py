@@ -27,6 +27,7 @@ MODEL_ONNX = "models/model.onnx"
 METADATA = "configs/metadata.json"
 MODEL_CARD = "docs/README.md"
 CONFUSION_MATRIX = "docs/confusion_matrix.png"
+REPORT = "docs/report.html"
 PREDICTIONS = "eval/predictions.json"
 """The run's per-image val/test probabilities: what the paired promotion test compares a challenger with."""
 MODEL_FILES = (MODEL_PT, MODEL_TS, MODEL_ONNX)

@@ -48,6 +48,7 @@ from jobs.register.keys import (
     MODEL_PT,
     MODEL_TS,
     PREDICTIONS,
+    REPORT,
     version_prefix,
 )
 from jobs.register.lineage import Lineage, walk_lineage
@@ -58,6 +59,7 @@ from jobs.register.telemetry import record_registration
 from jobs.register.versions import claim_version, new_token, now_iso
 
 log = logging.getLogger("irmsia.register")
+RUN_REPORT = "report.html"
 
 
 def _cached(store: Store, name: str, run: SourceRun, entries: list[ledger.LedgerEntry]) -> tuple[Manifest, bool] | None:
@@ -101,6 +103,8 @@ def _write_bundle(
         writer.put_file(CONFUSION_MATRIX, cm)
     if (predictions := workdir / RUN_PREDICTIONS).exists():
         writer.put_file(PREDICTIONS, predictions)
+    if (report := workdir / RUN_REPORT).exists():
+        writer.put_file(REPORT, report)
     meta = build_metadata(
         name=settings.model_name,
         version=version,
@@ -153,6 +157,8 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         lineage = walk_lineage(store, run.manifest)
         if run.has_output("confusion_matrix.png"):
             fetch_output(store, run.manifest, "confusion_matrix.png", workdir / "confusion_matrix.png")
+        if run.has_output(RUN_REPORT):
+            fetch_output(store, run.manifest, RUN_REPORT, workdir / RUN_REPORT)
         challenger = None
         if run.has_output(RUN_PREDICTIONS):
             challenger = read_output(store, run.manifest, RUN_PREDICTIONS)

@@ -3,13 +3,15 @@
 ``run(settings)`` reads ``splits/<dataset>/`` through its manifest, decodes every image once into the local cache,
 trains with per-epoch checkpoints in the store, scores the best model on val and test, and seals the run with
 ``_SUCCESS.json``: ``best_model.pt``, ``last_model.pt``, ``checkpoints/last.pt``, ``metrics.json``,
-``history.json``, ``config.json``, ``predictions.json``, ``training_curves.png``, ``confusion_matrix.png``; the
-metrics carry patient-bootstrap intervals, calibration, operating points and subgroups (``jobs.train.assessment``).
+``history.json``, ``config.json``, ``predictions.json``, ``report.html``, ``training_curves.png``,
+``confusion_matrix.png``; the metrics carry patient-bootstrap intervals, calibration, operating points and
+subgroups (``jobs.train.assessment``), and ``report.html`` shows them (``jobs.train.report``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,14 +22,15 @@ from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
 from jobs.core.logs import set_context
-from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest
+from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest, read_output
 from jobs.core.paths import run_prefix, splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
-from jobs.ml.predictions import PREDICTIONS, predictions_bytes
+from jobs.ml.predictions import PREDICTIONS, Scored, predictions_bytes
 from jobs.ml.preprocess import Preprocessing
 from jobs.train.assessment import EvaluationOptions, assess, join_items
 from jobs.train.data import ImageSet, Split, check_split, class_counts, load_images, read_split
+from jobs.train.report import REPORT
 from jobs.train.scores import HEADLINE, flat_metrics
 from jobs.train.settings import TrainSettings
 from jobs.train.telemetry import record_epoch, record_final
@@ -89,6 +92,7 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
 
     name = STAGE_NAME
     settings_type = TrainSettings
+    artifacts = (REPORT,)
 
     def plan(self, settings: TrainSettings, store: Store) -> TrainPlan:
         split_prefix = splits_prefix(settings.dataset)
@@ -223,9 +227,11 @@ def _run_config(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) ->
     }
 
 
-def _evaluation(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> tuple[dict[str, Any], bytes]:
+def _evaluation(
+    settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit
+) -> tuple[dict[str, Any], dict[str, Scored]]:
     """Intervals, calibration, operating points and subgroups for ``metrics.json`` (``jobs.train.assessment``),
-    and the bytes of ``predictions.json``."""
+    and the scored splits they were computed from."""
     split = job.plan.split
     scored = join_items(job.store, split.manifest, fit.predictions)
     options = EvaluationOptions(
@@ -235,17 +241,26 @@ def _evaluation(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) ->
         specificity=settings.specificity,
         min_subgroup=settings.min_subgroup,
     )
-    return assess(scored, split.classes, options), predictions_bytes(scored, split.classes)
+    return assess(scored, split.classes, options), scored
+
+
+def _split_stats(job: StageJob[TrainPlan]) -> dict[str, Any] | None:
+    """The split's ``stats.json`` (verified) for the report, if the split has one."""
+    manifest = job.plan.split.manifest
+    if not any(o.key == manifest.prefix + "stats.json" for o in manifest.outputs):
+        return None
+    return json.loads(read_output(job.store, manifest, "stats.json"))
 
 
 def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> dict[str, Any]:
     """Write the run's sealed outputs; returns the manifest's summary."""
     from jobs.train.checkpoint import CHECKPOINT_NAME
     from jobs.train.plots import confusion_matrices, training_curves
+    from jobs.train.report import render_report
 
     writer, state = job.writer, fit.state
     flat = _flat_scores(fit.results)
-    sections, predictions = _evaluation(settings, job, fit)
+    sections, scored = _evaluation(settings, job, fit)
     metrics = {
         **flat,
         "best_epoch": state.best_epoch,
@@ -258,10 +273,20 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
     writer.put_bytes("best_model.pt", _state_bytes(fit.best_state))
     writer.put_bytes("last_model.pt", _state_bytes(fit.last_state))
     writer.record(writer.store.head(writer.prefix + CHECKPOINT_NAME))
-    writer.put_bytes("config.json", pretty_json(_run_config(settings, job, fit)))
+    config = _run_config(settings, job, fit)
+    writer.put_bytes("config.json", pretty_json(config))
     writer.put_bytes("history.json", pretty_json(state.history))
     writer.put_bytes("metrics.json", pretty_json(metrics))
-    writer.put_bytes(PREDICTIONS, predictions)
+    writer.put_bytes(PREDICTIONS, predictions_bytes(scored, job.plan.split.classes))
+    report = render_report(
+        run_id=job.plan.run_id,
+        config=config,
+        metrics=metrics,
+        history=state.history,
+        scored=scored,
+        split_stats=_split_stats(job),
+    )
+    writer.put_bytes(REPORT, report)
     writer.put_bytes("training_curves.png", training_curves(state.history, settings.monitor))
     writer.put_bytes("confusion_matrix.png", confusion_matrices(metrics["details"]))
     record_final(flat)

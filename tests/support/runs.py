@@ -100,10 +100,11 @@ def seal_run(
     image_size: int = 32,
     predictions: bytes | None = None,
     evaluation: dict | None = None,
+    report: bytes | None = None,
 ) -> Manifest:
     """A sealed ``runs/<run_id>/`` as the train stage leaves it, on top of ``upstream`` (built if ``None``);
     ``predictions`` is its ``predictions.json`` (none when ``None``), ``evaluation`` extra ``metrics.json``
-    sections (``intervals``, ``calibration``…)."""
+    sections (``intervals``, ``calibration``…), ``report`` its ``report.html``."""
     upstream = upstream or seal_dataset(store)
     config = {
         "model": "small-cnn",
@@ -129,4 +130,6 @@ def seal_run(
     w.put_bytes("confusion_matrix.png", PNG)
     if predictions is not None:
         w.put_bytes("predictions.json", predictions)
+    if report is not None:
+        w.put_bytes("report.html", report)
     return w.commit(summary={"val_auc": scores.get("val_auc")})

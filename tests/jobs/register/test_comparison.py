@@ -80,7 +80,7 @@ def test_the_evaluation_reaches_the_bundle_the_card_and_registry_show(store, ups
                                                    "auc": 0.93}, "MR": {"n": 4, "patients": 2, "too_small": True}}}},
         "serving": {"temperature": 1.7, "operating_points": {"abnormal": {"specificity_0.9": 0.62}}},
     }  # fmt: skip
-    seal_run(store, "r1", upstream=upstream, evaluation=evaluation)
+    seal_run(store, "r1", upstream=upstream, evaluation=evaluation, report=b"<!DOCTYPE html><p>report</p>")
     # WHEN it is registered
     assert register(store, "--run", "r1", "--model-name", "m") == 0
     # THEN show lists each metric with its interval, the metadata keeps the evaluation, the card shows it
@@ -96,3 +96,6 @@ def test_the_evaluation_reaches_the_bundle_the_card_and_registry_show(store, ups
     assert "| abnormal | specificity_0.9 | 0.6200 | 0.8000 | 0.9000 | 0.7000 | 0.8500 |" in card
     assert "| modality | MR | 4 | 2 | too small | too small | too small |" in card
     assert json.loads(store.get_bytes("registry/m/1/configs/metadata.json"))["irmsia"]["evaluation"]["serving"]
+    # and the run's HTML report is in the bundle
+    assert "docs/report.html" in shown["files"]
+    assert store.get_bytes("registry/m/1/docs/report.html") == b"<!DOCTYPE html><p>report</p>"

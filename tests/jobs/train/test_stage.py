@@ -24,6 +24,7 @@ ARTEFACTS = {
     "training_curves.png",
     "confusion_matrix.png",
     "predictions.json",
+    "report.html",
 }
 
 
