@@ -81,7 +81,8 @@ def bootstrap_intervals(
     seed: int = 0,
     level: float = DEFAULT_LEVEL,
 ) -> dict[str, dict[str, Any] | None]:
-    """``{metric: {"low", "high", "resamples"}}`` by patient bootstrap; ``None`` where no resample defines it.
+    """``{metric: {"low", "high", "resamples"}}`` by patient bootstrap (the headline metrics, per-class AUC,
+    sensitivity and specificity, and ``loss``, the NLL); ``None`` where no resample defines it.
 
     ``resamples`` counts only the draws where the metric is defined (an AUC needs both classes in the draw).
     """
@@ -89,10 +90,12 @@ def bootstrap_intervals(
     sampler = PatientResampler.of(patients, resamples, seed)
     draws: dict[str, list[float]] = {}
     for idx in sampler.indices():
-        for name, value in _metric_values(classification_metrics(labels[idx], probs[idx], classes), classes).items():
+        values = _metric_values(classification_metrics(labels[idx], probs[idx], classes), classes)
+        values["loss"] = nll(labels[idx], probs[idx])
+        for name, value in values.items():
             if value is not None:
                 draws.setdefault(name, []).append(float(value))
-    names = _metric_values(classification_metrics(labels, probs, classes), classes)
+    names = [*_metric_values(classification_metrics(labels, probs, classes), classes), "loss"]
     return {name: _percentile_interval(draws.get(name, []), level) for name in names}
 
 

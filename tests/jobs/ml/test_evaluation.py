@@ -56,6 +56,8 @@ def test_a_good_model_has_an_interval_above_chance_around_its_point_estimate():
     for name in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "sensitivity_pos", "specificity_pos"):
         assert 0.0 <= ci[name]["low"] <= ci[name]["high"] <= 1.0
         assert ci[name]["resamples"] == 500
+    # and the loss (NLL) interval brackets the observed loss
+    assert ci["loss"]["low"] < nll(y, probs) < ci["loss"]["high"]
 
 
 def test_the_interval_narrows_as_patients_are_added():
