@@ -41,7 +41,8 @@ def txt_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
 def datalist_bytes(classes: Sequence[str], rows_by_split: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
     """MONAI-style datalist: ``labels`` and one section per split of ``{image, label, label_name, patient_id,
-    sha256}``; the index's SHA-256 of each image lets train verify the raw bytes it reads."""
+    sha256}`` (and ``fold`` with ``--folds``); the index's SHA-256 of each image lets train verify the raw bytes it
+    reads."""
     label_index = {name: i for i, name in enumerate(classes)}
     data: dict[str, Any] = {"labels": list(classes)}
     for split, section in DATALIST_SECTIONS.items():
@@ -52,6 +53,7 @@ def datalist_bytes(classes: Sequence[str], rows_by_split: Mapping[str, Sequence[
                 "label_name": row["label"],
                 "patient_id": row["patient_id"],
                 "sha256": row.get("sha256"),
+                **({"fold": row["fold"]} if "fold" in row else {}),
             }
             for row in rows_by_split[split]
         ]

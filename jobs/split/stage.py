@@ -16,6 +16,7 @@ from jobs.core.store import Store
 from jobs.split.assign import (
     SPLIT_NAMES,
     Assignment,
+    assign_folds,
     assign_official,
     assign_stratified,
     official_by_patient,
@@ -96,7 +97,10 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             rare_classes=list(assignment.rare_strata),
             skipped_unlabeled=skipped,
         )
-        columns = (*index.columns, "split")
+        columns: tuple[str, ...] = (*index.columns, "split")
+        if settings.folds:
+            stats["folds"] = _add_folds(rows_by_split, settings.folds, settings.seed)
+            columns = (*columns, "fold")
         for split, rows in rows_by_split.items():
             job.writer.put_bytes(f"{split}.csv", csv_bytes(columns, rows))
             job.writer.put_bytes(f"{split}.txt", txt_bytes(rows))
@@ -126,6 +130,21 @@ def _rows_by_split(labelled: list[dict[str, Any]], assignment: Assignment) -> di
         rows_by_split[split].append({**row, "split": split})
     check_patients_disjoint(rows_by_split)
     return rows_by_split
+
+
+def _add_folds(rows_by_split: dict[str, list[dict[str, Any]]], folds: int, seed: int) -> dict[str, Any]:
+    """Give every train and val row its patient's ``fold``; rows and patients per fold for ``stats.json``."""
+    pool = [row for split in ("train", "val") for row in rows_by_split[split]]
+    fold_of = assign_folds(patient_groups((row["patient_id"], row["label"]) for row in pool), folds, seed)
+    for row in pool:
+        row["fold"] = fold_of[row["patient_id"]]
+    return {
+        str(i): {
+            "rows": sum(1 for row in pool if row["fold"] == i),
+            "patients": len({row["patient_id"] for row in pool if row["fold"] == i}),
+        }
+        for i in range(folds)
+    }
 
 
 def _warn_missing_classes(rows_by_split: dict[str, list[dict[str, Any]]], classes: list[str]) -> None:
