@@ -382,3 +382,18 @@ def age_band(age: Any) -> str | None:
         return None
     low = int(years // 10) * 10
     return f"{low}-{low + 9}"
+
+
+# -- cross-validation ------------------------------------------------------------------------------------------
+def aggregate_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean and sample standard deviation over folds of every flat numeric ``<split>_<metric>`` that each fold's
+    ``metrics.json`` reports (a metric missing or ``None`` in a fold is left out of that metric's ``n``)."""
+    names = sorted({k for m in fold_metrics for k, v in m.items() if k.startswith(("val_", "test_"))
+                    and isinstance(v, int | float) and not isinstance(v, bool)})  # fmt: skip
+    out = {}
+    for name in names:
+        values = [float(m[name]) for m in fold_metrics if isinstance(m.get(name), int | float)]
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        out[name] = {"mean": round(float(np.mean(values)), 6), "sd": None if sd is None else round(sd, 6),
+                     "n": len(values), "values": values}  # fmt: skip
+    return out

@@ -27,7 +27,7 @@ from jobs.ml.predictions import PROB_DIGITS, Scored
 log = logging.getLogger("irmsia.train.assessment")
 SUBGROUP_COLUMNS = ("dataset", "modality", "body_part", "manufacturer", "view_position", "patient_sex", "age_band")
 """Index columns reported per value when the split carries them (``age_band`` is derived from ``patient_age``)."""
-_SECTIONS = {"val": "validation", "test": "test"}
+_SECTIONS = ("training", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,14 @@ def join_items(
         datalist = json.loads(read_output(store, manifest, "datalist.json"))
     except ValueError as exc:
         raise DataError(f"{where}: not valid JSON ({exc}); rerun irmsia-split --force") from exc
+    # every section and CSV: with --fold, val images come from the split's train and val sections
+    patient_of = {str(r["image"]): r.get("patient_id") for s in _SECTIONS for r in datalist.get(s, [])}
+    rows = {k: v for split in ("train", "val", "test") for k, v in _csv_rows(store, manifest, split).items()}
     scored = {}
     for split, (keys, labels, probs) in predictions.items():
-        patient_of = {str(r["image"]): r.get("patient_id") for r in datalist.get(_SECTIONS[split], [])}
         missing = [k for k in keys if not patient_of.get(k)]
         if missing:
             log.warning("%s: %d %s images lack a patient_id; each is its own patient", where, len(missing), split)
-        rows = _csv_rows(store, manifest, split)
         scored[split] = Scored(
             keys=tuple(keys),
             labels=np.asarray(labels, np.int64),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.core.errors import ChecksumMismatch, DataError, IrmsiaError
+from jobs.core.errors import ChecksumMismatch, DataError, IrmsiaError, UsageError
 from jobs.core.hashing import sha256_bytes, sha256_json
 from jobs.core.manifest import Manifest, read_output, require_manifest
 from jobs.core.paths import splits_prefix
@@ -60,8 +60,9 @@ class ImageSet:
         return len(self.labels)
 
 
-def read_split(store: Store, dataset: str) -> Split:
-    """The split's manifest and items, from ``datalist.json`` (the MONAI-style list the split stage writes)."""
+def read_split(store: Store, dataset: str, fold: int | None = None) -> Split:
+    """The split's manifest and items, from ``datalist.json`` (the MONAI-style list the split stage writes); with
+    ``fold``, train is every train and val image outside that fold and val the images in it (cross-validation)."""
     prefix = splits_prefix(dataset)
     manifest = require_manifest(store, prefix, "split")
     where = f"{prefix}datalist.json"
@@ -74,6 +75,7 @@ def read_split(store: Store, dataset: str) -> Split:
         raise DataError(f"{where}: 'labels' must be the list of class names; rerun irmsia-split --force")
     items: dict[str, list[tuple[str, int]]] = {}
     checksums: dict[str, str] = {}
+    folds: dict[str, int] = {}
     for split, section in _DATALIST_SECTIONS.items():
         rows = datalist.get(section, [])
         parsed = []
@@ -92,8 +94,28 @@ def read_split(store: Store, dataset: str) -> Split:
                 )
             parsed.append((key, label))
             checksums[key] = sha
+            if isinstance(row.get("fold"), int):
+                folds[key] = row["fold"]
         items[split] = sorted(parsed)
+    if fold is not None:
+        items = _fold_items(items, folds, fold, where)
     return Split(manifest=manifest, classes=tuple(classes), items=items, checksums=checksums)
+
+
+def _fold_items(
+    items: dict[str, list[tuple[str, int]]], folds: dict[str, int], fold: int, where: str
+) -> dict[str, list[tuple[str, int]]]:
+    pool = items["train"] + items["val"]
+    if not pool or any(key not in folds for key, _ in pool):
+        raise DataError(f"{where}: --fold {fold}, but the split has no folds; rerun irmsia-split --folds K")
+    count = max(folds.values()) + 1
+    if fold >= count:
+        raise UsageError(f"--fold {fold}: the split has {count} folds (0 to {count - 1})")
+    return {
+        "train": sorted(x for x in pool if folds[x[0]] != fold),
+        "val": sorted(x for x in pool if folds[x[0]] == fold),
+        "test": items["test"],
+    }
 
 
 def check_split(split: Split, where: str) -> None:

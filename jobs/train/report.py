@@ -94,8 +94,8 @@ def _svg(title: str, xlabel: str, ylabel: str, series: Series, *, diagonal: bool
         parts.append(f'<text x="{_PAD - 4}" y="{_H - _PAD - tick * ih + 3:.1f}" font-size="9" text-anchor="end">'
                      f"{tick * ymax:g}</text>")  # fmt: skip
     if diagonal:
-        (x1, y1), (x2, y2) = px(0, 0), px(1, ymax)
-        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#ccc" stroke-dasharray="4"/>')
+        (ax, ay), (bx, by) = px(0, 0), px(1, ymax)
+        parts.append(f'<line x1="{ax}" y1="{ay}" x2="{bx}" y2="{by}" stroke="#ccc" stroke-dasharray="4"/>')
     for x0, x1, height in bars:
         top = px(x0, height)
         parts.append(f'<rect x="{top[0]}" y="{top[1]}" width="{(x1 - x0) * iw:.1f}" height="{height / ymax * ih:.1f}"'

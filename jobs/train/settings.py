@@ -126,6 +126,14 @@ class TrainSettings(StageSettings):
         help="mixed precision: auto (fp16 + GradScaler on CUDA, bf16 on CPUs with AMX), on (also bf16 "
         "on other CPUs) or off",
     )
+    fold: int | None = option(
+        None,
+        minimum=0,
+        maximum=49,
+        result=True,
+        help="cross-validation: train on every fold but this one and validate on it (a split made with "
+        "irmsia-split --folds K); the test split stays the test split",
+    )
     bootstrap_resamples: int = option(
         1000,
         minimum=0,

@@ -96,7 +96,7 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
 
     def plan(self, settings: TrainSettings, store: Store) -> TrainPlan:
         split_prefix = splits_prefix(settings.dataset)
-        split = read_split(store, settings.dataset)
+        split = read_split(store, settings.dataset, settings.fold)
         check_split(split, split_prefix)
         params = {**settings.result_params(), "classes": list(split.classes)}
         run_id = settings.run_id or derive_run_id(

@@ -86,6 +86,7 @@ def write_split(
     extra_items: dict[str, list[tuple[str, int]]] | None = None,
     shuffle_labels: bool = False,
     columns: dict[str, tuple[str, ...]] | None = None,
+    folds: int = 0,
 ) -> Manifest:
     """Write images and a sealed ``splits/<dataset>/``; ``counts`` is images per split (classes alternate).
 
@@ -93,7 +94,7 @@ def write_split(
     ``extra_items`` adds ``(key, label)`` items (e.g. broken files written by the test) to splits.
     ``shuffle_labels`` records labels that are a seeded permutation of the images' true classes (a split nothing
     can be learned from: a deliberately broken model). ``columns`` adds index columns to the CSVs, image ``n``
-    taking value ``n % len(values)`` of each.
+    taking value ``n % len(values)`` of each. ``folds`` gives train and val image ``n`` fold ``n % folds``.
     """
     columns = columns or {}
     counts = counts or {"train": 24, "val": 12, "test": 12}
@@ -122,7 +123,7 @@ def write_split(
             store.put_bytes(key, data)
             datalist[sections[split]].append(
                 {"image": key, "label": label, "label_name": classes[label], "patient_id": patient,
-                 "sha256": sha256_bytes(data)}
+                 "sha256": sha256_bytes(data), **({"fold": n % folds} if folds and split != "test" else {})}
             )  # fmt: skip
             extra = "".join(f",{values[n % len(values)]}" for values in columns.values())
             csv_rows[split].append(f"{key},{classes[label]},{patient},{split}{extra}")

@@ -8,6 +8,7 @@ import pytest
 from jobs.ml.evaluation import (
     PatientResampler,
     age_band,
+    aggregate_folds,
     apply_temperature,
     bootstrap_intervals,
     fit_temperature,
@@ -241,3 +242,15 @@ def test_subgroups_report_counts_and_small_groups_as_too_small():
 )
 def test_age_bands(age, band):
     assert age_band(age) == band
+
+
+def test_folds_aggregate_to_mean_and_sample_sd():
+    # GIVEN three folds' metrics, one without an AUC
+    folds = [{"val_auc": 0.8, "val_accuracy": 0.7, "best_epoch": 3}, {"val_auc": 0.9, "val_accuracy": 0.8},
+             {"val_auc": None, "val_accuracy": 0.9}]  # fmt: skip
+    # WHEN aggregated
+    summary = aggregate_folds(folds)
+    # THEN each metric has its mean, sample sd (ddof 1) and how many folds reported it; counters are left out
+    assert summary["val_accuracy"]["mean"] == pytest.approx(0.8) and summary["val_accuracy"]["sd"] == pytest.approx(0.1)
+    assert summary["val_auc"] == {"mean": 0.85, "sd": pytest.approx(0.070711, abs=1e-6), "n": 2, "values": [0.8, 0.9]}
+    assert set(summary) == {"val_accuracy", "val_auc"}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
+import pytest
 
+from jobs.core.errors import DataError, UsageError
 from jobs.core.store import open_store
 from jobs.ml.predictions import Scored, read_predictions
 from jobs.train.assessment import EvaluationOptions, assess
@@ -93,3 +96,29 @@ def test_temperature_scaling_of_an_overconfident_model_lowers_the_test_ece():
     assert fitted["calibration"]["test"]["ece"] < plain["calibration"]["test"]["ece"]
     assert fitted["calibration"]["test"]["nll"] < plain["calibration"]["test"]["nll"]
     assert fitted["calibration"]["test"]["uncalibrated"]["ece"] == plain["calibration"]["test"]["ece"]
+
+
+def test_a_fold_trains_on_the_other_folds_and_validates_on_its_own(tmp_path, fast_settings):
+    # GIVEN a split whose 36 train and val images are in 3 folds
+    store = open_store(str(tmp_path / "store"))
+    write_split(store, "tiny", folds=3)
+    # WHEN fold 1 is trained
+    run(fast_settings(store.uri, run_id="f1", fold=1, epochs=1, bootstrap_resamples=100))
+    # THEN it trained on the 24 images of folds 0 and 2, validated on the 12 of fold 1, and tested on the test split
+    config = json.loads(store.get_bytes("runs/f1/config.json"))
+    metrics = json.loads(store.get_bytes("runs/f1/metrics.json"))
+    assert config["fold"] == 1 and config["train_images"] == 24
+    assert metrics["details"]["val"]["n"] == 12 and metrics["details"]["test"]["n"] == 12
+    assert metrics["bootstrap"]["patients"] == {"val": 12, "test": 12}
+
+
+@pytest.mark.parametrize(
+    ("folds", "fold", "error", "match"),
+    [(0, 0, DataError, "the split has no folds; rerun irmsia-split --folds K"),
+     (3, 3, UsageError, "--fold 3: the split has 3 folds")],
+)  # fmt: skip
+def test_a_fold_the_split_does_not_have_is_refused(tmp_path, fast_settings, folds, fold, error, match):
+    store = open_store(str(tmp_path / "store"))
+    write_split(store, "tiny", folds=folds)
+    with pytest.raises(error, match=re.escape(match)):
+        run(fast_settings(store.uri, run_id="f", fold=fold))
