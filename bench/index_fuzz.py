@@ -29,7 +29,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from jobs.core.store import open_store  # noqa: E402
 from jobs.ml.preprocess import Preprocessing  # noqa: E402
-from jobs.train.data import _decode_one  # noqa: E402
+from jobs.train.cache import _decode_one  # noqa: E402
 from tests.jobs.index.conftest import put_raw  # noqa: E402
 from tests.support.dicom_fuzz import SEED, corpus_digest, fuzz_corpus  # noqa: E402
 
@@ -75,7 +75,7 @@ def _mode(store_uri: str, workers: int, verify: bool, frames_damaged: set[str]) 
         warnings.simplefilter("ignore")
         for row in rows:
             try:
-                array, _ = _decode_one((store_uri, row["key"], None, prep))
+                array, _ = _decode_one((store_uri, row["key"], None, prep, row["sha256"]))
             except BaseException:  # a decoder's Rust panic escapes train's handler
                 array = None
             if array is None:

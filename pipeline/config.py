@@ -106,6 +106,18 @@ class KaggleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeidentificationConfig:
+    """The key of ``collect --deidentify``'s pseudonyms, for the stages that collect."""
+
+    key_secret: str = "irmsia-deid"
+    """Secret holding ``IRMSIA_DEID_SECRET`` (the pseudonyms' key); optional in pods (only runs with
+    ``deidentify: true`` need it, and they fail with exit 2 without it)."""
+
+    def __post_init__(self) -> None:
+        check_dns_label(self.key_secret, "deidentification.keySecret")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Toleration:
     """A toleration for the GPU node pool's taint."""
 
@@ -362,6 +374,8 @@ class DeploymentConfig:
     """The object store."""
     kaggle: KaggleConfig = field(default_factory=KaggleConfig)
     """Kaggle credentials."""
+    deidentification: DeidentificationConfig = field(default_factory=DeidentificationConfig)
+    """The de-identification key of the collecting stages."""
     gpu_pool: GpuPool = field(default_factory=GpuPool)
     """The GPU node pool."""
     resources: dict[str, StageResources] = field(default_factory=dict)

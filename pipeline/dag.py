@@ -17,6 +17,8 @@ from jobs.core.settings import REQUIRED, Option, options_of
 from jobs.stages import STAGES, StageEntry
 
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+SHARD = "shard"
+"""The placeholder a fan-out task's arguments take each planned shard in (``--shard {shard}``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +51,9 @@ class StageSpec:
 
     name: str
     """Stage name; also the Argo DAG task name."""
+    kind: str = ""
+    """The registry stage it runs (``jobs.stages``: resources, metrics labels, credentials), when the task is named
+    apart from it (a spec's ``collect-<dataset>``); "" means ``name``."""
     entrypoint: str
     """Console script in the stage's image (``irmsia-index``)."""
     module: str
@@ -79,6 +84,9 @@ class StageSpec:
     """Its local cache is kept across a retried pod (in a pod: the workflow's cache PVC)."""
     artifacts: tuple[str, ...] = ()
     """Files it leaves beside its result file, exposed as Argo output artifacts (train's ``report.html``)."""
+    fan_out: str = ""
+    """The plan task whose result summary's ``shards`` (``["1/N", …]``) this task fans out over: one run per shard,
+    ``{shard}`` in its arguments taking each (Argo: ``withParam``; locally the runner expands it); "" for none."""
     secret_flags: tuple[tuple[str, str], ...] = ()
     """``(flag, environment variable)`` of options whose value may hold credentials: passed in the variable,
     never on a command line (``pipeline.secret_args``)."""
@@ -86,6 +94,11 @@ class StageSpec:
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]*", self.name):
             raise ValueError(f"stage name {self.name!r} must be a DNS-1123 label")
+
+    @property
+    def stage(self) -> str:
+        """The registry stage this task runs (``collect`` for a spec's ``collect-<dataset>``)."""
+        return self.kind or self.name
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -128,7 +141,9 @@ class Pipeline:
             raise ValueError(f"duplicate stage names in {names}")
         known = {p.name for p in self.parameters}
         for stage in self.stages:
-            if unknown := set(stage.parameters) - known:
+            if stage.fan_out and stage.fan_out not in stage.depends:
+                raise ValueError(f"stage {stage.name} fans out over {stage.fan_out}, which it must depend on")
+            if unknown := set(stage.parameters) - known - ({SHARD} if stage.fan_out else set()):
                 raise ValueError(f"stage {stage.name} uses undeclared parameters {sorted(unknown)}")
             if missing := set(stage.depends) - set(names):
                 raise ValueError(f"stage {stage.name} depends on unknown stages {sorted(missing)}")
@@ -234,7 +249,8 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
                 name=opt.parameter or "",
                 default=default,
                 description=SHARED_DESCRIPTIONS.get(opt.parameter or "", opt.help),
-                enum=opt.choices,
+                # a sub-group's choice is unset ("") unless the run sets it, and "" means "not set" to every stage
+                enum=("", *opt.choices) if opt.choices and not default else opt.choices,
             )
         stages.append(
             StageSpec(

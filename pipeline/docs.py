@@ -43,8 +43,20 @@ def datasets_page() -> str:
               f"{_cell(e.license)} | {e.access} |" for e in entries]  # fmt: skip
     lines += ["", "## Collect commands", ""]
     for e in entries:
-        lines += [f"### {e.name}", "", _cell(e.title), "", "```bash", e.command, "```", "",
-                  f"Access: {_cell(e.how_to_access)}", "", f"Can: {_cell(e.can)} Cannot: {_cell(e.cannot)}", ""]
+        lines += [
+            f"### {e.name}",
+            "",
+            _cell(e.title),
+            "",
+            "```bash",
+            e.command,
+            "```",
+            "",
+            f"Access: {_cell(e.how_to_access)}",
+            "",
+            f"Can: {_cell(e.can)} Cannot: {_cell(e.cannot)}",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 

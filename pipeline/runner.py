@@ -4,7 +4,9 @@ Each stage runs exactly as a pod would (same module, same arguments, store URI i
 a secret option such as ``--url`` in its environment variable instead of on the command line, see
 ``pipeline.secret_args``), stops the pipeline at the first failure with that stage's exit code, and reports its
 result through ``IRMSIA_RESULT_FILE``; a parameter left empty takes the value a stage's result names (see
-``handed_on``). Cache hits are decided by the stages themselves, so a rerun costs seconds.
+``handed_on``). Cache hits are decided by the stages themselves, so a rerun costs seconds. Stages whose
+dependencies are met run side by side up to ``jobs`` at a time (a spec's per-dataset collect and index branches,
+``pipeline.spec``), as Argo runs the same DAG's tasks up to the workflow's ``parallelism``.
 
 Given a ``RunObserver`` (the combined progress view of ``irmsia run`` on a terminal, ``irmsia menu``, the Python
 API), the runner reads each stage's output line by line and its progress events (``IRMSIA_PROGRESS_FILE``, see
@@ -21,12 +23,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from jobs.core.metrics_export import read_text_metrics
-from pipeline.dag import Pipeline, StageSpec
+from pipeline.dag import SHARD, Pipeline, StageSpec
 from pipeline.secret_args import StageInvocation, hand_over
 
 
@@ -99,26 +102,106 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
     env: Mapping[str, str] | None = None,
     on_stage: Callable[[StageSpec, list[str]], None] | None = None,
     observer: RunObserver | None = None,
+    jobs: int = 1,
 ) -> list[StageOutcome]:
-    """Run the stages in order from ``from_stage``; stop at the first failure. Returns one outcome per stage run."""
+    """Run the stages from ``from_stage``, up to ``jobs`` at a time (a stage starts once every stage it depends on
+    succeeded, in ``order()`` among the ready ones); after a failure no stage starts and the running ones finish.
+    Returns one outcome per stage run, in the order they finished."""
+    if jobs < 1:
+        raise ValueError(f"jobs {jobs}: use 1 or more")
     executor = executor or ProcessExecutor()
     stages = pipeline.downstream_of(from_stage) if from_stage else pipeline.order()
+    selected = {s.name for s in stages}
     base_env = dict(os.environ if env is None else env)
     base_env.update({"IRMSIA_STORE": store, "IRMSIA_WORKFLOW_ID": workflow_id})
     outcomes: list[StageOutcome] = []
     values = dict(values)
-    with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp:
-        for stage in stages:
-            invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
-            if on_stage:
-                on_stage(stage, invocation.shown)
-            outcome = run_stage(stage, invocation, env=base_env, workdir=Path(tmp), executor=executor,
-                                observer=observer)  # fmt: skip
-            outcomes.append(outcome)
-            if outcome.exit_code != 0:
-                break
-            values.update(handed_on(stage, values, outcome.result))
+    pending, done = list(stages), set[str]()
+    results: dict[str, dict[str, Any] | None] = {}
+    groups: dict[str, set[str]] = {}  # a fan-out task -> the runs it expanded into
+    owner: dict[str, str] = {}  # an expanded run -> its fan-out task
+    lock = threading.Lock()  # one stage's observer calls at a time, whichever thread makes them
+    shared = _Serialised(observer, lock) if observer is not None and jobs > 1 else observer
+    with tempfile.TemporaryDirectory(prefix="irmsia-run-") as tmp, ThreadPoolExecutor(max_workers=jobs) as pool:
+        running: dict[Future[StageOutcome], tuple[int, StageSpec]] = {}
+        failed = False
+        launched = 0
+        while pending or running:
+            while not failed and len(running) < jobs:
+                ready = [s for s in pending if set(s.depends) & selected <= done]
+                if not ready:
+                    break
+                stage = ready[0]
+                if stage.fan_out:  # its plan has run: one run per planned shard, in place of the task
+                    parts = expand(stage, results.get(stage.fan_out))
+                    at = pending.index(stage)
+                    pending[at : at + 1] = parts
+                    groups[stage.name] = {p.name for p in parts}
+                    owner.update({p.name: stage.name for p in parts})
+                    selected.update(groups[stage.name])
+                    continue
+                pending.remove(stage)
+                invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
+                if on_stage:
+                    with lock:
+                        on_stage(stage, invocation.shown)
+                future = pool.submit(run_stage, stage, invocation, env=base_env, workdir=Path(tmp),
+                                     executor=executor, observer=shared)  # fmt: skip
+                running[future] = (launched, stage)
+                launched += 1
+            if not running:
+                break  # a failure left the rest unstartable
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: running[f][0]):
+                _, stage = running.pop(future)
+                outcome = future.result()
+                outcomes.append(outcome)
+                if outcome.exit_code != 0:
+                    failed = True
+                    continue
+                done.add(stage.name)
+                results[stage.name] = outcome.result
+                group = owner.get(stage.name)
+                if group is not None and groups[group] <= done:
+                    done.add(group)
+                values.update(handed_on(stage, values, outcome.result))
     return outcomes
+
+
+def expand(stage: StageSpec, plan_result: Mapping[str, Any] | None) -> list[StageSpec]:
+    """A fan-out task as one run per shard its plan reported (``summary.shards``), each named ``<task>-<K>`` with
+    ``{shard}`` in its arguments replaced by the shard (``2/4``)."""
+    shards = ((plan_result or {}).get("summary") or {}).get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise ValueError(f"stage {stage.name}: its plan {stage.fan_out} reported no shards")
+    runs = []
+    for k, shard in enumerate(shards, start=1):
+        args = tuple(t.replace("{" + SHARD + "}", str(shard)) for t in stage.args)
+        runs.append(replace(stage, name=f"{stage.name}-{k}", args=args, fan_out=""))
+    return runs
+
+
+class _Serialised:
+    """A ``RunObserver`` called from several stages' threads, one call at a time."""
+
+    def __init__(self, observer: RunObserver, lock: threading.Lock) -> None:
+        self._observer, self._lock = observer, lock
+
+    def started(self, stage: StageSpec, shown: list[str]) -> None:
+        with self._lock:
+            self._observer.started(stage, shown)
+
+    def output(self, stage: StageSpec, line: str) -> None:
+        with self._lock:
+            self._observer.output(stage, line)
+
+    def progress(self, stage: StageSpec, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._observer.progress(stage, event)
+
+    def finished(self, stage: StageSpec, outcome: StageOutcome) -> None:
+        with self._lock:
+            self._observer.finished(stage, outcome)
 
 
 def run_stage(

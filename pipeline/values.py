@@ -38,7 +38,11 @@ def require_dataset(values: Mapping[str, str], *, named: bool) -> None:
 
 def local_run_name(values: dict[str, str], pipeline: Pipeline = PIPELINE) -> str:
     """A stable name for a local run without a given run id: the dataset and a hash of every parameter value (a
-    secret one by its identity: a fast hash of a URL's password must not end up in a name)."""
+    secret one by its identity: a fast hash of a URL's password must not end up in a name). A spec's DAG, whose
+    values live in its stages' arguments rather than in parameters, is named after itself and those arguments."""
     secret = {p for s in pipeline.stages for flag, _ in s.secret_flags for p in s.parameters_of(flag)}
-    hashed = {k: url_identity(v) if k in secret and v else v for k, v in values.items()}
-    return f"{values['dataset'][:40].rstrip('-._')}-{sha256_json(hashed)[:10]}"
+    hashed: dict[str, object] = {k: url_identity(v) if k in secret and v else v for k, v in values.items()}
+    if "dataset" not in values:
+        hashed["stages"] = {s.name: list(s.args) for s in pipeline.stages}
+    label = values.get("dataset") or pipeline.name.removeprefix("irmsia-")
+    return f"{label[:40].rstrip('-._')}-{sha256_json(hashed)[:10]}"

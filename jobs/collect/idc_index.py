@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from jobs.core.errors import UsageError
@@ -81,9 +82,10 @@ class IdcIndex:
         con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
         folders: set[str] = set()
         for table, view in TABLES.items():
-            path = idc_index_data.INDEX_METADATA.get(table, {}).get("parquet_filepath")
-            if path is None:
+            found = idc_index_data.INDEX_METADATA.get(table, {}).get("parquet_filepath")
+            if found is None:
                 continue
+            path = Path(str(found))
             folders.add(str(path.parent) + "/")
             con.execute(f"CREATE VIEW \"{view}\" AS SELECT * FROM read_parquet('{path}')")
         con.execute("SET allowed_directories = ?", [sorted(folders)])

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from jobs.collect.deid.deidentify import DeidOptions, PrivateTag
+from jobs.collect.deid.pseudonyms import MIN_SECRET_BYTES, SECRET_ENV
 from jobs.collect.sources import SOURCES, options_types
 from jobs.collect.sources.base import SourceOptions
 from jobs.collect.sources.demo import DemoOptions
@@ -29,6 +31,18 @@ from jobs.core.settings import (
 )
 
 
+def check_safe_private(entries: tuple[str, ...], flag: str) -> None:
+    """Each entry names a private attribute as ``gggg:CREATOR:ee`` (odd group, hexadecimal)."""
+    for entry in entries:
+        try:
+            PrivateTag.parse(entry)
+        except ValueError as exc:
+            raise UsageError(
+                f"{flag} {entry!r}: expected GGGG:CREATOR:EE (an odd hexadecimal group, the private creator, the "
+                "element offset in hexadecimal), e.g. 0019:GEMS_ACQU_01:10"
+            ) from exc
+
+
 @dataclass(frozen=True, kw_only=True)
 class CollectSettings(StageSettings):
     """Everything one collect run needs: where from (``source`` and its ``options``), into which dataset."""
@@ -44,6 +58,50 @@ class CollectSettings(StageSettings):
         help="dataset name in the store: files go to raw/<dataset>/ (required unless --source demo)",
     )
     workers: int = option(8, minimum=1, maximum=256, parameter="collect_workers", help="parallel downloads and uploads")
+    # De-identification applies to every source: the stage's RawSink de-identifies each DICOM file it stores.
+    deidentify: bool = option(
+        False,
+        result=True,
+        parameter="deidentify",
+        help="de-identify every DICOM file before it is stored (PS3.15 Annex E Basic Profile, UIDs and IDs keyed "
+        f"by {SECRET_ENV}); a PHI scan of every stored header fails the stage (exit 3) on any finding",
+    )
+    deid_retain_dates: bool = option(
+        False,
+        result=True,
+        parameter="deid_retain_dates",
+        help="with --deidentify: Retain Longitudinal Temporal Information (Modified Dates): each patient's dates move "
+        "back by the same number of days instead of being removed",
+    )
+    deid_clean_descriptors: bool = option(
+        False,
+        result=True,
+        parameter="deid_clean_descriptors",
+        help="with --deidentify: Clean Descriptors: keep descriptions, comments and texts with every identifying "
+        "value of the file cut out, instead of removing them",
+    )
+    deid_allow_burned_in: bool = option(
+        False,
+        result=True,
+        parameter="deid_allow_burned_in",
+        help="with --deidentify: also store images that may show text in their pixels (BurnedInAnnotation YES, or "
+        "US, SC and OT without BurnedInAnnotation NO), which are otherwise left out",
+    )
+    deid_safe_private: tuple[str, ...] = option(
+        (),
+        result=True,
+        check=check_safe_private,
+        metavar="GGGG:CREATOR:EE,...",
+        help="with --deidentify: private attributes known to be safe to keep (Retain Safe Private), e.g. "
+        "0019:GEMS_ACQU_01:10; every other private attribute is removed",
+    )
+    deid_secret: str | None = option(
+        None,
+        flag=None,
+        env=SECRET_ENV,
+        secret=True,
+        help="the key of the de-identification pseudonyms (UIDs, IDs, date shifts); environment only, never logged",
+    )
     options: SourceOptions = field(default_factory=DemoOptions)
     """The chosen source's own options."""
 
@@ -51,6 +109,28 @@ class CollectSettings(StageSettings):
         expected = options_types()[self.source]
         if not isinstance(self.options, expected):
             raise UsageError(f"--source {self.source}: its options must be {expected.__name__}")
+        extras = {
+            "--deid-retain-dates": self.deid_retain_dates,
+            "--deid-clean-descriptors": self.deid_clean_descriptors,
+            "--deid-allow-burned-in": self.deid_allow_burned_in,
+            "--deid-safe-private": self.deid_safe_private,
+        }
+        if not self.deidentify and (given := [flag for flag, value in extras.items() if value]):
+            raise UsageError(f"{given[0]} is an option of --deidentify; add --deidentify or drop it")
+        if self.deidentify and len(self.deid_secret or "") < MIN_SECRET_BYTES:
+            raise UsageError(
+                f"--deidentify needs {SECRET_ENV} in the environment, at least {MIN_SECRET_BYTES} characters (the key "
+                "of the pseudonyms: keep it secret and the same for every collect of one project); it is never a flag"
+            )
+
+    def deid_options(self) -> DeidOptions:
+        """The de-identification options the settings give (whether or not ``deidentify`` is on)."""
+        return DeidOptions(
+            retain_dates=self.deid_retain_dates,
+            clean_descriptors=self.deid_clean_descriptors,
+            safe_private=tuple(PrivateTag.parse(entry) for entry in self.deid_safe_private),
+            allow_burned_in=self.deid_allow_burned_in,
+        )
 
     def log_fields(self) -> dict[str, str | None]:
         return {"dataset": self.dataset, "run_id": None}

@@ -1,7 +1,8 @@
 """The fixed paths inside a store (``raw/<dataset>/`` …), and the names allowed in them.
 
 ``raw/<dataset>/``, ``index/<dataset>/``, ``splits/<dataset>/``, ``runs/<run-id>/``, ``registry/<model-name>/``,
-and ``pipeline-runs/`` (one record per local pipeline run, for ``irmsia status``).
+``pipeline-runs/`` (one record per local pipeline run, for ``irmsia status``), and ``shards/<stage>/<dataset>/``
+(the parts of a sharded collect or index while they are gathered; removed once the dataset's output is sealed).
 Every tool finds things by these names, so they are built here and nowhere else.
 """
 
@@ -59,6 +60,15 @@ def run_prefix(run_id: str) -> str:
 def registry_prefix(model_name: str) -> str:
     """Where register keeps a model's versions and ledger: ``registry/<model-name>/``."""
     return f"registry/{check_dns_label(model_name, '--model-name')}/"
+
+
+SHARDS = "shards/"
+"""Where sharded runs keep their parts (``jobs.core.shards``) until the gather step has sealed the stage's output."""
+
+
+def shards_prefix(stage: str, dataset: str) -> str:
+    """Every part of one sharded stage of one dataset: ``shards/<stage>/<dataset>/`` (removed after the gather)."""
+    return f"{SHARDS}{stage}/{check_name(dataset, '--dataset')}/"
 
 
 PIPELINE_RUNS = "pipeline-runs/"

@@ -109,6 +109,8 @@ def top_level_elements(
         raise NotPlain("implicit VR declared but the data set looks explicit")
     found: dict[int, bytes] = {}
     while True:
+        if pos == len(buf):  # the data set ends on an element boundary: a whole file with no pixel data
+            raise NotPlain("no pixel data: the data set ends before any pixel data element")
         group, elem, vr, start, length = _element(buf, pos, implicit)
         if group == 0x7FE0 and elem in PIXEL_ELEMENTS:
             return found, pos

@@ -8,6 +8,7 @@ bytes of the object; ``NeedMoreBytes`` means the header runs past them and the c
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 import warnings
@@ -23,6 +24,8 @@ from jobs.index.decodable import PIXEL_KEYWORDS, UNDEFINED, PixelFacts, check_de
 from jobs.index.dicom_elements import NotPlain, meta_elements, top_level_elements
 from jobs.index.dicom_errors import NeedMoreBytes, UnusableDicom
 from jobs.index.encapsulated import Read, check_encapsulated
+from jobs.index.non_images import non_image_reason
+from jobs.ml.preprocess import implied_syntax
 
 __all__ = ["DicomHeader", "NeedMoreBytes", "UnusableDicom", "fast_header", "pydicom_header", "read_header"]
 
@@ -53,6 +56,17 @@ class DicomHeader:
     frames: int | None
     pixel_spacing_row: float | None
     pixel_spacing_col: float | None
+    image_position: tuple[float, ...] | None = None
+    """ImagePositionPatient (mm), three values: where the slice lies (``jobs.index.volumes``)."""
+    image_orientation: tuple[float, ...] | None = None
+    """ImageOrientationPatient, six direction cosines."""
+    slice_spacing: float | None = None
+    """SpacingBetweenSlices, else SliceThickness (mm): the slice distance of a multi-frame volume."""
+    other_patient_id: str | None = None
+    """The first of (0010,1000) Other Patient IDs or (0010,1002) Other Patient IDs Sequence: an identity when
+    PatientID is empty."""
+    lossy_compression: str | None = None
+    """(0028,2110) Lossy Image Compression: ``01`` when the pixels were lossy-compressed at some point."""
     # who and how: the subgroups train reports metrics for
     manufacturer: str | None = None
     view_position: str | None = None
@@ -87,6 +101,29 @@ def _spacing(ds) -> tuple[float | None, float | None]:
     if len(values) != 2:
         raise UnusableDicom(f"PixelSpacing has {len(values)} values, expected 2")
     return float(values[0]), float(values[1])
+
+
+def _numbers(ds, name: str, count: int) -> tuple[float, ...] | None:
+    """``count`` numbers of a multi-valued DS, or ``None`` when absent, unreadable or not that many numbers.
+
+    Only volumes use these, so a malformed one makes the file a plain image, never a quarantined one.
+    """
+    try:
+        value = ds.get(name)
+        if value is None or value == "":
+            return None
+        values = tuple(float(v) for v in (value if isinstance(value, MultiValue | list | tuple) else [value]))
+    except Exception:
+        return None
+    return values if len(values) == count and all(map(math.isfinite, values)) else None
+
+
+def _slice_spacing(ds) -> float | None:
+    for name in ("SpacingBetweenSlices", "SliceThickness"):
+        found = _numbers(ds, name, 1)
+        if found is not None and found[0] > 0:
+            return found[0]
+    return None
 
 
 def _pixel_length(head: bytes, pos: int, explicit: bool, little: bool) -> tuple[int, int] | None:
@@ -203,9 +240,9 @@ def _pydicom_read(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int 
             raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
         if _ends_inside_an_element(head):  # pydicom reads a cut-off header quietly; say what happened
             raise UnusableDicom("truncated: the file ends inside the DICOM header, before any pixel data")
-        sop_class = pydicom.uid.UID(_text(ds, "SOPClassUID") or "")
-        what = f" (SOP class {sop_class.name})" if sop_class.is_valid else ""
-        raise UnusableDicom(f"DICOM without pixel data{what}: not an image")
+        meta = getattr(ds, "file_meta", None)
+        sop_class = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta is not None else None)
+        raise UnusableDicom(non_image_reason(sop_class, _text(ds, "Modality")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         header, options, numbers, palette = _header_values(ds)
@@ -224,6 +261,8 @@ def _pydicom_read(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int 
     if lengths is None:
         raise UnusableDicom("truncated: the file ends inside the pixel data element's header")
     header_len, value_len = lengths
+    if syntax is None and value_len != UNDEFINED:
+        syntax = implied_syntax(explicit, little)  # what pydicom, and so train, decodes such native pixels as
     (elem,) = struct.unpack("<H" if little else ">H", head[pos + 2 : pos + 4])
     facts = PixelFacts(syntax, options, PIXEL_KEYWORDS[elem], value_len, size - pos - header_len, palette, numbers)
     return header, facts, pos + header_len
@@ -246,6 +285,18 @@ _NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
 _COLOURS = ("Red", "Green", "Blue")
 
 
+def _other_patient_id(ds) -> str | None:
+    """The first non-empty Other Patient ID, from the (retired) multi-valued element or the sequence."""
+    value = ds.get("OtherPatientIDs")
+    for item in value if isinstance(value, MultiValue) else [value]:
+        if item is not None and (text := str(item).strip()):
+            return text
+    for item in ds.get("OtherPatientIDsSequence") or []:
+        if (patient := _text(item, "PatientID")) is not None:
+            return patient
+    return None
+
+
 def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], bool]:
     """The index's header fields, the decoder's options, the display numbers as text, and whether a palette is there."""
     row_mm, col_mm = _spacing(ds)
@@ -266,6 +317,11 @@ def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], 
         frames=_int(ds, "NumberOfFrames"),
         pixel_spacing_row=row_mm,
         pixel_spacing_col=col_mm,
+        image_position=_numbers(ds, "ImagePositionPatient", 3),
+        image_orientation=_numbers(ds, "ImageOrientationPatient", 6),
+        slice_spacing=_slice_spacing(ds),
+        other_patient_id=_other_patient_id(ds),
+        lossy_compression=_text(ds, "LossyImageCompression"),
         manufacturer=_text(ds, "Manufacturer"),
         view_position=_text(ds, "ViewPosition"),
         patient_sex=_text(ds, "PatientSex"),
@@ -307,7 +363,11 @@ _TEXT_TAGS = {
     0x00185101: "view_position",
     0x00100040: "patient_sex",
     0x00101010: "patient_age",
+    0x00282110: "lossy_compression",
+    0x00101000: "other_patient_id",
 }
+_OTHER_IDS_SEQUENCE = 0x00101002
+"""Other Patient IDs Sequence: its items are pydicom's to read."""
 _US_TAGS = {
     0x00280010: "rows",
     0x00280011: "columns",
@@ -321,15 +381,19 @@ _NUMBER_TAGS = {0x00281053: "RescaleSlope", 0x00281052: "RescaleIntercept", 0x00
 _SHORT_TAGS = {**_US_TAGS, **_PIXEL_US_TAGS}
 """Every US value the fast path reads, under pydicom's decoder option names."""
 _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
+_GEOMETRY_TAGS = {0x00200032: ("image_position", 3), 0x00200037: ("image_orientation", 6)}
+_SLICE_SPACING_TAGS = (0x00180088, 0x00180050)  # SpacingBetweenSlices, then SliceThickness
 _VRS_OF: dict[int, tuple[bytes, ...]] = {
-    **dict.fromkeys((0x00100020, 0x00080070), (b"LO",)),
+    **dict.fromkeys((0x00100020, 0x00080070, 0x00101000), (b"LO",)),
     0x00101010: (b"AS",),
     **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
-    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004, 0x00185101, 0x00100040), (b"CS",)),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004, 0x00282110, 0x00185101, 0x00100040), (b"CS",)),
+    0x00101002: (b"SQ",),
     **dict.fromkeys(_US_TAGS.keys() | _PIXEL_US_TAGS.keys(), (b"US",)),
     **dict.fromkeys(_NUMBER_TAGS, (b"DS",)),
     _FRAMES: (b"IS",),
     _SPACING: (b"DS",),
+    **dict.fromkeys((*_GEOMETRY_TAGS, *_SLICE_SPACING_TAGS), (b"DS",)),
 }
 _UIDS = frozenset((0x0020000D, 0x0020000E, 0x00080018))
 _SPECIAL_BYTES = re.compile(rb"[\x01-\x1f\\\x7f-\xff]")
@@ -378,6 +442,25 @@ def _ends_inside_an_element(head: bytes) -> bool:
     return False
 
 
+def _fast_numbers(raw: bytes, count: int) -> tuple[float, ...] | None:
+    try:
+        text = _ascii(raw.replace(b"\\", b"/"))
+        values = tuple(float(p) for p in text.split("/")) if text is not None else ()
+    except ValueError:
+        return None
+    return values if len(values) == count and all(map(math.isfinite, values)) else None
+
+
+def _fast_geometry(found: dict[int, bytes]) -> dict[str, object]:
+    """Slice position, orientation and spacing; ``None`` for what is absent or malformed (as ``_numbers``)."""
+    geometry: dict[str, object] = {
+        name: _fast_numbers(found.get(tag, b""), n) for tag, (name, n) in _GEOMETRY_TAGS.items()
+    }
+    spacings = [_fast_numbers(found.get(tag, b""), 1) for tag in _SLICE_SPACING_TAGS]
+    geometry["slice_spacing"] = next((s[0] for s in spacings if s is not None and s[0] > 0), None)
+    return geometry
+
+
 # A single pass over a binary layout: each branch is one element kind, kept together to stay readable.
 def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:  # noqa: C901
     """Header, pixel facts and pixel value offset of a plain little-endian file; ``None`` when pydicom must decide."""
@@ -409,6 +492,7 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
             if len(parts) != 2:
                 return None
             row_mm, col_mm = float(parts[0]), float(parts[1])
+        geometry = _fast_geometry(found)
         numbers = {}
         for tag, name in _NUMBER_TAGS.items():
             if tag in found and (text := _ascii(found[tag].replace(b"\\", b"/"))) is not None:
@@ -421,9 +505,10 @@ def _fast(head: bytes, size: int) -> tuple[DicomHeader, PixelFacts, int] | None:
         pixel_spacing_row=row_mm,
         pixel_spacing_col=col_mm,
         **values,  # type: ignore[arg-type]
+        **geometry,  # type: ignore[arg-type]
     )
-    if not header.rows or not header.columns or header.photometric == "PALETTE COLOR":
-        return None  # not an image, or a palette to look for: pydicom decides
+    if not header.rows or not header.columns or header.photometric == "PALETTE COLOR" or _OTHER_IDS_SEQUENCE in found:
+        return None  # not an image, a palette to look for or Other Patient IDs items to read: pydicom decides
     options: dict[str, object] = {option: shorts[tag] for tag, option in _SHORT_TAGS.items() if tag in shorts}
     if header.photometric is not None:
         options["photometric_interpretation"] = header.photometric

@@ -1,17 +1,14 @@
 """``--verify-pixels``: decode an image's pixel data fully, so files whose pixels cannot be read are quarantined.
 
-DICOM, PNG, JPEG and TIFF decode through train's own decoder (``jobs.ml.preprocess.decode``: pydicom and its
-pixel backends, the DICOM display pipeline, Pillow and tifffile), so what passes here is what train can read:
-a ``(C, H, W)`` array with 1 or 3 channels and finite values. NIfTI decodes with nibabel. Decoding needs the
-whole object, so this reads it; the header-only path never does.
+Every format decodes through train's own decoder (``jobs.ml.preprocess.decode``: pydicom and its pixel
+backends, the DICOM display pipeline, Pillow and tifffile, nibabel for NIfTI), so what passes here is what train
+can read: a ``(C, H, W)`` array with 1 or 3 channels and finite values. Decoding needs the whole object, so this
+reads it; the header-only path never does.
 """
 
 from __future__ import annotations
 
-import gzip
-
 from jobs.core.errors import DataError
-from jobs.index.formats import NIFTI
 
 
 class UndecodablePixels(ValueError):
@@ -21,10 +18,7 @@ class UndecodablePixels(ValueError):
 def verify_pixels(fmt: str, data: bytes) -> None:
     """Decode every pixel of ``data`` (an object of format ``fmt``); ``UndecodablePixels`` if that fails."""
     try:
-        if fmt == NIFTI:
-            _nifti(data)
-        else:
-            _as_train_decodes(fmt, data)
+        _as_train_decodes(fmt, data)
     except UndecodablePixels:
         raise
     except ImportError as exc:
@@ -50,14 +44,3 @@ def _as_train_decodes(fmt: str, data: bytes) -> None:
         raise UndecodablePixels(f"pixel data decodes to shape {image.shape}, not one image of 1 or 3 channels")
     if not np.isfinite(image).all():
         raise UndecodablePixels("pixel data decodes to NaN or infinite values")
-
-
-def _nifti(data: bytes) -> None:
-    import nibabel
-    import numpy as np
-
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    image_class = nibabel.Nifti2Image if data[4:8] in (b"n+2\x00", b"ni2\x00") else nibabel.Nifti1Image
-    image = image_class.from_bytes(data)
-    np.asanyarray(image.dataobj)

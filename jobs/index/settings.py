@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from jobs.core.paths import check_name
 from jobs.core.settings import StageSettings, option
+from jobs.core.shards import check_shard
 from jobs.index.layouts import AUTO, LAYOUTS
 
 
@@ -42,6 +43,13 @@ class IndexSettings(StageSettings):
         help="also decode every image's pixel data and quarantine those that fail (slower)",
     )
     workers: int = option(0, minimum=0, help="worker processes; 0 means one per usable CPU (the pod's CPU limit)")
+    shard: str | None = option(
+        None,
+        check=check_shard,
+        metavar="plan|K/N|gather",
+        help="sharded run (jobs/index/shards.py): plan the shards, inspect part K of N, or gather (merge) them into "
+        "the same index.parquet an unsharded run writes",
+    )
 
     def log_fields(self) -> dict[str, str | None]:
         return {"dataset": self.dataset, "run_id": None}

@@ -9,12 +9,14 @@ temporary folder and uploaded only once complete, so a failure leaves the store 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError, UsageError
@@ -23,14 +25,17 @@ from jobs.core.paths import index_prefix, raw_prefix
 from jobs.core.progress import progress
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store, check_key
+from jobs.index.identity import SameImage, is_lossy, patient_identity
 from jobs.index.inspection import Inspection, Task
 from jobs.index.label_table import LabelTable
 from jobs.index.layouts import FileFacts, Layout, Unlabelled, labels_sidecar, layout_class
+from jobs.index.masks import MaskPairs, pair_masks
 from jobs.index.quarantine import DUPLICATE_PREFIX, QuarantineRecord, QuarantineWriter
 from jobs.index.scan import scan
 from jobs.index.settings import IndexSettings
 from jobs.index.telemetry import record_index
-from jobs.index.writer import IndexWriter
+from jobs.index.volumes import SeriesFinder, annotate, file_volume
+from jobs.index.writer import SCHEMA, IndexWriter
 
 log = logging.getLogger("irmsia.index")
 
@@ -136,6 +141,7 @@ def _row(dataset: str, item: Inspection, label: str | None, patient: str) -> dic
             samples_per_pixel=g.samples,
             frames=g.frames,
         )
+    row.update(file_volume(item.key, item.dicom, item.geometry))
     return row
 
 
@@ -149,6 +155,8 @@ class _Tally:
         self.patients: set[str] = set()
         self.unlabelled = 0
         self.duplicates = 0
+        self.masked = 0
+        self.volumes = 0
 
     def add_row(self, row: dict[str, Any]) -> None:
         if row["label"] is None:
@@ -158,46 +166,110 @@ class _Tally:
         self.formats[row["format"]] += 1
         self.modalities[row.get("modality") or "none"] += 1
         self.patients.add(row["patient_id"])
+        self.masked += row.get("mask_key") is not None
+
+
+def _masks(settings: IndexSettings, plan: IndexPlan, workers: int) -> tuple[dict[str, dict[str, Any]], list]:
+    """Inspect the masks first: image path -> its mask columns, and the unusable masks' quarantine records."""
+    usable: dict[str, Inspection] = {}
+    refused: list[QuarantineRecord] = []
+    for item in scan(settings.common.store, plan.mask_tasks, workers, settings.verify_pixels):
+        if item.reason is None:
+            usable[item.key] = item
+        else:
+            refused.append(QuarantineRecord(item.key, f"unusable segmentation mask: {item.reason}"))
+    columns = {}
+    for image, mask in plan.masks.mask_of.items():
+        if (found := usable.get(plan.raw + mask)) is not None:
+            columns[image] = {"mask_key": found.key, "mask_sha256": found.sha256}
+    return columns, sorted(refused, key=lambda r: r.key, reverse=True)
+
+
+def _inspect_all(
+    settings: IndexSettings, plan: IndexPlan, events: TextIO, same_image: SameImage
+) -> tuple[int, SeriesFinder]:
+    """First pass: every file's outcome, in key order, as JSON lines in ``events`` (rows, or quarantine reasons,
+    unusable masks' among them); ``same_image`` learns every SOPInstanceUID on the way. Returns the number of
+    content duplicates and the DICOM series seen (which rows form a volume)."""
+    first_of: dict[bytes, str] = {}  # content hash -> first key with it (dedup: first key in key order wins)
+    duplicates = 0
+    workers = settings.workers or usable_cpus()
+    mask_columns, refused_masks = _masks(settings, plan, workers)
+    series = SeriesFinder()
+    results = plan.inspections() if plan.inspections else scan(settings.common.store, plan.tasks, workers,
+                                                                settings.verify_pixels)  # fmt: skip
+    raw, layout = plan.raw, plan.layout
+    for item in progress(results, len(plan.tasks), f"index {raw}", unit="files"):
+        while refused_masks and refused_masks[-1].key < item.key:  # keep quarantine.csv in key order
+            refused = refused_masks.pop()
+            events.write(json.dumps({"key": refused.key, "reason": refused.reason}) + "\n")
+        if item.reason is not None:
+            events.write(json.dumps({"key": item.key, "reason": item.reason}) + "\n")
+            continue
+        assert item.sha256 is not None
+        digest = bytes.fromhex(item.sha256)
+        if (first := first_of.get(digest)) is not None:
+            events.write(json.dumps({"key": item.key, "reason": DUPLICATE_PREFIX + first}) + "\n")
+            duplicates += 1
+            continue
+        first_of[digest] = item.key
+        header = item.dicom
+        facts = FileFacts(
+            item.key,
+            item.key[len(raw) :],
+            header.patient_id if header else None,
+            header.series_uid if header else None,
+        )
+        try:
+            verdict = layout.assign(facts)
+        except Unlabelled as exc:
+            events.write(json.dumps({"key": item.key, "reason": str(exc)}) + "\n")
+            continue
+        patient, group_by = patient_identity(header, verdict.patient_id, file_stem(facts.rel))
+        row = _row(settings.dataset, item, verdict.label, patient)
+        row["group_by"] = group_by
+        row["lossy_compression"] = is_lossy(header)
+        row["official_split"] = verdict.official_split
+        row.update(mask_columns.get(facts.rel, {}))
+        series.add(item.key, header)
+        same_image.offer(row.get("sop_uid"), item.key, row["lossy_compression"])
+        events.write(json.dumps({"row": row}) + "\n")
+    for refused in reversed(refused_masks):
+        events.write(json.dumps({"key": refused.key, "reason": refused.reason}) + "\n")
+    return duplicates, series
 
 
 def _index(settings: IndexSettings, plan: IndexPlan, workdir: Path) -> tuple[IndexWriter, QuarantineWriter, _Tally]:
+    """Inspect every file, then write the rows and quarantine records in key order, one copy of each image.
+
+    Which copy of an image to keep is known only once every file is seen, so the first pass spills its outcomes
+    to a local file (memory stays flat) and the second writes them, the other copies as duplicates.
+    """
     tally = _Tally()
-    first_of: dict[bytes, str] = {}  # content hash -> first key with it (dedup: first key in key order wins)
-    workers = settings.workers or usable_cpus()
-    results = scan(settings.common.store, plan.tasks, workers, settings.verify_pixels)
-    raw, layout = plan.raw, plan.layout
+    same_image = SameImage()
+    events_path = workdir / "events.jsonl"
+    with open(events_path, "w", encoding="utf-8") as events:
+        tally.duplicates, series = _inspect_all(settings, plan, events, same_image)
     with (
-        IndexWriter(workdir / "index.parquet") as rows,
+        open(events_path, encoding="utf-8") as events,
+        IndexWriter(workdir / "index.partial.parquet") as rows,
         QuarantineWriter(workdir / "quarantine.csv") as quarantine,
     ):
-        for item in progress(results, len(plan.tasks), f"index {raw}", unit="files"):
-            if item.reason is not None:
-                quarantine.add(QuarantineRecord(item.key, item.reason))
+        for line in events:
+            event = json.loads(line)
+            if "reason" in event:
+                quarantine.add(QuarantineRecord(event["key"], event["reason"]))
                 continue
-            assert item.sha256 is not None
-            digest = bytes.fromhex(item.sha256)
-            if (first := first_of.get(digest)) is not None:
-                quarantine.add(QuarantineRecord(item.key, DUPLICATE_PREFIX + first))
+            row = event["row"]
+            if (kept := same_image.kept(row.get("sop_uid"), row["key"])) is not None:
+                reason = f"{DUPLICATE_PREFIX}{kept} (the same SOPInstanceUID {row['sop_uid']}, another encoding)"
+                quarantine.add(QuarantineRecord(row["key"], reason))
                 tally.duplicates += 1
                 continue
-            first_of[digest] = item.key
-            header = item.dicom
-            facts = FileFacts(
-                item.key,
-                item.key[len(raw) :],
-                header.patient_id if header else None,
-                header.series_uid if header else None,
-            )
-            try:
-                verdict = layout.assign(facts)
-            except Unlabelled as exc:
-                quarantine.add(QuarantineRecord(item.key, str(exc)))
-                continue
-            patient = facts.patient_id or verdict.patient_id or file_stem(facts.rel)
-            row = _row(settings.dataset, item, verdict.label, patient)
-            row["official_split"] = verdict.official_split
             rows.add(row)
             tally.add_row(row)
+    events_path.unlink()
+    tally.volumes = annotate(rows.path, workdir / "index.parquet", series, SCHEMA)
     return rows, quarantine, tally
 
 
@@ -210,6 +282,12 @@ class IndexPlan(StagePlan):
     layout: Layout
     sidecars: int
     skipped: int
+    masks: MaskPairs
+    """Which files are segmentation masks, and of which image (``jobs.index.masks``)."""
+    mask_tasks: list[Task]
+    inspections: Callable[[], Iterator[Inspection]] | None = None
+    """Where the inspections come from when not from scanning ``tasks`` here: a sharded run's gather step reads
+    them from the sealed shards (``jobs.index.shards``), in the same order."""
 
 
 class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
@@ -217,6 +295,13 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
 
     name = "index"
     settings_type = IndexSettings
+
+    def execute(self, settings: IndexSettings) -> StageResult:
+        if settings.shard:
+            from jobs.index.shards import execute_step
+
+            return execute_step(self, settings)
+        return super().execute(settings)
 
     def plan(self, settings: IndexSettings, store: Store) -> IndexPlan:
         raw, out = raw_prefix(settings.dataset), index_prefix(settings.dataset)
@@ -234,16 +319,22 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
         chosen = layout_class(settings.layout, rels, labels)
         official = _official_splits(store, collect, raw, chosen.split_sidecars(sidecars))
         layout = chosen(labels, official)
-        tasks = [Task(o.key, o.sha256, o.size) for o in images if not layout.skip(o.key[len(raw) :])]
-        skipped = len(images) - len(tasks)
+        masks = pair_masks(rels)
+        mask_tasks = [Task(o.key, o.sha256, o.size) for o in images if masks.is_mask(o.key[len(raw) :])]
+        tasks = [
+            Task(o.key, o.sha256, o.size)
+            for o in images
+            if not layout.skip(o.key[len(raw) :]) and not masks.is_mask(o.key[len(raw) :])
+        ]
+        skipped = len(images) - len(tasks) - len(mask_tasks)
         log.info(
-            "%s: %d files listed, %d sidecars, %d skipped by layout %s, %d to index",
-            raw, len(listed), len(sidecars), skipped, layout.name, len(tasks),
+            "%s: %d files listed, %d sidecars, %d segmentation masks, %d skipped by layout %s, %d to index",
+            raw, len(listed), len(sidecars), len(mask_tasks), skipped, layout.name, len(tasks),
         )  # fmt: skip
         params = {**settings.result_params(), "labels": labels_ref, "labels_sha256": labels_sha, "layout": layout.name}
         return IndexPlan(
             prefix=out, params=params, inputs={raw: collect}, raw=raw, tasks=tasks, layout=layout,
-            sidecars=len(sidecars), skipped=skipped,
+            sidecars=len(sidecars), skipped=skipped, masks=masks, mask_tasks=mask_tasks,
         )  # fmt: skip
 
     def produce(self, settings: IndexSettings, job: StageJob[IndexPlan]) -> dict[str, Any]:
@@ -261,7 +352,7 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
                     f"{plan.raw}: no usable image among {len(plan.tasks)} files, all quarantined: {reasons}; "
                     "check the dataset or the --labels CSV"
                 )
-            job.writer.put_file("index.parquet", rows.path)
+            job.writer.put_file("index.parquet", Path(tmp) / "index.parquet")
             job.writer.put_file("quarantine.csv", quarantine.path)
         for line in quarantine.summary_lines(f"{job.writer.prefix}quarantine.csv"):
             log.warning("%s", line)
@@ -275,6 +366,8 @@ class IndexStage(PlannedStage[IndexSettings, IndexPlan]):
             "patients": len(tally.patients),
             "classes": sorted(tally.classes),
             "unlabelled": tally.unlabelled,
+            "masks": tally.masked,
+            "volumes": tally.volumes,
             "per_class": dict(sorted(tally.classes.items())),
             "per_format": dict(sorted(tally.formats.items())),
             "per_modality": dict(sorted(tally.modalities.items())),

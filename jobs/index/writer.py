@@ -12,6 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.index.masks import MASK_COLUMNS
+from jobs.index.volumes import VOLUME_COLUMNS
+
 BATCH_ROWS = 1024
 """Rows per row group: the only per-row state the writer holds, so memory stays flat as files grow."""
 
@@ -24,6 +27,7 @@ SCHEMA = pa.schema(
         ("format", pa.string()),
         ("label", pa.string()),
         ("patient_id", pa.string()),
+        ("group_by", pa.string()),
         ("study_uid", pa.string()),
         ("series_uid", pa.string()),
         ("sop_uid", pa.string()),
@@ -39,11 +43,14 @@ SCHEMA = pa.schema(
         ("frames", pa.int32()),
         ("pixel_spacing_row", pa.float64()),
         ("pixel_spacing_col", pa.float64()),
+        ("lossy_compression", pa.bool_()),
         ("official_split", pa.string()),
         ("manufacturer", pa.string()),
         ("view_position", pa.string()),
         ("patient_sex", pa.string()),
         ("patient_age", pa.string()),
+        *VOLUME_COLUMNS,
+        *MASK_COLUMNS,
     ]
 )
 COLUMNS = tuple(SCHEMA.names)

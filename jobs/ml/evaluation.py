@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.ml.scores import classification_metrics
+from jobs.ml.scores import binary_auc, classification_metrics
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -97,6 +97,53 @@ def bootstrap_intervals(
                 draws.setdefault(name, []).append(float(value))
     names = [*_metric_values(classification_metrics(labels, probs, classes), classes), "loss"]
     return {name: _percentile_interval(draws.get(name, []), level) for name in names}
+
+
+def multilabel_intervals(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    patients: Sequence[str],
+    findings: Sequence[str],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> dict[str, dict[str, Any] | None]:
+    """Multi-label: ``auc_<finding>`` per finding and ``auc`` (their mean over defined findings) by patient
+    bootstrap of the ``(N, K)`` 0/1 ``labels`` and finding probabilities."""
+    labels, probs = np.asarray(labels, np.int64), np.asarray(probs, np.float64)
+
+    def values(idx: np.ndarray) -> dict[str, float | None]:
+        per = {f"auc_{f}": binary_auc(labels[idx, k] == 1, probs[idx, k]) for k, f in enumerate(findings)}
+        defined = [v for v in per.values() if v is not None]
+        return {"auc": float(np.mean(defined)) if defined else None, **per}
+
+    draws: dict[str, list[float]] = {}
+    for idx in PatientResampler.of(patients, resamples, seed).indices():
+        for name, value in values(idx).items():
+            if value is not None:
+                draws.setdefault(name, []).append(float(value))
+    names = values(np.arange(len(labels)))
+    return {name: _percentile_interval(draws.get(name, []), level) for name in names}
+
+
+def case_mean_interval(
+    values: Sequence[Sequence[float]],
+    patients: Sequence[str],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> dict[str, Any] | None:
+    """The interval of the mean of every case's ``values`` (a segmentation's Dice per foreground class it defines,
+    so the statistic is the headline Dice) by patient bootstrap; ``None`` when no draw defines it."""
+    per_case = [np.asarray(v, np.float64) for v in values]
+    draws = []
+    for idx in PatientResampler.of(patients, resamples, seed).indices():
+        picked = [per_case[i] for i in idx if len(per_case[i])]
+        if picked:
+            draws.append(float(np.concatenate(picked).mean()))
+    return _percentile_interval(draws, level)
 
 
 # -- paired comparison -----------------------------------------------------------------------------------------

@@ -32,20 +32,39 @@ class Scored:
     attributes: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def predictions_bytes(scored: Mapping[str, Scored], classes: Sequence[str]) -> bytes:
-    """Per split, each image's key, patient, label index and class probabilities."""
+def predictions_bytes(scored: Mapping[str, Scored], classes: Sequence[str], task: str = "classification") -> bytes:
+    """Per split, each item's key, patient, label (class index, or finding vector for multilabel) and class
+    probabilities; ``task`` says which, so a paired test never compares two tasks' numbers."""
     return pretty_json(
         {
+            "task": task,
             "classes": list(classes),
             "splits": {
                 split: [
-                    {"image": k, "patient_id": p, "label": int(y), "probs": [round(float(v), PROB_DIGITS) for v in row]}
+                    {
+                        "image": k,
+                        "patient_id": p,
+                        "label": _label(y),
+                        "probs": [round(float(v), PROB_DIGITS) for v in row],
+                    }
                     for k, p, y, row in zip(s.keys, s.patients, s.labels, s.probs, strict=True)
                 ]
                 for split, s in scored.items()
             },
         }
     )
+
+
+def _label(y: Any) -> int | list[int]:
+    return [int(v) for v in y] if np.ndim(y) else int(y)
+
+
+def predictions_task(raw: bytes) -> str:
+    """The task a ``predictions.json`` holds (files written before tasks existed are classification)."""
+    try:
+        return str(json.loads(raw).get("task") or "classification")
+    except (ValueError, AttributeError):
+        return "unknown"
 
 
 def read_predictions(raw: bytes, where: str) -> tuple[list[str], dict[str, Scored]]:

@@ -13,10 +13,11 @@ No update is lost, and the chain keeps every move as history.
 
 Promotion with ``--promote auto``: the new version becomes champion only if there is none yet, or if both were
 evaluated on the same split (same split manifest content hash) and its metric beats the champion's (lower is
-better for metrics whose name ends in ``loss``): by a paired patient bootstrap on that split when both kept their
-predictions (``comparison.py``: the 95 % interval of the difference must exclude zero), by the bare numbers
-otherwise (a champion registered before predictions were kept). Otherwise it becomes ``candidate`` (unless a
-newer version already is: the candidate never moves backwards). This module imports no torch.
+better for metrics whose name ends in ``loss`` or ``hd95``): by a paired patient bootstrap on that split when both
+kept classification predictions (``comparison.py``: the 95 % interval of the difference must exclude zero), by
+the bare numbers otherwise (a champion registered before predictions were kept, another task). Otherwise it
+becomes ``candidate`` (unless a newer version already is: the candidate never moves backwards). This module
+imports no torch.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def set_alias(store: Store, name: str, alias: str, version: int, reason: str) ->
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric.endswith("loss")
+    """Losses and distances (a segmentation's HD95) are better when lower."""
+    return metric.endswith(("loss", "hd95"))
 
 
 def decide(

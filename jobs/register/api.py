@@ -1,8 +1,11 @@
-"""The Python API for serving code: ``load_model(store, name, version="champion")``.
+"""The Python API for serving code: ``load_model(store, name, version="champion")`` and ``load_predictor``.
 
-Returns a ready-to-evaluate torch module (eval mode, on the CPU) and the preprocessing the model was trained
-with: ``jobs.ml.preprocess.Preprocessing`` rebuilt from the spec the run's ``config.json`` recorded (and the
-metadata copied), a callable from image file bytes to the ``(C, H, W)`` float32 input the module expects.
+``load_model`` returns a ready-to-evaluate torch module (eval mode, on the CPU) and the preprocessing the model was
+trained with: ``jobs.ml.preprocess.Preprocessing`` rebuilt from the spec the run's ``config.json`` recorded (and
+the metadata copied), a callable from a file (bytes or path) or a DICOM series folder to the ``(C, H, W)`` or
+``(C, D, H, W)`` float32 input the module expects. ``load_predictor`` wraps both into the task's answer for a file
+or folder: class probabilities, finding probabilities with the val-chosen thresholds' verdicts, or a label map of
+mask values (sliding windows where the run trained on patches).
 Before loading, the ledger is read and its hash chain validated (an alias is what the chain's last move of it
 says: a rewritten or deleted entry is a ``DataError``, and an alias object dropped into the store outside the
 ledger is never read), the version is checked against its ledger entry, and ``model.pt`` against its recorded
@@ -58,9 +61,10 @@ def load_model(store: Store | str, name: str, version: str | int = "champion") -
             raise DataError(f"{record.key}: SHA-256 is {info.sha256}, recorded {record.sha256}; the file was altered")
         network = meta["irmsia"]["network"]
         module = load_state_dict_model(
-            {"model": network["name"], "in_channels": network["in_channels"], "num_classes": network["num_classes"]},
+            {"model": network["name"], "in_channels": network["in_channels"], "num_classes": network["num_classes"],
+             "dims": network.get("dims", 2)},
             path,
-        )
+        )  # fmt: skip
     spec = meta["network_data_format"].get("preprocessing") or {}
     try:
         preprocessing = Preprocessing.from_dict(spec)
@@ -76,3 +80,54 @@ def load_serving(store: Store | str, name: str, version: str | int = "champion")
     """The temperature and operating points of ``version`` of ``name`` (checked against the ledger)."""
     store = open_store(store) if isinstance(store, str) else store
     return Serving.from_metadata(load_metadata(store, name, version))
+
+
+class Predictor:
+    """A registered model's answer for one input: ``predictor(file_bytes | path | series_folder)``.
+
+    classification: ``{"probabilities": {class: p}, "class": best}``; multilabel: ``{"probabilities": {finding:
+    p}, "findings": [those at or above their threshold]}``; segmentation: ``{"label_map": array of mask values,
+    "classes": [...]}`` on the model's input grid.
+    """
+
+    def __init__(self, module: Any, preprocessing: Preprocessing, meta: dict[str, Any]) -> None:
+        self.module, self.preprocessing = module, preprocessing
+        ours = meta["irmsia"]
+        self.task = str(ours.get("task") or "classification")
+        self.classes = list(ours["classes"])
+        config = ours.get("run_config") or {}
+        self.thresholds = ours.get("thresholds") or config.get("thresholds") or [0.5] * len(self.classes)
+        self.label_values = ours.get("label_values") or config.get("label_values") or list(range(len(self.classes)))
+        self.patch_size = int(config.get("patch_size") or 0)
+
+    def __call__(self, source: Any, name: str = "image") -> dict[str, Any]:
+        import numpy as np
+        import torch
+
+        x = torch.from_numpy(self.preprocessing(source, name))[None]
+        with torch.no_grad():
+            if self.task == "segmentation" and self.patch_size and any(s > self.patch_size for s in x.shape[2:]):
+                from monai.inferers import sliding_window_inference
+
+                roi = (self.patch_size,) * (x.dim() - 2)
+                logits = torch.as_tensor(sliding_window_inference(x, roi, 4, self.module, overlap=0.25))
+            else:
+                logits = self.module(x)
+        if self.task == "segmentation":
+            indices = logits.argmax(dim=1)[0].numpy()
+            return {"label_map": np.asarray(self.label_values)[indices], "classes": self.classes}
+        if self.task == "multilabel":
+            probs = torch.sigmoid(logits)[0].tolist()
+            found = [c for c, p, t in zip(self.classes, probs, self.thresholds, strict=True) if p >= t]
+            return {"probabilities": dict(zip(self.classes, probs, strict=True)), "findings": found}
+        probs = torch.softmax(logits, dim=1)[0].tolist()
+        return {"probabilities": dict(zip(self.classes, probs, strict=True)),
+                "class": self.classes[int(np.argmax(probs))]}  # fmt: skip
+
+
+def load_predictor(store: Store | str, name: str, version: str | int = "champion") -> Predictor:
+    """``load_model`` and the version's metadata as one callable giving the task's output for a file or folder."""
+    store = open_store(store) if isinstance(store, str) else store
+    number = resolve(store, name, version).version  # one version for both, even if an alias moves meanwhile
+    module, preprocessing = load_model(store, name, number)
+    return Predictor(module, preprocessing, load_metadata(store, name, number))

@@ -17,7 +17,15 @@ from jobs.core.manifest import code_version
 from jobs.register.lineage import Lineage
 from jobs.register.source_run import SourceRun
 
-EVALUATION_SECTIONS = ("intervals", "bootstrap", "calibration", "operating_points", "subgroups", "serving")
+EVALUATION_SECTIONS = (
+    "intervals",
+    "bootstrap",
+    "calibration",
+    "operating_points",
+    "subgroups",
+    "serving",
+    "not_applicable",
+)
 """The sections of the run's ``metrics.json`` that the train stage's evaluation wrote, kept as they are."""
 SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
 
@@ -30,8 +38,49 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def _network_data_format(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+def input_shape(config: dict[str, Any]) -> list[int | str]:
+    """The spatial shape of one input: ``[H, W]`` or, for ``dims`` 3, ``[D, H, W]``."""
     size = int(config.get("image_size") or 0)
+    plane: list[int | str] = [size, size] if size else ["*", "*"]
+    if int(config.get("dims") or 2) == 3:
+        depth = int(config.get("depth") or 0) or size
+        return [depth or "*", *plane]
+    return plane
+
+
+def task_description(config: dict[str, Any], classes: list[str]) -> str:
+    """MONAI's ``task``: what the network does, in words."""
+    dims, task = int(config.get("dims") or 2), str(config.get("task") or "classification")
+    if task == "segmentation":
+        return f"{dims}D segmentation into {len(classes)} classes: {', '.join(classes)}"
+    if task == "multilabel":
+        return f"{dims}D multi-label classification of {len(classes)} findings: {', '.join(classes)}"
+    return f"{dims}D image classification into {len(classes)} classes: {', '.join(classes)}"
+
+
+def _outputs(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    task = str(config.get("task") or "classification")
+    channel_def = {str(i): name for i, name in enumerate(classes)}
+    if task == "segmentation":
+        return {"type": "image", "format": "segmentation", "num_channels": int(config["num_classes"]),
+                "spatial_shape": input_shape(config), "dtype": "float32", "value_range": [0, 1],
+                "is_patch_data": False, "channel_def": channel_def,
+                "note": "logit maps; argmax gives class i = mask value label_values[i]"}  # fmt: skip
+    multilabel = task == "multilabel"
+    return {
+        "type": "probabilities",
+        "format": "labels" if multilabel else "classes",
+        "num_channels": int(config["num_classes"]),
+        "spatial_shape": [1],
+        "dtype": "float32",
+        "value_range": [0, 1],
+        "is_patch_data": False,
+        "channel_def": channel_def,
+        "note": "logits; apply a sigmoid and the thresholds" if multilabel else "logits; apply softmax",
+    }
+
+
+def _network_data_format(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     channels = int(config["in_channels"])
     return {
         "inputs": {
@@ -40,26 +89,14 @@ def _network_data_format(config: dict[str, Any], classes: list[str]) -> dict[str
                 "format": "magnitude",
                 "modality": str(config.get("modality") or "unknown"),
                 "num_channels": channels,
-                "spatial_shape": [size, size] if size else ["*", "*"],
+                "spatial_shape": input_shape(config),
                 "dtype": "float32",
                 "value_range": [0, 1],
                 "is_patch_data": False,
                 "channel_def": {str(i): "image" for i in range(channels)},
             }
         },
-        "outputs": {
-            "pred": {
-                "type": "probabilities",
-                "format": "classes",
-                "num_channels": int(config["num_classes"]),
-                "spatial_shape": [1],
-                "dtype": "float32",
-                "value_range": [0, 1],
-                "is_patch_data": False,
-                "channel_def": {str(i): name for i, name in enumerate(classes)},
-                "note": "the network returns logits; apply softmax for probabilities",
-            }
-        },
+        "outputs": {"pred": _outputs(config, classes)},
         "preprocessing": config.get("preprocessing") or {},
     }
 
@@ -92,11 +129,12 @@ def build_metadata(  # noqa: PLR0913 - keyword-only: every part of the metadata,
         "required_packages_version": {
             k: v for k, v in (("onnx", package_version("onnx")), ("onnxruntime", package_version("onnxruntime"))) if v
         },
-        "task": f"2D image classification into {len(classes)} classes: {', '.join(classes)}",
+        "task": task_description(config, classes),
         "description": description
         or f"{config['model']} trained by IRMSIA Pipeline run {run.run_id} on dataset {lineage.dataset or 'unknown'}",
         "authors": "IRMSIA Pipeline",
-        "copyright": f"dataset licence: {lineage.license or 'unknown'}",
+        "copyright": f"dataset licence: {lineage.license or 'unknown'}"
+        + "".join(f"; {d['attribution'].splitlines()[0]}" for d in lineage.datasets if d.get("attribution")),
         "data_source": lineage.source or "unknown",
         "data_type": str(config.get("modality") or "image"),
         "image_classes": f"{config['in_channels']} channel image, intensity scaled to [0, 1]",
@@ -108,12 +146,16 @@ def build_metadata(  # noqa: PLR0913 - keyword-only: every part of the metadata,
         "irmsia": {
             "model_name": name,
             "registry_version": version,
+            "task": str(config.get("task") or "classification"),
             "network": {
                 "name": config["model"],
                 "in_channels": int(config["in_channels"]),
                 "num_classes": int(config["num_classes"]),
                 "image_size": config.get("image_size"),
+                "dims": int(config.get("dims") or 2),
             },
+            "thresholds": config.get("thresholds"),
+            "label_values": config.get("label_values"),
             "classes": classes,
             "metrics": metrics,
             "metric": {"name": metric, "value": metrics[metric]},

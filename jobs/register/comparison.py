@@ -4,8 +4,8 @@ Both runs' ``predictions.json`` (the challenger's from its train run, the champi
 through the manifest that sealed it) are joined on the image key, and ``jobs.ml.evaluation.paired_bootstrap``
 resamples patients to give the difference of the promotion metric, its 95 % interval and a one-sided p-value. A
 challenger is promoted only when that interval lies wholly on its side of zero. When a paired test is impossible
-(the champion was registered before predictions were kept, or the two runs scored different images) the reason
-says so and promotion falls back to the bare comparison. No torch here.
+(the champion was registered before predictions were kept, the two runs scored different images, or they are
+not both classification runs) the reason says so and promotion falls back to the bare comparison. No torch here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from jobs.core.manifest import read_manifest, read_output
 from jobs.core.store import Store
 from jobs.ml.evaluation import PairedResult, paired_bootstrap
-from jobs.ml.predictions import read_predictions
+from jobs.ml.predictions import predictions_task, read_predictions
 from jobs.register.keys import PREDICTIONS, version_prefix
 
 log = logging.getLogger("irmsia.register.comparison")
@@ -52,6 +52,11 @@ def compare(
         return Comparison(None, "this run has no predictions.json")
     if champion is None:
         return Comparison(None, "the champion has no predictions.json")
+    tasks = predictions_task(challenger), predictions_task(champion)
+    if tasks != ("classification", "classification"):
+        same = tasks[0] == tasks[1]
+        return Comparison(None, f"the paired test compares classification predictions, not {tasks[0]}" if same
+                          else f"the two runs are of different tasks ({tasks[0]} vs {tasks[1]})")  # fmt: skip
     classes_a, ours = read_predictions(challenger, "the run's predictions.json")
     classes_b, theirs = read_predictions(champion, "the champion's predictions.json")
     if classes_a != classes_b:

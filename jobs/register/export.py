@@ -44,14 +44,17 @@ def load_state_dict_model(config: dict[str, Any], path: Path) -> Any:
     import torch
 
     try:
-        model = build_network(str(config["model"]), int(config["in_channels"]), int(config["num_classes"]))
+        model = build_network(
+            str(config["model"]), int(config["in_channels"]), int(config["num_classes"]), int(config.get("dims") or 2)
+        )
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError, EOFError, AttributeError, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
-            f"best_model.pt does not load into {config.get('model')!r} with {config.get('in_channels')} channels "
-            f"and {config.get('num_classes')} classes ({first}); check the run's config.json"
+            f"best_model.pt does not load into {config.get('model')!r} with {config.get('in_channels')} channels, "
+            f"{config.get('num_classes')} outputs and {config.get('dims') or 2} dimensions ({first}); check the run's "
+            "config.json"
         ) from exc
     return model.eval()
 
@@ -61,8 +64,11 @@ def sample_batch(config: dict[str, Any]) -> Any:
     import torch
 
     size = int(config.get("image_size") or 32)
+    spatial = [size, size]
+    if int(config.get("dims") or 2) == 3:
+        spatial.insert(0, int((config.get("preprocessing") or {}).get("depth") or config.get("depth") or 0) or size)
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
-    return torch.rand(SAMPLE_BATCH, int(config["in_channels"]), size, size, generator=generator)
+    return torch.rand(SAMPLE_BATCH, int(config["in_channels"]), *spatial, generator=generator)
 
 
 def _max_diff(expected: Any, actual: Any, what: str) -> float:

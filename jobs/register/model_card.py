@@ -27,6 +27,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 _PER_CLASS = tuple(f"{split}_{m}_" for split in ("val", "test") for m in ("auc", "sensitivity", "specificity"))
+"""Interval keys of a class or finding (``val_auc_<class>``…): the per-class table, not the headline one."""
 
 
 def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
@@ -59,10 +60,54 @@ def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
                 rows.append([column, value, g["n"], g["patients"], *scores])
         header = ["column", "value", "images", "patients", "accuracy", "balanced accuracy", "AUC"]
         lines += ["### Subgroups (test)", "", *_table(header, rows)]
+    if skipped := evaluation.get("not_applicable"):
+        lines += ["### Not applicable to this task", "", *_table(["part", "why"], [[k, v] for k, v in skipped.items()])]
     return lines
 
 
-def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
+_OUTPUTS = {
+    "classification": "logits, one per class in the order above; apply softmax for probabilities",
+    "multilabel": "logits, one per finding in the order above; apply a sigmoid and each finding's threshold "
+    "(`thresholds` in the run config, chosen on val)",
+    "segmentation": "one logit map per class in the order above (class i = mask value `label_values[i]`); "
+    "argmax for the label map",
+}
+
+
+def _sources(datasets: list[dict[str, Any]]) -> list[str]:
+    """One subsection per collected dataset: release, licence and its attribution text, de-identification."""
+    lines: list[str] = []
+    for d in datasets:
+        release = ", ".join(f"{k} `{v}`" for k, v in (d.get("release") or {}).items()) or "not recorded"
+        lines += [f"### Source: `{d.get('dataset')}` ({d.get('source') or 'unknown'})", "",
+                  f"- release: {release}", f"- licence: {d.get('license') or 'unknown'}",
+                  f"- collect manifest: `{d.get('manifest_sha256')}`"]  # fmt: skip
+        deid = d.get("deidentification")
+        if deid:
+            options = ", ".join(f"{k} {v}" for k, v in (deid.get("options") or {}).items())
+            scan = deid.get("phi_scan") or {}
+            scanned = f"{scan.get('headers', 0)} headers, {scan.get('findings', 0)} findings"
+            lines.append(
+                f"- de-identified at collect: {deid.get('profile')} ({deid.get('standard')}); options: {options}; "
+                f"PHI scan: {scanned}"
+            )
+        else:
+            lines.append("- de-identification: none at collect (the source's own, if any)")
+        if text := d.get("attribution"):
+            lines += ["", "Attribution, as the dataset's licence asks:", "", *(f"> {ln}" for ln in text.splitlines())]
+        lines.append("")
+    return lines
+
+
+def _chain(manifests: list[dict[str, Any]]) -> list[str]:
+    """Every manifest between the run and the collected files, with its SHA-256."""
+    if not manifests:
+        return []
+    rows = [f"| {m.get('stage')} | `{m.get('prefix')}` | `{m.get('content_sha256')}` |" for m in manifests]
+    return ["### Manifests", "", "| stage | prefix | SHA-256 |", "| --- | --- | --- |", *rows, ""]
+
+
+def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
     """Markdown for ``docs/README.md``."""
     ours = meta["irmsia"]
     lineage = ours["lineage"]
@@ -81,7 +126,7 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         "",
         f"- network: `{net['name']}`, {net['in_channels']} input channel(s), {net['num_classes']} classes "
         f"({', '.join(ours['classes'])}), input size {net.get('image_size') or 'any'}",
-        "- outputs: logits, one per class in the order above; apply softmax for probabilities",
+        f"- {net.get('dims', 2)}-D input; outputs: {_OUTPUTS.get(ours.get('task'), _OUTPUTS['classification'])}",
         f"- preprocessing: `{meta['network_data_format'].get('preprocessing') or 'see the run config'}`",
         f"- trained by run `{ours['run_id']}`, code version {ours['code_version']}"
         + (f", image `{ours['image']}`" if ours.get("image") else ""),
@@ -91,10 +136,9 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         f"- dataset: `{lineage.get('dataset') or 'unknown'}` from {lineage.get('source') or 'an unknown source'}",
         f"- licence: {lineage.get('license') or 'unknown'}",
     ]
-    if patients := lineage.get("patients_per_split"):
-        lines.append("- patients per split: " + ", ".join(f"{k} {v}" for k, v in patients.items()))
-    if rows := lineage.get("rows_per_split"):
-        lines.append("- images per split: " + ", ".join(f"{k} {v}" for k, v in rows.items()))
+    for what, label in (("patients", "patients"), ("studies", "studies"), ("series", "series"), ("rows", "images")):
+        if counts := lineage.get(f"{what}_per_split"):
+            lines.append(f"- {label} per split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     evaluation = ours.get("evaluation") or {}
     intervals = evaluation.get("intervals") or {}
     bootstrap = evaluation.get("bootstrap")
@@ -102,6 +146,8 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         f"- split manifest: `{lineage.get('split_manifest_sha256')}`",
         f"- index manifest: `{lineage.get('index_manifest_sha256')}`",
         "",
+        *_sources(lineage.get("datasets") or []),
+        *_chain(lineage.get("manifests") or []),
         "## Metrics",
         "",
         f"Chosen metric for promotion: `{ours['metric']['name']}` = {_fmt(ours['metric']['value'])}.",
@@ -121,8 +167,9 @@ def render_model_card(meta: dict[str, Any], has_confusion_matrix: bool) -> str:
         "",
         *_evaluation_lines(evaluation),
     ]
-    if has_confusion_matrix:
-        lines += ["![confusion matrix](confusion_matrix.png)", ""]
+    if picture:
+        name = picture if isinstance(picture, str) else "confusion_matrix.png"
+        lines += [f"![{name.removesuffix('.png').replace('_', ' ')}]({name})", ""]
     lines += [
         "## Files",
         "",

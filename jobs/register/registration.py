@@ -41,7 +41,6 @@ from jobs.register import aliases, comparison, ledger
 from jobs.register.bundle import build_metadata
 from jobs.register.export import ExportedModel, export_model
 from jobs.register.keys import (
-    CONFUSION_MATRIX,
     METADATA,
     MODEL_CARD,
     MODEL_ONNX,
@@ -49,12 +48,13 @@ from jobs.register.keys import (
     MODEL_TS,
     PREDICTIONS,
     REPORT,
+    TASK_PICTURES,
     version_prefix,
 )
 from jobs.register.lineage import Lineage, walk_lineage
 from jobs.register.model_card import render_model_card
 from jobs.register.settings import RegisterSettings
-from jobs.register.source_run import SourceRun, check_metric, load_source_run
+from jobs.register.source_run import SourceRun, check_metric, chosen_metric, load_source_run
 from jobs.register.telemetry import record_registration
 from jobs.register.versions import claim_version, new_token, now_iso
 
@@ -97,10 +97,9 @@ def _write_bundle(
     if exported.onnx is not None:
         files[MODEL_ONNX] = exported.onnx
     model_files = {name: writer.put_file(name, path).sha256 for name, path in files.items()}
-    cm = workdir / "confusion_matrix.png"
-    has_cm = cm.exists()
-    if has_cm:
-        writer.put_file(CONFUSION_MATRIX, cm)
+    picture = next((name for name in TASK_PICTURES if (workdir / name).exists()), None)
+    if picture is not None:
+        writer.put_file(f"docs/{picture}", workdir / picture)
     if (predictions := workdir / RUN_PREDICTIONS).exists():
         writer.put_file(PREDICTIONS, predictions)
     if (report := workdir / RUN_REPORT).exists():
@@ -118,7 +117,7 @@ def _write_bundle(
     meta["irmsia"]["export_max_abs_diff"] = exported.max_abs_diff
     meta_bytes = pretty_json(meta)
     writer.put_bytes(METADATA, meta_bytes)
-    writer.put_bytes(MODEL_CARD, render_model_card(meta, has_cm).encode())
+    writer.put_bytes(MODEL_CARD, render_model_card(meta, picture).encode())
     manifest = writer.commit(
         summary={
             "model_name": settings.model_name,
@@ -150,13 +149,15 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
     with tempfile.TemporaryDirectory(prefix="irmsia-register-") as tmp:
         workdir = Path(tmp)
         run = load_source_run(store, settings.run_id, workdir)
+        settings = dataclasses.replace(settings, metric=chosen_metric(run, settings.metric))
         if not force and (hit := _cached(store, name, run, ledger.read_entries(store, name))) is not None:
             return hit
         value = check_metric(run, settings.metric)
         exported = export_model(run.config, run.model_path, workdir / "models")
         lineage = walk_lineage(store, run.manifest)
-        if run.has_output("confusion_matrix.png"):
-            fetch_output(store, run.manifest, "confusion_matrix.png", workdir / "confusion_matrix.png")
+        for picture in TASK_PICTURES:
+            if run.has_output(picture):
+                fetch_output(store, run.manifest, picture, workdir / picture)
         if run.has_output(RUN_REPORT):
             fetch_output(store, run.manifest, RUN_REPORT, workdir / RUN_REPORT)
         challenger = None

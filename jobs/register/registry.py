@@ -14,11 +14,12 @@ from typing import Any
 
 from jobs.core.errors import DataError, UsageError
 from jobs.core.manifest import read_manifest
-from jobs.core.paths import check_dns_label
+from jobs.core.paths import check_dns_label, run_prefix
 from jobs.core.store import Store
 from jobs.register import aliases
 from jobs.register.keys import ALIASES, METADATA, version_prefix
 from jobs.register.ledger import LedgerEntry, find_version, read_entries, registrations
+from jobs.register.lineage import series_of_test_set
 from jobs.register.verify import VerifyReport, verify_registry
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "VerifyReport",
     "VersionRow",
     "alias_map",
+    "lineage",
     "list_versions",
     "model_names",
     "promote",
@@ -136,6 +138,46 @@ def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
         "ledger": {"seq": entry.seq, "sha256": entry.sha256, **entry.fields},
         "files": {o.key[len(prefix) :]: {"size": o.size, "sha256": o.sha256} for o in manifest.outputs},
         "metadata": metadata,
+    }
+
+
+def _split_prefix(store: Store, recorded: dict[str, Any], run_id: str) -> str | None:
+    """Where the version's split lives: as its lineage recorded it, else (metadata written before the lineage
+    named every manifest) as the run's own manifest names it."""
+    for m in recorded.get("manifests") or []:
+        if m.get("stage") == "split":
+            return str(m["prefix"])
+    run = read_manifest(store, run_prefix(run_id))
+    found = sorted(p for p, h in (run.inputs if run else {}).items() if h == recorded.get("split_manifest_sha256"))
+    return found[0] if found else None
+
+
+def lineage(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
+    """A version's lineage as its metadata recorded it, plus the SeriesInstanceUIDs of its test set (read from the
+    split it names, when that split still has the recorded content; ``test_series`` is ``None`` otherwise, and
+    ``test_series_note`` says why)."""
+    record = show(store, name, spec)
+    ours = record["metadata"]["irmsia"]
+    recorded = ours["lineage"]
+    split_sha = recorded.get("split_manifest_sha256")
+    split_prefix = _split_prefix(store, recorded, ours["run_id"]) if split_sha else None
+    split = read_manifest(store, split_prefix) if split_prefix else None
+    series, note = None, None
+    if split_prefix is None:
+        note = "the run recorded no split"
+    elif split is None or split.content_sha256 != split_sha:
+        note = f"{split_prefix} was rewritten or removed since the run used it"
+    else:
+        series = series_of_test_set(store, split)
+    return {
+        "model_name": name,
+        "version": record["version"],
+        "aliases": record["aliases"],
+        "manifest_sha256": record["ledger"].get("manifest_sha256"),
+        "run_id": ours["run_id"],
+        "lineage": recorded,
+        "test_series": series,
+        "test_series_note": note,
     }
 
 

@@ -44,7 +44,12 @@ class RegisterSettings(StageSettings):
     bootstrap_resamples: int = option(
         1000, minimum=100, maximum=100_000, help="patient resamples of the paired promotion test (--promote auto)"
     )
-    metric: str = option("val_auc", result=True, parameter="metric", help="the metrics.json key that decides promotion")
+    metric: str = option(
+        "auto",
+        result=True,
+        parameter="metric",
+        help="the metrics.json key that decides promotion; auto: the task's (val_auc, or val_dice for segmentation)",
+    )
     description: str = option("", help="free text for the metadata and model card; generated when empty")
     image: str | None = option(
         None, flag=None, env="IRMSIA_IMAGE", help="the container image this stage runs in, recorded in the metadata"

@@ -106,6 +106,17 @@ def load_source_run(store: Store, run_id: str, workdir: Path) -> SourceRun:
     return SourceRun(run_id, manifest, config, metrics, path, record.sha256)
 
 
+AUTO_METRICS = {"segmentation": "val_dice"}
+"""``--metric auto`` per task; every other task: ``val_auc``."""
+
+
+def chosen_metric(run: SourceRun, metric: str) -> str:
+    """``metric``, or for ``auto`` the headline of the run's task."""
+    if metric != "auto":
+        return metric
+    return AUTO_METRICS.get(str(run.config.get("task") or "classification"), "val_auc")
+
+
 def check_metric(run: SourceRun, metric: str) -> float:
     """The value of ``--metric`` in the run's metrics, or a ``UsageError`` listing the metrics there are."""
     metrics = run.scalar_metrics

@@ -2,7 +2,7 @@
 
 Only what a manifest lists is read, and ``index.parquet``'s bytes must match the SHA-256 the manifest
 recorded. When several datasets are merged, patient ids become ``<dataset>:<patient_id>`` so two datasets
-never share a patient by accident.
+never share a patient by accident (study and series UIDs, unique everywhere, stay as they are).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from jobs.core.hashing import sha256_bytes
 from jobs.core.manifest import Manifest, read_manifest
 from jobs.core.paths import index_prefix
 from jobs.core.store import Store
+from jobs.split.groups import GLOBAL_IDENTITIES
 
 INDEX_FILE = "index.parquet"
 REQUIRED_COLUMNS = ("key", "dataset", "label", "patient_id")
@@ -83,7 +84,7 @@ def load_index_rows(store: Store, manifests: Mapping[str, Manifest], namespace_p
                     f"{manifest.output(INDEX_FILE).key}: row {row['key']!r} has no patient_id; the index must "
                     "give every row a patient (rerun irmsia-index --force)"
                 )
-            if namespace_patients:
+            if namespace_patients and row.get("group_by") not in GLOBAL_IDENTITIES:  # a UID is the same everywhere
                 row["patient_id"] = f"{dataset}:{row['patient_id']}"
             rows.append(row)
     rows.sort(key=lambda r: r["key"])

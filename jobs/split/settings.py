@@ -11,6 +11,8 @@ from jobs.core.settings import StageSettings, option, ratio_list
 
 SPLITS = ("train", "val", "test")
 SPLIT_FROM = ("stratified", "official")
+TASKS = ("classification", "multilabel", "segmentation")
+"""The train tasks (``jobs.split.tasks``); stated here too so that settings import nothing else of the stage."""
 
 
 def _names(values: tuple[str, ...], flag: str) -> None:
@@ -65,6 +67,19 @@ class SplitSettings(StageSettings):
         parameter="split_from",
         help="stratified (grouped by patient) or official (the index's official_split "
         "column, e.g. NIH's train_val/test lists)",
+    )
+    task: str = option(
+        "classification",
+        choices=TASKS,
+        result=True,
+        parameter="task",
+        help="what the split is for: classification (a label per image), multilabel (findings joined by |, "
+        "stratified per finding) or segmentation (images with a mask)",
+    )
+    none_label: str = option(
+        "No Finding",
+        result=True,
+        help="--task multilabel: the label that means no finding (NIH's 'No Finding'); such rows have none",
     )
     min_per_class: int = option(
         3,

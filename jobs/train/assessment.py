@@ -72,7 +72,15 @@ def join_items(
         raise DataError(f"{where}: not valid JSON ({exc}); rerun irmsia-split --force") from exc
     # every section and CSV: with --fold, val images come from the split's train and val sections
     patient_of = {str(r["image"]): r.get("patient_id") for s in _SECTIONS for r in datalist.get(s, [])}
+    # an item of a volume (a series' slices as one) is named by its volume: the patient of its rows
+    for s in _SECTIONS:
+        for r in datalist.get(s, []):
+            if r.get("volume"):
+                patient_of.setdefault(str(r["volume"]), r.get("patient_id"))
     rows = {k: v for split in ("train", "val", "test") for k, v in _csv_rows(store, manifest, split).items()}
+    for row in list(rows.values()):
+        if row.get("volume"):
+            rows.setdefault(row["volume"], row)
     scored = {}
     for split, (keys, labels, probs) in predictions.items():
         missing = [k for k in keys if not patient_of.get(k)]
@@ -86,6 +94,73 @@ def join_items(
             attributes=_attributes([rows.get(k) for k in keys]),
         )
     return scored
+
+
+def patients_of(store: Any, manifest: Manifest, keys: Sequence[str]) -> tuple[str, ...]:
+    """The patient of each item (image key or volume id); an item without one is its own patient."""
+    joined = join_items(store, manifest, {"items": (keys, np.zeros(len(keys), np.int64), np.zeros((len(keys), 0)))})
+    return joined["items"].patients
+
+
+NOT_APPLICABLE = {
+    "multilabel": {
+        "calibration": "multi-label findings are scored one by one; ECE and temperature scaling are of a softmax",
+        "operating_points": "each finding's threshold is chosen on val by the task itself (config.json thresholds)",
+        "subgroups": "subgroup metrics are computed for classification runs only",
+        "paired_test": "the paired promotion test compares classification predictions only",
+    },
+    "segmentation": {
+        "calibration": "a segmentation has no per-image class probabilities to calibrate",
+        "operating_points": "a segmentation has no per-image score to threshold",
+        "subgroups": "subgroup metrics are computed for classification runs only",
+        "paired_test": "the paired promotion test compares classification predictions only",
+    },
+}
+"""Per task, the parts of the classification evaluation that do not apply, and why (``metrics.json``)."""
+
+
+def _bootstrap_section(options: EvaluationOptions, patients: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    return {
+        "unit": "patient",
+        "resamples": options.resamples,
+        "seed": options.seed,
+        "level": evaluation.DEFAULT_LEVEL,
+        "method": "percentile",
+        "patients": {split: len(set(p)) for split, p in patients.items()},
+    }
+
+
+def assess_multilabel(scored: Mapping[str, Scored], findings: Sequence[str], options: EvaluationOptions) -> dict:
+    """Multi-label ``metrics.json`` sections: per-finding and mean AUC intervals by patient bootstrap, and what
+    does not apply."""
+    out: dict[str, Any] = {"not_applicable": NOT_APPLICABLE["multilabel"]}
+    if options.resamples > 0:
+        intervals: dict[str, Any] = {}
+        for split, s in scored.items():
+            found = evaluation.multilabel_intervals(
+                s.labels, s.probs, s.patients, findings, resamples=options.resamples, seed=options.seed
+            )
+            intervals.update(_flat_intervals(split, found))
+        out["intervals"] = intervals
+        out["bootstrap"] = _bootstrap_section(options, {split: s.patients for split, s in scored.items()})
+    return out
+
+
+def assess_segmentation(
+    cases: Mapping[str, tuple[Sequence[Sequence[float]], Sequence[str]]], options: EvaluationOptions
+) -> dict[str, Any]:
+    """Segmentation ``metrics.json`` sections: the interval of the headline Dice (``{split: (each case's defined
+    foreground Dice values, patients)}``) by patient bootstrap, and what does not apply."""
+    out: dict[str, Any] = {"not_applicable": NOT_APPLICABLE["segmentation"]}
+    if options.resamples > 0:
+        out["intervals"] = {
+            f"{split}_dice": evaluation.case_mean_interval(
+                values, patients, resamples=options.resamples, seed=options.seed
+            )
+            for split, (values, patients) in cases.items()
+        }
+        out["bootstrap"] = _bootstrap_section(options, {split: p for split, (_, p) in cases.items()})
+    return out
 
 
 def _flat_intervals(split: str, intervals: Mapping[str, Any]) -> dict[str, Any]:

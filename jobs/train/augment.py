@@ -1,8 +1,13 @@
-"""Training-time augmentation of a whole batch on the training device: rotation, flip, zoom, Gaussian noise.
+"""Training-time augmentation of a whole batch on the training device: rotation, flip, zoom, Gaussian noise,
+in 2-D (``(N, C, H, W)``) and 3-D (``(N, C, D, H, W)``), applied to segmentation masks alike.
 
-One affine per image (rotation, zoom and flip combined, so the image is resampled once) applied with
-``grid_sample``, then noise. Parameters are drawn from a ``torch.Generator`` the loop reseeds every epoch, so an
-epoch's augmentation depends only on (seed, epoch): a resumed run sees exactly the batches an uninterrupted one does.
+One affine per item (rotation, zoom and flip combined, so the input is resampled once) applied with
+``grid_sample``; in 3-D the rotation turns each slice plane about the slice axis (the in-plane rotation a
+patient's position varies by), the flip mirrors left-right and the zoom is isotropic. Masks follow the same grid
+with nearest-neighbour sampling, so labels stay whole; noise touches images only. ``random_crop`` cuts one random
+patch per item (the patch training of segmentation). Parameters are drawn from a ``torch.Generator`` the loop
+reseeds every epoch, so an epoch's augmentation depends only on (seed, epoch): a resumed run sees exactly the
+batches an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -28,23 +33,67 @@ class Augmentation:
     def geometric(self) -> bool:
         return self.rotate_deg > 0 or self.flip_prob > 0 or self.zoom > 0
 
+    def _theta(self, n: int, dims: int, generator: torch.Generator, dev: torch.device) -> torch.Tensor:
+        angle = (torch.rand(n, generator=generator, device=dev) * 2 - 1) * math.radians(self.rotate_deg)
+        scale = 1 + (torch.rand(n, generator=generator, device=dev) * 2 - 1) * self.zoom
+        flip = torch.where(torch.rand(n, generator=generator, device=dev) < self.flip_prob, -1.0, 1.0)
+        # The grid maps output to input coordinates, so dividing by the scale zooms in when scale > 1.
+        cos, sin, zero = torch.cos(angle) / scale, torch.sin(angle) / scale, torch.zeros(n, device=dev)
+        if dims == 2:
+            return torch.stack([torch.stack([cos * flip, -sin, zero], 1), torch.stack([sin * flip, cos, zero], 1)], 1)
+        depth = 1 / scale  # grid coordinates are (x, y, z) = (W, H, D): the rotation turns x and y about z
+        return torch.stack(
+            [
+                torch.stack([cos * flip, -sin, zero, zero], 1),
+                torch.stack([sin * flip, cos, zero, zero], 1),
+                torch.stack([zero, zero, depth, zero], 1),
+            ],
+            1,
+        )
+
+    def pair(
+        self, images: torch.Tensor, masks: torch.Tensor | None, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Augmented copies of ``images`` (and of the class-index ``masks`` ``(N, *spatial)``, transformed alike)."""
+        n, dev, dims = images.shape[0], images.device, images.dim() - 2
+        out = images.float()
+        if self.geometric:
+            theta = self._theta(n, dims, generator, dev)
+            grid = F.affine_grid(theta, list(out.shape), align_corners=False)
+            out = F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            if masks is not None:
+                warped = F.grid_sample(masks.unsqueeze(1).float(), grid, mode="nearest", padding_mode="zeros",
+                                       align_corners=False)  # fmt: skip
+                masks = warped.squeeze(1).round().to(masks.dtype)
+        if self.noise_std > 0 and self.noise_prob > 0:
+            apply = (torch.rand(n, generator=generator, device=dev) < self.noise_prob).float()
+            noise = torch.randn(out.shape, generator=generator, device=dev) * self.noise_std
+            out = out + noise * apply.view(n, *([1] * (out.dim() - 1)))
+        return out.to(images.dtype), masks
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augmented copy of ``images`` ``(N, C, H, W)``; random numbers come only from ``generator``.
+        """Augmented copy of ``images`` ``(N, C, H, W)`` or ``(N, C, D, H, W)``; random numbers only from ``generator``.
 
         ``generator`` lives on the images' device, so nothing is drawn on the CPU and copied per batch.
         """
-        n, dev = images.shape[0], images.device
-        out = images.float()
-        if self.geometric:
-            angle = (torch.rand(n, generator=generator, device=dev) * 2 - 1) * math.radians(self.rotate_deg)
-            scale = 1 + (torch.rand(n, generator=generator, device=dev) * 2 - 1) * self.zoom
-            flip = torch.where(torch.rand(n, generator=generator, device=dev) < self.flip_prob, -1.0, 1.0)
-            # The grid maps output to input coordinates, so dividing by the scale zooms in when scale > 1.
-            cos, sin, zero = torch.cos(angle) / scale, torch.sin(angle) / scale, torch.zeros(n, device=dev)
-            theta = torch.stack([torch.stack([cos * flip, -sin, zero], 1), torch.stack([sin * flip, cos, zero], 1)], 1)
-            grid = F.affine_grid(theta, list(out.shape), align_corners=False)
-            out = F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        if self.noise_std > 0 and self.noise_prob > 0:
-            apply = (torch.rand(n, generator=generator, device=dev) < self.noise_prob).float().view(n, 1, 1, 1)
-            out = out + torch.randn(out.shape, generator=generator, device=dev) * self.noise_std * apply
-        return out.to(images.dtype)
+        return self.pair(images, None, generator)[0]
+
+
+def random_crop(
+    images: torch.Tensor, masks: torch.Tensor, size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random ``size``-sided patch per item of ``images`` ``(N, C, *spatial)`` and of its ``masks``."""
+    spatial = images.shape[2:]
+    n, dev = images.shape[0], images.device
+    starts = [
+        (torch.rand(n, generator=generator, device=dev) * (side - size + 1)).floor().long().clamp(0, side - size)
+        for side in spatial
+    ]
+    image_patches, mask_patches = [], []
+    for i in range(n):
+        window: tuple[slice, ...] = tuple(slice(int(s[i]), int(s[i]) + size) for s in starts)
+        image_index: tuple[int | slice, ...] = (i, slice(None), *window)
+        mask_index: tuple[int | slice, ...] = (i, *window)
+        image_patches.append(images[image_index])
+        mask_patches.append(masks[mask_index])
+    return torch.stack(image_patches), torch.stack(mask_patches)

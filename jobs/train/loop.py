@@ -20,17 +20,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from jobs.core.progress import progress
 from jobs.ml.networks import build_network
-from jobs.train.augment import Augmentation
+from jobs.train.acceleration import CompiledForward, scaled_lr, training_batches
+from jobs.train.augment import Augmentation, random_crop
+from jobs.train.cache import ImageSet
 from jobs.train.checkpoint import TrainState
-from jobs.train.data import ImageSet, class_counts
-from jobs.train.scores import classification_metrics
+from jobs.train.data import class_counts
 from jobs.train.settings import TrainSettings
+from jobs.train.tasks import task_for
 
 log = logging.getLogger("irmsia.train.loop")
 
@@ -95,7 +96,8 @@ class BatchDataset(Dataset):
 
     def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = np.asarray(index)
-        return torch.from_numpy(np.ascontiguousarray(self.images[idx])), torch.from_numpy(self.labels[idx])
+        labels = np.ascontiguousarray(self.labels[idx])
+        return torch.from_numpy(np.ascontiguousarray(self.images[idx])), torch.from_numpy(labels)
 
 
 def make_loader(
@@ -175,16 +177,24 @@ class Trainer:
         self.sets = sets
         self.classes = classes
         self.hardware = hardware
+        self.task = task_for(settings.task)
         self.workers = loader_workers(settings.workers, hardware)
+        # cuDNN's fast path wants channels-last; for volumes that is its 3-D form
+        self.memory_format = torch.channels_last if settings.dims == 2 else torch.channels_last_3d
         torch.manual_seed(settings.seed)
-        model = build_network(settings.model, in_channels, len(classes)).to(hardware.device)
+        outputs = self.task.outputs(classes)
+        model = build_network(settings.model, in_channels, outputs, settings.dims).to(hardware.device)
         if hardware.cuda:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=self.memory_format)
             torch.backends.cudnn.benchmark = True
         self.model = model
+        self.compiled = CompiledForward(model, settings.compile)
         # Fused AdamW on CUDA: one kernel per step instead of several per parameter group (launch-bound nets).
         self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, fused=hardware.cuda or None
+            model.parameters(),
+            lr=scaled_lr(settings.lr, settings.batch_size, settings.lr_base_batch),
+            weight_decay=settings.weight_decay,
+            fused=hardware.cuda or None,
         )
         train_n = len(sets["train"])
         drop_last = train_n > settings.batch_size
@@ -195,7 +205,7 @@ class Trainer:
             self.optimizer, warmup_cosine(total, warmup, settings.min_lr_ratio)
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=hardware.amp_dtype == torch.float16)
-        weight = class_weight_tensor(sets["train"].labels, len(classes)) if settings.class_weights else None
+        weight = self.task.loss_weight(sets["train"].labels, len(classes)) if settings.class_weights else None
         self.loss_weight = weight.to(hardware.device) if weight is not None else None
         self.augmentation = (
             Augmentation(
@@ -213,6 +223,14 @@ class Trainer:
         self.train_loader = make_loader(
             sets["train"], settings.batch_size, hardware=hardware, workers=self.workers, generator=self.shuffle
         )
+        self.train_batches, self.data_path = training_batches(
+            self.train_loader,
+            sets["train"].images,
+            sets["train"].labels,
+            hardware.device,
+            device_cache=settings.device_cache,
+            prefetch=settings.prefetch,
+        )
 
     def components(self) -> dict[str, Any]:
         """What a checkpoint saves and restores."""
@@ -222,11 +240,20 @@ class Trainer:
         hw = self.hardware
         return torch.autocast(hw.device.type, dtype=hw.amp_dtype or torch.float32, enabled=hw.amp_dtype is not None)
 
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch on the training device: inputs as float32, labels as the task's loss takes them."""
         dev = self.hardware.device
         x = x.to(dev, non_blocking=True).float()
-        y = y.to(dev, non_blocking=True)
+        y = self.task.target(y.to(dev, non_blocking=True))
         return x, y
+
+    def forward(self, x: torch.Tensor, *, train: bool = False) -> torch.Tensor:
+        """The model's logits for ``x`` (the memory layout and autocast of training); a training step goes through
+        the compiled forward when ``--compile`` asks for it (evaluation stays eager: its shapes vary)."""
+        if self.hardware.cuda:
+            x = x.contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            return self.compiled(x) if train else self.model(x)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split; returns loss, images/s and data-wait fraction."""
@@ -244,17 +271,18 @@ class Trainer:
         wait = 0.0
         started = time.perf_counter()
         mark = started
-        batches = progress(self.train_loader, len(self.train_loader), f"epoch {epoch}/{s.epochs}", unit="batches")
+        batches = progress(self.train_batches, len(self.train_batches), f"epoch {epoch}/{s.epochs}", unit="batches")
+        segmentation = self.task.name == "segmentation"
         for x_cpu, y_cpu in batches:
             wait += time.perf_counter() - mark
-            x, y = self._to_device(x_cpu, y_cpu)
+            x, y = self.to_device(x_cpu, y_cpu)
+            if segmentation and s.patch_size:
+                x, y = random_crop(x, y, s.patch_size, self.aug_generator)
             if self.augmentation is not None:
-                x = self.augmentation(x, self.aug_generator)
-            if self.hardware.cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                logits = self.model(x)
-            loss = F.cross_entropy(logits.float(), y, weight=self.loss_weight, label_smoothing=s.label_smoothing)
+                x, masks = self.augmentation.pair(x, y if segmentation else None, self.aug_generator)
+                y = masks if masks is not None else y
+            logits = self.forward(x, train=True)
+            loss = self.task.loss(logits, y, self)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if s.grad_clip > 0:
@@ -276,31 +304,10 @@ class Trainer:
             "epoch_s": elapsed,
         }
 
-    @torch.inference_mode()
-    def predict(self, split: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """Labels, class probabilities and mean cross-entropy of the current model on ``split``."""
-        images = self.sets[split]
-        self.model.eval()
-        probs, losses = [], []
-        loader = make_loader(images, self.settings.batch_size * 2, hardware=self.hardware, workers=0)
-        for x_cpu, y_cpu in loader:
-            x, y = self._to_device(x_cpu, y_cpu)
-            if self.hardware.cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                logits = self.model(x).float()
-            losses.append(F.cross_entropy(logits, y, reduction="sum").item())
-            probs.append(torch.softmax(logits, dim=1).cpu().numpy())
-        k = len(self.classes)
-        all_probs = np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
-        return images.labels, all_probs, sum(losses) / max(1, len(images))
-
-    def evaluate(self, split: str) -> dict[str, Any]:
-        """Metrics of the current model on ``split`` (``loss`` included)."""
-        labels, probs, loss = self.predict(split)
-        metrics = classification_metrics(labels, probs, self.classes)
-        metrics["loss"] = loss
-        return metrics
+    def evaluate(self, split: str, thresholds: list[float] | None = None) -> dict[str, Any]:
+        """Metrics of the current model on ``split`` (``loss`` included); multi-label ``thresholds`` are chosen on
+        ``split`` itself unless given (the run gives val's to test)."""
+        return self.task.evaluate(self, split, thresholds)
 
     def fit(self, state: TrainState, on_epoch: Callable[[TrainState], None]) -> TrainState:
         """Train from ``state.epoch`` to ``epochs`` (or early stop); ``on_epoch`` checkpoints after each epoch."""
@@ -315,7 +322,7 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "train_loss": round(stats["train_loss"], 6),
                 "val_loss": round(val["loss"], 6),
-                **{f"val_{k}": _round(val[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
+                **{f"val_{k}": _round(val[k]) for k in self.task.headline},
             }
             timing = {
                 "epoch": epoch,
@@ -333,9 +340,10 @@ class Trainer:
             entry["best"] = state.best_epoch == epoch
             state.history.append(entry)
             state.timings.append(timing)
+            shown = " ".join(f"val_{k} {entry[f'val_{k}']}" for k in self.task.headline[:2])
             log.info(
-                "epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %s val_auc %s %.0f img/s data-wait %.1f%%",
-                epoch, s.epochs, entry["train_loss"], entry["val_loss"], entry["val_accuracy"], entry["val_auc"],
+                "epoch %d/%d train_loss %.4f val_loss %.4f %s %.0f img/s data-wait %.1f%%",
+                epoch, s.epochs, entry["train_loss"], entry["val_loss"], shown,
                 timing["images_per_s"], 100 * timing["data_wait_fraction"],
             )  # fmt: skip
             on_epoch(state)

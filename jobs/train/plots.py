@@ -1,9 +1,12 @@
-"""The run's two pictures: training curves per epoch and the confusion matrices of the best model (PNG bytes)."""
+"""The run's pictures (PNG bytes): training curves per epoch, and the best model's task picture: confusion
+matrices (classification), per-finding AUC (multilabel) or overlays of a few val cases (segmentation)."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
+
+import numpy as np
 
 
 def _figure_bytes(fig: Any) -> bytes:
@@ -24,9 +27,12 @@ def training_curves(history: list[dict[str, Any]], monitor: str) -> bytes:
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
-    for name in ("accuracy", "balanced_accuracy", "auc"):
+    shown = [
+        k[4:] for k in (history[0] if history else {}) if k.startswith("val_") and k not in ("val_loss", "val_hd95")
+    ]
+    for name in shown:
         values = [h.get(f"val_{name}") for h in history]
         ax_metric.plot(epochs, [float("nan") if v is None else v for v in values], marker="o", label=name)
     ax_metric.set(xlabel="epoch", ylim=(0, 1.02), title="validation")
@@ -47,7 +53,6 @@ def confusion_matrices(details: dict[str, dict[str, Any]]) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     splits = [s for s in ("val", "test") if s in details and details[s]["n"]]
     fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(5 * max(1, len(splits)), 4.5), squeeze=False)
@@ -71,3 +76,73 @@ def confusion_matrices(details: dict[str, dict[str, Any]]) -> bytes:
     data = _figure_bytes(fig)
     plt.close(fig)
     return data
+
+
+def finding_aucs(details: dict[str, dict[str, Any]]) -> bytes:
+    """Per-finding ROC AUC of val and test as grouped bars, the mean in each title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = [s for s in ("val", "test") if s in details and details[s]["n"]]
+    classes = details[splits[0]]["classes"] if splits else []
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(classes) + 2), 4.5))
+    width = 0.8 / max(1, len(splits))
+    for n, split in enumerate(splits):
+        aucs = [details[split]["per_class"][c]["auc"] for c in classes]
+        ax.bar(np.arange(len(classes)) + n * width, [a if a is not None else 0 for a in aucs], width, label=split)
+    ax.set(xticks=np.arange(len(classes)) + width * (len(splits) - 1) / 2, ylim=(0, 1.02), ylabel="ROC AUC",
+           title="AUC per finding")  # fmt: skip
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    data = _figure_bytes(fig)
+    plt.close(fig)
+    return data
+
+
+def overlays(cases: list[tuple[str, Any, Any, Any]]) -> bytes:
+    """One panel per case ``(name, image, truth, prediction)``: the image (a volume's middle slice) in grey, the
+    truth outlined in green and the prediction in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = max(1, len(cases))
+    fig, axes = plt.subplots(1, count, figsize=(3.2 * count, 3.6), squeeze=False)
+    for ax, (name, image, truth, pred) in zip(axes[0], cases, strict=False):
+        if image.ndim == 3:  # a volume: the slice with the most truth, else the middle one
+            counts = (truth > 0).reshape(truth.shape[0], -1).sum(axis=1)
+            index = int(np.argmax(counts)) if counts.any() else image.shape[0] // 2
+            image, truth, pred = image[index], truth[index], pred[index]
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+        for mask, colour in ((truth, "lime"), (pred, "red")):
+            if (mask > 0).any() and not (mask > 0).all():
+                ax.contour(mask > 0, levels=[0.5], colors=colour, linewidths=1)
+        ax.set_title(name.rsplit("/", 1)[-1][:28], fontsize=8)
+        ax.axis("off")
+    fig.suptitle("val cases: truth (green), prediction (red)")
+    fig.tight_layout()
+    data = _figure_bytes(fig)
+    plt.close(fig)
+    return data
+
+
+OVERLAY_CASES = 4
+
+
+def task_picture(trainer: Any, details: dict[str, dict[str, Any]]) -> tuple[str, bytes]:
+    """The run's picture for its task: ``(file name, PNG bytes)``."""
+    task = trainer.task.name
+    if task == "multilabel":
+        return "finding_auc.png", finding_aucs(details)
+    if task == "segmentation":
+        images = trainer.sets["val"]
+        preds = trainer.task.predict_cases(trainer, "val", OVERLAY_CASES)
+        cases = [(images.keys[i], np.asarray(images.images[i][0], dtype=float), np.asarray(images.labels[i]), preds[i])
+                 for i in range(len(preds))]  # fmt: skip
+        return "overlays.png", overlays(cases)
+    return "confusion_matrix.png", confusion_matrices(details)

@@ -139,7 +139,8 @@ def _history(history: Sequence[Mapping[str, Any]]) -> str:
 
     return _svg("loss per epoch", "epoch", "cross-entropy", [("train", series("train_loss")),
                 ("val", series("val_loss"))], ymax=top) + _svg("val metrics per epoch", "epoch", "score",
-                [("accuracy", series("val_accuracy")), ("auc", series("val_auc"))])  # fmt: skip
+                [("accuracy", series("val_accuracy")), ("auc", series("val_auc")),
+                 ("dice", series("val_dice"))])  # fmt: skip
 
 
 # -- sections --------------------------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def _headline(metrics: Mapping[str, Any]) -> str:
     intervals = metrics.get("intervals") or {}
     rows = []
     for split in ("val", "test"):
-        for name in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "loss"):
+        for name in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "exact_match", "dice", "hd95", "loss"):
             key = f"{split}_{name}"
             if key in metrics:
                 ci = intervals.get(key)
@@ -207,6 +208,8 @@ def render_report(
     """The HTML page for one run."""
     classes = list(config.get("classes") or [])
     calibration = metrics.get("calibration") or {}
+    if config.get("task", "classification") != "classification":
+        return _page(run_id, _task_body(run_id, config, metrics, history, split_stats))
     body = [
         f"<h1>Run {_e(run_id)}</h1>",
         f"<p>{_e(config.get('model'))} on dataset <b>{_e(config.get('dataset'))}</b>, "
@@ -232,6 +235,46 @@ def render_report(
                                    ["code version", config.get("code_version")],
                                    ["preprocessing", _pretty(config.get("preprocessing"))]]),
     ]  # fmt: skip
+    return _page(run_id, body)
+
+
+def _lineage(run_id: str, config: Mapping[str, Any]) -> str:
+    return _table(["what", "value"], [["run", run_id], ["split manifest", config.get("split_manifest_sha256")],
+                                      ["code version", config.get("code_version")],
+                                      ["preprocessing", _pretty(config.get("preprocessing"))]])  # fmt: skip
+
+
+def _task_body(
+    run_id: str,
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    split_stats: Mapping[str, Any] | None,
+) -> list[str]:
+    """A multi-label or segmentation run: metrics with intervals, per-finding/class scores, what does not apply."""
+    per_split = []
+    for split, d in (metrics.get("details") or {}).items():
+        per_class = d.get("per_class") or {}
+        columns = sorted({k for p in per_class.values() if isinstance(p, dict) for k in p})
+        per_split.append(f"<h3>{_e(split)}</h3>" + _table(["class", *columns],
+                         [[c, *(p.get(k) for k in columns)] for c, p in per_class.items()]))  # fmt: skip
+    skipped = [[part, why] for part, why in (metrics.get("not_applicable") or {}).items()]
+    return [
+        f"<h1>Run {_e(run_id)}</h1>",
+        f"<p>{_e(config.get('model'))} ({_e(config.get('task'))}) on dataset <b>{_e(config.get('dataset'))}</b>, "
+        f"classes {_e(', '.join(config.get('classes') or []))}; best epoch {_e(metrics.get('best_epoch'))} of "
+        f"{_e(metrics.get('epochs_run'))} (monitor val {_e(metrics.get('monitor'))}).</p>",
+        "<h2>Metrics</h2>", _headline(metrics),
+        "<h2>Per class</h2>", *per_split,
+        "<h2>Not applicable to this task</h2>", _table(["part", "why"], skipped),
+        "<h2>Training</h2>", _history(history),
+        "<h2>Split</h2>",
+        f"<pre>{_e(_pretty(split_stats))}</pre>" if split_stats else "<p>no split statistics</p>",
+        "<h2>Lineage</h2>", _lineage(run_id, config),
+    ]  # fmt: skip
+
+
+def _page(run_id: str, body: Sequence[str]) -> bytes:
     page = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>IRMSIA run {_e(run_id)}</title>"
         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"

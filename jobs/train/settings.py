@@ -16,12 +16,23 @@ from typing import Any, Self
 from jobs.core.errors import UsageError
 from jobs.core.paths import check_name
 from jobs.core.settings import CommonSettings, StageArgumentParser, StageSettings, option
-from jobs.ml.networks import NETWORKS, check_network
+from jobs.ml.networks import CLASSIFIER, NETWORKS, SEGMENTER, check_network
+from jobs.ml.preprocess import SLICE_MODES
 
-MONITORS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc")
+TASKS = ("classification", "multilabel", "segmentation")
+MONITORS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc", "dice")
+TASK_MONITORS = {
+    "classification": ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc"),
+    "multilabel": ("loss", "auc", "macro_f1"),
+    "segmentation": ("loss", "dice"),
+}
+"""The validation metrics each task reports, which ``--monitor`` may name."""
 AMP_MODES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
 RESUME_MODES = ("off", "required", "auto")
+# jobs.train.acceleration implements these; declared here so that reading the settings never imports torch.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+DEVICE_CACHE_MODES = ("off", "auto", "on")
 
 
 def _resume_mode(text: str) -> str:
@@ -38,6 +49,21 @@ def _percentiles(text: str) -> tuple[float, float]:
     except ValueError as exc:
         raise UsageError(f"--percentiles {text!r}: expected two numbers like 0.5,99.5") from exc
     return lo, hi
+
+
+def _numbers(count: int, flag: str, example: str) -> Any:
+    def parse(text: str) -> tuple[float, ...] | None:
+        if not str(text).strip():
+            return None
+        try:
+            values = tuple(float(v) for v in str(text).split(","))
+        except ValueError as exc:
+            raise UsageError(f"{flag} {text!r}: expected {count} numbers like {example}") from exc
+        if len(values) != count:
+            raise UsageError(f"{flag} {text!r}: expected {count} numbers like {example}")
+        return values
+
+    return parse
 
 
 def _default_cache_dir() -> str:
@@ -60,9 +86,57 @@ class TrainSettings(StageSettings):
         parameter="run_id",
         help="run id: outputs go to runs/<run-id>/ (derived from the cache key when empty)",
     )
-    model: str = option("densenet121", result=True, parameter="model", help=f"network: {', '.join(NETWORKS)}")
+    task: str = option(
+        "classification",
+        choices=TASKS,
+        result=True,
+        parameter="task",
+        help="classification (one class per image), multilabel (a finding vector, BCE, AUC per finding) or "
+        "segmentation (a mask per image, Dice + cross-entropy, Dice and HD95 per case)",
+    )
+    dims: int = option(
+        2,
+        minimum=2,
+        maximum=3,
+        result=True,
+        parameter="dims",
+        help="2: images (a volume gives one per --slices); 3: volumes (DICOM series, NIfTI) into 3-D networks",
+    )
+    model: str = option(
+        "densenet121", result=True, parameter="model", help=f"network: {', '.join(NETWORKS)} (unet* segment)"
+    )
     epochs: int = option(10, above=0, maximum=100_000, result=True, parameter="epochs", help="maximum epochs")
     image_size: int = option(224, maximum=2048, result=True, parameter="image_size", help="square input size in pixels")
+    depth: int = option(
+        0, minimum=0, maximum=1024, result=True, help="--dims 3: slices of each input volume (0: --image-size)"
+    )
+    slices: str = option(
+        "each",
+        choices=SLICE_MODES,
+        result=True,
+        help="--dims 2: how volumes become images: each (every file on its own; a multi-slice file's middle "
+        "slice), middle (one image per volume, its middle slice) or mip (maximum intensity projection)",
+    )
+    window: tuple[float, float] | None = option(
+        None,
+        parse=_numbers(2, "--window", "-600,1500"),
+        result=True,
+        help="intensity window centre,width in modality units (Hounsfield for CT) mapped to [0, 1], instead of "
+        "the file's VOI and --percentiles",
+    )
+    spacing: tuple[float, float, float] | None = option(
+        None,
+        parse=_numbers(3, "--spacing", "2.0,1.5,1.5"),
+        result=True,
+        help="--dims 3: resample volumes to this z,y,x voxel spacing (mm) first, then centre-crop or pad to size",
+    )
+    patch_size: int = option(
+        0,
+        minimum=0,
+        maximum=1024,
+        result=True,
+        help="--task segmentation: train on random patches of this side and infer by sliding windows (0: whole)",
+    )
     batch_size: int = option(
         32, above=0, maximum=65536, result=True, parameter="batch_size", help="training batch size"
     )
@@ -160,6 +234,26 @@ class TrainSettings(StageSettings):
         help="subgroups (modality, body part, sex, age band, dataset…) with fewer images are reported as too small",
     )
     device: str = option("auto", choices=DEVICES, help="auto, cpu or cuda")
+    lr_base_batch: int = option(
+        0,
+        minimum=0,
+        result=True,
+        help="linear LR scaling: --lr is for this batch size and is scaled by --batch-size / it (0: no scaling)",
+    )
+    compile: str = option(
+        "off",
+        choices=COMPILE_MODES,
+        result=True,
+        help="torch.compile the network (reduce-overhead also records CUDA graphs); falls back to eager if it fails",
+    )
+    device_cache: str = option(
+        "off",
+        choices=DEVICE_CACHE_MODES,
+        help="hold the training split on the training device and gather batches there (auto: when it fits)",
+    )
+    prefetch: bool = option(
+        False, help="on CUDA, copy the next batch from pinned memory on a side stream while this one trains"
+    )
     workers: int = option(
         -1, minimum=-1, help="data loader workers and decode processes (-1: 0 loader workers on CPU, 4 on CUDA)"
     )
@@ -185,7 +279,21 @@ class TrainSettings(StageSettings):
     )
 
     def validate(self) -> None:
-        check_network(self.model, self.image_size)
+        kind = SEGMENTER if self.task == "segmentation" else CLASSIFIER
+        check_network(self.model, self.image_size, kind, (self.depth or self.image_size) if self.dims == 3 else None)
+        if self.monitor not in TASK_MONITORS[self.task]:
+            raise UsageError(
+                f"--monitor {self.monitor}: --task {self.task} reports {', '.join(TASK_MONITORS[self.task])}"
+            )
+        if self.patch_size:
+            if self.task != "segmentation":
+                raise UsageError("--patch-size: patches are for --task segmentation; drop it")
+            sides = (self.image_size, *((self.depth or self.image_size,) if self.dims == 3 else ()))
+            if self.patch_size > min(sides):
+                raise UsageError(f"--patch-size {self.patch_size}: larger than the input ({min(sides)})")
+            check_network(self.model, self.patch_size)
+        if self.task == "segmentation" and self.slices == "mip":
+            raise UsageError("--slices mip: a segmentation mask has no projection; use --slices middle or each")
         if self.warmup_epochs > self.epochs:
             raise UsageError(f"--warmup-epochs {self.warmup_epochs}: must be between 0.0 and {float(self.epochs)}")
         lo, hi = self.percentiles

@@ -1,11 +1,14 @@
-"""The train stage: a sealed split in, a trained classifier with honest metrics out under ``runs/<run-id>/``.
+"""The train stage: a sealed split in, a trained model with honest metrics out under ``runs/<run-id>/``.
 
-``run(settings)`` reads ``splits/<dataset>/`` through its manifest, decodes every image once into the local cache,
+``run(settings)`` reads ``splits/<dataset>/`` through its manifest, decodes every item once into the local cache,
 trains with per-epoch checkpoints in the store, scores the best model on val and test, and seals the run with
 ``_SUCCESS.json``: ``best_model.pt``, ``last_model.pt``, ``checkpoints/last.pt``, ``metrics.json``,
-``history.json``, ``config.json``, ``predictions.json``, ``report.html``, ``training_curves.png``,
-``confusion_matrix.png``; the metrics carry patient-bootstrap intervals, calibration, operating points and
-subgroups (``jobs.train.assessment``), and ``report.html`` shows them (``jobs.train.report``).
+``history.json``, ``config.json``, ``training_curves.png`` and the task's picture: ``confusion_matrix.png``
+(classification), ``finding_auc.png`` (multilabel, whose thresholds are chosen on val and applied to test) or
+``overlays.png`` (segmentation: a few val cases with truth and prediction outlined); ``predictions.json`` and
+``report.html``. The metrics carry patient-bootstrap intervals, calibration, operating points and subgroups for
+classification, per-finding AUC intervals for multilabel and a Dice interval for segmentation, with what does not
+apply recorded (``jobs.train.assessment``); ``report.html`` shows them (``jobs.train.report``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,17 @@ from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
 from jobs.ml.predictions import PREDICTIONS, Scored, predictions_bytes
 from jobs.ml.preprocess import Preprocessing
-from jobs.train.assessment import EvaluationOptions, assess, join_items
-from jobs.train.data import ImageSet, Split, check_split, class_counts, load_images, read_split
+from jobs.train.assessment import (
+    EvaluationOptions,
+    assess,
+    assess_multilabel,
+    assess_segmentation,
+    join_items,
+    patients_of,
+)
+from jobs.train.cache import ImageSet, label_values, load_images
+from jobs.train.data import Split, check_split, class_counts, missing_classes, read_split
 from jobs.train.report import REPORT
-from jobs.train.scores import HEADLINE, flat_metrics
 from jobs.train.settings import TrainSettings
 from jobs.train.telemetry import record_epoch, record_final
 
@@ -53,15 +63,36 @@ def _state_bytes(state: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def _check_usable(sets: dict[str, ImageSet], split: Split, where: str) -> None:
+def _check_usable(sets: dict[str, ImageSet], split: Split, classes: tuple[str, ...], where: str) -> None:
     """After unreadable images were skipped the split must still be trainable."""
     for name in ("train", "val"):
         if not len(sets[name]):
             raise DataError(f"{where}: no readable images left in the {name} split")
-    counts = class_counts(sets["train"].labels, len(split.classes))
-    missing = [c for c, n in zip(split.classes, counts, strict=True) if n == 0]
+    if split.task == "segmentation" and len(classes) < 2:
+        raise DataError(f"{where}: every mask holds the one value {classes}; segmentation needs a foreground")
+    missing = missing_classes(split.task, classes, sets["train"].labels)
     if missing:
         raise DataError(f"{where}: class(es) {missing} have no readable training images; fix the images")
+
+
+def segmentation_classes(values: list[int]) -> tuple[str, ...]:
+    """Names of the mask values in class order: 0 is background; one other value is the foreground."""
+    if len(values) == 2 and values[0] == 0:
+        return ("background", "foreground")
+    return tuple("background" if v == 0 else f"label {v}" for v in values)
+
+
+def preprocessing(settings: TrainSettings) -> Preprocessing:
+    """What the run decodes its inputs with (before the channel count is known)."""
+    return Preprocessing(
+        image_size=settings.image_size,
+        percentiles=settings.percentiles,
+        dims=settings.dims,
+        depth=settings.depth,
+        slices=settings.slices,
+        window=settings.window,
+        spacing=settings.spacing,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,8 +114,12 @@ class _Fit:
     results: dict[str, dict[str, Any]]
     best_state: dict[str, Any]
     last_state: dict[str, Any]
+    classes: tuple[str, ...]
+    extra: dict[str, Any]
+    """Task facts for ``config.json``: multi-label thresholds, segmentation label values."""
     predictions: dict[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]
-    """Per scored split: image keys, labels and class probabilities of the best model."""
+    """Per scored split: item names, labels and class (finding) probabilities of the best model; none for
+    segmentation."""
 
 
 class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
@@ -96,7 +131,7 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
 
     def plan(self, settings: TrainSettings, store: Store) -> TrainPlan:
         split_prefix = splits_prefix(settings.dataset)
-        split = read_split(store, settings.dataset, settings.fold)
+        split = read_split(store, settings.dataset, settings.task, settings.dims, settings.slices, settings.fold)
         check_split(split, split_prefix)
         params = {**settings.result_params(), "classes": list(split.classes)}
         run_id = settings.run_id or derive_run_id(
@@ -113,9 +148,10 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
 
     def describe(self, manifest: Manifest) -> str:
         s = manifest.summary
+        name = {"segmentation": "dice", "multilabel": "auc"}.get(s.get("task", "classification"), "accuracy")
         return (
-            f"run sealed at {manifest.prefix}: best epoch {s['best_epoch']}, val accuracy {s.get('val_accuracy')}, "
-            f"test accuracy {s.get('test_accuracy')}"
+            f"run sealed at {manifest.prefix}: best epoch {s['best_epoch']}, val {name} {s.get(f'val_{name}')}, "
+            f"test {name} {s.get(f'test_{name}')}"
         )
 
 
@@ -128,7 +164,7 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
     hardware = pick_hardware(settings.device, settings.amp)
     # Fail on a missing or foreign checkpoint before spending minutes decoding images.
     payload = _checkpoint_to_resume(settings, store, writer)
-    prep = Preprocessing(image_size=settings.image_size, percentiles=settings.percentiles)
+    prep = preprocessing(settings)
     sets, in_channels = load_images(
         store,
         split,
@@ -137,15 +173,20 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
         workers=settings.workers if settings.workers > 0 else usable_cpus(),
         max_unreadable=settings.max_unreadable,
     )
-    _check_usable(sets, split, splits_prefix(settings.dataset))
+    classes, extra = split.classes, dict[str, Any]()
+    if split.task == "segmentation":
+        values = label_values(settings.cache_dir, split, prep)
+        classes, extra = segmentation_classes(values), {"label_values": values}
+    _check_usable(sets, split, classes, splits_prefix(settings.dataset))
     prep = replace(prep, channels=in_channels)
     log.info(
-        "training %s on %s (%s, amp %s): %d train / %d val / %d test images, %d classes, %d channel(s)",
-        settings.model, hardware.device.type, hardware.name, hardware.describe()["amp"],
-        len(sets["train"]), len(sets["val"]), len(sets["test"]), len(split.classes), in_channels,
+        "training %s (%s, %d-D) on %s (%s, amp %s): %d train / %d val / %d test items, %d classes, %d channel(s)",
+        settings.model, settings.task, settings.dims, hardware.device.type, hardware.name,
+        hardware.describe()["amp"], len(sets["train"]), len(sets["val"]), len(sets["test"]), len(classes),
+        in_channels,
     )  # fmt: skip
     writer.begin()  # checkpoints are written under the prefix from the first epoch on
-    trainer = Trainer(settings, sets, split.classes, in_channels, hardware)
+    trainer = Trainer(settings, sets, classes, in_channels, hardware)
     state = restore(payload, **trainer.components()) if payload is not None else TrainState()
     if payload is not None:
         log.info("resuming %s after epoch %d", writer.prefix, state.epoch)
@@ -158,11 +199,18 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
     last_state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
     best_state = state.best_state if state.best_state is not None else last_state
     trainer.model.load_state_dict(best_state)
-    results = {name: trainer.evaluate(name) for name in ("val", "test") if len(sets[name])}
-    if "test" not in results:
+    results = {"val": trainer.evaluate("val")}
+    if split.task == "multilabel":  # thresholds chosen on val, then applied unchanged to test
+        extra["thresholds"] = results["val"]["details"]["thresholds"]
+    if len(sets["test"]):
+        results["test"] = trainer.evaluate("test", extra.get("thresholds"))
+    else:
         log.warning("the test split is empty: test metrics are not reported")
-    predictions = {name: (sets[name].keys, *trainer.predict(name)[:2]) for name in results}
-    return _Fit(trainer, state, prep, in_channels, results, best_state, last_state, predictions)
+    predictions = {}
+    if split.task != "segmentation":
+        predictions = {name: (sets[name].keys, sets[name].labels, trainer.task.predict(trainer, name)[0])
+                       for name in results}  # fmt: skip
+    return _Fit(trainer, state, prep, in_channels, results, best_state, last_state, classes, extra, predictions)
 
 
 def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWriter) -> dict[str, Any] | None:
@@ -182,15 +230,16 @@ def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWr
     return payload
 
 
-def _flat_scores(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``val_accuracy``, ``test_auc``… and each split's loss; ``None`` for a split that was not scored."""
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+def _flat_scores(results: dict[str, dict[str, Any]], headline: tuple[str, ...]) -> dict[str, Any]:
+    """``val_accuracy``, ``test_auc``, ``val_dice``… and each split's loss; ``None`` for a split not scored."""
     flat: dict[str, Any] = {}
     for name in ("val", "test"):
-        if name in results:
-            flat.update(flat_metrics(name, results[name]))
-            flat[f"{name}_loss"] = round(results[name]["loss"], 6)
-        else:
-            flat.update({f"{name}_{m}": None for m in (*HEADLINE, "loss")})
+        for metric in (*headline, "loss"):
+            flat[f"{name}_{metric}"] = _round(results[name][metric]) if name in results else None
     return flat
 
 
@@ -206,22 +255,27 @@ def _performance(fit: _Fit) -> dict[str, Any]:
         "images_per_s": mean("images_per_s", 1),
         "data_wait_fraction": mean("data_wait_fraction", 4),
         "loader_workers": fit.trainer.workers,
+        **fit.trainer.data_path,
+        **fit.trainer.compiled.describe(),
     }
 
 
 def _run_config(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> dict[str, Any]:
     """``config.json``: what the run was trained with and on, enough to rebuild the network and its inputs."""
     split = job.plan.split
+    train = fit.trainer.sets["train"]
+    counts = class_counts(train.labels, len(fit.classes)) if split.task != "segmentation" else None
     return {
         **settings.result_params(),
         "dataset": settings.dataset,
         "run_id": job.plan.run_id,
         "in_channels": fit.in_channels,
-        "num_classes": len(split.classes),
-        "classes": list(split.classes),
+        "num_classes": len(fit.classes),
+        "classes": list(fit.classes),
         "preprocessing": fit.prep.to_dict(),
-        "train_images": len(fit.trainer.sets["train"]),
-        "class_counts": class_counts(fit.trainer.sets["train"].labels, len(split.classes)),
+        "train_images": len(train),
+        "class_counts": counts,
+        **fit.extra,
         "split_manifest_sha256": split.manifest.content_sha256,
         "code_version": code_version(),
     }
@@ -230,10 +284,10 @@ def _run_config(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) ->
 def _evaluation(
     settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit
 ) -> tuple[dict[str, Any], dict[str, Scored]]:
-    """Intervals, calibration, operating points and subgroups for ``metrics.json`` (``jobs.train.assessment``),
-    and the scored splits they were computed from."""
+    """The task's evaluation sections for ``metrics.json`` (``jobs.train.assessment``): for classification
+    intervals, calibration, operating points and subgroups; for multilabel per-finding AUC intervals; for
+    segmentation the Dice interval; each with what does not apply. Also the scored splits (none for segmentation)."""
     split = job.plan.split
-    scored = join_items(job.store, split.manifest, fit.predictions)
     options = EvaluationOptions(
         resamples=settings.bootstrap_resamples,
         seed=settings.seed,
@@ -241,6 +295,17 @@ def _evaluation(
         specificity=settings.specificity,
         min_subgroup=settings.min_subgroup,
     )
+    if split.task == "segmentation":
+        cases = {}
+        for name, result in fit.results.items():
+            per_case = result["details"]["per_case"]
+            keys = [case["key"] for case in per_case]
+            dice = [[d for d in case["dice"].values() if d is not None] for case in per_case]
+            cases[name] = (dice, patients_of(job.store, split.manifest, keys))
+        return assess_segmentation(cases, options), {}
+    scored = join_items(job.store, split.manifest, fit.predictions)
+    if split.task == "multilabel":
+        return assess_multilabel(scored, split.classes, options), scored
     return assess(scored, split.classes, options), scored
 
 
@@ -255,11 +320,11 @@ def _split_stats(job: StageJob[TrainPlan]) -> dict[str, Any] | None:
 def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> dict[str, Any]:
     """Write the run's sealed outputs; returns the manifest's summary."""
     from jobs.train.checkpoint import CHECKPOINT_NAME
-    from jobs.train.plots import confusion_matrices, training_curves
+    from jobs.train.plots import task_picture, training_curves
     from jobs.train.report import render_report
 
     writer, state = job.writer, fit.state
-    flat = _flat_scores(fit.results)
+    flat = _flat_scores(fit.results, fit.trainer.task.headline)
     sections, scored = _evaluation(settings, job, fit)
     metrics = {
         **flat,
@@ -277,7 +342,8 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
     writer.put_bytes("config.json", pretty_json(config))
     writer.put_bytes("history.json", pretty_json(state.history))
     writer.put_bytes("metrics.json", pretty_json(metrics))
-    writer.put_bytes(PREDICTIONS, predictions_bytes(scored, job.plan.split.classes))
+    if scored:
+        writer.put_bytes(PREDICTIONS, predictions_bytes(scored, fit.classes, settings.task))
     report = render_report(
         run_id=job.plan.run_id,
         config=config,
@@ -288,10 +354,13 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
     )
     writer.put_bytes(REPORT, report)
     writer.put_bytes("training_curves.png", training_curves(state.history, settings.monitor))
-    writer.put_bytes("confusion_matrix.png", confusion_matrices(metrics["details"]))
+    name, picture = task_picture(fit.trainer, metrics["details"])
+    writer.put_bytes(name, picture)
     record_final(flat)
     return {
         "run_id": job.plan.run_id,
+        "task": settings.task,
+        "dims": settings.dims,
         "model": settings.model,
         "device": f"{fit.trainer.hardware.device.type} ({fit.trainer.hardware.name})",
         "epochs_run": state.epoch,

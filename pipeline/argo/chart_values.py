@@ -49,6 +49,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "StoreConfig.credentials_secret": {"pattern": _DNS_LABEL, "maxLength": 63},
     "KaggleConfig.credentials_secret": {"pattern": _DNS_LABEL, "maxLength": 63},
     "KaggleConfig.stages": {"items": {"enum": _STAGES}},
+    "DeidentificationConfig.key_secret": {"pattern": _DNS_LABEL, "maxLength": 63},
     "Toleration.operator": {"enum": ["Exists", "Equal"]},
     "Toleration.effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
     "GpuPool.gpus": {"minimum": 1},

@@ -14,6 +14,8 @@ from pipeline.dag import StageSpec
 
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 KAGGLE_SECRET_KEYS = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+DEID_SECRET_KEYS = ("IRMSIA_DEID_SECRET",)
+"""The key of ``--deidentify``'s pseudonyms: from a Secret only, never a workflow parameter."""
 MIRROR_ENV = {"kaggle": "IRMSIA_KAGGLE_ENDPOINT", "nih": "IRMSIA_NIH_URL", "tcia": "IRMSIA_TCIA_URL"}
 """``mirrors.<key>`` of the configuration -> the variable collect reads it from (sorted: the chart sorts too); a
 test checks that a source option reads each of these variables."""
@@ -58,6 +60,8 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     plain.update(FIXED_ENV)
     env = [EnvVar(name=k, value=v) for k, v in plain.items()]
     env += [_secret(k, config.store.credentials_secret) for k in S3_SECRET_KEYS]
-    if stage.name in config.kaggle.stages:
+    if stage.stage in config.kaggle.stages:
         env += [_secret(k, config.kaggle.credentials_secret, optional=True) for k in KAGGLE_SECRET_KEYS]
+    if stage.downloads:  # the stages that store collected files, which --deidentify screens
+        env += [_secret(k, config.deidentification.key_secret, optional=True) for k in DEID_SECRET_KEYS]
     return env

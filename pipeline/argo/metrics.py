@@ -62,20 +62,20 @@ def stage_metrics(stage: StageSpec, result_output: str = "result") -> list[ArgoM
             help="IRMSIA stage completions by status (Succeeded, Failed, Error)",
             kind="counter",
             value="1",
-            labels=(("stage", stage.name), ("status", "{{status}}")),
+            labels=(("stage", stage.stage), ("status", "{{status}}")),
         ),
         ArgoMetric(
             name="irmsia_stage_last_duration_seconds",
             help="Duration of the last completion of an IRMSIA stage, seconds",
             kind="gauge",
             value="{{duration}}",
-            labels=(("stage", stage.name), ("status", "{{status}}")),
+            labels=(("stage", stage.stage), ("status", "{{status}}")),
         ),
     ]
     metrics += [
         ArgoMetric(
-            name=f"irmsia_{stage.name}_final_validation_metric",
-            help=f"Final validation metric of the last successful IRMSIA {stage.name} run",
+            name=f"irmsia_{stage.stage}_final_validation_metric",
+            help=f"Final validation metric of the last successful IRMSIA {stage.stage} run",
             kind="gauge",
             # Argo substitutes the value before it evaluates `when`, also for a failed run: read it so that a
             # result without the metric ("{}", the output's default) gives 0 instead of a MetricsError.

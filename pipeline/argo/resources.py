@@ -10,7 +10,7 @@ from pipeline.dag import StageSpec
 
 def stage_resources(stage: StageSpec, config: DeploymentConfig) -> ResourceRequirements:
     """Requests and limits from the configuration; a GPU stage gets the pool's GPUs when the pool is enabled."""
-    resources = config.stage_resources(stage.name)
+    resources = config.stage_resources(stage.stage)
     limits = {k: Quantity(v) for k, v in resources.limits.items()}
     if stage.gpu and config.gpu_pool.enabled:
         limits[config.gpu_pool.resource_name] = Quantity(str(config.gpu_pool.gpus))

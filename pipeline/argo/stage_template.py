@@ -70,9 +70,9 @@ def stage_container(stage: StageSpec, config: DeploymentConfig, inputs: Collecti
         volume_mounts=mounts,
         node_selector=node_selector(stage, config),
         tolerations=tolerations(stage, config),
-        active_deadline_seconds=config.stage_resources(stage.name).active_deadline_seconds,
+        active_deadline_seconds=config.stage_resources(stage.stage).active_deadline_seconds,
         retry_strategy=transient_retry(config.retry),
-        labels={"app.kubernetes.io/component": stage.name},
+        labels={"app.kubernetes.io/component": stage.stage},
         outputs=Outputs(
             parameters=[Parameter(name=RESULT_OUTPUT, value_from=ValueFrom(path=RESULT_FILE, default=RESULT_DEFAULT))],
             artifacts=[stage_artifact(name) for name in stage.artifacts] or None,

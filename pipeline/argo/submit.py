@@ -33,6 +33,7 @@ from hera.workflows.models import (
 
 from jobs.core.errors import IrmsiaError, TransientError, UsageError
 from pipeline.argo.workflow import build_workflow
+from pipeline.dag import PIPELINE, Pipeline
 
 log = logging.getLogger("irmsia.argo")
 
@@ -90,9 +91,9 @@ class ArgoServer:
         except NotFound:
             return None
 
-    def submit(self, parameters: Mapping[str, str]) -> WorkflowModel:
-        """Create a Workflow from the ``irmsia-pipeline`` template; returns the created Workflow."""
-        workflow = cast(WorkflowModel, build_workflow(self.namespace, parameters).build())
+    def submit(self, parameters: Mapping[str, str], pipeline: Pipeline = PIPELINE) -> WorkflowModel:
+        """Create a Workflow from ``pipeline``'s template (``irmsia-pipeline``); returns the created Workflow."""
+        workflow = cast(WorkflowModel, build_workflow(self.namespace, parameters, pipeline).build())
         request = WorkflowCreateRequest(namespace=self.namespace, workflow=workflow)
         try:
             created = self._call("submit", lambda: self._service.create_workflow(request, namespace=self.namespace))

@@ -40,7 +40,7 @@ def stage_volumes(stage: StageSpec, config: DeploymentConfig) -> tuple[list[Volu
     """The pod's own volumes and the container's mounts (the train cache PVC is the workflow's, see below)."""
     mounts = [VolumeMount(name=name, mount_path=path) for name, path in MOUNTS.items()]
     volumes = [Volume(name=name, empty_dir=EmptyDirVolumeSource()) for name in MOUNTS]
-    shm_size = config.stage_resources(stage.name).shm_size
+    shm_size = config.stage_resources(stage.stage).shm_size
     if shm_size:
         volumes.append(
             Volume(name="dshm", empty_dir=EmptyDirVolumeSource(medium="Memory", size_limit=Quantity(shm_size)))

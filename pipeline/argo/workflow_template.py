@@ -22,15 +22,21 @@ from hera.workflows.models import (
 from pipeline.argo.install import executor_pod_spec_patch
 from pipeline.argo.labels import ARTIFACT_REPOSITORIES, ARTIFACT_REPOSITORY_KEY, POD_LABELS, object_labels
 from pipeline.argo.security import pod_security_context
-from pipeline.argo.stage_template import handed_on_value, stage_container
+from pipeline.argo.stage_template import RESULT_OUTPUT, handed_on_value, stage_container
 from pipeline.argo.volumes import volume_claim_templates
 from pipeline.config import DeploymentConfig
-from pipeline.dag import PIPELINE, Pipeline
+from pipeline.dag import PIPELINE, SHARD, Pipeline
 
 ENTRYPOINT = "pipeline"
 VOLUME_CLAIM_GC = "OnWorkflowCompletion"
 """The run's PVCs (train's cache) are deleted when it finishes, never between retries of a pod."""
 TARGET_PARAMETER = "target"
+
+
+def planned_shards(plan_task: str) -> str:
+    """``withParam`` of a fan-out task: the JSON list of shards its plan task's result reports (``summary.shards``;
+    the task name in brackets: a ``-`` in ``tasks.index-plan-x`` would be a minus to Argo's expression language)."""
+    return f"{{{{=toJson(jsonpath(tasks['{plan_task}'].outputs.parameters.{RESULT_OUTPUT}, '$.summary.shards'))}}}}"
 
 
 def workflow_parameters(pipeline: Pipeline) -> list[Parameter]:
@@ -76,17 +82,20 @@ def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPEL
         volume_claim_gc=VolumeClaimGC(strategy=VOLUME_CLAIM_GC) if volume_claim_templates(config) else None,
     ) as template:
         handed = {s.name: pipeline.handed_on(s) for s in pipeline.stages}
-        containers = {s.name: stage_container(s, config, handed[s.name]) for s in pipeline.stages}
+        inputs = {s.name: [*handed[s.name], *([SHARD] if s.fan_out else [])] for s in pipeline.stages}
+        containers = {s.name: stage_container(s, config, inputs[s.name]) for s in pipeline.stages}
         with DAG(name=ENTRYPOINT, target="{{workflow.parameters." + TARGET_PARAMETER + "}}"):
-            tasks = {
-                s.name: Task(
+            tasks = {}
+            for s in pipeline.order():
+                arguments = [Parameter(name=p, value=handed_on_value(u, p)) for p, u in handed[s.name].items()]
+                if s.fan_out:
+                    arguments.append(Parameter(name=SHARD, value="{{item}}"))
+                tasks[s.name] = Task(
                     name=s.name,
                     template=containers[s.name],
-                    arguments=[Parameter(name=p, value=handed_on_value(u, p)) for p, u in handed[s.name].items()]
-                    or None,
+                    arguments=arguments or None,
+                    with_param=planned_shards(s.fan_out) if s.fan_out else None,
                 )
-                for s in pipeline.order()
-            }
             for stage in pipeline.order():
                 for upstream in stage.depends:
                     tasks[upstream] >> tasks[stage.name]

@@ -27,6 +27,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p = actions.add_parser("show", help="one version's ledger entry, files and metadata as JSON")
     p.add_argument("name")
     p.add_argument("version", nargs="?", default="latest", help="number, 'latest' (default) or an alias")
+    p.add_argument(
+        "--lineage",
+        action="store_true",
+        help="print where its data came from instead: every manifest with its SHA-256, sources, releases, licences, "
+        "de-identification, counts per split, and the test set's series UIDs",
+    )
     p = actions.add_parser("promote", help="point an alias (champion by default) at a version")
     p.add_argument("name")
     p.add_argument("version", type=int)
@@ -64,11 +70,58 @@ def _verify(store, name: str, out) -> int:
     return 0
 
 
+def _counts(lineage: dict, what: str) -> str:
+    counts = lineage.get(f"{what}_per_split") or {}
+    return " / ".join(f"{split} {n}" for split, n in counts.items()) or "-"
+
+
+def _lineage(report: dict, out) -> None:
+    """The chain from the model down to the test set's series, one fact a line."""
+    lineage = report["lineage"]
+    aliases = f" ({', '.join(report['aliases'])})" if report["aliases"] else ""
+    print(f"{report['model_name']} v{report['version']}{aliases}: bundle manifest {report['manifest_sha256']}",
+          file=out)  # fmt: skip
+    for m in lineage.get("manifests") or []:
+        print(f"  {m['stage']:<8} {m['prefix']:<32} sha256 {m['content_sha256']}", file=out)
+    for stale in lineage.get("stale") or []:
+        print(f"  stale    {stale:<32} rewritten since the run used it: its counts are left out", file=out)
+    for what in ("rows", "patients", "studies", "series"):
+        print(f"  {what:<8} {_counts(lineage, what)}", file=out)
+    for d in lineage.get("datasets") or []:
+        release = ", ".join(f"{k}={v}" for k, v in (d.get("release") or {}).items()) or "not recorded"
+        print(f"  source   {d['dataset']}: {d.get('source')} ({release})", file=out)
+        print(f"  licence  {d.get('license') or 'unknown'}", file=out)
+        if text := d.get("attribution"):
+            for line in text.splitlines()[:6]:
+                print(f"           > {line}", file=out)
+        deid = d.get("deidentification")
+        if deid:
+            options = ", ".join(f"{k}={v}" for k, v in (deid.get("options") or {}).items())
+            scan = deid.get("phi_scan") or {}
+            print(f"  de-id    {deid.get('profile')} ({deid.get('standard')}); {options}; PHI scan "
+                  f"{scan.get('headers', 0)} headers, {scan.get('findings', 0)} findings", file=out)  # fmt: skip
+        else:
+            print("  de-id    none at collect", file=out)
+    series = report["test_series"]
+    if series is None:
+        print(f"  test set series: {report['test_series_note']}; they cannot be listed", file=out)
+        return
+    if not series:
+        print("  test set series: none (the test set's images carry no SeriesInstanceUID)", file=out)
+        return
+    print(f"  test set series ({len(series)}):", file=out)
+    for uid in series:
+        print(f"    {uid}", file=out)
+
+
 def do_command(args: argparse.Namespace, out=None) -> int:
     out = out or sys.stdout
     store = open_store(args.store)
     if args.action == "list":
         return _list(store, args.name, out)
+    if args.action == "show" and args.lineage:
+        _lineage(registry.lineage(store, args.name, args.version), out)
+        return 0
     if args.action == "show":
         print(json.dumps(registry.show(store, args.name, args.version), indent=2, sort_keys=True), file=out)
         return 0

@@ -1,4 +1,7 @@
-"""``irmsia run``: execute the whole DAG locally and print a short summary of what each stage produced."""
+"""``irmsia run``: execute the whole DAG locally and print a short summary of what each stage produced.
+
+``--spec FILE`` runs a pipeline spec's DAG instead (several datasets merged, ``pipeline.spec``); ``--jobs N`` runs
+up to N stages at a time where the DAG allows it (a spec's per-dataset branches)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,15 @@ from typing import Any
 from jobs.core.errors import UsageError
 from jobs.core.store import open_store
 from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG
-from pipeline.dag import PIPELINE, StageSpec
+from pipeline.argo.size import NODE_LIMIT, STATUS_LIMIT_BYTES
+from pipeline.dag import PIPELINE, Pipeline, StageSpec
 from pipeline.docker_executor import DockerExecutor
 from pipeline.history import now_iso, record_run
+from pipeline.plan import plan
 from pipeline.profiles import PROFILES
 from pipeline.runner import Executor, ProcessExecutor, StageOutcome, run_pipeline
 from pipeline.secret_args import set_arguments
+from pipeline.spec import load_spec, spec_pipeline
 from pipeline.values import local_run_name, resolve_values
 
 
@@ -42,11 +48,21 @@ def values_from_args(args: argparse.Namespace) -> dict[str, str]:
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run the pipeline DAG locally", description=__doc__)
     add_parameter_arguments(parser)
+    add_spec_argument(parser)
     parser.add_argument(
         "--from",
         dest="from_stage",
-        choices=[s.name for s in PIPELINE.stages],
-        help="start at this stage (earlier stages' outputs must exist)",
+        metavar="STAGE",
+        help="start at this stage (earlier stages' outputs must exist): "
+        f"{', '.join(s.name for s in PIPELINE.stages)}, or a task of the --spec's DAG (index-<dataset>)",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="run only the planning steps: print each sharded stage's shards and the run's size in Argo, then stop",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="run up to N stages at a time where the DAG allows (default 1)"
     )
     parser.add_argument("--force", action="store_true", help="recompute every stage even on a cache hit")
     parser.add_argument(
@@ -119,25 +135,77 @@ def wants_live_view(log_format: str, stream: Any = None) -> bool:
     return log_format in ("auto", "text") and stream.isatty()
 
 
+def add_spec_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spec",
+        metavar="FILE",
+        help="a pipeline spec: several datasets, each from its source, merged, trained and registered "
+        "(see examples/); the stage parameter flags do not apply to it",
+    )
+
+
+def spec_from_args(args: argparse.Namespace) -> tuple[Pipeline, dict[str, str]] | None:
+    """The ``--spec`` file's DAG and parameter values (``None`` without one); a parameter flag given with it is a
+    usage error, since the spec says every value."""
+    if not args.spec:
+        return None
+    if given := [p.flag for p in PIPELINE.parameters if getattr(args, p.name, None) is not None]:
+        raise UsageError(f"--spec {args.spec}: {', '.join(given)} do not apply to a spec; set them in the file")
+    if getattr(args, "profile", None):
+        raise UsageError(f"--spec {args.spec}: --profile does not apply to a spec; set the values in the file")
+    pipeline = spec_pipeline(load_spec(args.spec))
+    return pipeline, pipeline.defaults()
+
+
+def print_plan(
+    pipeline: Pipeline, values: dict[str, str], *, store: str, env: dict[str, str], executor: Executor, jobs: int,
+    out: Any = None,
+) -> int:  # fmt: skip
+    """``irmsia run --plan``: each planned task's shards, then the run's estimated size against Argo's limits."""
+    out = out or sys.stdout
+    planned, size = plan(pipeline, values, store=store, env={**env, "IRMSIA_LOG_FORMAT": "json"}, executor=executor,
+                         jobs=jobs)  # fmt: skip
+    print(f"\nplan of {pipeline.name} (store {store})", file=out)
+    for task in planned:
+        if task.error:
+            print(f"  {task.task:<24} not planned: {task.error}", file=out)
+            continue
+        files, size_bytes = task.summary.get("files", 0), float(task.summary.get("bytes", 0))
+        print(f"  {task.task:<24} {len(task.shards)} shard(s): {files} files, {_bytes(size_bytes)}", file=out)
+    verdict = "far below Argo's limits" if size.within_limits else "TOO CLOSE to Argo's limits: plan bigger shards"
+    print(f"  workflow: {size.nodes} nodes, node status about {_bytes(size.status_bytes)} "
+          f"(limits {STATUS_LIMIT_BYTES >> 20} MiB, {NODE_LIMIT} nodes): {verdict}", file=out)  # fmt: skip
+    return 0
+
+
 def do_command(args: argparse.Namespace) -> int:
-    values = values_from_args(args)
+    chosen = spec_from_args(args)
+    pipeline, values = chosen if chosen is not None else (PIPELINE, values_from_args(args))
     store = args.store
-    if args.from_stage and args.from_stage not in {s.name for s in PIPELINE.stages}:
-        raise UsageError(f"--from {args.from_stage!r}: not a stage")
+    if args.from_stage and args.from_stage not in {s.name for s in pipeline.stages}:
+        raise UsageError(
+            f"--from {args.from_stage!r}: not a stage; use one of {', '.join(s.name for s in pipeline.stages)}"
+        )
+    if args.from_stage and (fan_out := pipeline.stage(args.from_stage).fan_out):
+        raise UsageError(f"--from {args.from_stage}: it runs the shards {fan_out} plans; start at {fan_out}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: use 1 or more")
     executor: Executor = ProcessExecutor()
     if args.executor == "docker":
         executor = DockerExecutor(tag=args.image_tag, registry=args.image_registry, gpu=args.gpus)
     env = {**os.environ, "IRMSIA_LOG_FORMAT": args.log_format}
-    workflow_id = f"local-{values['run_id'] or local_run_name(values)}"
+    if args.plan:
+        return print_plan(pipeline, values, store=store, env=env, executor=executor, jobs=args.jobs)
+    workflow_id = f"local-{values['run_id'] or local_run_name(values, pipeline)}"
     started_at = now_iso()
     run = functools.partial(
-        run_pipeline, PIPELINE, values, store=store, from_stage=args.from_stage, force=args.force,
-        workflow_id=workflow_id, executor=executor, env=env,
+        run_pipeline, pipeline, values, store=store, from_stage=args.from_stage, force=args.force,
+        workflow_id=workflow_id, executor=executor, env=env, jobs=args.jobs,
     )  # fmt: skip
     if wants_live_view(args.log_format):
         from pipeline.cli.run_view import RunView
 
-        stages = PIPELINE.downstream_of(args.from_stage) if args.from_stage else PIPELINE.order()
+        stages = pipeline.downstream_of(args.from_stage) if args.from_stage else pipeline.order()
         with RunView([s.name for s in stages]) as view:
             outcomes = run(observer=view)
     else:
@@ -146,7 +214,7 @@ def do_command(args: argparse.Namespace) -> int:
             print(f"==> {stage.name}: {stage.entrypoint} {' '.join(set_arguments(argv))}", file=sys.stderr, flush=True)
 
         outcomes = run(on_stage=announce)
-    record_run(open_store(store), PIPELINE, workflow_id=workflow_id, started_at=started_at, values=values,
+    record_run(open_store(store), pipeline, workflow_id=workflow_id, started_at=started_at, values=values,
                outcomes=outcomes, from_stage=args.from_stage, force=args.force, executor=args.executor)  # fmt: skip
     print_summary(outcomes, store)
-    return outcomes[-1].exit_code if outcomes else 0
+    return next((o.exit_code for o in outcomes if o.exit_code), 0)

@@ -112,3 +112,31 @@ def test_index_refuses_a_labels_csv_changed_after_collect(tmp_path, capsys):
     assert index_main(argv) == 3
     assert "raw/d/labels.csv: SHA-256 is" in capsys.readouterr().err
     assert read_manifest(store, "index/d/") is None
+
+
+@pytest.mark.parametrize("what", ["image", "mask"])
+def test_train_refuses_a_segmentation_image_or_mask_changed_after_indexing(what, tmp_path, capsys):
+    from jobs.collect.__main__ import main as collect_main
+    from jobs.split.__main__ import main as split_main
+
+    # GIVEN the lgg-style segmentation demo collected, indexed and split by the real stages
+    store_uri = str(tmp_path / "store")
+    common = ["--dataset", "seg", "--store", store_uri, "--log-format", "text"]
+    assert collect_main(["--source", "demo", "--task", "segmentation", "--patients", "8", *common]) == 0
+    assert index_main(common) == 0
+    assert split_main([*common, "--task", "segmentation"]) == 0
+    item = json.loads(open_store(store_uri).get_bytes("splits/seg/datalist.json"))["training"][0]
+    assert len(item["label_sha256"]) == 64  # the datalist lists the mask's bytes too
+    # AND then one training image's (or its mask's) bytes replaced by another valid file of the same kind
+    key = item["image"] if what == "image" else item["label"]
+    other = next(i for i in json.loads(open_store(store_uri).get_bytes("splits/seg/datalist.json"))["training"]
+                 if i["sha256"] != item["sha256"] and i["label_sha256"] != item["label_sha256"])  # fmt: skip
+    rewrite_by_hand(
+        store_uri, key, open_store(store_uri).get_bytes(other["image"] if what == "image" else other["label"])
+    )
+    capsys.readouterr()
+    # WHEN train runs THEN it is exit 3 naming the changed file, never trained on or skipped as unreadable
+    code = train_main(["--dataset", "seg", "--store", store_uri, "--task", "segmentation", *FAST, "--model",
+                       "small-unet", "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert code == 3
+    assert f"{key}: SHA-256 is" in capsys.readouterr().err

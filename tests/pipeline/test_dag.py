@@ -33,7 +33,7 @@ def test_every_stage_argument_renders_with_the_defaults():
         assert not any("{" in a for a in argv), (spec.name, argv)
     assert PIPELINE.stage("split").argv(values) == [
         "--dataset", "demo", "--ratios", "0.7,0.15,0.15", "--seed", "42", "--merge", "", "--split-from", "stratified",
-        "--min-per-class", "3",
+        "--task", "classification", "--min-per-class", "3",
     ]  # fmt: skip
 
 
@@ -54,6 +54,13 @@ def test_the_dag_is_derived_from_the_stage_registry_and_the_options():
     collect = PIPELINE.stage("collect")
     assert {"modality", "max_patients", "manifest", "collection", "archives"} <= set(collect.parameters)
     assert PIPELINE.parameter("max_patients").default == ""
+    # AND the task reaches split and train as one parameter, the demo's dataset choice as its own (unset: "")
+    assert ("--task", "{task}") in zip(train.args, train.args[1:], strict=False)
+    split = PIPELINE.stage("split")
+    assert ("--task", "{task}") in zip(split.args, split.args[1:], strict=False)
+    assert ("--task", "{demo_task}") in zip(collect.args, collect.args[1:], strict=False)
+    assert PIPELINE.parameter("task").default == "classification"
+    assert PIPELINE.parameter("demo_task").enum[0] == "" and "volume" in PIPELINE.parameter("demo_task").enum
 
 
 def test_parameters_that_stages_share_must_agree(monkeypatch):

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from jobs.collect.deid.filter import DeidFilter, Verdict
 from jobs.core.errors import IrmsiaError
-from jobs.core.hashing import pretty_json, sha256_bytes
+from jobs.core.hashing import canonical_json, pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 from jobs.core.progress import track
 from jobs.core.settings import Options, option
@@ -49,10 +50,16 @@ class CollectReport:
 
 
 class RawSink:
-    """Where a source puts files: keys relative to ``raw/<dataset>/``, each recorded for the manifest."""
+    """Where a source puts files: keys relative to ``raw/<dataset>/``, each recorded for the manifest.
 
-    def __init__(self, writer: StageWriter, workdir: Path, workers: int) -> None:
+    With ``deid`` (``--deidentify``) every file passes the de-identification filter first: a DICOM file is stored
+    de-identified or not at all, whichever method the source stores it with (so every source gets it), and a
+    unit's record names the de-identification it went through, so a unit stored without it is never reused.
+    """
+
+    def __init__(self, writer: StageWriter, workdir: Path, workers: int, deid: DeidFilter | None = None) -> None:
         self.writer = writer
+        self.deid = deid
         self.store = writer.store
         self.prefix = writer.prefix
         self.workdir = workdir
@@ -64,21 +71,52 @@ class RawSink:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    def public_uid(self, uid: str) -> str:
+        """``uid`` as the store may show it (an object name, a series list): with ``--deidentify`` the pseudonym
+        the de-identified headers carry, so a study's files keep one folder and no original UID is stored."""
+        return self.deid.pseudonyms.uid(uid) if self.deid is not None and uid.strip() else uid
+
+    def public_id(self, value: str) -> str:
+        """A patient ID or accession number as the store may show it: with ``--deidentify`` the pseudonym the
+        de-identified headers carry for it."""
+        return self.deid.pseudonyms.identifier(value) if self.deid is not None and value.strip() else value
+
     def _count(self, rec: OutputRecord) -> OutputRecord:
         self.bytes_written += rec.size
         return rec
 
-    def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
-        """Upload one local file as ``raw/<dataset>/<name>``."""
+    def _screened(self, name: str, data: bytes) -> Verdict | None:
+        """The de-identification filter's verdict on a file (``None`` without ``--deidentify``)."""
+        return self.deid.admit(name, data) if self.deid is not None else None
+
+    def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord | None:
+        """Upload one local file as ``raw/<dataset>/<name>`` (``None``: de-identification left it out)."""
+        if self.deid is not None:
+            verdict = self._screened(name, Path(path).read_bytes())
+            if verdict is not None and verdict.data is None:
+                return None if verdict.left_out or verdict.findings else self._count(self.writer.put_file(name, path))
+            if verdict is not None and verdict.data is not None:
+                return self._count(self.writer.put_bytes(name, verdict.data))
         return self._count(self.writer.put_file(name, path, sha256=sha256))
 
     def move_file(self, name: str, path: str | Path, sha256: str | None = None,
-                  size: int | None = None) -> OutputRecord:  # fmt: skip
+                  size: int | None = None) -> OutputRecord | None:  # fmt: skip
         """Store a scratch file as ``raw/<dataset>/<name>`` and let it go (renamed, not copied, where possible)."""
+        if self.deid is not None:
+            record = self.put_file(name, path)
+            Path(path).unlink(missing_ok=True)
+            return record
         return self._count(self.writer.move_file(name, path, sha256=sha256, size=size))
 
-    def put_bytes(self, name: str, data: bytes) -> OutputRecord:
+    def put_bytes(self, name: str, data: bytes) -> OutputRecord | None:
         """Write a small object (a licence, a label CSV) as ``raw/<dataset>/<name>``."""
+        verdict = self._screened(name, data)
+        if verdict is not None and (verdict.left_out or verdict.findings):
+            return None
+        return self._count(self.writer.put_bytes(name, verdict.data if verdict and verdict.data else data))
+
+    def put_record(self, name: str, data: bytes) -> OutputRecord:
+        """Write one of the stage's own records (``_collect/``, ``_deid/``): never a source's file, never screened."""
         return self._count(self.writer.put_bytes(name, data))
 
     def put_many(self, items: Iterable[tuple], workers: int | None = None, move: bool = False) -> list[OutputRecord]:
@@ -91,24 +129,29 @@ class RawSink:
         padded = [(*i, None, None)[:4] for i in items]
         with track(f"store {len(padded)} files in {self.prefix}", len(padded), unit="files") as task:
 
-            def put(i: tuple) -> OutputRecord:
-                rec = self.move_file(i[0], i[1], sha256=i[2], size=i[3]) if move else self.put_file(i[0], i[1], i[2])
+            def put(i: tuple) -> OutputRecord | None:
+                if move:
+                    rec = self.move_file(i[0], i[1], sha256=i[2], size=i[3])
+                else:
+                    rec = self.put_file(i[0], i[1], sha256=i[2])
                 task.advance()
                 return rec
 
-            if len(padded) <= 1 or (move and self.store.is_local):
+            if len(padded) <= 1 or (move and self.store.is_local and self.deid is None):
                 # a move into a file store is a rename: threads would only add lock contention
-                return [put(i) for i in padded]
-            if workers is not None:
+                stored = [put(i) for i in padded]
+            elif workers is not None:
                 with ThreadPoolExecutor(max_workers=max(1, min(workers, len(padded)))) as pool:
-                    return list(pool.map(put, padded))
-            # one long-lived pool for the whole run: sources call this once per series or archive, and starting
-            # threads for each call costs more than uploading a small series
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
-            futures = [self._pool.submit(put, i) for i in padded]
-            return [f.result() for f in futures]
+                    stored = list(pool.map(put, padded))
+            else:
+                # one long-lived pool for the whole run: sources call this once per series or archive, and starting
+                # threads for each call costs more than uploading a small series
+                with self._lock:
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="upload")
+                futures = [self._pool.submit(put, i) for i in padded]
+                stored = [f.result() for f in futures]
+        return [record for record in stored if record is not None]  # de-identification may leave some out
 
     def close(self) -> None:
         """Stop the upload pool (the stage calls this when the source is done)."""
@@ -129,7 +172,9 @@ class RawSink:
         A unit is recorded only after all its files are stored, and each file must still have the recorded
         size and SHA-256, so a partially stored unit is never taken for complete. Returns the record.
         """
+        unit_id = self._unit_id(unit_id)
         name = self.unit_name(unit_id)
+        validator = self._validator(validator)
         try:
             record = json.loads(self.store.get_bytes(self.prefix + name))
             if record.get("unit") != unit_id or record.get("validator") != validator:
@@ -149,12 +194,26 @@ class RawSink:
     def seal_unit(self, unit_id: str, validator: dict[str, Any], records: Iterable[OutputRecord],
                   **extra: Any) -> None:  # fmt: skip
         """Record a unit as complete, after all its files are stored."""
+        unit_id = self._unit_id(unit_id)
         files = [
             {"name": r.key.removeprefix(self.prefix), "size": r.size, "sha256": r.sha256}
             for r in sorted(records, key=lambda r: r.key)
         ]
-        record = {"unit": unit_id, "validator": validator, "files": files, **extra}
-        self.put_bytes(self.unit_name(unit_id), pretty_json(record))
+        record = {"unit": unit_id, "validator": self._validator(validator), "files": files, **extra}
+        self.put_record(self.unit_name(unit_id), pretty_json(record))
+
+    def _unit_id(self, unit_id: str) -> str:
+        """The unit as its record names it: with ``--deidentify`` a keyed pseudonym, since a unit id may be an
+        original series UID (``tcia:<uid>``), which must not reach an object name or a stored record."""
+        return f"deid-{self.deid.pseudonyms.identifier(unit_id)}" if self.deid is not None else unit_id
+
+    def _validator(self, validator: dict[str, Any]) -> dict[str, Any]:
+        """A unit's validator, naming the de-identification its files went through (if any)."""
+        if self.deid is None:
+            return validator
+        # keyed, since a validator may name an original UID (a TCIA series): compared for equality only
+        return {"keyed": self.deid.pseudonyms.identifier(canonical_json(validator).decode()),
+                "deidentification": self.deid.fingerprint}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,12 @@
-"""``--source demo``: a seeded synthetic chest X-ray dataset in DICOM, byte-identical for the same seed.
+"""``--source demo``: seeded synthetic datasets, byte-identical for the same seed, one per ``--task``.
+
+``classification`` (the default, below); ``multilabel`` (``demo_multilabel``: NIH-shaped findings),
+``segmentation`` and ``segmentation-3d`` (``demo_segmentation``: lgg-style slices with masks, Decathlon-style
+NIfTI volumes with label maps) and ``volume`` (``demo_volume``: CT series and NIfTI volumes for 3-D
+classification). Each is small enough to train on a CPU in a minute or two and hard enough that a broken task
+does not reach the end-to-end tests' quality bars.
+
+The classification demo is a synthetic chest X-ray dataset in DICOM.
 
 Two classes with a difference a small CNN learns in one or two CPU epochs: ``nodule`` images carry a bright
 round blob (random position and size) on the same textured, noisy background that ``normal`` images have.
@@ -213,8 +221,9 @@ def _broken_files(good: list[Path], out: Path) -> list[Path]:
     source = good[0]  # stays in its own label folder: a patient never has two labels
     truncated = source.parent / "broken_truncated.dcm"
     data = source.read_bytes()
-    # cut inside the header, before Pixel Data, so even a header-only reader sees the damage
-    truncated.write_bytes(data[: data.index(b"\xe0\x7f\x10\x00") // 2])
+    # cut inside the header, in the middle of (0008,0030) Study Time's value, before Rows and Pixel Data: even a
+    # header-only reader sees that the file ends early (a cut between two elements would look like a whole file)
+    truncated.write_bytes(data[: data.index(b"\x08\x00\x30\x00TM") + 10])
     not_dicom = out / "nodule" / "broken_not_dicom.dcm"
     not_dicom.write_bytes(b"This is a text file with a .dcm extension, not a DICOM object.\n" * 4)
     empty = out / "normal" / "broken_empty.dcm"
@@ -222,20 +231,39 @@ def _broken_files(good: list[Path], out: Path) -> list[Path]:
     return [truncated, not_dicom, empty]
 
 
+DEFAULT_PATIENTS = {"classification": 48, "multilabel": 120, "segmentation": 24, "segmentation-3d": 24, "volume": 96}
+"""Patients per demo: as many as its task needs to reach the end-to-end quality bars in a CPU minute or two."""
+DEMO_TASKS = tuple(DEFAULT_PATIENTS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DemoOptions(SourceOptions):
-    """``--source demo``: how much synthetic data, from which seed."""
+    """``--source demo``: which synthetic dataset, how much, from which seed."""
 
+    task: str = option(
+        "classification",
+        choices=DEMO_TASKS,
+        result=True,
+        parameter="demo_task",
+        help="which demo dataset: classification (DICOM X-rays), multilabel (NIH-shaped findings), segmentation "
+        "(lgg-style slices + masks), segmentation-3d (NIfTI volumes + label maps) or volume (CT series for 3-D)",
+    )
     seed: int = option(
         42, minimum=0, result=True, help="seed of the demo generator: the same seed gives byte-identical files"
     )
-    patients: int = option(
-        48,
+    patients: int | None = option(
+        None,
         minimum=4,
         maximum=2_000,
         result=True,
-        help="synthetic patients the demo generates (two per class at least; about 0.2 MB each)",
+        help="synthetic patients the demo generates (at least 4; default per --task: "
+        + ", ".join(f"{task} {n}" for task, n in DEFAULT_PATIENTS.items())
+        + ")",
     )
+
+    @property
+    def patient_count(self) -> int:
+        return self.patients or DEFAULT_PATIENTS[self.task]
 
 
 class DemoSource(Source[DemoOptions]):
@@ -245,16 +273,38 @@ class DemoSource(Source[DemoOptions]):
     dependencies = ("pydicom", "numpy")
     options_type = DemoOptions
 
+    def result_params(self, options: DemoOptions) -> dict[str, Any]:
+        """The task, seed and the patient count it resolves to (so an explicit default is the same result)."""
+        return {**options.result_params(), "patients": options.patient_count}
+
     def collect(self, options: DemoOptions, sink: RawSink) -> CollectReport:
         root = sink.workdir / "demo"
-        files = generate(options.seed, options.patients, root)
+        root.mkdir(parents=True, exist_ok=True)
+        files = _generator(options.task)(options.seed, options.patient_count, root)
         (root / "LICENSE").write_text(LICENSE_TEXT)
         files.append(root / "LICENSE")
         sink.put_many(((p.relative_to(root).as_posix(), p) for p in files), move=True)
-        return CollectReport(
-            license=LICENSE,
-            details={"patients": options.patients, "classes": list(CLASSES), "broken_files": 3},
-        )
+        details: dict[str, Any] = {"patients": options.patient_count, "task": options.task}
+        if options.task == "classification":
+            details.update(classes=list(CLASSES), broken_files=3)
+        return CollectReport(license=LICENSE, details=details)
+
+
+def _generator(task: str) -> Any:
+    """The generator of one demo dataset: ``(seed, patients, out) -> files``."""
+    if task == "multilabel":
+        from jobs.collect.sources.demo_multilabel import generate as multilabel
+
+        return multilabel
+    if task in ("segmentation", "segmentation-3d"):
+        from jobs.collect.sources import demo_segmentation
+
+        return demo_segmentation.generate_slices if task == "segmentation" else demo_segmentation.generate_volumes
+    if task == "volume":
+        from jobs.collect.sources.demo_volume import generate as volume
+
+        return volume
+    return generate
 
 
 SOURCE = DemoSource()

@@ -219,9 +219,10 @@ class _Series:
     modality: str | None
     instances: tuple[str, ...]
 
-    @property
-    def folder(self) -> str:
-        return f"{key_segment(self.study, 'study')}/{key_segment(self.series, 'series')}"
+    def folder(self, sink: RawSink) -> str:
+        """``<StudyInstanceUID>/<SeriesInstanceUID>``, pseudonymous with ``--deidentify``."""
+        study, series = sink.public_uid(self.study), sink.public_uid(self.series)
+        return f"{key_segment(study, 'study')}/{key_segment(series, 'series')}"
 
 
 class Qido:
@@ -292,7 +293,7 @@ class DicomwebSource(Source[DicomwebOptions]):
                              + (f" of modality {options.modality}" if options.modality else ""))  # fmt: skip
         return series
 
-    def params(self, options: DicomwebOptions) -> dict[str, Any]:
+    def result_params(self, options: DicomwebOptions) -> dict[str, Any]:
         # what the PACS answers is the result: the exact instances; the search itself only as a hash (it may hold
         # patient IDs and accession numbers, which have no place in a manifest)
         series = self._plans[options] = self.plan_series(options)
@@ -304,12 +305,16 @@ class DicomwebSource(Source[DicomwebOptions]):
 
     # -- retrieving -------------------------------------------------------------------------------------------
     def _instance(self, options: DicomwebOptions, client: HttpClient, series: _Series, sop: str,
-                  sink: RawSink) -> OutputRecord:  # fmt: skip
-        name = f"{series.folder}/{key_segment(sop, 'instance')}.dcm"
-        try:  # resume at the instance: stores write atomically, and a SOP instance's content never changes
-            return sink.writer.record(sink.store.head(sink.prefix + name))
-        except IrmsiaError:
-            pass
+                  sink: RawSink) -> OutputRecord | None:  # fmt: skip
+        """One instance into the store (``None``: de-identification left it out)."""
+        name = f"{series.folder(sink)}/{key_segment(sink.public_uid(sop), 'instance')}.dcm"
+        # resume at the instance: stores write atomically, and a SOP instance's content never changes; not with
+        # --deidentify, where what is stored depends on the options too (the series' record checks those)
+        if sink.deid is None:
+            try:
+                return sink.writer.record(sink.store.head(sink.prefix + name))
+            except IrmsiaError:
+                pass
         url = (f"{options.dicomweb_url.rstrip('/')}/studies/{quote(series.study)}/series/{quote(series.series)}"
                f"/instances/{quote(sop)}")  # fmt: skip
         what = f"WADO-RS instance {sop}"
@@ -346,7 +351,7 @@ class DicomwebSource(Source[DicomwebOptions]):
             return len(record["files"])
         futures = [pool.submit(self._instance, options, client, series, sop, sink) for sop in series.instances]
         try:
-            records = [f.result() for f in futures]
+            records = [r for f in futures if (r := f.result()) is not None]  # None: left out by de-identification
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -373,7 +378,7 @@ class DicomwebSource(Source[DicomwebOptions]):
                 lister.shutdown(wait=True, cancel_futures=True)
                 files.shutdown(wait=True, cancel_futures=True)
                 raise
-        sink.put_bytes(STUDIES_CSV, self._studies_csv(series))
+        sink.put_bytes(STUDIES_CSV, self._studies_csv(series, sink))
         log.info("DICOMweb transfer: %s; %d series reused from an earlier run", stats.as_dict(), sink.units_reused,
                  extra={"fields": {"transfer": stats.as_dict()}})  # fmt: skip
         return CollectReport(
@@ -384,17 +389,22 @@ class DicomwebSource(Source[DicomwebOptions]):
                 "instances": sum(len(s.instances) for s in series),
                 "auth": (options.auth() or DicomwebAuth("none", "")).kind,
                 "studies_fingerprint": sha256_json(studies),
-                "pin": f"--worklist {STUDIES_CSV} (this dataset's own list of StudyInstanceUIDs)",
+                "pin": f"--worklist {STUDIES_CSV} (this dataset's own list of StudyInstanceUIDs)"
+                if sink.deid is None
+                else "your own worklist of the studies (the store holds their pseudonymous UIDs only)",
             },
         )
 
     @staticmethod
-    def _studies_csv(series: list[_Series]) -> bytes:
+    def _studies_csv(series: list[_Series], sink: RawSink) -> bytes:
+        """What was collected; with ``--deidentify`` under the pseudonymous UIDs (then it is no worklist for the
+        PACS: keep your own, outside the store)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["StudyInstanceUID", "SeriesInstanceUID", "Modality", "instances", "folder"])
-        for s in sorted(series, key=lambda s: (s.study, s.series)):
-            writer.writerow([s.study, s.series, s.modality or "", len(s.instances), s.folder])
+        rows = [(sink.public_uid(s.study), sink.public_uid(s.series), s) for s in series]
+        for study, uid, s in sorted(rows, key=lambda r: (r[0], r[1])):
+            writer.writerow([study, uid, s.modality or "", len(s.instances), s.folder(sink)])
         return out.getvalue().encode()
 
 

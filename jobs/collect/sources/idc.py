@@ -189,7 +189,7 @@ class IdcSource(Source[IdcOptions]):
             )
         return rows
 
-    def params(self, options: IdcOptions) -> dict[str, Any]:
+    def result_params(self, options: IdcOptions) -> dict[str, Any]:
         # the cache key is what will be read: the release and the exact series versions selected
         index = open_index()
         rows = self.select_series(options)
@@ -200,13 +200,16 @@ class IdcSource(Source[IdcOptions]):
         }
 
     # -- one series -------------------------------------------------------------------------------------------
-    def _instance(self, s3: PublicS3, series: _Series, obj: S3Object, sink: RawSink) -> OutputRecord:
-        """One instance into the store (kept when an earlier run stored it already)."""
+    def _instance(self, s3: PublicS3, series: _Series, obj: S3Object, sink: RawSink) -> OutputRecord | None:
+        """One instance into the store (kept when an earlier run stored it already; ``None``: de-identification
+        left it out)."""
         name = f"{series.folder}/{obj.name}"
-        try:
-            info = sink.store.head(sink.prefix + name)
-        except IrmsiaError:
-            info = None
+        info = None
+        if sink.deid is None:  # with --deidentify what is stored depends on the options too (the series' record checks)
+            try:
+                info = sink.store.head(sink.prefix + name)
+            except IrmsiaError:
+                info = None
         if info is not None and info.size == obj.size:  # stores write atomically: a stored object is whole
             return sink.writer.record(info)
         got = s3.download(series.bucket, obj, sink.workdir / "idc" / series.uuid / obj.name)
@@ -237,14 +240,16 @@ class IdcSource(Source[IdcOptions]):
             return {"files": len(record["files"]), "bytes": sum(f["size"] for f in record["files"])}
         objects = s3.list_objects(series.bucket, series.uuid + "/")
         self._check_listing(series, objects, mirror)
-        futures: list[Future[OutputRecord]] = [files.submit(self._instance, s3, series, o, sink) for o in objects]
+        futures: list[Future[OutputRecord | None]] = [
+            files.submit(self._instance, s3, series, o, sink) for o in objects
+        ]
         try:
-            records = [f.result() for f in futures]
+            records = [r for f in futures if (r := f.result()) is not None]  # None: left out by de-identification
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
-        sink.seal_unit(unit_id, validator, records, series=series.row["SeriesInstanceUID"])
+        sink.seal_unit(unit_id, validator, records, series=sink.public_uid(str(series.row["SeriesInstanceUID"])))
         return {"files": len(records), "bytes": sum(r.size for r in records)}
 
     def collect(self, options: IdcOptions, sink: RawSink) -> CollectReport:
@@ -254,9 +259,11 @@ class IdcSource(Source[IdcOptions]):
         stats = TransferStats()
         s3 = PublicS3(options.idc_endpoint, http_client(options, stats), what="IRMSIA_IDC_ENDPOINT")
         mirror = f"the endpoint {options.idc_endpoint} (IRMSIA_IDC_ENDPOINT)"
-        chosen = [_Series(r, "/".join((key_segment(r["PatientID"], "unknown-patient"),
-                                       key_segment(r["StudyInstanceUID"], "unknown-study"),
-                                       key_segment(r["SeriesInstanceUID"], "series")))) for r in rows]  # fmt: skip
+        # with --deidentify, the folders are named by the pseudonyms the de-identified headers carry
+        chosen = [_Series(r, "/".join((key_segment(sink.public_id(str(r["PatientID"] or "")), "unknown-patient"),
+                                       key_segment(sink.public_uid(str(r["StudyInstanceUID"] or "")), "unknown-study"),
+                                       key_segment(sink.public_uid(str(r["SeriesInstanceUID"])), "series"))))
+                  for r in rows]  # fmt: skip
         log.info("IDC release %d: %d series from %d patients (%.1f MB)", release, len(rows),
                  len({r["PatientID"] for r in rows}), sum(float(r["series_size_MB"] or 0) for r in rows))  # fmt: skip
         results: dict[str, dict[str, Any]] = {}
@@ -272,7 +279,7 @@ class IdcSource(Source[IdcOptions]):
                 lister.shutdown(wait=True, cancel_futures=True)
                 files.shutdown(wait=True, cancel_futures=True)
                 raise
-        sink.put_bytes(SERIES_CSV, self._series_csv(chosen, results, release))
+        sink.put_bytes(SERIES_CSV, self._series_csv(chosen, results, release, sink))
         licenses = sorted({str(r["license_short_name"]) for r in rows if r.get("license_short_name")})
         sink.put_bytes("LICENSE", self._license_text(rows, release).encode())
         log.info("IDC transfer: %s; %d series reused from an earlier run", stats.as_dict(), sink.units_reused,
@@ -292,13 +299,17 @@ class IdcSource(Source[IdcOptions]):
         )
 
     @staticmethod
-    def _series_csv(chosen: list[_Series], results: dict[str, dict[str, Any]], release: int) -> bytes:
+    def _series_csv(chosen: list[_Series], results: dict[str, dict[str, Any]], release: int, sink: RawSink) -> bytes:
+        """Every series collected; with ``--deidentify`` under its pseudonymous UIDs and patient ID."""
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=SERIES_FIELDS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for s in sorted(chosen, key=lambda s: (s.folder, s.uuid)):
             values = {k: ("" if s.row.get(k) is None else s.row[k]) for k in SERIES_FIELDS}
-            writer.writerow({**values, "folder": s.folder, **results[s.uuid], "idc_version": release})
+            public = {"SeriesInstanceUID": sink.public_uid(str(values["SeriesInstanceUID"])),
+                      "StudyInstanceUID": sink.public_uid(str(values["StudyInstanceUID"])),
+                      "PatientID": sink.public_id(str(values["PatientID"]))}  # fmt: skip
+            writer.writerow({**values, **public, "folder": s.folder, **results[s.uuid], "idc_version": release})
         return out.getvalue().encode()
 
     @staticmethod

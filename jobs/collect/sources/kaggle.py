@@ -265,7 +265,7 @@ class KaggleSource(Source[KaggleOptions]):
     dependencies = ("kagglesdk", "requests")
     options_type = KaggleOptions
 
-    def params(self, options: KaggleOptions) -> dict[str, Any]:
+    def result_params(self, options: KaggleOptions) -> dict[str, Any]:
         # the version a dataset will be collected at is its result (a new version is a new result)
         if options.competition:
             return {"competition": options.competition}

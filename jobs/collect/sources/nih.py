@@ -192,7 +192,9 @@ class NihSource(Source[NihOptions]):
             sink.units_reused,
             extra={"fields": {"transfer": stats.as_dict()}},
         )
-        return CollectReport(license=LICENSE, details={"archives": [a[0] for a in chosen], "images": len(images)})
+        # NIH's own MD5 of every archive collected (each download was checked against it): the release, exactly
+        details = {"archives": [a[0] for a in chosen], "archive_md5": {a[0]: a[2] for a in chosen}}
+        return CollectReport(license=LICENSE, details={**details, "images": len(images)})
 
 
 SOURCE = NihSource()

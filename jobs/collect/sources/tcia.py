@@ -211,9 +211,10 @@ class TciaSource(Source[TciaOptions]):
     def _collect_series(self, series: dict[str, Any], api: NbiaApi, client: HttpClient, options: TciaOptions,
                         sink: RawSink) -> dict[str, Any]:  # fmt: skip
         uid = str(series["SeriesInstanceUID"])
-        patient = key_segment(series.get("PatientID"), "unknown-patient")
-        study = key_segment(series.get("StudyInstanceUID"), "unknown-study")
-        folder = f"{patient}/{study}/{key_segment(uid, 'series')}"
+        # with --deidentify, the folders are named by the pseudonyms the de-identified headers carry
+        patient = key_segment(sink.public_id(str(series.get("PatientID") or "")), "unknown-patient")
+        study = key_segment(sink.public_uid(str(series.get("StudyInstanceUID") or "")), "unknown-study")
+        folder = f"{patient}/{study}/{key_segment(sink.public_uid(uid), 'series')}"
         validator = {"series": uid, "images": series.get("ImageCount")}
         if (record := sink.reuse_unit(f"tcia:{uid}", validator)) is not None:
             return {"folder": folder, "files": len(record["files"]), "license_text": record.get("license_text")}
@@ -274,7 +275,7 @@ class TciaSource(Source[TciaOptions]):
                              if results[str(s["SeriesInstanceUID"])]["license_text"]), None)  # fmt: skip
         if license_text:
             sink.put_bytes("LICENSE", license_text.encode())
-        sink.put_bytes(SERIES_CSV, self._series_csv(series, results))
+        sink.put_bytes(SERIES_CSV, self._series_csv(series, results, sink))
         names = sorted({str(s.get("LicenseName")) for s in series if s.get("LicenseName")})
         first_line = next((ln.strip() for ln in (license_text or "").splitlines() if ln.strip()), None)
         log.info(
@@ -295,18 +296,25 @@ class TciaSource(Source[TciaOptions]):
                 "series_fingerprint": sha256_json(
                     sorted([str(s["SeriesInstanceUID"]), s.get("ImageCount"), s.get("FileSize")] for s in series)
                 ),
-                "pin": f"--manifest {SERIES_CSV} (this dataset's own series list)",
+                "pin": f"--manifest {SERIES_CSV} (this dataset's own series list)"
+                if sink.deid is None
+                else f"--collection {options.collection} with the same selection (the store holds pseudonymous UIDs)",
             },
         )
 
     @staticmethod
-    def _series_csv(series: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> bytes:
+    def _series_csv(series: list[dict[str, Any]], results: dict[str, dict[str, Any]], sink: RawSink) -> bytes:
+        """Every series collected; with ``--deidentify`` under its pseudonymous UIDs and patient ID."""
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=SERIES_COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for s in sorted(series, key=lambda s: results[str(s["SeriesInstanceUID"])]["folder"]):
             r = results[str(s["SeriesInstanceUID"])]
-            writer.writerow({**{k: s.get(k, "") for k in SERIES_COLUMNS}, "folder": r["folder"], "files": r["files"]})
+            public = {"SeriesInstanceUID": sink.public_uid(str(s["SeriesInstanceUID"])),
+                      "StudyInstanceUID": sink.public_uid(str(s.get("StudyInstanceUID") or "")),
+                      "PatientID": sink.public_id(str(s.get("PatientID") or ""))}  # fmt: skip
+            values = {k: s.get(k, "") for k in SERIES_COLUMNS}
+            writer.writerow({**values, **public, "folder": r["folder"], "files": r["files"]})
         return out.getvalue().encode()
 
 

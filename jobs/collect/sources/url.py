@@ -68,7 +68,7 @@ def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file:
         records = sink.put_many(((folder + m.name, m.path, m.sha256, m.size) for m in members), move=True)
         remove_tree(target)
     else:
-        records = [sink.move_file(folder + name, file)]
+        records = [r for r in [sink.move_file(folder + name, file)] if r is not None]  # None: left out (de-id)
     sink.seal_unit(unit_id, validator, records, license=license_line, **extra)
     return records, license_line
 

@@ -80,7 +80,7 @@ def test_demo_dataset_shape_and_headers(demo_store):
     assert 0 < rescaled < len(images) and 0 < windowed < len(images)
     assert manifest.summary["source"] == "demo" and manifest.summary["license"] == "CC0-1.0"
     assert manifest.summary["files"] == len(manifest.outputs)
-    assert manifest.params == {"source": "demo", "seed": 42, "patients": 48}
+    assert manifest.params == {"source": "demo", "task": "classification", "seed": 42, "patients": 48}
 
 
 def test_demo_nodules_are_brighter_than_normals(demo_store):
@@ -113,3 +113,49 @@ def test_demo_holds_each_kind_of_broken_file(demo_store):
     partial = pydicom.dcmread(io.BytesIO(truncated))
     assert "SOPInstanceUID" in partial and "Rows" not in partial and "PixelData" not in partial
     assert manifest_key("raw/demo/") not in keys
+
+
+def _collect_task(store: str, task: str, *extra: str) -> list[tuple[str, str]]:
+    assert main(["--source", "demo", "--task", task, "--dataset", task, "--store", store, "--log-format", "text",
+                 *extra]) == 0  # fmt: skip
+    manifest = read_manifest(open_store(store), f"raw/{task}/")
+    return [(o.key, o.sha256) for o in manifest.outputs]
+
+
+@pytest.mark.parametrize("task", ["multilabel", "segmentation", "segmentation-3d", "volume"])
+def test_each_task_demo_is_byte_identical_per_seed_and_differs_across_seeds(task, tmp_path):
+    # GIVEN the task's demo collected twice with seed 7 and once with seed 8 (few patients: the smallest dataset)
+    first = _collect_task(str(tmp_path / "a"), task, "--seed", "7", "--patients", "4")
+    again = _collect_task(str(tmp_path / "b"), task, "--seed", "7", "--patients", "4")
+    other = _collect_task(str(tmp_path / "c"), task, "--seed", "8", "--patients", "4")
+    # THEN the same seed gives the same keys and bytes, and another seed other images (empty masks may repeat)
+    assert first == again
+
+    def images(files: list[tuple[str, str]]) -> set[str]:
+        return {sha for key, sha in files if not key.endswith(("LICENSE", "_mask.tif")) and "/labelsTr/" not in key}
+
+    assert images(first) and not images(first) & images(other)
+
+
+# What the index must see in each demo: its layout's labels, volumes and masks (read from the raw files).
+TASK_SHAPES = [
+    ("multilabel", 120, lambda keys: sum(k.endswith(".png") for k in keys) >= 240 and "Data_Entry_2017.csv" in
+     {k.rsplit("/", 1)[-1] for k in keys}),
+    ("segmentation", 24, lambda keys: sum(k.endswith("_mask.tif") for k in keys) * 2 + 1 == len(keys)),
+    ("segmentation-3d", 24, lambda keys: sum("/labelsTr/" in k for k in keys) == 24 == sum("/imagesTr/" in k
+                                                                                         for k in keys)),
+    ("volume", 96, lambda keys: sum(k.endswith(".nii.gz") for k in keys) == 24
+     and sum(k.endswith(".dcm") for k in keys) == 72 * 24),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("task", "patients", "holds"), TASK_SHAPES, ids=[t[0] for t in TASK_SHAPES])
+def test_each_task_demo_has_its_default_size_and_layout(task, patients, holds, tmp_path):
+    # GIVEN the task's demo with its default patient count
+    store = str(tmp_path / "store")
+    keys = [key for key, _ in _collect_task(store, task)]
+    manifest = read_manifest(open_store(store), f"raw/{task}/")
+    # THEN its files follow the layout the index reads, and the params record the resolved count
+    assert holds(keys), keys[:10]
+    assert manifest.params == {"source": "demo", "task": task, "seed": 42, "patients": patients}
+    assert manifest.summary["task"] == task

@@ -270,3 +270,35 @@ def test_credentials_are_environment_only_and_never_shown(pacs):
         with pytest.raises(UsageError):
             CollectSettings.parse(["--source", "dicomweb", "--dataset", "x", "--patient", "P", flag, "v"], env)
     assert replace(options, token=None).auth() is None
+
+
+def test_a_deidentified_pacs_collect_keeps_no_original_uid_or_id_anywhere_in_the_store(tmp_path, pacs, monkeypatch):
+    # GIVEN the PACS's studies, and a de-identification key in the environment
+    monkeypatch.setenv("IRMSIA_DEID_SECRET", "pacs-deid-secret-31415926")
+    store_uri = str(tmp_path / "store")
+    # WHEN they are collected with --deidentify
+    every_study = ("--accession", "ACC-CT-1,ACC-MR-2,ACC-NM-3", "--deidentify")
+    assert _collect(pacs, store_uri, *every_study) == 0
+    store = open_store(store_uri)
+    manifest = read_manifest(store, "raw/pacs/")
+    # THEN every instance is stored de-identified but the one that may show text in its pixels (JPEG2000.dcm, a
+    # Secondary Capture), and the PHI scan found nothing
+    report = manifest.summary["deidentification"]
+    assert report["phi_scan"]["findings"] == 0 and report["left_out"] == {"possible burned-in annotation": 1}
+    stored = {o.key: store.get_bytes(o.key) for o in manifest.outputs}
+    images = {k: pydicom.dcmread(io.BytesIO(v)) for k, v in stored.items() if k.endswith(".dcm")}
+    assert len(images) == len(FILES) - 1 and all(ds.PatientIdentityRemoved == "YES" for ds in images.values())
+    # AND no original UID, patient ID or accession number is in an object name, a stored byte or the manifest
+    originals = {str(v) for ds in HEADERS.values()
+                 for v in (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.PatientID,
+                           ds.AccessionNumber)}  # fmt: skip
+    everything = manifest.to_json().decode() + "".join(stored) + "".join(v.decode("latin-1") for v in stored.values())
+    assert [o for o in originals if o in everything] == [], [k for k, v in stored.items() for o in originals
+                                                             if o in k or o.encode() in v]  # fmt: skip
+    # AND the files are named by their pseudonymous UIDs, so one study and series stay one folder
+    for key, ds in images.items():
+        assert key == f"raw/pacs/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+    # AND a rerun reuses every stored series instead of retrieving it again
+    pacs.proxy.log.clear()
+    assert _collect(pacs, store_uri, *every_study, "--force") == 0
+    assert pacs.wado() == []

@@ -318,8 +318,33 @@ def test_an_earlier_release_is_what_it_served():
     removed = index.rows(PRIOR)[0]["crdc_series_uuid"]
     assert removed in {r["crdc_series_uuid"] for r in got}
     # AND the cache key names the release, so a pinned rerun cannot hit a later release's result
-    pinned = SOURCE.params(_options("--collection", "nlst", "--modality", "SR", "--idc-version", str(earlier),
+    pinned = SOURCE.result_params(_options("--collection", "nlst", "--modality", "SR", "--idc-version", str(earlier),
                                     "--analysis-results"))  # fmt: skip
-    current = SOURCE.params(_options("--collection", "nlst", "--modality", "SR", "--analysis-results"))
+    current = SOURCE.result_params(_options("--collection", "nlst", "--modality", "SR", "--analysis-results"))
     assert pinned["idc_version"] == earlier and current["idc_version"] == index.release
     assert pinned["series_versions"] != current["series_versions"]
+
+
+def test_a_deidentified_collect_keeps_no_original_uid_or_patient_id_in_names_or_records(tmp_path, idc, monkeypatch):
+    # GIVEN the selection, and a de-identification key in the environment
+    monkeypatch.setenv("IRMSIA_DEID_SECRET", "idc-deid-secret-16180339")
+    store_uri = str(tmp_path / "s")
+    # WHEN it is collected with --deidentify
+    assert _tiny(store_uri, "--deidentify", "--deid-allow-burned-in") == 0
+    store = open_store(store_uri)
+    manifest = read_manifest(store, "raw/pdmr/")
+    scan = manifest.summary["deidentification"]["phi_scan"]
+    assert scan["findings"] == 0 and scan["headers"] == sum(len(idc.files[r["SeriesInstanceUID"]]) for r in idc.tiny)
+    # THEN no original patient ID, study or series UID is in an object name, the series list or a unit record
+    originals = {str(r[k]) for r in idc.tiny for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")}
+    names = [o.key for o in manifest.outputs]
+    records = [store.get_bytes(k).decode() for k in names if not k.endswith(".dcm")]
+    assert [o for o in originals if any(o in n for n in names) or any(o in r for r in records)] == []
+    # AND the series list still names every series, by the folder of its de-identified files
+    rows = list(csv.DictReader(io.StringIO(store.get_bytes("raw/pdmr/" + SERIES_CSV).decode())))
+    assert sorted(r["crdc_series_uuid"] for r in rows) == sorted(r["crdc_series_uuid"] for r in idc.tiny)
+    assert all(r["folder"].endswith(f"/{r['StudyInstanceUID']}/{r['SeriesInstanceUID']}") for r in rows)
+    # AND a rerun reuses every series instead of downloading it again
+    idc.proxy.log.clear()
+    assert _tiny(store_uri, "--deidentify", "--deid-allow-burned-in", "--force") == 0
+    assert idc.gets() == []

@@ -62,6 +62,8 @@ def test_archives_labels_and_official_split(store_uri, nih_server):
         assert store.exists(f"raw/nih/{sidecar}")
     assert manifest.summary["license"].startswith("NIH Clinical Center")
     assert manifest.summary["images"] == 5
+    # AND the release is pinned by NIH's own checksum of every archive collected
+    assert manifest.summary["archive_md5"] == {name: md5 for name, _, md5 in nih.ARCHIVES[:2]}
 
 
 def test_subset_of_archives(tmp_path, nih_server):

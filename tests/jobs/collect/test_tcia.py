@@ -7,6 +7,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 
+import pydicom
 import pytest
 
 from jobs.collect.__main__ import main
@@ -239,3 +240,35 @@ def test_the_series_list_pins_a_rerun_to_exactly_the_same_series(tmp_path, tcia,
     row["ImageCount"] += 1
     assert main(["--source", "tcia", "--dataset", "third", "--store", store_uri, "--manifest", str(pinned)]) == 3
     assert "TCIA revised it" in capsys.readouterr().err
+
+
+def test_a_deidentified_collect_names_folders_and_lists_series_by_pseudonyms_only(tmp_path, tcia, monkeypatch):
+    # GIVEN the collection, and a de-identification key in the environment
+    monkeypatch.setenv("IRMSIA_DEID_SECRET", "tcia-deid-secret-27182818")
+    store_uri = str(tmp_path / "store")
+    # WHEN it is collected with --deidentify
+    assert _collect(store_uri, "--collection", COLLECTION, "--deidentify", "--deid-allow-burned-in") == 0
+    store = open_store(store_uri)
+    manifest = read_manifest(store, "raw/lidc/")
+    assert manifest.summary["deidentification"]["phi_scan"]["findings"] == 0
+    # THEN no original series or study UID, nor patient ID, is in an object name or a stored record
+    originals = {*tcia.files_by_series, *{u.rsplit(".", 1)[0] for u in tcia.files_by_series}, "PAT-001", "PAT-002"}
+    stored = {o.key: store.get_bytes(o.key) for o in manifest.outputs}
+    leaks = [(k, o) for k, v in stored.items() for o in originals if o in k or f"{o}\n".encode() in v
+             or f"{o},".encode() in v or f'"{o}"'.encode() in v]  # fmt: skip
+    assert leaks == []
+    # AND the series list names each series by the folder its de-identified files are in, under its new UIDs
+    rows = list(csv.DictReader(io.StringIO(stored["raw/lidc/tcia_series.csv"].decode())))
+    assert len(rows) == len(tcia.files_by_series)
+    for row in rows:
+        (key, *_) = [k for k in stored if k.startswith(f"raw/lidc/{row['folder']}/")]
+        header = pydicom.dcmread(io.BytesIO(stored[key]))
+        assert (header.SeriesInstanceUID, header.StudyInstanceUID) == (
+            row["SeriesInstanceUID"],
+            row["StudyInstanceUID"],
+        )
+        assert row["folder"].endswith(f"/{header.StudyInstanceUID}/{header.SeriesInstanceUID}")
+    # AND a rerun reuses every series instead of downloading it again
+    tcia.log.clear()
+    assert _collect(store_uri, "--collection", COLLECTION, "--deidentify", "--deid-allow-burned-in", "--force") == 0
+    assert _gets(tcia) == []

@@ -80,7 +80,10 @@ def _odd_length_rows() -> bytes:
 
 
 CASES = {
-    "no transfer syntax": (lambda: _with_syntax("MR_small.dcm", None), "no transfer syntax: the file meta has no"),
+    "no transfer syntax, encapsulated data": (
+        lambda: _with_syntax("JPEG2000.dcm", None),
+        "no transfer syntax: the file meta has no",
+    ),
     "video syntax": (lambda: _with_syntax("MR_small.dcm", "1.2.840.10008.1.2.4.100"), "unsupported transfer syntax"),
     "unknown syntax": (lambda: _with_syntax("MR_small.dcm", "1.2.3.4.5"), "unsupported transfer syntax: '1.2.3.4.5'"),
     "native syntax, encapsulated data": (
@@ -165,3 +168,23 @@ def test_files_train_decodes_pass_every_check(name):
     # WHEN its header is read THEN it is accepted
     header = read_header(data, len(data))
     assert header.rows and header.columns
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: _with_syntax("MR_small.dcm", None), id="file meta without a transfer syntax"),
+        pytest.param(lambda: _file("OT-PAL-8-face.dcm"), id="no preamble, no file meta (OT-PAL-8-face.dcm)"),
+    ],
+)
+def test_native_pixels_without_a_transfer_syntax_are_read_as_pydicom_reads_the_data_set(build):
+    # GIVEN a DICOM file whose meta names no transfer syntax but whose pixel data is native
+    data = build()
+    # WHEN train decodes it THEN it decodes in the encoding pydicom read the data set in
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = Preprocessing(image_size=16).native(data, "no-syntax")
+    assert image.shape[1:] == (16, 16)
+    # AND header mode accepts it, recording the (absent) transfer syntax as the header has it
+    header = read_header(data, len(data))
+    assert header.rows and header.transfer_syntax is None

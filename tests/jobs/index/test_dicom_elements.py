@@ -51,7 +51,8 @@ def test_walker_returns_wanted_values_and_pixel_position():
 @pytest.mark.parametrize(
     ("cut", "message"),
     [
-        (lambda d: d[: d.index(b"\xe0\x7f\x10\x00")], "ends inside an element header"),
+        (lambda d: d[: d.index(b"\xe0\x7f\x10\x00")], "no pixel data: the data set ends before any"),
+        (lambda d: d[: d.index(b"\xe0\x7f\x10\x00") + 3], "ends inside an element header"),
         (lambda d: d[:400], "ends inside"),
     ],
 )

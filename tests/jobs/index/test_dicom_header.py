@@ -77,11 +77,38 @@ def test_truncated_pixel_data_is_unusable(mutate, reason):
         read_header(cut, len(cut))
 
 
-def test_dicom_without_pixel_data_is_not_an_image():
-    path = get_testdata_file("rtplan.dcm")
-    data = Path(path).read_bytes()
-    with pytest.raises(UnusableDicom, match=r"without pixel data .*RT Plan"):
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("rtplan.dcm", "radiotherapy object (SOP class RT Plan Storage): holds a plan"),
+        ("DICOMDIR", "DICOMDIR: a media directory listing other files"),
+        ("DICOMDIR-implicit", "DICOMDIR: a media directory listing other files"),
+        ("test-SR.dcm", "structured report (SOP class Comprehensive SR Storage)"),
+        ("reportsi.dcm", "structured report (SOP class Basic Text SR Storage)"),
+        ("waveform_ecg.dcm", "waveform (SOP class 12-lead ECG Waveform Storage)"),
+        ("UN_sequence.dcm", "no pixel data (SOP class CT Image Storage): an image header whose (7FE0,0010)"),
+        ("empty_charset_LEI.dcm", "DICOM without pixel data (no SOP class): not an image"),
+    ],
+)
+def test_a_whole_file_without_pixel_data_is_named_for_what_it_is_never_truncated(name, reason):
+    # GIVEN a complete DICOM object without Pixel Data from pydicom's corpus
+    data = Path(get_testdata_file(name)).read_bytes()
+    # WHEN its header is read THEN the reason says what it is
+    with pytest.raises(UnusableDicom) as refused:
         read_header(data, len(data))
+    assert str(refused.value).startswith(reason), str(refused.value)
+
+
+def test_the_stubs_of_a_dicomdir_tree_are_headers_without_pixels_not_truncated_files():
+    # GIVEN the TINY_ALPHA stubs (CT headers written without their pixels) WHEN read
+    stubs = [p for p in get_testdata_files() if "TINY_ALPHA" in p and os.path.basename(p).startswith("IM")]
+    assert len(stubs) >= 30
+    for path in stubs:
+        data = Path(path).read_bytes()
+        with pytest.raises(UnusableDicom) as refused:
+            read_header(data, len(data))
+        # THEN each is a header without pixel data, not a truncated file
+        assert str(refused.value).startswith("no pixel data (SOP class CT Image Storage)"), path
 
 
 def test_fast_path_agrees_with_pydicom_on_every_corpus_file_it_takes():

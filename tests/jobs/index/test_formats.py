@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import struct
+from pathlib import Path
 
+import nibabel
 import numpy as np
 import pytest
 from PIL import Image
@@ -64,8 +67,16 @@ def test_sniff_names_what_is_wrong(data, reason):
         (_pil("PNG", "L", (7, 5)), PNG, Geometry(rows=5, columns=7, bits=8, samples=1, frames=1)),
         (_pil("PNG", "RGB", (3, 9)), PNG, Geometry(rows=9, columns=3, bits=8, samples=3, frames=1)),
         (_pil("JPEG", "L", (16, 12)), JPEG, Geometry(rows=12, columns=16, bits=8, samples=1, frames=1)),
-        (_nifti((6, 4, 3)), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=3)),
-        (gzip.compress(_nifti((6, 4))), NIFTI, Geometry(rows=4, columns=6, bits=16, frames=1)),
+        (
+            _nifti((6, 4, 3)),
+            NIFTI,
+            Geometry(rows=4, columns=6, bits=16, frames=3, volume=(3, 4, 6), spacing=(1.0, 1.0, 1.0)),
+        ),
+        (
+            gzip.compress(_nifti((6, 4))),
+            NIFTI,
+            Geometry(rows=4, columns=6, bits=16, frames=1, volume=(1, 4, 6), spacing=(1.0, 1.0, 1.0)),
+        ),
         (_pil("TIFF"), TIFF, Geometry(rows=5, columns=7, bits=8, samples=1)),
         (_pil("TIFF", "RGB", (4, 6)), TIFF, Geometry(rows=6, columns=4, bits=8, samples=3)),
     ],
@@ -94,3 +105,30 @@ def test_a_tiff_whose_directory_or_strips_lie_past_its_end_is_not_an_image(cut, 
     data = cut(_pil("TIFF", "L", (40, 30)))
     with pytest.raises(NotAnImage, match=reason):
         geometry(TIFF, data, len(data))
+
+
+NIBABEL_DATA = Path(nibabel.__file__).parent / "tests" / "data"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("nifti1.hdr", "NIfTI header without its image: a .hdr whose voxels are in a separate .img file"),
+        ("nifti2.hdr", "NIfTI header without its image: a .hdr whose voxels are in a separate .img file"),
+        ("row_major.dconn.nii", "CIFTI file (NIfTI intent 3001): a connectivity or surface data matrix"),
+    ],
+)
+def test_nifti_files_that_hold_no_image_volume_are_refused_from_their_header(name, reason):
+    # GIVEN nibabel's own sample files: .hdr halves of .hdr/.img pairs and a CIFTI dense connectome
+    data = (NIBABEL_DATA / name).read_bytes()
+    assert sniff(data) == NIFTI
+    # WHEN their header is read THEN they are refused, saying what they are
+    with pytest.raises(NotAnImage, match=re.escape(reason)):
+        geometry(NIFTI, data, len(data))
+
+
+def test_a_single_file_nifti_volume_keeps_its_geometry():
+    data = (NIBABEL_DATA / "anatomical.nii").read_bytes()
+    found = geometry(NIFTI, data, len(data))
+    assert (found.rows, found.columns, found.bits, found.frames) == (41, 33, 16, 25)
+    assert found.volume is not None and sorted(found.volume) == [25, 33, 41]  # the grid, in canonical axis order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -130,7 +131,7 @@ def test_chest_xray_tree(tmp_path):
     ]
 
 
-def test_covid19_tree_ignores_masks(tmp_path):
+def test_covid19_tree_pairs_its_masks_instead_of_indexing_them(tmp_path):
     files = {
         "COVID-19_Radiography_Dataset/COVID/images/COVID-1.png": _image("PNG", 1),
         "COVID-19_Radiography_Dataset/COVID/masks/COVID-1.png": _image("PNG", 2),
@@ -138,8 +139,15 @@ def test_covid19_tree_ignores_masks(tmp_path):
         "COVID-19_Radiography_Dataset/COVID.metadata.xlsx.txt": b"sidecar",
     }
     rows, summary = _index(str(tmp_path / "s"), files)
-    assert summary["classes"] == ["COVID", "Viral Pneumonia"] and summary["skipped"] == 1
+    assert summary["classes"] == ["COVID", "Viral Pneumonia"] and summary["skipped"] == 0
     assert [r["patient_id"] for r in rows] == ["COVID-1", "Viral Pneumonia-1"]
+    # the lung mask beside the image is its segmentation mask, with its content hash; the other image has none
+    assert [r["mask_key"] for r in rows] == ["raw/ds/COVID-19_Radiography_Dataset/COVID/masks/COVID-1.png", None]
+    assert (
+        rows[0]["mask_sha256"]
+        == hashlib.sha256(files["COVID-19_Radiography_Dataset/COVID/masks/COVID-1.png"]).hexdigest()
+    )
+    assert summary["masks"] == 1
 
 
 def test_lgg_tree_patient_from_folder_and_labels_by_patient(tmp_path):
@@ -152,7 +160,8 @@ def test_lgg_tree_patient_from_folder_and_labels_by_patient(tmp_path):
     }
     rows, summary = _index(str(tmp_path / "s"), files, "--layout", "lgg-mri-segmentation", "--labels", "labels.csv")
     assert [(r["label"], r["patient_id"], r["format"]) for r in rows] == [("grade2", "TCGA_CS_4941", "tiff")] * 2
-    assert summary["skipped"] == 1
+    assert [r["mask_key"] for r in rows] == [f"raw/ds/{case}/TCGA_CS_4941_19960909_1_mask.tif", None]
+    assert summary["skipped"] == 0 and summary["masks"] == 1
 
 
 def test_nih_tree_finds_its_data_entry_csv(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import warnings
 
@@ -14,6 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from jobs.core.errors import DataError, UsageError
+from jobs.index.formats import NotAnImage, sniff
 from jobs.ml.preprocess import Preprocessing, decode, detect_format, resize, scale_intensity, to_channels
 
 
@@ -149,11 +151,44 @@ def test_float_tiff_falls_back_to_tifffile():
     np.testing.assert_allclose(out[0], (array + 1) / 2, atol=1e-5)
 
 
+def _nifti1_head() -> bytes:
+    import nibabel
+
+    return nibabel.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)).to_bytes()[:352]
+
+
+@pytest.mark.parametrize(
+    ("layout", "dtype"),
+    [("separate", np.float64), ("separate", np.uint16), ("contig", np.float64)],
+    ids=["planar float64", "planar uint16", "contiguous float64"],
+)
+def test_an_rgb_tiff_keeps_its_three_channels_whether_planar_or_contiguous(layout, dtype):
+    import tifffile
+
+    # GIVEN an RGB TIFF Pillow cannot open, its samples stored plane by plane or interleaved
+    rgb = (np.random.default_rng(7).random((3, 12, 10)) * 1000).astype(dtype)
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer, rgb if layout == "separate" else np.moveaxis(rgb, 0, -1), planarconfig=layout, photometric="rgb"
+    )
+    # WHEN decoded THEN it is the three planes, in order: red, green, blue
+    image = decode(buffer.getvalue())
+    assert image.shape == (3, 12, 10)
+    np.testing.assert_allclose(image, rgb.astype(np.float32))
+
+
 @pytest.mark.parametrize(
     ("head", "expected"),
     [
         (b"\x00" * 128 + b"DICM" + b"\x02\x00", "dicom"),
-        (b"\x08\x00\x05\x00CS", "dicom"),
+        (b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", "dicom"),
+        # preamble-less DICOM starting past the identifying group: patient, acquisition, study, image groups
+        (b"\x10\x00\x10\x00PN\x08\x00Doe^John", "dicom"),
+        (b"\x18\x00\x50\x00DS\x04\x001.25", "dicom"),
+        (b"\x20\x00\x0d\x00\x0a\x00\x00\x001.2.3.4.5\x00", "dicom"),
+        (b"\x28\x00\x02\x00US\x02\x00\x01\x00", "dicom"),
+        (_nifti1_head(), "nifti"),
+        (gzip.compress(_nifti1_head() + b"\x00" * 4), "nifti"),
         (b"\x89PNG\r\n\x1a\n....", "png"),
         (b"\xff\xd8\xff\xe0....", "jpeg"),
         (b"II*\x00....", "tiff"),
@@ -164,13 +199,18 @@ def test_float_tiff_falls_back_to_tifffile():
 )
 def test_detect_format_by_content(head, expected):
     assert detect_format(head) == expected
+    # the index's sniffer is the same function: what it accepts, train decodes as the same format
+    try:
+        assert sniff(head) == expected
+    except NotAnImage:
+        assert expected is None
 
 
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        (b"", "not a DICOM, PNG, JPEG or TIFF"),
-        (b"just some text, not an image at all" * 8, "not a DICOM, PNG, JPEG or TIFF"),
+        (b"", "not a DICOM, PNG, JPEG, TIFF or NIfTI"),
+        (b"just some text, not an image at all" * 8, "not a DICOM, PNG, JPEG, TIFF or NIfTI"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "broken.png: cannot decode png"),
     ],
 )

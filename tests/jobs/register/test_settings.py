@@ -14,13 +14,13 @@ def test_defaults_and_environment():
     s = RegisterSettings.parse(
         BASE, {"IRMSIA_STORE": "/tmp/s", "IRMSIA_IMAGE": "ghcr.io/x/register:1", "MLFLOW_TRACKING_URI": ""}
     )
-    assert (s.run_id, s.model_name, s.promote, s.metric) == ("run-1", "demo-classifier", "auto", "val_auc")
+    assert (s.run_id, s.model_name, s.promote, s.metric) == ("run-1", "demo-classifier", "auto", "auto")
     assert s.common.store == "/tmp/s" and s.image == "ghcr.io/x/register:1" and s.mlflow_tracking_uri is None
 
 
 def test_empty_values_mean_unset():
     s = RegisterSettings.parse([*BASE, "--promote", "", "--metric", "", "--description", ""], {})
-    assert (s.promote, s.metric, s.description) == ("auto", "val_auc", "")
+    assert (s.promote, s.metric, s.description) == ("auto", "auto", "")
 
 
 INVALID = [

@@ -31,7 +31,25 @@ def test_datalist_is_monai_style_with_label_indices():
     # the index's SHA-256 travels with each image, so train verifies the raw bytes it reads
     assert data == {
         "labels": ["A", "B"],
+        "task": "classification",
         "training": [{"image": "k1", "label": 1, "label_name": "B", "patient_id": "p1", "sha256": "1" * 64}],
         "validation": [{"image": "k2", "label": 0, "label_name": "A", "patient_id": "p2", "sha256": "2" * 64}],
         "test": [],
     }
+
+
+def test_datalist_items_of_a_volume_name_it_and_their_slice():
+    rows = {
+        "train": [{"key": "s2", "label": "A", "patient_id": "p1", "volume": "1.2.3", "slice_index": 0, "sha256": "s"},
+                  {"key": "v.nii", "label": "A", "patient_id": "p2", "volume": "v.nii", "slice_index": None,
+                   "sha256": "v", "mask_key": "m.nii", "mask_sha256": "m"}],
+        "val": [],
+        "test": [],
+    }  # fmt: skip
+    data = json.loads(datalist_bytes(["A"], rows))
+    assert data["training"] == [
+        {"image": "s2", "label": 0, "label_name": "A", "patient_id": "p1", "sha256": "s", "volume": "1.2.3",
+         "slice": 0},
+        {"image": "v.nii", "label": 0, "label_name": "A", "patient_id": "p2", "sha256": "v", "label_sha256": "m",
+         "volume": "v.nii"},
+    ]  # fmt: skip

@@ -16,7 +16,8 @@ from jobs.core.store import open_store
 from jobs.split.__main__ import main
 from tests.jobs.split.conftest import INDEX_SCHEMA, index_row, random_rows, write_index
 
-OUTPUTS = ["datalist.json", "stats.json", "test.csv", "test.txt", "train.csv", "train.txt", "val.csv", "val.txt"]
+OUTPUTS = ["datalist.json", "duplicates.csv", "stats.json", "test.csv", "test.txt", "train.csv", "train.txt", "val.csv",
+           "val.txt"]  # fmt: skip
 SPLITS = ("train", "val", "test")
 
 

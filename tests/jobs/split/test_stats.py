@@ -29,5 +29,9 @@ def test_stats_count_rows_patients_and_classes_per_split():
     stats = split_stats(by_split, ["X", "Y"], seed=3)
     assert stats["seed"] == 3 and stats["rows"] == 4 and stats["patients"] == 3
     assert stats["rows_per_class"] == {"X": 2, "Y": 2}
-    assert stats["splits"]["train"] == {"rows": 3, "patients": 2, "fraction": 0.75, "classes": {"X": 2, "Y": 1}}
-    assert stats["splits"]["test"] == {"rows": 0, "patients": 0, "fraction": 0.0, "classes": {"X": 0, "Y": 0}}
+    assert stats["splits"]["train"] == {
+        "rows": 3, "patients": 2, "studies": 0, "series": 0, "fraction": 0.75, "classes": {"X": 2, "Y": 1}
+    }  # fmt: skip
+    assert stats["splits"]["test"] == {
+        "rows": 0, "patients": 0, "studies": 0, "series": 0, "fraction": 0.0, "classes": {"X": 0, "Y": 0}
+    }  # fmt: skip

@@ -8,8 +8,9 @@ import pytest
 from jobs.core.errors import DataError
 from jobs.core.store import open_store
 from jobs.ml.preprocess import Preprocessing
-from jobs.train import data
-from jobs.train.data import load_images, read_split
+from jobs.train import cache
+from jobs.train.cache import load_images
+from jobs.train.data import read_split
 from tests.support.synthetic_split import write_split
 
 
@@ -24,7 +25,7 @@ def test_decoded_tensors_are_cached_and_reused(store_uri, tmp_path, monkeypatch)
     assert sets["train"].images.shape == (24, 1, 32, 32) and sets["train"].images.dtype == np.float16
     assert float(sets["train"].images.min()) >= 0.0 and float(sets["train"].images.max()) <= 1.0
     # WHEN loaded again (decoding now impossible)
-    monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded twice"))
+    monkeypatch.setattr(cache, "_decode_all", lambda *a, **k: pytest.fail("decoded twice"))
     again, _ = load_images(store, split, prep, str(tmp_path / "c"), workers=1, max_unreadable=0)
     # THEN the cached arrays come back, memory-mapped
     assert isinstance(again["train"].images, np.memmap)

@@ -9,8 +9,9 @@ import torch
 from jobs.core.store import open_store
 from jobs.ml.preprocess import Preprocessing
 from jobs.train.augment import Augmentation
+from jobs.train.cache import load_images
 from jobs.train.checkpoint import TrainState
-from jobs.train.data import load_images, read_split
+from jobs.train.data import read_split
 from jobs.train.loop import Trainer, class_weight_tensor, is_improvement, pick_hardware, warmup_cosine
 from tests.support.synthetic_split import write_split
 

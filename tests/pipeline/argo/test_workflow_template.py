@@ -10,12 +10,14 @@ import pytest
 import yaml
 from hera.workflows.models import CronWorkflow, WorkflowTemplate
 
+from jobs.core.errors import UsageError
 from pipeline.argo.install import EXECUTOR_CONTAINERS, executor_security_context
 from pipeline.argo.render import render_objects
 from pipeline.argo.retry import TRANSIENT_ONLY
 from pipeline.argo.workflow import build_workflow
 from pipeline.argo.workflow_template import build_workflow_template
 from pipeline.config import (
+    DeidentificationConfig,
     DeploymentConfig,
     GpuPool,
     LocalDataConfig,
@@ -169,6 +171,29 @@ def test_credentials_come_only_from_secret_refs():
                 assert "value" not in env and "secretKeyRef" in env["valueFrom"], (name, env)
     assert "KAGGLE_KEY" in text  # collect gets the Kaggle secret...
     assert all(e["name"] != "KAGGLE_KEY" for e in _templates(DeploymentConfig())["train"]["container"]["env"])
+
+
+@pytest.mark.parametrize("secret", ["irmsia-deid", "hospital-deid-key"])
+def test_the_de_identification_key_reaches_collect_only_from_its_secret(secret):
+    # GIVEN a deployment naming the Secret that holds IRMSIA_DEID_SECRET
+    config = DeploymentConfig(deidentification=DeidentificationConfig(key_secret=secret))
+    # WHEN the templates are built
+    templates = _templates(config)
+    env = {e["name"]: e for e in templates["collect"]["container"]["env"]}
+    # THEN collect reads the key from that Secret (optional: only deidentify runs need it, and fail without it)
+    assert env["IRMSIA_DEID_SECRET"] == {
+        "name": "IRMSIA_DEID_SECRET",
+        "valueFrom": {"secretKeyRef": {"name": secret, "key": "IRMSIA_DEID_SECRET", "optional": True}},
+    }
+    # AND no other stage gets it, and no parameter or argument carries it
+    for name in ("index", "split", "train", "register"):
+        assert all(e["name"] != "IRMSIA_DEID_SECRET" for e in templates[name]["container"]["env"]), name
+    assert "IRMSIA_DEID_SECRET" not in json.dumps(templates["collect"]["container"].get("args", []))
+
+
+def test_a_bad_de_identification_secret_name_is_refused():
+    with pytest.raises(UsageError, match=r"deidentification\.keySecret"):
+        DeidentificationConfig(key_secret="Not_A_Label")
 
 
 def test_executor_containers_get_the_restricted_context_from_the_template_itself():

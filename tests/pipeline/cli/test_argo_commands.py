@@ -223,3 +223,27 @@ def test_submit_of_a_real_source_needs_a_dataset_name(argo, token, monkeypatch, 
     code, output = _run(argv, capsys, caplog)
     assert code == 2 and "--source kaggle needs --dataset NAME" in output
     assert not argo.state.requests
+
+
+def test_submit_spec_applies_its_template_then_runs_it(argo, token, monkeypatch, capsys, caplog):
+    # GIVEN a pipeline spec and the token in ARGO_TOKEN
+    monkeypatch.setenv("ARGO_TOKEN", token)
+    spec = str(REPO_ROOT / "examples/demo-merged.yaml")
+    argv = ["submit", "--argo-server", argo.url, "--config", CONFIG, "--spec", spec]
+    # WHEN it is submitted twice
+    first, output1 = _run(argv, capsys, caplog)
+    second, output2 = _run([*argv, "-p", "run_id=mine"], capsys, caplog)
+    # THEN its template was created, then updated, and each run refers to it (bodies checked against swagger.json)
+    assert (first, second) == (0, 0), output1 + output2
+    assert "created WorkflowTemplate irmsia/irmsia-demo-merged" in output1
+    assert "updated WorkflowTemplate irmsia/irmsia-demo-merged" in output2
+    stored = argo.state.objects[("workflow-templates", "irmsia", "irmsia-demo-merged")]
+    assert {"collect-demo-a", "collect-demo-b"} <= {t["name"] for t in stored["spec"]["templates"]}
+    runs = [r.body["workflow"] for r in argo.state.requests if r.path == "/api/v1/workflows/irmsia"]
+    assert [r["spec"]["workflowTemplateRef"] for r in runs] == [{"name": "irmsia-demo-merged"}] * 2
+    assert runs[1]["spec"]["arguments"]["parameters"] == [{"name": "run_id", "value": "mine"}]
+    # AND a parameter the spec's DAG does not have is refused before anything is sent
+    count = len(argo.state.requests)
+    code, output = _run([*argv, "-p", "epochs=3"], capsys, caplog)
+    assert code == 2 and "-p epochs: not a workflow parameter; use one of run_id, target" in output
+    assert len(argo.state.requests) == count

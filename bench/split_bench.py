@@ -1,0 +1,93 @@
+"""Benchmark the split stage at 10k, 100k and 1M index rows: wall time and peak RSS (issue 18).
+
+Builds an index of N rows from the demo's real index (its columns and values; keys, patients and hashes made
+unique, four images a patient), seals it in a folder store as the index stage would, then runs ``irmsia-split``
+in a fresh process and reports its wall time and peak RSS (``ru_maxrss`` of the child). Target (issue 18): a split
+of 1M rows in at most 10 s, main RSS at most 1 GB at 100k.
+
+    PYTHONPATH=$PWD python bench/split_bench.py --rows 10000 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from jobs.core.manifest import StageWriter  # noqa: E402
+from jobs.core.store import open_store  # noqa: E402
+
+
+def template_rows(workdir: Path) -> list[dict]:
+    """The demo dataset's index rows, made by the real collect and index stages."""
+    store = str(workdir / "template")
+    env = {**os.environ, "IRMSIA_STORE": store, "IRMSIA_LOG_FORMAT": "json"}
+    for argv in (["jobs.collect", "--source", "demo", "--dataset", "demo"], ["jobs.index", "--dataset", "demo"]):
+        subprocess.run([sys.executable, "-m", *argv], env=env, check=True, capture_output=True)
+    data = open_store(store).get_bytes("index/demo/index.parquet")
+    return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+def write_index(store_dir: Path, rows: list[dict], n: int) -> None:
+    """An index of ``n`` rows cycling through ``rows``, each with its own key, patient (4 rows each) and hash."""
+    out = []
+    for i in range(n):
+        row = dict(rows[i % len(rows)])
+        row["key"] = f"raw/big/{row.get('label')}/p{i // 4:07d}/img{i:08d}.dcm"
+        row["patient_id"] = f"p{i // 4:07d}"
+        if "sha256" in row:
+            row["sha256"] = hashlib.sha256(str(i).encode()).hexdigest()
+        out.append(row)
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(out), buffer)
+    store = open_store(str(store_dir))
+    writer = StageWriter(store, "index", "index/big/", {"bench": n}, {})
+    writer.begin()
+    writer.put_bytes("index.parquet", buffer.getvalue())
+    writer.commit(summary={"rows": n})
+
+
+def run_split(store_dir: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one split in a fresh process."""
+    env = {**os.environ, "IRMSIA_STORE": str(store_dir), "IRMSIA_LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jobs.split", "--dataset", "big", "--force"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) * 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
+        rows = template_rows(Path(tmp))
+        results = []
+        for n in sorted(args.rows):  # ascending: ru_maxrss of the children only grows
+            store_dir = Path(tmp) / f"store-{n}"
+            write_index(store_dir, rows, n)
+            wall, rss = run_split(store_dir)
+            results.append({"rows": n, "wall_s": round(wall, 2), "peak_rss_mib": round(rss / 2**20)})
+            print(json.dumps(results[-1]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
