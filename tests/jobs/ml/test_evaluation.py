@@ -11,7 +11,9 @@ from jobs.ml.evaluation import (
     aggregate_folds,
     apply_temperature,
     bootstrap_intervals,
+    case_mean_interval,
     fit_temperature,
+    multilabel_intervals,
     nll,
     operating_points,
     paired_bootstrap,
@@ -254,3 +256,48 @@ def test_folds_aggregate_to_mean_and_sample_sd():
     assert summary["val_accuracy"]["mean"] == pytest.approx(0.8) and summary["val_accuracy"]["sd"] == pytest.approx(0.1)
     assert summary["val_auc"] == {"mean": 0.85, "sd": pytest.approx(0.070711, abs=1e-6), "n": 2, "values": [0.8, 0.9]}
     assert set(summary) == {"val_accuracy", "val_auc"}
+
+
+def _findings(n: int, separations: tuple[float, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 finding vectors ``(n, K)`` and probabilities whose positive score per finding is shifted up."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, (n, len(separations)))
+    logits = rng.normal(0, 1, labels.shape) + np.asarray(separations) * (2 * labels - 1)
+    return labels, 1 / (1 + np.exp(-logits))
+
+
+@pytest.mark.parametrize(
+    ("separations", "informative"),
+    [
+        ((3.0, 0.0), (True, False)),
+        ((0.0, 3.0), (False, True)),
+        ((3.0, 3.0), (True, True)),
+    ],
+)
+def test_multilabel_intervals_lie_above_chance_only_for_an_informative_finding(separations, informative):
+    # GIVEN findings scored by a model that knows some of them and guesses the others, two images per patient
+    labels, probs = _findings(160, separations, seed=7)
+    patients = [f"p{i // 2}" for i in range(160)]
+    # WHEN the per-finding AUC intervals are drawn by patient bootstrap
+    found = multilabel_intervals(labels, probs, patients, ("a", "b"), resamples=300, seed=0)
+    # THEN an informative finding's interval lies above 0.5, a guessed one's contains it, and the mean is there too
+    for finding, knows in zip(("a", "b"), informative, strict=True):
+        ci = found[f"auc_{finding}"]
+        assert ci is not None and ci["resamples"] == 300
+        assert (ci["low"] > 0.5) is knows
+        assert ci["low"] <= 0.5 <= ci["high"] or knows
+    assert found["auc"] is not None and found["auc"]["low"] <= found["auc"]["high"]
+
+
+def test_the_case_mean_interval_is_of_the_headline_statistic_and_resamples_patients():
+    # GIVEN per-case Dice values (a case may define none: an empty mask) where one patient holds all the poor cases
+    values = [[0.9], [0.92], [0.88, 0.91], [], [0.1], [0.12]]
+    patients = ["a", "a", "b", "b", "c", "c"]
+    # WHEN the interval of the mean Dice is drawn by patient bootstrap
+    ci = case_mean_interval(values, patients, resamples=400, seed=0)
+    # THEN it contains the headline mean (every defined value), and it is wide: patient c is in some draws, not others
+    headline = float(np.mean([v for case in values for v in case]))
+    assert ci is not None and ci["low"] <= headline <= ci["high"]
+    assert ci["high"] - ci["low"] > 0.2
+    # and with no defined value at all there is no interval
+    assert case_mean_interval([[], []], ["a", "b"], resamples=50) is None

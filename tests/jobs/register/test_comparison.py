@@ -99,3 +99,33 @@ def test_the_evaluation_reaches_the_bundle_the_card_and_registry_show(store, ups
     # and the run's HTML report is in the bundle
     assert "docs/report.html" in shown["files"]
     assert store.get_bytes("registry/m/1/docs/report.html") == b"<!DOCTYPE html><p>report</p>"
+
+
+def _predictions(task: str | None) -> bytes:
+    """A one-split predictions file of ``task`` (``None``: written before files named their task)."""
+    rows = [{"image": f"i{i}", "patient_id": f"p{i}", "label": i % 2, "probs": [0.4, 0.6]} for i in range(8)]
+    return json.dumps({**({"task": task} if task else {}), "classes": ["a", "b"], "splits": {"val": rows}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "why"),
+    [
+        ("multilabel", "multilabel", "compares classification predictions, not multilabel"),
+        ("multilabel", "classification", "different tasks (multilabel vs classification)"),
+        ("classification", "multilabel", "different tasks (classification vs multilabel)"),
+    ],
+)
+def test_the_paired_test_runs_only_on_two_classification_runs(challenger, champion, why):
+    # GIVEN two runs' predictions of which at least one is not classification
+    # WHEN they are compared
+    found = comparison.compare(_predictions(challenger), _predictions(champion), "val_auc", resamples=100)
+    # THEN there is no paired result, and the reason (which the fallback decision quotes) names the tasks
+    assert found.result is None and why in found.why_not
+
+
+def test_a_file_without_a_task_is_classification_and_is_paired():
+    # GIVEN a champion's predictions written before files named their task, and a classification challenger's
+    # WHEN they are compared
+    found = comparison.compare(_predictions("classification"), _predictions(None), "val_auc", resamples=100)
+    # THEN the paired test runs
+    assert found.result is not None, found.why_not

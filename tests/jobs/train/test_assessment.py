@@ -11,7 +11,7 @@ import pytest
 from jobs.core.errors import DataError, UsageError
 from jobs.core.store import open_store
 from jobs.ml.predictions import Scored, read_predictions
-from jobs.train.assessment import EvaluationOptions, assess
+from jobs.train.assessment import EvaluationOptions, assess, assess_multilabel, assess_segmentation
 from jobs.train.stage import run
 from tests.support.synthetic_split import write_split
 
@@ -122,3 +122,30 @@ def test_a_fold_the_split_does_not_have_is_refused(tmp_path, fast_settings, fold
     write_split(store, "tiny", folds=folds)
     with pytest.raises(error, match=re.escape(match)):
         run(fast_settings(store.uri, run_id="f", fold=fold))
+
+
+def test_a_multilabel_run_gets_per_finding_auc_intervals_and_names_what_does_not_apply():
+    # GIVEN a multilabel model's val predictions: finding a informative, finding b guessed
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (80, 2))
+    probs = np.clip(np.stack([labels[:, 0] * 0.6 + 0.2, rng.uniform(0, 1, 80)], axis=1), 0, 1)
+    scored = {"val": Scored(tuple(f"i{i}" for i in range(80)), labels, probs, tuple(f"p{i // 2}" for i in range(80)))}
+    # WHEN it is assessed
+    sections = assess_multilabel(scored, ("a", "b"), EvaluationOptions(resamples=200))
+    # THEN the intervals are per finding and of the mean, by patient, and the softmax-only parts are named n/a
+    assert set(sections["intervals"]) == {"val_auc", "val_auc_a", "val_auc_b"}
+    assert sections["intervals"]["val_auc_a"]["low"] > 0.9
+    assert sections["bootstrap"]["patients"] == {"val": 40}
+    assert set(sections["not_applicable"]) == {"calibration", "operating_points", "subgroups", "paired_test"}
+
+
+def test_a_segmentation_run_gets_a_dice_interval_and_names_what_does_not_apply():
+    # GIVEN per-case Dice values of val and test
+    cases = {"val": ([[0.8], [0.9], [0.85]], ["a", "b", "c"]), "test": ([[0.7], []], ["d", "e"])}
+    # WHEN they are assessed, and when intervals are switched off
+    sections = assess_segmentation(cases, EvaluationOptions(resamples=100))
+    off = assess_segmentation(cases, EvaluationOptions(resamples=0))
+    # THEN each split has its Dice interval, and either way calibration and operating points are named n/a
+    assert set(sections["intervals"]) == {"val_dice", "test_dice"}
+    assert 0.8 <= sections["intervals"]["val_dice"]["low"] <= sections["intervals"]["val_dice"]["high"] <= 0.9
+    assert "intervals" not in off and off["not_applicable"]["calibration"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -68,3 +69,28 @@ def test_irmsia_train_leaves_the_report_beside_its_result_file_for_argo(tmp_path
     # THEN the report beside the result file is the sealed one, byte for byte
     assert code == 0
     assert (result.parent / "report.html").read_bytes() == store.get_bytes("runs/r/report.html")
+
+
+@pytest.mark.parametrize(
+    ("task", "metrics", "shown"),
+    [
+        ("multilabel", {"val_auc": 0.91, "intervals": {"val_auc": {"low": 0.85, "high": 0.95, "resamples": 9}},
+                        "details": {"val": {"per_class": {"a": {"auc": 0.9, "threshold": 0.4}}}}}, "0.8500 - 0.9500"),
+        ("segmentation", {"val_dice": 0.82, "val_hd95": 3.5, "intervals": {"val_dice": None},
+                          "details": {"val": {"per_class": {"tumour": {"dice": 0.82, "hd95": 3.5}}}}}, "val_hd95"),
+    ],
+)  # fmt: skip
+def test_a_task_run_report_shows_its_metrics_and_what_does_not_apply(task, metrics, shown):
+    from jobs.train.assessment import NOT_APPLICABLE
+    from jobs.train.report import render_report
+
+    # GIVEN a multilabel or segmentation run's metrics (no class probabilities to draw curves from)
+    metrics = {**metrics, "not_applicable": NOT_APPLICABLE[task], "best_epoch": 1, "epochs_run": 2}
+    # WHEN its report is rendered
+    page = render_report(run_id="r", config={"task": task, "classes": ["a"]}, metrics=metrics,
+                         history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9}], scored={},
+                         split_stats=None).decode()  # fmt: skip
+    # THEN it has the task's headline metrics with their intervals and names every part left out, and why
+    assert shown in page and f"({task})" in page
+    for part, why in NOT_APPLICABLE[task].items():
+        assert part in page and html.escape(why) in page
