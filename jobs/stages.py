@@ -77,6 +77,8 @@ class StageEntry:
     """It downloads from the dataset sources: in a pod, it gets the configured mirror URLs."""
     keeps_cache: bool = False
     """It keeps a local cache worth keeping across a retried pod (train's decoded images): in a pod, a PVC."""
+    artifacts: tuple[str, ...] = ()
+    """Sealed outputs the stage copies beside its result file (its class's ``artifacts``): Argo output artifacts."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*", self.name):
@@ -169,6 +171,7 @@ STAGES: tuple[StageEntry, ...] = (
         outputs=("run_id",),
         exported_metrics=("val_accuracy", "val_auc"),
         keeps_cache=True,
+        artifacts=("report.html",),
         resources=Resources(
             requests={"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"},
             limits={"cpu": "2", "memory": "4Gi", "ephemeral-storage": "4Gi"},

@@ -82,6 +82,8 @@ class StageSpec:
     """It downloads from the dataset sources (in a pod: the mirror URLs)."""
     keeps_cache: bool = False
     """Its local cache is kept across a retried pod (in a pod: the workflow's cache PVC)."""
+    artifacts: tuple[str, ...] = ()
+    """Files it leaves beside its result file, exposed as Argo output artifacts (train's ``report.html``)."""
     fan_out: str = ""
     """The plan task whose result summary's ``shards`` (``["1/N", …]``) this task fans out over: one run per shard,
     ``{shard}`` in its arguments taking each (Argo: ``withParam``; locally the runner expands it); "" for none."""
@@ -267,6 +269,7 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
                 reads_input_data=entry.reads_input_data,
                 downloads=entry.downloads,
                 keeps_cache=entry.keeps_cache,
+                artifacts=entry.artifacts,
                 secret_flags=tuple(secret),
             )
         )

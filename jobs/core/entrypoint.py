@@ -13,15 +13,18 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from jobs.core import progress
 from jobs.core.errors import ExitCode, IrmsiaError
 from jobs.core.logs import redact, setup_logging, wants_json
+from jobs.core.manifest import read_output
 from jobs.core.metrics import begin_stage_metrics
 from jobs.core.metrics_export import MetricsExport, MetricsTargets
 from jobs.core.settings import CommonSettings, StageSettings, log_format_from
 from jobs.core.stage import Stage, StageResult
+from jobs.core.store import open_store
 
 
 def _report(stage: str, message: str, log_format: str) -> str:
@@ -42,6 +45,19 @@ def write_result(path: str | None, data: Mapping[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(dict(data), fh, sort_keys=True, default=str)
     os.replace(tmp, path)
+
+
+def export_artifacts(names: Sequence[str], store_uri: str, result: StageResult, result_file: str | None) -> None:
+    """Copy each sealed output in ``names`` (checked against the manifest) into the result file's folder, where
+    Argo picks it up as an output artifact; nothing without a result file (a plain command line)."""
+    if not result_file or not names:
+        return
+    store = open_store(store_uri)
+    folder = Path(result_file).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if any(o.key == result.manifest.prefix + name for o in result.manifest.outputs):
+            (folder / name).write_bytes(read_output(store, result.manifest, name))
 
 
 def success_result(stage: str, result: StageResult) -> dict[str, Any]:
@@ -94,6 +110,7 @@ def stage_main(stage: Stage[Any], argv: Sequence[str] | None = None) -> int:
     try:
         result = stage.execute(settings)
         cached = result.cached
+        export_artifacts(stage.artifacts, common.store, result, result_file)
         write_result(result_file, success_result(stage.name, result))
     except IrmsiaError as exc:
         message = _report(stage.name, str(exc), common.log_format)

@@ -59,6 +59,9 @@ class Stage(ABC, Generic[S]):
     """The stage's name (collect, index, split, train, register): metrics, logs and manifests carry it."""
     settings_type: ClassVar[type[StageSettings]]
     """The stage's settings dataclass (its options)."""
+    artifacts: ClassVar[tuple[str, ...]] = ()
+    """Sealed outputs copied beside the result file after a success (``jobs.stages``' ``artifacts``: Argo exposes
+    each as an output artifact, so its UI links to train's ``report.html``)."""
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"irmsia.{self.name}")

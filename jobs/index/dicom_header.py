@@ -67,6 +67,11 @@ class DicomHeader:
     PatientID is empty."""
     lossy_compression: str | None = None
     """(0028,2110) Lossy Image Compression: ``01`` when the pixels were lossy-compressed at some point."""
+    # who and how: the subgroups train reports metrics for
+    manufacturer: str | None = None
+    view_position: str | None = None
+    patient_sex: str | None = None
+    patient_age: str | None = None
 
 
 def _text(ds, name: str) -> str | None:
@@ -317,6 +322,10 @@ def _header_values(ds) -> tuple[DicomHeader, dict[str, object], dict[str, str], 
         slice_spacing=_slice_spacing(ds),
         other_patient_id=_other_patient_id(ds),
         lossy_compression=_text(ds, "LossyImageCompression"),
+        manufacturer=_text(ds, "Manufacturer"),
+        view_position=_text(ds, "ViewPosition"),
+        patient_sex=_text(ds, "PatientSex"),
+        patient_age=_text(ds, "PatientAge"),
     )
     options: dict[str, object] = {}
     for name, option in _PIXEL_OPTIONS.items():
@@ -350,6 +359,10 @@ _TEXT_TAGS = {
     0x00080060: "modality",
     0x00180015: "body_part",
     0x00280004: "photometric",
+    0x00080070: "manufacturer",
+    0x00185101: "view_position",
+    0x00100040: "patient_sex",
+    0x00101010: "patient_age",
     0x00282110: "lossy_compression",
     0x00101000: "other_patient_id",
 }
@@ -371,10 +384,10 @@ _FRAMES, _SPACING, _TRANSFER_SYNTAX = 0x00280008, 0x00280030, 0x00020010
 _GEOMETRY_TAGS = {0x00200032: ("image_position", 3), 0x00200037: ("image_orientation", 6)}
 _SLICE_SPACING_TAGS = (0x00180088, 0x00180050)  # SpacingBetweenSlices, then SliceThickness
 _VRS_OF: dict[int, tuple[bytes, ...]] = {
-    0x00100020: (b"LO",),
+    **dict.fromkeys((0x00100020, 0x00080070, 0x00101000), (b"LO",)),
+    0x00101010: (b"AS",),
     **dict.fromkeys((0x0020000D, 0x0020000E, 0x00080018), (b"UI",)),
-    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004, 0x00282110), (b"CS",)),
-    0x00101000: (b"LO",),
+    **dict.fromkeys((0x00080060, 0x00180015, 0x00280004, 0x00282110, 0x00185101, 0x00100040), (b"CS",)),
     0x00101002: (b"SQ",),
     **dict.fromkeys(_US_TAGS.keys() | _PIXEL_US_TAGS.keys(), (b"US",)),
     **dict.fromkeys(_NUMBER_TAGS, (b"DS",)),

@@ -126,6 +126,10 @@ def _row(dataset: str, item: Inspection, label: str | None, patient: str) -> dic
             frames=h.frames if h.frames is not None else 1,
             pixel_spacing_row=h.pixel_spacing_row,
             pixel_spacing_col=h.pixel_spacing_col,
+            manufacturer=h.manufacturer,
+            view_position=h.view_position,
+            patient_sex=h.patient_sex,
+            patient_age=h.patient_age,
         )
     elif item.geometry is not None:
         g = item.geometry

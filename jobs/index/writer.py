@@ -45,6 +45,10 @@ SCHEMA = pa.schema(
         ("pixel_spacing_col", pa.float64()),
         ("lossy_compression", pa.bool_()),
         ("official_split", pa.string()),
+        ("manufacturer", pa.string()),
+        ("view_position", pa.string()),
+        ("patient_sex", pa.string()),
+        ("patient_age", pa.string()),
         *VOLUME_COLUMNS,
         *MASK_COLUMNS,
     ]

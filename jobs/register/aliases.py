@@ -11,21 +11,26 @@ A move is a compare-and-swap without a lock: the entry is built from the chain i
 if another entry took that sequence number first, the writer rereads and decides again against the new values.
 No update is lost, and the chain keeps every move as history.
 
-Promotion with ``--promote auto``: the new version becomes champion only if there is none yet, or if its
-metric strictly beats the champion's (lower is better for metrics whose name ends in ``loss`` or ``hd95``)
-*and* both were evaluated on the same split (same split manifest content hash). Otherwise it becomes
-``candidate`` (unless a newer version already is: the candidate never moves backwards). This module imports no
-torch.
+Promotion with ``--promote auto``: the new version becomes champion only if there is none yet, or if both were
+evaluated on the same split (same split manifest content hash) and its metric beats the champion's (lower is
+better for metrics whose name ends in ``loss`` or ``hd95``): by a paired patient bootstrap on that split when both
+kept classification predictions (``comparison.py``: the 95 % interval of the difference must exclude zero), by
+the bare numbers otherwise (a champion registered before predictions were kept, another task). Otherwise it
+becomes ``candidate`` (unless a newer version already is: the candidate never moves backwards). This module
+imports no torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from jobs.core.errors import DataError, TransientError
 from jobs.core.store import Store
+from jobs.ml.evaluation import PairedResult
 from jobs.register import ledger
+from jobs.register.comparison import Comparison
 from jobs.register.keys import ALIASES, check_alias
 from jobs.register.ledger import LedgerEntry, registrations
 from jobs.register.versions import new_token, now_iso
@@ -46,10 +51,16 @@ class AliasValue:
 
 @dataclass(frozen=True)
 class Decision:
-    """Where a new version goes (``champion`` or ``candidate``) and why, in words for the log."""
+    """Where a new version goes (``champion`` or ``candidate``) and why, in words for the log, and the paired
+    test it rests on (``PairedResult.to_dict()``), if one was run."""
 
     alias: str
     reason: str
+    test: dict[str, Any] | None = None
+
+
+Comparer = Callable[[LedgerEntry], Comparison]
+"""The paired test of the new version against a champion's ledger entry."""
 
 
 def history_in(entries: Sequence[LedgerEntry], alias: str) -> list[AliasValue]:
@@ -111,8 +122,11 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(("loss", "hd95"))
 
 
-def decide(mode: str, metric: str, new: LedgerEntry, champion: LedgerEntry | None) -> Decision:
-    """Apply the promotion rule for ``mode`` to a new version against the current champion's ledger entry."""
+def decide(
+    mode: str, metric: str, new: LedgerEntry, champion: LedgerEntry | None, compare: Comparer | None = None
+) -> Decision:
+    """Apply the promotion rule for ``mode`` to a new version against the current champion's ledger entry;
+    ``compare`` runs the paired test (without one, or when it cannot run, the bare numbers decide)."""
     if mode == "always":
         return Decision("champion", "--promote always")
     if mode == "never":
@@ -128,18 +142,36 @@ def decide(mode: str, metric: str, new: LedgerEntry, champion: LedgerEntry | Non
     ours, theirs = new.metrics.get(metric), champion.metrics.get(metric)
     if theirs is None:
         return Decision("candidate", f"champion v{champion.version} has no {metric} to compare with")
+    comparison = compare(champion) if compare is not None else None
+    if comparison is not None and comparison.result is not None:
+        return _paired_decision(metric, champion, comparison.result)
+    fallback = f" (no paired test: {comparison.why_not})" if comparison is not None else ""
     better = ours < theirs if lower_is_better(metric) else ours > theirs  # type: ignore[operator]
     verdict = "beats" if better else "does not beat"
     return Decision(
         "champion" if better else "candidate",
-        f"{metric} {ours:.6g} {verdict} champion v{champion.version}'s {theirs:.6g}",
+        f"{metric} {ours:.6g} {verdict} champion v{champion.version}'s {theirs:.6g}{fallback}",
     )
 
 
-def promotion(mode: str, metric: str, new: LedgerEntry, entries: Sequence[LedgerEntry]) -> tuple[str | None, Decision]:
+def _paired_decision(metric: str, champion: LedgerEntry, result: PairedResult) -> Decision:
+    better = result.better(lower_is_better(metric))
+    verdict = "beats" if better else "does not significantly beat"
+    return Decision(
+        "champion" if better else "candidate",
+        f"{metric} {verdict} champion v{champion.version}: difference {result.difference:+.4g}, "
+        f"{result.level:.0%} interval [{result.low:+.4g}, {result.high:+.4g}], one-sided p {result.p_value:.3g} "
+        f"(paired bootstrap over {result.patients} patients, {result.resamples} resamples)",
+        result.to_dict(),
+    )
+
+
+def promotion(
+    mode: str, metric: str, new: LedgerEntry, entries: Sequence[LedgerEntry], compare: Comparer | None = None
+) -> tuple[str | None, Decision]:
     """The alias a new version's ``register`` entry moves (``None``: none), and the decision, on ``entries``."""
     champion = current_in(entries, "champion")
-    decision = decide(mode, metric, new, registrations(entries).get(champion.version) if champion else None)
+    decision = decide(mode, metric, new, registrations(entries).get(champion.version) if champion else None, compare)
     if decision.alias == "candidate":
         candidate = current_in(entries, "candidate")
         if candidate is not None and candidate.version >= new.version:

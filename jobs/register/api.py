@@ -9,7 +9,9 @@ mask values (sliding windows where the run trained on patches).
 Before loading, the ledger is read and its hash chain validated (an alias is what the chain's last move of it
 says: a rewritten or deleted entry is a ``DataError``, and an alias object dropped into the store outside the
 ledger is never read), the version is checked against its ledger entry, and ``model.pt`` against its recorded
-SHA-256, so a tampered file or a forged alias never reaches a server.
+SHA-256, so a tampered file or a forged alias never reaches a server. The module's logits are divided by the
+temperature fitted on val when the run was calibrated (``serving.py``); ``load_serving`` gives that temperature and
+the operating points (thresholds chosen on val) a server decides with.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from jobs.ml.preprocess import Preprocessing
 from jobs.register.export import load_state_dict_model
 from jobs.register.keys import METADATA, MODEL_PT, version_prefix
 from jobs.register.registry import resolve
+from jobs.register.serving import Serving, calibrated
 
 
 def load_metadata(store: Store, name: str, version: str | int = "champion") -> dict[str, Any]:
@@ -70,7 +73,13 @@ def load_model(store: Store | str, name: str, version: str | int = "champion") -
             f"v{entry.version} of {name!r} records no usable preprocessing ({exc}); register a run whose "
             "config.json has a preprocessing section"
         ) from exc
-    return module, preprocessing
+    return calibrated(module, Serving.from_metadata(meta).temperature), preprocessing
+
+
+def load_serving(store: Store | str, name: str, version: str | int = "champion") -> Serving:
+    """The temperature and operating points of ``version`` of ``name`` (checked against the ledger)."""
+    store = open_store(store) if isinstance(store, str) else store
+    return Serving.from_metadata(load_metadata(store, name, version))
 
 
 class Predictor:

@@ -3,7 +3,8 @@
 MONAI's bundle specification fixes ``version``, ``changelog``, ``monai_version``, ``pytorch_version``,
 ``numpy_version``, ``required_packages_version``, ``task``, ``description``, ``authors``, ``copyright`` and
 ``network_data_format`` (input shape, channels, classes); our keys sit beside them: every flat metric, the
-chosen one, SHA-256 of every model file, the run, the manifest hashes of the data it came from, patients per
+chosen one, the evaluation (intervals, calibration, operating points, subgroups, what serving applies),
+SHA-256 of every model file, the run, the manifest hashes of the data it came from, patients per
 split, the dataset's source and licence, the code version and the container image. This module imports no torch.
 """
 
@@ -16,6 +17,16 @@ from jobs.core.manifest import code_version
 from jobs.register.lineage import Lineage
 from jobs.register.source_run import SourceRun
 
+EVALUATION_SECTIONS = (
+    "intervals",
+    "bootstrap",
+    "calibration",
+    "operating_points",
+    "subgroups",
+    "serving",
+    "not_applicable",
+)
+"""The sections of the run's ``metrics.json`` that the train stage's evaluation wrote, kept as they are."""
 SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
 
 
@@ -149,6 +160,7 @@ def build_metadata(  # noqa: PLR0913 - keyword-only: every part of the metadata,
             "metrics": metrics,
             "metric": {"name": metric, "value": metrics[metric]},
             "details": run.metrics.get("details") or {},
+            "evaluation": {k: run.metrics[k] for k in EVALUATION_SECTIONS if k in run.metrics},
             "model_files": dict(sorted(model_files.items())),
             "run_id": run.run_id,
             "run_config": config,

@@ -27,6 +27,9 @@ MODEL_ONNX = "models/model.onnx"
 METADATA = "configs/metadata.json"
 MODEL_CARD = "docs/README.md"
 CONFUSION_MATRIX = "docs/confusion_matrix.png"
+REPORT = "docs/report.html"
+PREDICTIONS = "eval/predictions.json"
+"""The run's per-image val/test probabilities: what the paired promotion test compares a challenger with."""
 TASK_PICTURES = ("confusion_matrix.png", "finding_auc.png", "overlays.png")
 """The run's task picture (classification, multilabel, segmentation), copied into ``docs/`` under its name."""
 MODEL_FILES = (MODEL_PT, MODEL_TS, MODEL_ONNX)

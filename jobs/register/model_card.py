@@ -13,6 +13,58 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _interval(ci: dict[str, Any] | None) -> str:
+    return f"{ci['low']:.4f} - {ci['high']:.4f}" if ci else "n/a"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+        *("| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows),
+        "",
+    ]
+
+
+_PER_CLASS = tuple(f"{split}_{m}_" for split in ("val", "test") for m in ("auc", "sensitivity", "specificity"))
+"""Interval keys of a class or finding (``val_auc_<class>``…): the per-class table, not the headline one."""
+
+
+def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Per-class intervals, calibration, operating points and subgroups, as the train stage measured them."""
+    lines: list[str] = []
+    intervals = evaluation.get("intervals") or {}
+    if per_class := [[k, _interval(v)] for k, v in intervals.items() if k.startswith(_PER_CLASS)]:
+        lines += ["### Per class", "", *_table(["metric", "95 % interval"], per_class)]
+    if calibration := evaluation.get("calibration"):
+        fitted = calibration.get("fitted_on") or "nothing: not calibrated"
+        lines += ["### Calibration", "", f"Temperature {calibration.get('temperature')} (fitted on {fitted}).", ""]
+        rows = [[split, s.get("ece"), s.get("nll")] for split in ("val", "test") if (s := calibration.get(split))]
+        lines += _table(["split", "expected calibration error", "NLL"], rows)
+    if points := evaluation.get("operating_points"):
+        rows = []
+        for cls, by_name in points.items():
+            for name, p in by_name.items():
+                val, test = (p or {}).get("val", {}), (p or {}).get("test", {})
+                rows.append([cls, name, p["threshold"] if p else "n/a", val.get("sensitivity"),
+                             val.get("specificity"), test.get("sensitivity"), test.get("specificity")])  # fmt: skip
+        header = ["class", "point", "threshold", "val sensitivity", "val specificity", "test sensitivity",
+                  "test specificity"]  # fmt: skip
+        lines += ["### Operating points (chosen on val, evaluated on test)", "", *_table(header, rows)]
+    if subgroups := (evaluation.get("subgroups") or {}).get("test"):
+        rows = []
+        for column, groups in subgroups.items():
+            for value, g in groups.items():
+                scores = ["too small"] * 3 if g.get("too_small") else [g.get("accuracy"), g.get("balanced_accuracy"),
+                                                                        g.get("auc")]  # fmt: skip
+                rows.append([column, value, g["n"], g["patients"], *scores])
+        header = ["column", "value", "images", "patients", "accuracy", "balanced accuracy", "AUC"]
+        lines += ["### Subgroups (test)", "", *_table(header, rows)]
+    if skipped := evaluation.get("not_applicable"):
+        lines += ["### Not applicable to this task", "", *_table(["part", "why"], [[k, v] for k, v in skipped.items()])]
+    return lines
+
+
 _OUTPUTS = {
     "classification": "logits, one per class in the order above; apply softmax for probabilities",
     "multilabel": "logits, one per finding in the order above; apply a sigmoid and each finding's threshold "
@@ -87,6 +139,9 @@ def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
     for what, label in (("patients", "patients"), ("studies", "studies"), ("series", "series"), ("rows", "images")):
         if counts := lineage.get(f"{what}_per_split"):
             lines.append(f"- {label} per split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    evaluation = ours.get("evaluation") or {}
+    intervals = evaluation.get("intervals") or {}
+    bootstrap = evaluation.get("bootstrap")
     lines += [
         f"- split manifest: `{lineage.get('split_manifest_sha256')}`",
         f"- index manifest: `{lineage.get('index_manifest_sha256')}`",
@@ -97,10 +152,20 @@ def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
         "",
         f"Chosen metric for promotion: `{ours['metric']['name']}` = {_fmt(ours['metric']['value'])}.",
         "",
-        "| metric | value |",
-        "| --- | --- |",
-        *(f"| {k} | {_fmt(v)} |" for k, v in ours["metrics"].items()),
+    ]
+    if bootstrap:
+        patients = ", ".join(f"{k} {v}" for k, v in (bootstrap.get("patients") or {}).items())
+        lines += [
+            f"Intervals: {bootstrap['level']:.0%} {bootstrap['method']} intervals from {bootstrap['resamples']} "
+            f"patient-level bootstrap resamples (seed {bootstrap['seed']}; patients {patients}).",
+            "",
+        ]
+    lines += [
+        "| metric | value | 95 % interval |",
+        "| --- | --- | --- |",
+        *(f"| {k} | {_fmt(v)} | {_interval(intervals.get(k))} |" for k, v in ours["metrics"].items()),
         "",
+        *_evaluation_lines(evaluation),
     ]
     if picture:
         name = picture if isinstance(picture, str) else "confusion_matrix.png"

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs.core.hashing import pretty_json, sha256_bytes
-from jobs.core.manifest import Manifest, StageWriter, fetch_output, read_manifest
+from jobs.core.manifest import Manifest, StageWriter, fetch_output, read_manifest, read_output
 from jobs.core.store import Store
-from jobs.register import aliases, ledger
+from jobs.ml.predictions import PREDICTIONS as RUN_PREDICTIONS
+from jobs.register import aliases, comparison, ledger
 from jobs.register.bundle import build_metadata
 from jobs.register.export import ExportedModel, export_model
 from jobs.register.keys import (
@@ -45,6 +46,8 @@ from jobs.register.keys import (
     MODEL_ONNX,
     MODEL_PT,
     MODEL_TS,
+    PREDICTIONS,
+    REPORT,
     TASK_PICTURES,
     version_prefix,
 )
@@ -56,6 +59,7 @@ from jobs.register.telemetry import record_registration
 from jobs.register.versions import claim_version, new_token, now_iso
 
 log = logging.getLogger("irmsia.register")
+RUN_REPORT = "report.html"
 
 
 def _cached(store: Store, name: str, run: SourceRun, entries: list[ledger.LedgerEntry]) -> tuple[Manifest, bool] | None:
@@ -96,6 +100,10 @@ def _write_bundle(
     picture = next((name for name in TASK_PICTURES if (workdir / name).exists()), None)
     if picture is not None:
         writer.put_file(f"docs/{picture}", workdir / picture)
+    if (predictions := workdir / RUN_PREDICTIONS).exists():
+        writer.put_file(PREDICTIONS, predictions)
+    if (report := workdir / RUN_REPORT).exists():
+        writer.put_file(REPORT, report)
     meta = build_metadata(
         name=settings.model_name,
         version=version,
@@ -150,6 +158,23 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         for picture in TASK_PICTURES:
             if run.has_output(picture):
                 fetch_output(store, run.manifest, picture, workdir / picture)
+        if run.has_output(RUN_REPORT):
+            fetch_output(store, run.manifest, RUN_REPORT, workdir / RUN_REPORT)
+        challenger = None
+        if run.has_output(RUN_PREDICTIONS):
+            challenger = read_output(store, run.manifest, RUN_PREDICTIONS)
+            (workdir / RUN_PREDICTIONS).write_bytes(challenger)
+        compared: dict[int, comparison.Comparison] = {}
+
+        def compare(champion: ledger.LedgerEntry) -> comparison.Comparison:
+            # once per champion: the builder below may run again on a newer chain
+            if champion.version not in compared:
+                theirs = comparison.champion_predictions(store, name, champion.version)
+                compared[champion.version] = comparison.compare(
+                    challenger, theirs, settings.metric, resamples=settings.bootstrap_resamples
+                )
+            return compared[champion.version]
+
         token = new_token()
         version = claim_version(store, name, run.run_id, token)
         log.info("claimed %s v%d for run %s", name, version, run.run_id)
@@ -175,10 +200,12 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
                 if not force and (hit := _cached(store, name, run, entries)) is not None:
                     outcome["hit"] = hit  # registered by a concurrent registrant meanwhile
                     return None
-                alias, outcome["decision"] = aliases.promotion(
-                    settings.promote, settings.metric, ledger.LedgerEntry(0, fields, ""), entries
+                alias, decision = aliases.promotion(
+                    settings.promote, settings.metric, ledger.LedgerEntry(0, fields, ""), entries, compare
                 )
-                return {**fields, "alias": alias, "promotion": outcome["decision"].reason}
+                outcome["decision"] = decision
+                test = {"promotion_test": decision.test} if decision.test is not None else {}
+                return {**fields, "alias": alias, "promotion": decision.reason, **test}
 
             entry, _ = ledger.append(store, name, build, token)
         except BaseException:
@@ -199,6 +226,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         settings.metric: value,
         "alias": decision.alias,
         "promotion": decision.reason,
+        **({"promotion_test": decision.test} if decision.test is not None else {}),
         "ledger_seq": entry.seq,
         "ledger_sha256": entry.sha256,
     }

@@ -128,10 +128,13 @@ def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
     if manifest is None:
         raise DataError(f"{prefix} is not sealed; run irmsia registry verify {name}")
     metadata = json.loads(store.get_bytes(prefix + METADATA))
+    intervals = (metadata.get("irmsia", {}).get("evaluation") or {}).get("intervals") or {}
     return {
         "model_name": name,
         "version": entry.version,
         "aliases": sorted(a for a, v in aliases.alias_map_in(entries).items() if v == entry.version),
+        # each metric with its patient-bootstrap 95 % interval (None: the run recorded none)
+        "metrics": {k: {"value": v, "interval": intervals.get(k)} for k, v in entry.metrics.items()},
         "ledger": {"seq": entry.seq, "sha256": entry.sha256, **entry.fields},
         "files": {o.key[len(prefix) :]: {"size": o.size, "sha256": o.sha256} for o in manifest.outputs},
         "metadata": metadata,

@@ -38,7 +38,11 @@ class RegisterSettings(StageSettings):
         "auto",
         choices=PROMOTE_MODES,
         parameter="promote",
-        help="auto: champion only if --metric beats the champion's on the same split; always; never",
+        help="auto: champion only if --metric beats the champion's on the same split by a paired patient "
+        "bootstrap (the 95-percent interval of the difference excludes 0); always; never",
+    )
+    bootstrap_resamples: int = option(
+        1000, minimum=100, maximum=100_000, help="patient resamples of the paired promotion test (--promote auto)"
     )
     metric: str = option(
         "auto",

@@ -137,3 +137,9 @@ def assign_official(
     carved = assign_stratified(pool, (ratios[TRAIN] / share, ratios[VAL] / share, 0.0), seed, min_per_class)
     split_of.update(carved.split_of)
     return Assignment(split_of=split_of, rare_strata=carved.rare_strata)
+
+
+def assign_folds(groups: Sequence[PatientGroup], folds: int, seed: int) -> dict[str, int]:
+    """Patient -> fold ``0..folds-1``: the same stratified, patient-grouped assignment as the splits, with equal
+    ratios, so every fold holds about ``1/folds`` of each stratum's rows and no patient is in two folds."""
+    return assign_stratified(groups, [1.0 / folds] * folds, seed + 1).split_of

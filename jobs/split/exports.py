@@ -55,6 +55,8 @@ def _item(row: Mapping[str, Any], label: Any) -> dict[str, Any]:
         item["volume"] = row["volume"]
         if row.get("slice_index") is not None:
             item["slice"] = row["slice_index"]
+    if "fold" in row:  # split --folds: the patient's fold among train and val
+        item["fold"] = row["fold"]
     return item
 
 
@@ -65,9 +67,9 @@ def datalist_bytes(
     task: str = "classification",
 ) -> bytes:
     """MONAI-style datalist: ``labels``, ``task`` and one section per split of ``{image, label, label_name,
-    patient_id, sha256}`` (plus ``volume`` and ``slice`` for rows of a volume, ``label_sha256`` for a mask). The
-    index's SHA-256 of each image (and mask) lets train verify the raw bytes it reads. ``label`` is the class index
-    by default, or what ``label_of`` says (a finding vector, a mask key)."""
+    patient_id, sha256}`` (plus ``volume`` and ``slice`` for rows of a volume, ``label_sha256`` for a mask, ``fold``
+    with ``--folds``). The index's SHA-256 of each image (and mask) lets train verify the raw bytes it reads.
+    ``label`` is the class index by default, or what ``label_of`` says (a finding vector, a mask key)."""
     if label_of is None:
         label_index = {name: i for i, name in enumerate(classes)}
         label_of = lambda row: label_index[row["label"]]  # noqa: E731

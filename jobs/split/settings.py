@@ -89,7 +89,18 @@ class SplitSettings(StageSettings):
         help="a class with fewer patients than this stays wholly in train (1 disables it)",
     )
 
+    folds: int = option(
+        0,
+        minimum=0,
+        maximum=50,
+        result=True,
+        help="also assign the train and val patients to this many patient-grouped, stratified folds for "
+        "cross-validation (a 'fold' column; the test split is untouched; 0: none)",
+    )
+
     def validate(self) -> None:
+        if self.folds == 1:
+            raise UsageError("--folds 1: cross-validation needs at least 2 folds (or 0 for none)")
         if self.ratios[0] <= 0:
             raise UsageError(f"--ratios {','.join(map(str, self.ratios))!r}: the train fraction must be above 0")
 

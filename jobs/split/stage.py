@@ -14,7 +14,7 @@ from jobs.core.paths import splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
 from jobs.split import tasks
-from jobs.split.assign import SPLIT_NAMES, Assignment
+from jobs.split.assign import SPLIT_NAMES, Assignment, assign_folds, patient_groups
 from jobs.split.exports import csv_bytes, datalist_bytes, duplicates_bytes, txt_bytes
 from jobs.split.groups import GROUP, check_images_disjoint, group_rows
 from jobs.split.indexes import OFFICIAL_COLUMN, IndexRows, index_manifests, load_index_rows
@@ -103,7 +103,10 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             skipped_unlabeled=skipped,
             duplicates=len(grouped.duplicates),
         )
-        columns = (*index.columns, "split")
+        columns: tuple[str, ...] = (*index.columns, "split")
+        if settings.folds:
+            stats["folds"] = _add_folds(rows_by_split, settings.folds, settings.seed, settings.task)
+            columns = (*columns, "fold")
         for split, rows in rows_by_split.items():
             job.writer.put_bytes(f"{split}.csv", csv_bytes(columns, rows))
             job.writer.put_bytes(f"{split}.txt", txt_bytes(rows))
@@ -138,6 +141,25 @@ def _rows_by_split(labelled: list[dict[str, Any]], assignment: Assignment) -> di
     check_patients_disjoint(rows_by_split)
     check_images_disjoint(rows_by_split)
     return rows_by_split
+
+
+def _add_folds(rows_by_split: dict[str, list[dict[str, Any]]], folds: int, seed: int, task: str) -> dict[str, Any]:
+    """Give every train and val row its group's ``fold``; rows and patients per fold for ``stats.json``.
+
+    Folds are patient-grouped like the splits (a volume counts once) and stratified by label for classification;
+    other tasks' labels (finding sets, mask keys) are not strata, so their folds are grouped only."""
+    pool = [row for split in ("train", "val") for row in rows_by_split[split]]
+    strata = ((unit, label if task == "classification" else "") for unit, label in tasks.units(pool))
+    fold_of = assign_folds(patient_groups(strata), folds, seed)
+    for row in pool:
+        row["fold"] = fold_of[row.get(GROUP, row["patient_id"])]
+    return {
+        str(i): {
+            "rows": sum(1 for row in pool if row["fold"] == i),
+            "patients": len({row["patient_id"] for row in pool if row["fold"] == i}),
+        }
+        for i in range(folds)
+    }
 
 
 def _warn_missing_classes(rows_by_split: dict[str, list[dict[str, Any]]], classes: list[str], counted) -> None:

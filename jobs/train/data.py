@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.core.errors import DataError
+from jobs.core.errors import DataError, UsageError
 from jobs.core.manifest import Manifest, read_output, require_manifest
 from jobs.core.paths import splits_prefix
 from jobs.core.store import Store
@@ -100,8 +100,16 @@ def _item(task: str, rows: list[dict[str, Any]], name: str) -> Item:
     return Item(name, keys, rows[0]["parsed"])
 
 
-def read_split(store: Store, dataset: str, task: str = "classification", dims: int = 2, slices: str = "each") -> Split:
-    """The split's manifest and items, from ``datalist.json`` (the MONAI-style list the split stage writes)."""
+def read_split(
+    store: Store,
+    dataset: str,
+    task: str = "classification",
+    dims: int = 2,
+    slices: str = "each",
+    fold: int | None = None,
+) -> Split:
+    """The split's manifest and items, from ``datalist.json`` (the MONAI-style list the split stage writes); with
+    ``fold``, train is every train and val item outside that fold and val the items in it (cross-validation)."""
     prefix = splits_prefix(dataset)
     manifest = require_manifest(store, prefix, "split")
     where = f"{prefix}datalist.json"
@@ -121,6 +129,7 @@ def read_split(store: Store, dataset: str, task: str = "classification", dims: i
     group = dims == 3 or slices != "each"
     items: dict[str, list[Item]] = {}
     checksums: dict[str, str] = {}
+    folds: dict[str, int] = {}
     for split, section in _DATALIST_SECTIONS.items():
         rows = []
         for n, row in enumerate(datalist.get(section, [])):
@@ -138,15 +147,34 @@ def read_split(store: Store, dataset: str, task: str = "classification", dims: i
             checksums[parsed["image"]] = sha
             if task == "segmentation" and _is_sha256(row.get("label_sha256")):
                 checksums[parsed["parsed"]] = row["label_sha256"]
+            if isinstance(row.get("fold"), int):
+                folds[parsed["image"]] = row["fold"]
             rows.append(parsed)
         items[split] = _items(task, rows, group, dims == 3, where)
         if dims == 3 and (left := len([r for r in rows if not r.get("volume")])):
             log.warning("--dims 3: %d %s images are not part of a volume and are left out", left, split)
+    if fold is not None:
+        items = _fold_items(items, folds, fold, where)
     return Split(manifest=manifest, classes=tuple(classes), items=items, task=task, checksums=checksums)
 
 
 def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64
+
+
+def _fold_items(items: dict[str, list[Item]], folds: dict[str, int], fold: int, where: str) -> dict[str, list[Item]]:
+    """Train and val re-cut by fold; an item's fold is its first file's (a volume's slices share a patient)."""
+    pool = items["train"] + items["val"]
+    if not pool or any(item.keys[0] not in folds for item in pool):
+        raise DataError(f"{where}: --fold {fold}, but the split has no folds; rerun irmsia-split --folds K")
+    count = max(folds.values()) + 1
+    if fold >= count:
+        raise UsageError(f"--fold {fold}: the split has {count} folds (0 to {count - 1})")
+    return {
+        "train": sorted((x for x in pool if folds[x.keys[0]] != fold), key=lambda i: i.name),
+        "val": sorted((x for x in pool if folds[x.keys[0]] == fold), key=lambda i: i.name),
+        "test": items["test"],
+    }
 
 
 def check_split(split: Split, where: str) -> None:

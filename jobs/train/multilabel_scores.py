@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.train.scores import binary_auc
+from jobs.ml.scores import binary_auc
 
 HEADLINE = ("auc", "macro_f1", "exact_match")
 DEFAULT_THRESHOLD = 0.5

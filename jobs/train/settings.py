@@ -200,6 +200,39 @@ class TrainSettings(StageSettings):
         help="mixed precision: auto (fp16 + GradScaler on CUDA, bf16 on CPUs with AMX), on (also bf16 "
         "on other CPUs) or off",
     )
+    fold: int | None = option(
+        None,
+        minimum=0,
+        maximum=49,
+        result=True,
+        help="cross-validation: train on every fold but this one and validate on it (a split made with "
+        "irmsia-split --folds K); the test split stays the test split",
+    )
+    bootstrap_resamples: int = option(
+        1000,
+        minimum=0,
+        maximum=100_000,
+        result=True,
+        help="patient-level bootstrap resamples for the 95-percent interval of every val/test metric (0: no intervals)",
+    )
+    calibrate: bool = option(
+        False,
+        result=True,
+        help="fit a temperature on val (temperature scaling); calibration, operating points and serving use it",
+    )
+    specificity: float = option(
+        0.9,
+        above=0.0,
+        maximum=1.0,
+        result=True,
+        help="report the sensitivity at this specificity, with the threshold chosen on val and evaluated on test",
+    )
+    min_subgroup: int = option(
+        10,
+        minimum=1,
+        result=True,
+        help="subgroups (modality, body part, sex, age band, dataset…) with fewer images are reported as too small",
+    )
     device: str = option("auto", choices=DEVICES, help="auto, cpu or cuda")
     lr_base_batch: int = option(
         0,

@@ -5,12 +5,16 @@ trains with per-epoch checkpoints in the store, scores the best model on val and
 ``_SUCCESS.json``: ``best_model.pt``, ``last_model.pt``, ``checkpoints/last.pt``, ``metrics.json``,
 ``history.json``, ``config.json``, ``training_curves.png`` and the task's picture: ``confusion_matrix.png``
 (classification), ``finding_auc.png`` (multilabel, whose thresholds are chosen on val and applied to test) or
-``overlays.png`` (segmentation: a few val cases with truth and prediction outlined).
+``overlays.png`` (segmentation: a few val cases with truth and prediction outlined); ``predictions.json`` and
+``report.html``. The metrics carry patient-bootstrap intervals, calibration, operating points and subgroups for
+classification, per-finding AUC intervals for multilabel and a Dice interval for segmentation, with what does not
+apply recorded (``jobs.train.assessment``); ``report.html`` shows them (``jobs.train.report``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,13 +25,23 @@ from jobs.core.cpus import usable_cpus
 from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
 from jobs.core.logs import set_context
-from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest
+from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest, read_output
 from jobs.core.paths import run_prefix, splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
+from jobs.ml.predictions import PREDICTIONS, Scored, predictions_bytes
 from jobs.ml.preprocess import Preprocessing
+from jobs.train.assessment import (
+    EvaluationOptions,
+    assess,
+    assess_multilabel,
+    assess_segmentation,
+    join_items,
+    patients_of,
+)
 from jobs.train.cache import ImageSet, label_values, load_images
 from jobs.train.data import Split, check_split, class_counts, missing_classes, read_split
+from jobs.train.report import REPORT
 from jobs.train.settings import TrainSettings
 from jobs.train.telemetry import record_epoch, record_final
 
@@ -103,6 +117,9 @@ class _Fit:
     classes: tuple[str, ...]
     extra: dict[str, Any]
     """Task facts for ``config.json``: multi-label thresholds, segmentation label values."""
+    predictions: dict[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]
+    """Per scored split: item names, labels and class (finding) probabilities of the best model; none for
+    segmentation."""
 
 
 class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
@@ -110,10 +127,11 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
 
     name = STAGE_NAME
     settings_type = TrainSettings
+    artifacts = (REPORT,)
 
     def plan(self, settings: TrainSettings, store: Store) -> TrainPlan:
         split_prefix = splits_prefix(settings.dataset)
-        split = read_split(store, settings.dataset, settings.task, settings.dims, settings.slices)
+        split = read_split(store, settings.dataset, settings.task, settings.dims, settings.slices, settings.fold)
         check_split(split, split_prefix)
         params = {**settings.result_params(), "classes": list(split.classes)}
         run_id = settings.run_id or derive_run_id(
@@ -188,7 +206,11 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
         results["test"] = trainer.evaluate("test", extra.get("thresholds"))
     else:
         log.warning("the test split is empty: test metrics are not reported")
-    return _Fit(trainer, state, prep, in_channels, results, best_state, last_state, classes, extra)
+    predictions = {}
+    if split.task != "segmentation":
+        predictions = {name: (sets[name].keys, sets[name].labels, trainer.task.predict(trainer, name)[0])
+                       for name in results}  # fmt: skip
+    return _Fit(trainer, state, prep, in_channels, results, best_state, last_state, classes, extra, predictions)
 
 
 def _checkpoint_to_resume(settings: TrainSettings, store: Store, writer: StageWriter) -> dict[str, Any] | None:
@@ -259,13 +281,51 @@ def _run_config(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) ->
     }
 
 
+def _evaluation(
+    settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit
+) -> tuple[dict[str, Any], dict[str, Scored]]:
+    """The task's evaluation sections for ``metrics.json`` (``jobs.train.assessment``): for classification
+    intervals, calibration, operating points and subgroups; for multilabel per-finding AUC intervals; for
+    segmentation the Dice interval; each with what does not apply. Also the scored splits (none for segmentation)."""
+    split = job.plan.split
+    options = EvaluationOptions(
+        resamples=settings.bootstrap_resamples,
+        seed=settings.seed,
+        calibrate=settings.calibrate,
+        specificity=settings.specificity,
+        min_subgroup=settings.min_subgroup,
+    )
+    if split.task == "segmentation":
+        cases = {}
+        for name, result in fit.results.items():
+            per_case = result["details"]["per_case"]
+            keys = [case["key"] for case in per_case]
+            dice = [[d for d in case["dice"].values() if d is not None] for case in per_case]
+            cases[name] = (dice, patients_of(job.store, split.manifest, keys))
+        return assess_segmentation(cases, options), {}
+    scored = join_items(job.store, split.manifest, fit.predictions)
+    if split.task == "multilabel":
+        return assess_multilabel(scored, split.classes, options), scored
+    return assess(scored, split.classes, options), scored
+
+
+def _split_stats(job: StageJob[TrainPlan]) -> dict[str, Any] | None:
+    """The split's ``stats.json`` (verified) for the report, if the split has one."""
+    manifest = job.plan.split.manifest
+    if not any(o.key == manifest.prefix + "stats.json" for o in manifest.outputs):
+        return None
+    return json.loads(read_output(job.store, manifest, "stats.json"))
+
+
 def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) -> dict[str, Any]:
     """Write the run's sealed outputs; returns the manifest's summary."""
     from jobs.train.checkpoint import CHECKPOINT_NAME
     from jobs.train.plots import task_picture, training_curves
+    from jobs.train.report import render_report
 
     writer, state = job.writer, fit.state
     flat = _flat_scores(fit.results, fit.trainer.task.headline)
+    sections, scored = _evaluation(settings, job, fit)
     metrics = {
         **flat,
         "best_epoch": state.best_epoch,
@@ -273,13 +333,26 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
         "stopped_early": state.stopped,
         "monitor": settings.monitor,
         "details": {name: r["details"] for name, r in fit.results.items()},
+        **sections,
     }
     writer.put_bytes("best_model.pt", _state_bytes(fit.best_state))
     writer.put_bytes("last_model.pt", _state_bytes(fit.last_state))
     writer.record(writer.store.head(writer.prefix + CHECKPOINT_NAME))
-    writer.put_bytes("config.json", pretty_json(_run_config(settings, job, fit)))
+    config = _run_config(settings, job, fit)
+    writer.put_bytes("config.json", pretty_json(config))
     writer.put_bytes("history.json", pretty_json(state.history))
     writer.put_bytes("metrics.json", pretty_json(metrics))
+    if scored:
+        writer.put_bytes(PREDICTIONS, predictions_bytes(scored, fit.classes, settings.task))
+    report = render_report(
+        run_id=job.plan.run_id,
+        config=config,
+        metrics=metrics,
+        history=state.history,
+        scored=scored,
+        split_stats=_split_stats(job),
+    )
+    writer.put_bytes(REPORT, report)
     writer.put_bytes("training_curves.png", training_curves(state.history, settings.monitor))
     name, picture = task_picture(fit.trainer, metrics["details"])
     writer.put_bytes(name, picture)

@@ -1,7 +1,7 @@
 """What each task trains and how it is judged: outputs, loss, prediction and scores, one class per task.
 
 - ``classification``: one logit per class, cross-entropy (optionally class-weighted, label smoothing), softmax;
-  scores in ``jobs.train.scores``.
+  scores in ``jobs.ml.scores``.
 - ``multilabel``: one logit per finding, binary cross-entropy (optionally ``pos_weight`` = negatives/positives per
   finding), sigmoid; per-finding AUC and thresholds chosen on val (``jobs.train.multilabel_scores``).
 - ``segmentation``: one logit map per label value, Dice + cross-entropy (MONAI's ``DiceCELoss``), argmax;
@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jobs.ml import scores
 from jobs.ml.networks import CLASSIFIER, SEGMENTER
-from jobs.train import multilabel_scores, scores, segmentation_scores
+from jobs.train import multilabel_scores, segmentation_scores
 
 if TYPE_CHECKING:
     from jobs.train.loop import Trainer
@@ -44,6 +45,10 @@ class Task:
     def target(self, y: torch.Tensor) -> torch.Tensor:
         """The labels as the loss takes them."""
         return y
+
+    def predict(self, trainer: Trainer, split: str) -> tuple[Any, float]:
+        """The model's outputs on ``split`` (probabilities, or label maps) and its mean loss there."""
+        raise NotImplementedError
 
     def evaluate(self, trainer: Trainer, split: str, thresholds: list[float] | None = None) -> dict[str, Any]:
         raise NotImplementedError
@@ -72,18 +77,22 @@ class Classification(Task):
         )
 
     @torch.inference_mode()
-    def evaluate(self, trainer: Trainer, split: str, thresholds: list[float] | None = None) -> dict[str, Any]:
+    def predict(self, trainer: Trainer, split: str) -> tuple[np.ndarray, float]:
+        """Class probabilities ``(N, K)`` and the mean cross-entropy on ``split``."""
         trainer.model.eval()
         probs, losses = [], []
         for x, y in _batches(trainer, split):
             logits = trainer.forward(x).float()
             losses.append(F.cross_entropy(logits, y, reduction="sum").item())
             probs.append(torch.softmax(logits, dim=1).cpu().numpy())
-        images = trainer.sets[split]
         k = len(trainer.classes)
         all_probs = np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
-        metrics = scores.classification_metrics(images.labels, all_probs, trainer.classes)
-        metrics["loss"] = sum(losses) / max(1, len(images))
+        return all_probs, sum(losses) / max(1, len(trainer.sets[split]))
+
+    def evaluate(self, trainer: Trainer, split: str, thresholds: list[float] | None = None) -> dict[str, Any]:
+        probs, loss = self.predict(trainer, split)
+        metrics = scores.classification_metrics(trainer.sets[split].labels, probs, trainer.classes)
+        metrics["loss"] = loss
         return metrics
 
 

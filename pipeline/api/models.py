@@ -25,6 +25,11 @@ class LoadedModel:
     preprocess: Any
     """``jobs.ml.preprocess.Preprocessing``: image file bytes -> the ``(C, H, W)`` float32 input."""
     classes: list[str]
+    temperature: float = 1.0
+    """Already applied by ``module``: ``softmax(module(x))`` are the calibrated probabilities."""
+    operating_points: dict[str, dict[str, Any]] | None = None
+    """Per class and point (``youden``, ``specificity_0.9``), the threshold on the calibrated probability chosen on
+    val."""
 
 
 def load_model(name: str, version: str | int = "champion", store: Store | str | None = None) -> LoadedModel:
@@ -36,8 +41,18 @@ def load_model(name: str, version: str | int = "champion", store: Store | str | 
     entry = registry.resolve(opened, name, version)
     module, preprocessing = serving_load_model(opened, name, entry.version)
     record = registry.show(opened, name, entry.version)
-    classes = list(record["metadata"].get("irmsia", {}).get("classes") or [])
-    return LoadedModel(name=name, version=entry.version, module=module, preprocess=preprocessing, classes=classes)
+    ours = record["metadata"].get("irmsia", {})
+    classes = list(ours.get("classes") or [])
+    serving = (ours.get("evaluation") or {}).get("serving") or {}
+    return LoadedModel(
+        name=name,
+        version=entry.version,
+        module=module,
+        preprocess=preprocessing,
+        classes=classes,
+        temperature=float(serving.get("temperature") or 1.0),
+        operating_points=dict(serving.get("operating_points") or {}),
+    )
 
 
 def list_models(store: Store | str | None = None) -> list[str]:

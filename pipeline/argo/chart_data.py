@@ -16,7 +16,13 @@ from pipeline.argo.labels import POD_LABELS, object_labels
 from pipeline.argo.metrics import template_metrics
 from pipeline.argo.retry import TRANSIENT_ONLY
 from pipeline.argo.security import container_security_context
-from pipeline.argo.stage_template import RESULT_DEFAULT, RESULT_OUTPUT, handed_on_value, workflow_argument
+from pipeline.argo.stage_template import (
+    RESULT_DEFAULT,
+    RESULT_OUTPUT,
+    handed_on_value,
+    stage_artifact,
+    workflow_argument,
+)
 from pipeline.argo.volumes import DATA_VOLUME, MOUNTS, RESULT_FILE, TRAIN_CACHE_DIR, TRAIN_CACHE_VOLUME
 from pipeline.argo.workflow_template import ENTRYPOINT, TARGET_PARAMETER, VOLUME_CLAIM_GC, workflow_parameters
 from pipeline.dag import PIPELINE, Pipeline
@@ -43,6 +49,7 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
                 "depends": " && ".join(s.depends),
                 "gpu": s.gpu,
                 "metrics": template_metrics(s, RESULT_OUTPUT).model_dump(by_alias=True, exclude_none=True),
+                "artifacts": [stage_artifact(a).model_dump(by_alias=True, exclude_none=True) for a in s.artifacts],
             }
             for s in pipeline.order()
         ],

@@ -6,7 +6,7 @@ import re
 from collections.abc import Collection
 
 from hera.workflows import Container
-from hera.workflows.models import Inputs, Outputs, Parameter, ValueFrom
+from hera.workflows.models import ArchiveStrategy, Artifact, Inputs, NoneStrategy, Outputs, Parameter, ValueFrom
 
 from pipeline.argo.environment import stage_environment
 from pipeline.argo.metrics import template_metrics
@@ -14,7 +14,7 @@ from pipeline.argo.resources import stage_resources
 from pipeline.argo.retry import transient_retry
 from pipeline.argo.scheduling import node_selector, tolerations
 from pipeline.argo.security import container_security_context
-from pipeline.argo.volumes import RESULT_FILE, stage_volumes
+from pipeline.argo.volumes import RESULT_DIR, RESULT_FILE, stage_volumes
 from pipeline.config import DeploymentConfig
 from pipeline.dag import PLACEHOLDER, StageSpec
 
@@ -41,6 +41,17 @@ def handed_on_value(upstream: str, parameter: str) -> str:
     return f"{{{{=jsonpath(tasks.{upstream}.outputs.parameters.{RESULT_OUTPUT}, '$.summary.{parameter}')}}}}"
 
 
+def stage_artifact(name: str) -> Artifact:
+    """The output artifact of a file the stage leaves beside its result file: stored as is (no tarball, so the
+    Argo UI shows an HTML report in the browser), optional (a failed run leaves none)."""
+    return Artifact(
+        name=name.rsplit(".", 1)[0].replace("_", "-"),
+        path=f"{RESULT_DIR}/{name}",
+        optional=True,
+        archive=ArchiveStrategy(none=NoneStrategy()),
+    )
+
+
 def stage_container(stage: StageSpec, config: DeploymentConfig, inputs: Collection[str] = ()) -> Container:
     """The container template of ``stage``, taking ``inputs`` (parameters an earlier task hands on) as input
     parameters: must be created inside a Hera workflow context."""
@@ -63,7 +74,8 @@ def stage_container(stage: StageSpec, config: DeploymentConfig, inputs: Collecti
         retry_strategy=transient_retry(config.retry),
         labels={"app.kubernetes.io/component": stage.stage},
         outputs=Outputs(
-            parameters=[Parameter(name=RESULT_OUTPUT, value_from=ValueFrom(path=RESULT_FILE, default=RESULT_DEFAULT))]
+            parameters=[Parameter(name=RESULT_OUTPUT, value_from=ValueFrom(path=RESULT_FILE, default=RESULT_DEFAULT))],
+            artifacts=[stage_artifact(name) for name in stage.artifacts] or None,
         ),
         metrics=template_metrics(stage, RESULT_OUTPUT),
     )

@@ -20,6 +20,7 @@ import pytest
 from jobs.core.manifest import read_manifest
 from jobs.core.paths import run_prefix
 from jobs.core.store import open_store
+from jobs.register.keys import REPORT, version_prefix
 
 pytestmark = [pytest.mark.slow]
 
@@ -85,6 +86,15 @@ def test_each_task_demo_reaches_its_bar_and_is_served_from_the_registry(profile,
     assert read_manifest(store, run_prefix(run_id)).params["task"] == task
     meta = load_metadata(store, model_name, "champion")
     assert meta["irmsia"]["task"] == task
+    # AND the run carries the task's evaluation: a patient-bootstrap interval for the metric, what does not apply
+    # named (only classification has calibration, operating points and subgroups), the report in the bundle
+    ci = metrics["intervals"][metric]
+    assert ci is not None and ci["low"] <= ci["high"], ci
+    assert ("not_applicable" in metrics) is (task != "classification"), metrics.get("not_applicable")
+    assert ("calibration" in metrics) is (task == "classification")
+    assert meta["irmsia"]["evaluation"]["intervals"][metric] == ci
+    bundle = read_manifest(store, version_prefix(model_name, meta["irmsia"]["registry_version"]))
+    assert any(o.key == bundle.prefix + REPORT for o in bundle.outputs)
     # WHEN the champion is served the test split's raw files (a series folder for a DICOM volume)
     predictor = load_predictor(store, model_name)
     test = datalist["test"]

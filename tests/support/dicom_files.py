@@ -22,8 +22,10 @@ def dicom_bytes(
     preamble: bool = True,
     study_uid: str | None = None,
     series_uid: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> bytes:
-    """A 16-bit single-frame image whose pixels depend on ``seed`` (so distinct seeds give distinct files)."""
+    """A 16-bit single-frame image whose pixels depend on ``seed`` (so distinct seeds give distinct files);
+    ``extra`` sets further attributes by keyword (``{"PatientSex": "F"}``)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     sop_uid = generate_uid(entropy_srcs=[patient_id, str(seed), "sop"])
@@ -45,6 +47,8 @@ def dicom_bytes(
     ds.PixelRepresentation = 0
     if spacing:
         ds.PixelSpacing = list(spacing)
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
     pixels = np.random.default_rng(seed).integers(0, 4096, size=(rows, columns), dtype=np.uint16)
     ds.PixelData = pixels.tobytes()
     out = io.BytesIO()

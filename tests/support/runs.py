@@ -64,6 +64,31 @@ def state_dict_bytes(seed: int = 0, model: str = "small-cnn", in_channels: int =
     return buf.getvalue()
 
 
+def predictions_of(quality: float, *, n: int = 120, seed: int = 0, noise_of: bytes | None = None) -> bytes:
+    """A ``predictions.json`` of ``n`` val and test patients: a model whose positive score is shifted up by
+    ``quality`` standard deviations for true positives; ``noise_of`` instead perturbs those predictions slightly
+    (a model no better than that one)."""
+    import numpy as np
+
+    from jobs.ml.predictions import Scored, predictions_bytes, read_predictions
+
+    rng = np.random.default_rng(seed)
+    if noise_of is not None:
+        _, base = read_predictions(noise_of, "base")
+        noisy = {}
+        for split, s in base.items():
+            probs = np.clip(s.probs + rng.normal(0, 0.005, s.probs.shape), 1e-6, None)
+            noisy[split] = Scored(s.keys, s.labels, probs / probs.sum(axis=1, keepdims=True), s.patients)
+        return predictions_bytes(noisy, CLASSES)
+    splits = {}
+    for split in ("val", "test"):
+        y = np.arange(n) % 2
+        p1 = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + quality * (2 * y - 1))))
+        keys = tuple(f"raw/demo/{split}/{i:04d}.dcm" for i in range(n))
+        splits[split] = Scored(keys, y, np.stack([1 - p1, p1], axis=1), tuple(f"{split}-p{i}" for i in range(n)))
+    return predictions_bytes(splits, CLASSES)
+
+
 def seal_run(
     store: Store,
     run_id: str,
@@ -73,8 +98,13 @@ def seal_run(
     seed: int = 0,
     model_bytes: bytes | None = None,
     image_size: int = 32,
+    predictions: bytes | None = None,
+    evaluation: dict | None = None,
+    report: bytes | None = None,
 ) -> Manifest:
-    """A sealed ``runs/<run_id>/`` as the train stage leaves it, on top of ``upstream`` (built if ``None``)."""
+    """A sealed ``runs/<run_id>/`` as the train stage leaves it, on top of ``upstream`` (built if ``None``);
+    ``predictions`` is its ``predictions.json`` (none when ``None``), ``evaluation`` extra ``metrics.json``
+    sections (``intervals``, ``calibration``…), ``report`` its ``report.html``."""
     upstream = upstream or seal_dataset(store)
     config = {
         "model": "small-cnn",
@@ -90,6 +120,7 @@ def seal_run(
     scores = {"val_accuracy": 0.9, "val_auc": 0.95, "test_accuracy": 0.88, "test_auc": 0.93, "best_epoch": 1}
     scores.update(metrics or {})
     scores["details"] = {"val": {"confusion_matrix": [[3, 0], [1, 2]]}}
+    scores.update(evaluation or {})
     w = StageWriter(
         store, "train", run_prefix(run_id), {"seed": seed}, {upstream.split.prefix: upstream.split.content_sha256}
     )
@@ -97,4 +128,8 @@ def seal_run(
     w.put_bytes("config.json", pretty_json(config))
     w.put_bytes("metrics.json", (json.dumps(scores, sort_keys=True, indent=2) + "\n").encode())
     w.put_bytes("confusion_matrix.png", PNG)
+    if predictions is not None:
+        w.put_bytes("predictions.json", predictions)
+    if report is not None:
+        w.put_bytes("report.html", report)
     return w.commit(summary={"val_auc": scores.get("val_auc")})

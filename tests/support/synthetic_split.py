@@ -84,12 +84,19 @@ def write_split(
     fmt: str = "mixed",
     classes: tuple[str, ...] = CLASSES,
     extra_items: dict[str, list[tuple[str, int]]] | None = None,
+    shuffle_labels: bool = False,
+    columns: dict[str, tuple[str, ...]] | None = None,
+    folds: int = 0,
 ) -> Manifest:
     """Write images and a sealed ``splits/<dataset>/``; ``counts`` is images per split (classes alternate).
 
     ``fmt``: ``dicom``, ``png`` or ``mixed`` (DICOM with some MONOCHROME1 and rescaled files, plus PNGs).
     ``extra_items`` adds ``(key, label)`` items (e.g. broken files written by the test) to splits.
+    ``shuffle_labels`` records labels that are a seeded permutation of the images' true classes (a split nothing
+    can be learned from: a deliberately broken model). ``columns`` adds index columns to the CSVs, image ``n``
+    taking value ``n % len(values)`` of each. ``folds`` gives train and val image ``n`` fold ``n % folds``.
     """
+    columns = columns or {}
     counts = counts or {"train": 24, "val": 12, "test": 12}
     rng = np.random.default_rng(seed)
     raw = raw_prefix(dataset)
@@ -99,9 +106,12 @@ def write_split(
     n = 0
     for split, count in counts.items():
         csv_rows[split] = []
+        recorded = [i % len(classes) for i in range(count)]
+        if shuffle_labels:
+            recorded = [int(v) for v in np.random.default_rng(seed + 1000 + n).permutation(recorded)]
         for i in range(count):
-            label = i % len(classes)
-            image = synthetic_image(rng, size, nodule=classes[label] == "nodule")
+            label = recorded[i]
+            image = synthetic_image(rng, size, nodule=classes[i % len(classes)] == "nodule")
             patient = f"p{n:04d}"
             kind = fmt if fmt != "mixed" else ("png" if n % 4 == 3 else "dicom")
             if kind == "png":
@@ -113,9 +123,10 @@ def write_split(
             store.put_bytes(key, data)
             datalist[sections[split]].append(
                 {"image": key, "label": label, "label_name": classes[label], "patient_id": patient,
-                 "sha256": sha256_bytes(data)}
+                 "sha256": sha256_bytes(data), **({"fold": n % folds} if folds and split != "test" else {})}
             )  # fmt: skip
-            csv_rows[split].append(f"{key},{classes[label]},{patient},{split}")
+            extra = "".join(f",{values[n % len(values)]}" for values in columns.values())
+            csv_rows[split].append(f"{key},{classes[label]},{patient},{split}{extra}")
             n += 1
     for split, items in (extra_items or {}).items():
         for key, label in items:
@@ -130,5 +141,6 @@ def write_split(
     writer.begin()
     writer.put_bytes("datalist.json", json.dumps(datalist, indent=1, sort_keys=True).encode())
     for split, rows in csv_rows.items():
-        writer.put_bytes(f"{split}.csv", ("key,label,patient_id,split\n" + "\n".join(sorted(rows)) + "\n").encode())
+        header = ",".join(("key", "label", "patient_id", "split", *columns))
+        writer.put_bytes(f"{split}.csv", (header + "\n" + "\n".join(sorted(rows)) + "\n").encode())
     return writer.commit(summary={"classes": list(classes), **{s: len(r) for s, r in csv_rows.items()}})

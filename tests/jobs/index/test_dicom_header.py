@@ -34,6 +34,21 @@ def test_header_values_match_pydicom(preamble):
     assert header.transfer_syntax == "1.2.840.10008.1.2.1"
 
 
+@pytest.mark.parametrize("preamble", [True, False])
+def test_the_subgroup_attributes_are_read_on_both_paths(preamble):
+    # GIVEN a file naming its manufacturer, view position, patient sex and age
+    extra = {"Manufacturer": "ACME Imaging", "ViewPosition": "AP", "PatientSex": "F", "PatientAge": "045Y"}
+    data = dicom_bytes("PAT-8", extra=extra, preamble=preamble)
+    # WHEN its header is read (the fast path takes the file with a preamble, pydicom the other)
+    header = read_header(data, len(data))
+    # THEN all four are in it, and the fast path agrees with pydicom
+    assert (header.manufacturer, header.view_position, header.patient_sex, header.patient_age) == (
+        "ACME Imaging", "AP", "F", "045Y")  # fmt: skip
+    assert header == pydicom_header(data, len(data))
+    if preamble:
+        assert fast_header(data, len(data)) == header
+
+
 def test_big_endian_and_implicit_files_from_pydicom():
     for name in ("MR_small_bigendian.dcm", "MR_small_implicit.dcm"):
         path = get_testdata_file(name)

@@ -12,7 +12,7 @@ from PIL import Image
 from jobs.core.errors import DataError, UsageError
 from jobs.ml.networks import build_network
 from jobs.ml.preprocess import Preprocessing
-from jobs.register.api import load_metadata, load_model
+from jobs.register.api import load_metadata, load_model, load_serving
 from tests.jobs.register.conftest import (
     append_move_to_unregistered,
     drop_alias_object,
@@ -99,3 +99,33 @@ def test_a_forged_alias_is_never_served(promoted, case, forge, refusal):
     batch = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         torch.testing.assert_close(module(batch), reference.eval()(batch))
+
+
+def test_a_calibrated_model_serves_temperature_scaled_logits_and_its_operating_points(store, upstream):
+    # GIVEN a run calibrated on val (temperature 2.5) with an operating point chosen there
+    serving = {"temperature": 2.5, "operating_points": {"abnormal": {"youden": 0.4, "specificity_0.9": "inf"}}}
+    seal_run(store, "r1", upstream=upstream, evaluation={"serving": serving})
+    assert register(store, "--run", "r1", "--model-name", "m") == 0
+    # WHEN it is loaded for serving
+    module, _ = load_model(store, "m")
+    rules = load_serving(store, "m")
+    # THEN its logits are the trained network's divided by the temperature
+    reference = build_network("small-cnn", 1, 2)
+    reference.load_state_dict(torch.load(io.BytesIO(state_dict_bytes(seed=0)), weights_only=True))
+    batch = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(module(batch), reference.eval()(batch) / 2.5)
+    # AND the thresholds decide on the calibrated probabilities ("inf": never positive)
+    probs = np.array([[0.7, 0.3], [0.5, 0.5], [0.1, 0.9]])
+    assert rules.temperature == 2.5
+    assert rules.decide(probs, 1, "abnormal").tolist() == [False, True, True]
+    assert rules.decide(probs, 1, "abnormal", "specificity_0.9").tolist() == [False, False, False]
+    with pytest.raises(UsageError, match="no operating point 'youden' for class 'normal'"):
+        rules.decide(probs, 0, "normal")
+
+
+def test_an_uncalibrated_version_serves_the_network_unchanged(store, run_id):
+    assert register(store, "--run", run_id, "--model-name", "m") == 0
+    module, _ = load_model(store, "m")
+    assert not hasattr(module, "temperature")  # the network itself, not a wrapper
+    assert load_serving(store, "m").temperature == 1.0

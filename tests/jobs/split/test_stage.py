@@ -306,3 +306,37 @@ def test_tampered_index_is_a_data_error_and_the_previous_split_survives(tmp_path
     # THEN it fails with exit 3 naming the file, and the old split is still sealed and intact
     assert code == 3 and "index/ds/index.parquet: SHA-256 differs" in err
     assert read_manifest(store, "splits/ds/") == sealed
+
+
+@pytest.mark.parametrize("folds", [3, 5])
+def test_folds_partition_the_train_and_val_patients_and_leave_test_alone(store_uri, folds):
+    # GIVEN an index of 60 patients over two classes, split once without and once with folds
+    store = open_store(store_uri)
+    write_index(store, "ds", random_rows(3, patients=60))
+    assert run_split(store_uri, "--dataset", "ds")[0] == 0
+    plain = read_outputs(store)
+    # WHEN it is split again with --folds
+    code, _, _ = run_split(store_uri, "--dataset", "ds", "--folds", str(folds))
+    # THEN train and val rows carry their patient's fold, every fold is non-empty and holds both classes,
+    # no patient is in two folds, and the test split is exactly the one without folds
+    assert code == 0
+    datalist = json.loads(store.get_bytes("splits/ds/datalist.json"))
+    pool = datalist["training"] + datalist["validation"]
+    fold_of_patient = defaultdict(set)
+    for row in pool:
+        fold_of_patient[row["patient_id"]].add(row["fold"])
+    assert all(len(f) == 1 for f in fold_of_patient.values())
+    for i in range(folds):
+        labels = {row["label"] for row in pool if row["fold"] == i}
+        assert labels == {0, 1}, (i, labels)
+    assert all("fold" not in row for row in datalist["test"])
+    assert store.get_bytes("splits/ds/test.txt") == plain["test.txt"]
+    stats = json.loads(store.get_bytes("splits/ds/stats.json"))
+    assert sum(f["rows"] for f in stats["folds"].values()) == len(pool)
+    assert sum(f["patients"] for f in stats["folds"].values()) == len(fold_of_patient)
+    assert list(read_csv(store, "splits/ds/train.csv")[0])[-1] == "fold"
+
+
+def test_one_fold_is_a_usage_error(store_uri, capsys):
+    code, err, _ = run_split(store_uri, "--dataset", "ds", "--folds", "1", capsys=capsys)
+    assert code == 2 and "--folds 1: cross-validation needs at least 2 folds" in err

@@ -23,6 +23,8 @@ ARTEFACTS = {
     "config.json",
     "training_curves.png",
     "confusion_matrix.png",
+    "predictions.json",
+    "report.html",
 }
 
 

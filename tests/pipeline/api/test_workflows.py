@@ -148,6 +148,9 @@ def test_workflow_3_pipeline_train_register_and_load(tmp_path):
     with torch.no_grad():
         logits = model.module(torch.from_numpy(model.preprocess(image))[None])
     assert model.version == 1 and logits.shape == (1, len(model.classes)) and model.classes == ["nodule", "normal"]
+    # AND it carries the operating points chosen on val (uncalibrated: temperature 1)
+    assert model.temperature == 1.0 and set(model.operating_points) == {"nodule", "normal"}
+    assert "youden" in model.operating_points["nodule"]
 
 
 @pytest.mark.parametrize(

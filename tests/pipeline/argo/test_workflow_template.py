@@ -118,6 +118,19 @@ def test_every_stage_exposes_its_result_file_as_output_parameter():
         assert str(Path(env["IRMSIA_RESULT_FILE"]).parent) in mounts
 
 
+def test_train_exposes_its_report_as_an_unarchived_output_artifact_beside_the_result_file():
+    # GIVEN the rendered templates WHEN train's outputs are read
+    templates = _templates(DeploymentConfig())
+    env = {e["name"]: e.get("value") for e in templates["train"]["container"]["env"]}
+    # THEN its report is an optional, unarchived artifact in the result file's folder (so the UI shows the HTML),
+    # and no other stage declares artifacts
+    assert templates["train"]["outputs"]["artifacts"] == [
+        {"name": "report", "path": str(Path(env["IRMSIA_RESULT_FILE"]).parent / "report.html"), "optional": True,
+         "archive": {"none": {}}}
+    ]  # fmt: skip
+    assert all("artifacts" not in t["outputs"] for n, t in templates.items() if n not in ("train", "pipeline"))
+
+
 def test_every_stage_knows_its_own_image_for_the_registry_metadata():
     # GIVEN a configured registry and tag WHEN rendered THEN IRMSIA_IMAGE is exactly the container's image
     for name, template in _templates(load_config(REPO_ROOT / "irmsia.yaml")).items():
