@@ -79,6 +79,9 @@ class StageEntry:
     """It keeps a local cache worth keeping across a retried pod (train's decoded images): in a pod, a PVC."""
     artifacts: tuple[str, ...] = ()
     """Sealed outputs the stage copies beside its result file (its class's ``artifacts``): Argo output artifacts."""
+    gpu_processes_flag: str = ""
+    """The option that takes a pod's GPU count, one process per GPU (train's ``--nproc-per-node``): the DAG passes
+    the GPU pool's ``gpus`` to it when that is above 1; "" for a stage that uses one GPU."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*", self.name):
@@ -172,6 +175,7 @@ STAGES: tuple[StageEntry, ...] = (
         exported_metrics=("val_accuracy", "val_auc"),
         keeps_cache=True,
         artifacts=("report.html",),
+        gpu_processes_flag="--nproc-per-node",
         resources=Resources(
             requests={"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"},
             limits={"cpu": "2", "memory": "4Gi", "ephemeral-storage": "4Gi"},

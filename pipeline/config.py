@@ -150,7 +150,12 @@ class GpuPool:
     resource_name: str = "nvidia.com/gpu"
     """Extended resource the device plugin advertises."""
     gpus: int = 1
-    """GPUs per GPU stage (its limit of ``resourceName``)."""
+    """GPUs per GPU stage pod (its limit of ``resourceName``); above 1, a stage with a ``gpu_processes_flag`` (train)
+    runs one data-parallel process per GPU (``--nproc-per-node``)."""
+    nodes: int = 1
+    """Pods (nodes) that train together; above 1, train runs as a Kubeflow ``PyTorchJob`` (one master and
+    ``nodes - 1`` workers, each with ``gpus`` GPUs) that the workflow creates and waits for (``irmsia render``;
+    the Kubeflow Training Operator must be installed)."""
     node_selector: dict[str, str] = field(default_factory=dict)
     """Labels of the pool's nodes (cloud specific: e.g. ``cloud.google.com/gke-accelerator``)."""
     tolerations: tuple[Toleration, ...] = ()
@@ -159,6 +164,11 @@ class GpuPool:
     def __post_init__(self) -> None:
         if self.gpus < 1:
             raise UsageError(f"gpuPool.gpus {self.gpus}: use 1 or more (disable the pool with enabled: false)")
+        if self.nodes < 1:
+            raise UsageError(f"gpuPool.nodes {self.nodes}: use 1 or more")
+        if self.nodes > 1 and not self.enabled:
+            raise UsageError(f"gpuPool.nodes {self.nodes}: training on several nodes needs the GPU pool; set "
+                             "gpuPool.enabled: true or nodes: 1")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -84,6 +84,9 @@ class StageSpec:
     """Its local cache is kept across a retried pod (in a pod: the workflow's cache PVC)."""
     artifacts: tuple[str, ...] = ()
     """Files it leaves beside its result file, exposed as Argo output artifacts (train's ``report.html``)."""
+    gpu_processes_flag: str = ""
+    """The flag that takes the pod's GPU count (one process per GPU) when the GPU pool gives it several; "" for
+    none (``jobs.stages.StageEntry.gpu_processes_flag``)."""
     fan_out: str = ""
     """The plan task whose result summary's ``shards`` (``["1/N", …]``) this task fans out over: one run per shard,
     ``{shard}`` in its arguments taking each (Argo: ``withParam``; locally the runner expands it); "" for none."""
@@ -270,6 +273,7 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
                 downloads=entry.downloads,
                 keeps_cache=entry.keeps_cache,
                 artifacts=entry.artifacts,
+                gpu_processes_flag=entry.gpu_processes_flag,
                 secret_flags=tuple(secret),
             )
         )

@@ -6,6 +6,15 @@ how the process got there, and the RNG states a checkpoint records are a functio
 entropy a fresh interpreter starts them from. With the model/optimiser/scheduler/scaler states from the checkpoint,
 a resumed run repeats an uninterrupted one, and two uninterrupted runs seal the same bytes.
 Throughput (images/s) and the data-wait fraction (time blocked on the next batch / epoch time) are measured per epoch.
+
+Several processes (``jobs.train.distributed``): the model is wrapped in DistributedDataParallel and
+``--batch-size`` is the global batch. Each epoch's permutation is the one a single process draws (a
+``DistributedSampler`` seeded with the epoch's shuffle seed), and rank ``r`` of ``W`` takes every ``W``-th index of
+it, so the union of the ranks' step-``i`` batches is exactly one process's step-``i`` batch: same steps per epoch,
+same learning-rate schedule, gradients averaged over the same images. What still differs from one process:
+BatchNorm statistics come from each rank's ``batch / W`` images (running statistics are averaged over the ranks
+after every epoch, so that all ranks evaluate and checkpoint one model), and dropout/augmentation draw from
+per-rank streams. Val/test are scored once: each rank predicts a contiguous share and the shares are gathered.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from jobs.core.progress import progress
 from jobs.ml.networks import build_network
@@ -30,6 +39,7 @@ from jobs.train.augment import Augmentation, random_crop
 from jobs.train.cache import ImageSet
 from jobs.train.checkpoint import TrainState
 from jobs.train.data import class_counts
+from jobs.train.distributed import World
 from jobs.train.settings import TrainSettings
 from jobs.train.tasks import task_for
 
@@ -101,11 +111,25 @@ class BatchDataset(Dataset):
 
 
 def make_loader(
-    images: ImageSet, batch_size: int, *, hardware: Hardware, workers: int, generator: torch.Generator | None = None
+    images: ImageSet,
+    batch_size: int,
+    *,
+    hardware: Hardware,
+    workers: int,
+    generator: torch.Generator | None = None,
+    world: World | None = None,
 ) -> DataLoader:
-    """Shuffled, last-partial-batch-dropped batches with ``generator``; in order without one (evaluation)."""
+    """Shuffled, last-partial-batch-dropped batches with ``generator``; in order without one (evaluation). With
+    several processes (``world``), this rank's share of each global batch of ``batch_size``: a
+    ``DistributedSampler`` whose ``set_epoch`` the trainer calls with the epoch's shuffle seed."""
     dataset = BatchDataset(images)
-    if generator is not None:
+    if world is not None and world.distributed:
+        drop_last = len(dataset) > batch_size
+        ranks: DistributedSampler[int] = DistributedSampler(
+            dataset, num_replicas=world.size, rank=world.rank, shuffle=True, seed=0, drop_last=drop_last
+        )
+        sampler = BatchSampler(ranks, batch_size // world.size, drop_last=drop_last)
+    elif generator is not None:
         drop_last = len(dataset) > batch_size  # a batch of one breaks BatchNorm; keep tiny sets whole
         sampler = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=drop_last)
     else:
@@ -149,8 +173,9 @@ def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 
 
 # -- the trainer -----------------------------------------------------------------------------------------------
-def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    return (seed * 1_000_003 + epoch * 101 + stream) % (2**63)
+def _epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """The seed of one random stream in one epoch; rank > 0 (another training process) gets streams of its own."""
+    return (seed * 1_000_003 + epoch * 101 + stream + rank * 2**40) % (2**63)
 
 
 def is_improvement(value: float | None, best: float | None, monitor: str, min_delta: float) -> bool:
@@ -172,8 +197,10 @@ class Trainer:
         classes: tuple[str, ...],
         in_channels: int,
         hardware: Hardware,
+        world: World | None = None,
     ) -> None:
         self.settings = settings
+        self.world = world or World()
         self.sets = sets
         self.classes = classes
         self.hardware = hardware
@@ -188,7 +215,16 @@ class Trainer:
             model = model.to(memory_format=self.memory_format)
             torch.backends.cudnn.benchmark = True
         self.model = model
-        self.compiled = CompiledForward(model, settings.compile)
+        self.train_module: nn.Module = model
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Buffers (BatchNorm running statistics) are averaged after each epoch instead of rank 0's being
+            # broadcast before every forward: every image's statistics count, at one collective per epoch.
+            self.train_module = DistributedDataParallel(
+                model, device_ids=[torch.cuda.current_device()] if hardware.cuda else None, forward_sync_buffers=False
+            )
+        self.compiled = CompiledForward(self.train_module, settings.compile)
         # Fused AdamW on CUDA: one kernel per step instead of several per parameter group (launch-bound nets).
         self.optimizer = torch.optim.AdamW(
             model.parameters(),
@@ -221,7 +257,12 @@ class Trainer:
         self.shuffle = torch.Generator()
         self.aug_generator = torch.Generator(device=hardware.device)
         self.train_loader = make_loader(
-            sets["train"], settings.batch_size, hardware=hardware, workers=self.workers, generator=self.shuffle
+            sets["train"],
+            settings.batch_size,
+            hardware=hardware,
+            workers=self.workers,
+            generator=self.shuffle,
+            world=self.world,
         )
         self.train_batches, self.data_path = training_batches(
             self.train_loader,
@@ -258,9 +299,13 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split; returns loss, images/s and data-wait fraction."""
         s = self.settings
-        torch.manual_seed(_epoch_seed(s.seed, epoch, 0))
+        rank = self.world.rank
+        torch.manual_seed(_epoch_seed(s.seed, epoch, 0, rank))
         self.shuffle.manual_seed(_epoch_seed(s.seed, epoch, 1))
-        self.aug_generator.manual_seed(_epoch_seed(s.seed, epoch, 2))
+        batches = self.train_loader.batch_sampler or self.train_loader.sampler  # batch_size=None: sampler batches
+        if isinstance(sampler := getattr(batches, "sampler", None), DistributedSampler):
+            sampler.set_epoch(_epoch_seed(s.seed, epoch, 1))  # seed 0 + this: the permutation one process draws
+        self.aug_generator.manual_seed(_epoch_seed(s.seed, epoch, 2, rank))
         # Nothing here draws from these, but libraries may, and the checkpoint stores their states: unseeded,
         # they would differ between processes and so would every run's checkpoint and manifest.
         random.seed(_epoch_seed(s.seed, epoch, 3))
@@ -294,6 +339,10 @@ class Trainer:
             loss_sum += loss.detach() * len(y)
             seen += len(y)
             mark = time.perf_counter()
+        if self.world.distributed:
+            totals = self.world.sum_(torch.stack([loss_sum.float(), torch.tensor(float(seen), device=loss_sum.device)]))
+            loss_sum, seen = totals[0], int(totals[1].item())
+            self._average_buffers()
         if self.hardware.cuda:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - started
@@ -303,6 +352,13 @@ class Trainer:
             "data_wait_fraction": wait / elapsed if elapsed > 0 else 0.0,
             "epoch_s": elapsed,
         }
+
+    def _average_buffers(self) -> None:
+        """BatchNorm running statistics, which each rank updated from its own images, averaged over the ranks (the
+        counters are equal): every rank then holds the same model."""
+        for buffer in self.model.buffers():
+            if buffer.is_floating_point():
+                self.world.sum_(buffer.data).div_(self.world.size)
 
     def evaluate(self, split: str, thresholds: list[float] | None = None) -> dict[str, Any]:
         """Metrics of the current model on ``split`` (``loss`` included); multi-label ``thresholds`` are chosen on

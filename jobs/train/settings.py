@@ -234,6 +234,19 @@ class TrainSettings(StageSettings):
         help="subgroups (modality, body part, sex, age band, dataset…) with fewer images are reported as too small",
     )
     device: str = option("auto", choices=DEVICES, help="auto, cpu or cuda")
+    nproc_per_node: int = option(
+        1,
+        above=0,
+        maximum=64,
+        result=True,
+        help="data-parallel training processes on this node (one per GPU; gloo on CPU): --batch-size stays the "
+        "global batch, split between them (under torchrun, its --nproc-per-node and nodes count instead)",
+    )
+    sealed_only: bool = option(
+        False,
+        help="train nothing: report the run these settings seal, or fail with exit 3 if it is not sealed (the "
+        "workflow's step after a multi-node PyTorchJob)",
+    )
     lr_base_batch: int = option(
         0,
         minimum=0,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,7 +30,7 @@ from jobs.core.logs import set_context
 from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest, read_output
 from jobs.core.paths import run_prefix, splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
-from jobs.core.store import Store
+from jobs.core.store import Store, open_store
 from jobs.ml.predictions import PREDICTIONS, Scored, predictions_bytes
 from jobs.ml.preprocess import Preprocessing
 from jobs.train.assessment import (
@@ -41,6 +43,16 @@ from jobs.train.assessment import (
 )
 from jobs.train.cache import ImageSet, label_values, load_images
 from jobs.train.data import Split, check_split, class_counts, missing_classes, read_split
+from jobs.train.distributed import (
+    CACHED,
+    FAILED,
+    TRAIN,
+    ProcessGroup,
+    ReadOnlyStore,
+    World,
+    check_world,
+    world_from_env,
+)
 from jobs.train.report import REPORT
 from jobs.train.settings import TrainSettings
 from jobs.train.telemetry import record_epoch, record_final
@@ -142,8 +154,64 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
             prefix=run_prefix(run_id), params=params, inputs={split_prefix: split.manifest}, split=split, run_id=run_id
         )
 
+    def execute(self, settings: TrainSettings) -> StageResult:
+        """One process: the stage as every stage runs. Rank 0 of several (the leader): the same, telling the
+        followers whether it trains (``produce``), found the run sealed, or failed before training."""
+        if settings.sealed_only:
+            return self._sealed(settings)
+        world = world_from_env()
+        if not world.distributed:
+            return super().execute(settings)
+        check_world(world, settings.batch_size)
+        with ProcessGroup(world, _uses_cuda(settings)):
+            self._world = world
+            try:
+                result = super().execute(settings)
+            except BaseException:
+                world.announce(FAILED)
+                raise
+            finally:
+                self._world = World()
+            world.announce(CACHED)
+            return result
+
+    def _sealed(self, settings: TrainSettings) -> StageResult:
+        """``--sealed-only``: the sealed run as a cache hit, or ``DataError`` when the training job left none."""
+        store = open_store(settings.common.store, s3=settings.common.s3)
+        plan = self.plan(settings, store)
+        inputs = {prefix: m.content_sha256 for prefix, m in plan.inputs.items()}
+        hit = StageWriter(store, self.name, plan.prefix, plan.params, inputs).cached()
+        if hit is None:
+            raise DataError(
+                f"--sealed-only: {store.uri}/{plan.prefix} is not sealed with these settings; the training job did "
+                "not finish: read its pods' logs, then rerun the workflow (it resumes from the last checkpoint)"
+            )
+        self.log.info("%s", self.describe(hit))
+        return StageResult(hit, True)
+
+    def follow(self, settings: TrainSettings) -> None:
+        """Rank > 0: plan from the store (reading only), then train and score this rank's share when the leader
+        trains; nothing is written (the store refuses writes)."""
+        world = world_from_env()
+        check_world(world, settings.batch_size)
+        with ProcessGroup(world, _uses_cuda(settings)):
+            store = ReadOnlyStore(open_store(settings.common.store, s3=settings.common.s3))
+            plan = self.plan(settings, store)
+            decision = world.await_leader()
+            if decision != TRAIN:
+                log.info("process %d: rank 0 %s; nothing to train", world.rank,
+                         "found the run sealed" if decision == CACHED else "failed")  # fmt: skip
+                return
+            inputs = {prefix: m.content_sha256 for prefix, m in plan.inputs.items()}
+            writer = StageWriter(store, self.name, plan.prefix, plan.params, inputs)
+            _fit(settings, StageJob(store, writer, plan), world)
+
+    _world: World = World()
+    """The leader's world while ``execute`` runs (``produce`` announces training to it); one process otherwise."""
+
     def produce(self, settings: TrainSettings, job: StageJob[TrainPlan]) -> dict[str, Any]:
-        fit = _fit(settings, job)
+        self._world.announce(TRAIN)
+        fit = _fit(settings, job, self._world)
         return _write_outputs(settings, job, fit)
 
     def describe(self, manifest: Manifest) -> str:
@@ -155,23 +223,36 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
         )
 
 
-def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
-    """Decode the split once, then train (resuming a checkpoint when asked) and score the best model."""
+def _uses_cuda(settings: TrainSettings) -> bool:
+    from jobs.train.loop import pick_hardware
+
+    return pick_hardware(settings.device, settings.amp).cuda
+
+
+def _fit(settings: TrainSettings, job: StageJob[TrainPlan], world: World | None = None) -> _Fit:
+    """Decode the split once, then train (resuming a checkpoint when asked) and score the best model. With several
+    processes every rank runs this; only the leader writes (checkpoints) and the followers' store refuses writes."""
     from jobs.train.checkpoint import TrainState, restore, save_checkpoint
     from jobs.train.loop import Trainer, pick_hardware
 
+    world = world or World()
     store, writer, split = job.store, job.writer, job.plan.split
     hardware = pick_hardware(settings.device, settings.amp)
-    # Fail on a missing or foreign checkpoint before spending minutes decoding images.
+    # Fail on a missing or foreign checkpoint before spending minutes decoding images. Every rank reads the same
+    # checkpoint: the leader writes the next one only after the cache rendezvous below, which the others pass
+    # after reading it.
     payload = _checkpoint_to_resume(settings, store, writer)
     prep = preprocessing(settings)
-    sets, in_channels = load_images(
-        store,
-        split,
-        prep,
-        settings.cache_dir,
-        workers=settings.workers if settings.workers > 0 else usable_cpus(),
-        max_unreadable=settings.max_unreadable,
+    sets, in_channels = world.local_first(
+        lambda: load_images(
+            store,
+            split,
+            prep,
+            settings.cache_dir,
+            workers=settings.workers if settings.workers > 0 else usable_cpus(),
+            max_unreadable=settings.max_unreadable,
+        ),
+        "decoding the split into the local cache",
     )
     classes, extra = split.classes, dict[str, Any]()
     if split.task == "segmentation":
@@ -185,13 +266,16 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan]) -> _Fit:
         hardware.describe()["amp"], len(sets["train"]), len(sets["val"]), len(sets["test"]), len(classes),
         in_channels,
     )  # fmt: skip
-    writer.begin()  # checkpoints are written under the prefix from the first epoch on
-    trainer = Trainer(settings, sets, classes, in_channels, hardware)
+    if world.leader:
+        writer.begin()  # checkpoints are written under the prefix from the first epoch on
+    trainer = Trainer(settings, sets, classes, in_channels, hardware, world)
     state = restore(payload, **trainer.components()) if payload is not None else TrainState()
     if payload is not None:
         log.info("resuming %s after epoch %d", writer.prefix, state.epoch)
 
     def checkpoint(current: TrainState) -> None:
+        if not world.leader:
+            return
         save_checkpoint(store, writer.prefix, cache_key=writer.cache_key, state=current, **trainer.components())
         record_epoch({**current.history[-1], **current.timings[-1]}, images=len(trainer.sets["train"]))
 
@@ -376,3 +460,26 @@ STAGE = TrainStage()
 def run(settings: TrainSettings) -> StageResult:
     """Train (or find the cached run): the run's manifest, and whether it was a cache hit."""
     return STAGE.execute(settings)
+
+
+def follow_main(argv: Sequence[str]) -> int:
+    """A follower process (rank > 0): settings, logs, ``TrainStage.follow``; no result file and no metrics (rank
+    0 owns both). A usage or data error is rank 0's to report too: it is logged here and the exit code returned."""
+    from jobs.core.errors import IrmsiaError
+    from jobs.core.logs import setup_logging
+
+    env = dict(os.environ)
+    try:
+        settings = STAGE.parse(argv, env)
+    except IrmsiaError as exc:
+        return int(exc.exit_code)
+    common = settings.common
+    # Warnings and errors only: the leader logs the run, N copies of every epoch line would bury it.
+    setup_logging(STAGE.name, common.log_format, "WARNING", workflow_id=common.workflow_id,
+                  **settings.log_fields(), rank=env.get("RANK"))  # fmt: skip
+    try:
+        STAGE.follow(settings)
+    except IrmsiaError as exc:
+        log.error("process %s: %s", env.get("RANK"), exc)
+        return int(exc.exit_code)
+    return 0

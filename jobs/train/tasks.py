@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from jobs.ml import scores
 from jobs.ml.networks import CLASSIFIER, SEGMENTER
 from jobs.train import multilabel_scores, segmentation_scores
+from jobs.train.cache import ImageSet
 
 if TYPE_CHECKING:
     from jobs.train.loop import Trainer
@@ -54,12 +55,30 @@ class Task:
         raise NotImplementedError
 
 
+def _share(trainer: Trainer, split: str) -> ImageSet:
+    """This process's contiguous share of ``split`` (all of it for one process)."""
+    images = trainer.sets[split]
+    lo, hi = trainer.world.share(len(images))
+    if (lo, hi) == (0, len(images)):
+        return images
+    spacing = images.spacing[lo:hi] if images.spacing else ()
+    return ImageSet(images.images[lo:hi], images.labels[lo:hi], images.keys[lo:hi], spacing)
+
+
 def _batches(trainer: Trainer, split: str):
+    """This process's share of ``split`` in order, batch by batch, on the device."""
     from jobs.train.loop import make_loader
 
-    loader = make_loader(trainer.sets[split], trainer.settings.batch_size * 2, hardware=trainer.hardware, workers=0)
+    loader = make_loader(_share(trainer, split), trainer.settings.batch_size * 2, hardware=trainer.hardware, workers=0)
     for x_cpu, y_cpu in loader:
         yield trainer.to_device(x_cpu, y_cpu)
+
+
+def _gathered(trainer: Trainer, local: Any, loss_sum: float) -> tuple[list[Any], float]:
+    """Every process's share of the predictions in rank order (= the split's order) and the summed loss: each
+    item scored exactly once, whatever the number of processes."""
+    parts = trainer.world.gather((local, loss_sum))
+    return [p for p, _ in parts], sum(loss for _, loss in parts)
 
 
 class Classification(Task):
@@ -86,8 +105,9 @@ class Classification(Task):
             losses.append(F.cross_entropy(logits, y, reduction="sum").item())
             probs.append(torch.softmax(logits, dim=1).cpu().numpy())
         k = len(trainer.classes)
-        all_probs = np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
-        return all_probs, sum(losses) / max(1, len(trainer.sets[split]))
+        local = np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
+        shares, loss_sum = _gathered(trainer, local, sum(losses))
+        return np.concatenate(shares), loss_sum / max(1, len(trainer.sets[split]))
 
     def evaluate(self, trainer: Trainer, split: str, thresholds: list[float] | None = None) -> dict[str, Any]:
         probs, loss = self.predict(trainer, split)
@@ -121,9 +141,9 @@ class Multilabel(Task):
             loss_sum += F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum").item() / y.shape[1]
             probs.append(torch.sigmoid(logits).cpu().numpy())
         k = len(trainer.classes)
-        return (np.concatenate(probs) if probs else np.zeros((0, k), np.float32)), loss_sum / max(
-            1, len(trainer.sets[split])
-        )
+        local = np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
+        shares, total = _gathered(trainer, local, loss_sum)
+        return np.concatenate(shares), total / max(1, len(trainer.sets[split]))
 
     def evaluate(self, trainer: Trainer, split: str, thresholds: list[float] | None = None) -> dict[str, Any]:
         probs, loss = self.predict(trainer, split)
@@ -171,7 +191,8 @@ class Segmentation(Task):
             logits = self.infer(trainer, x)
             loss_sum += self._loss(logits, y.long().unsqueeze(1)).item() * len(y)
             preds.extend(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
-        return preds, loss_sum / max(1, len(trainer.sets[split]))
+        shares, total = _gathered(trainer, preds, loss_sum)
+        return [p for share in shares for p in share], total / max(1, len(trainer.sets[split]))
 
     @torch.inference_mode()
     def predict_cases(self, trainer: Trainer, split: str, count: int) -> list[np.ndarray]:

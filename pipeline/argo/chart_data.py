@@ -48,6 +48,7 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
                 "inputs": [{"name": p, "value": handed_on_value(u, p)} for p, u in pipeline.handed_on(s).items()],
                 "depends": " && ".join(s.depends),
                 "gpu": s.gpu,
+                "gpuProcessesFlag": s.gpu_processes_flag,
                 "metrics": template_metrics(s, RESULT_OUTPUT).model_dump(by_alias=True, exclude_none=True),
                 "artifacts": [stage_artifact(a).model_dump(by_alias=True, exclude_none=True) for a in s.artifacts],
             }

@@ -53,6 +53,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "Toleration.operator": {"enum": ["Exists", "Equal"]},
     "Toleration.effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
     "GpuPool.gpus": {"minimum": 1},
+    "GpuPool.nodes": {"minimum": 1},
     "GpuPool.resource_name": {"minLength": 1},
     "StageResources.active_deadline_seconds": {"minimum": 60},
     "StageResources.shm_size": {"pattern": f"^$|{_QUANTITY}"},

@@ -10,7 +10,7 @@ from hera.workflows.models import ArchiveStrategy, Artifact, Inputs, NoneStrateg
 
 from pipeline.argo.environment import stage_environment
 from pipeline.argo.metrics import template_metrics
-from pipeline.argo.resources import stage_resources
+from pipeline.argo.resources import gpu_process_args, stage_resources
 from pipeline.argo.retry import transient_retry
 from pipeline.argo.scheduling import node_selector, tolerations
 from pipeline.argo.security import container_security_context
@@ -62,7 +62,7 @@ def stage_container(stage: StageSpec, config: DeploymentConfig, inputs: Collecti
         image=config.images.for_stage(stage, gpu=config.gpu_pool.enabled),
         image_pull_policy=config.images.pull_policy,
         command=[stage.entrypoint],
-        args=[workflow_argument(t, inputs) for t in stage.args],
+        args=[*(workflow_argument(t, inputs) for t in stage.args), *gpu_process_args(stage, config)],
         env=stage_environment(stage, config),
         resources=stage_resources(stage, config),
         security_context=container_security_context(),

@@ -9,6 +9,8 @@ the same inputs give the same run (a cache hit) in every submission.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hera.workflows import DAG, Task, WorkflowTemplate
 from hera.workflows.models import (
     Arguments,
@@ -21,11 +23,12 @@ from hera.workflows.models import (
 
 from pipeline.argo.install import executor_pod_spec_patch
 from pipeline.argo.labels import ARTIFACT_REPOSITORIES, ARTIFACT_REPOSITORY_KEY, POD_LABELS, object_labels
+from pipeline.argo.pytorchjob import JOB_SUFFIX, multi_node, pytorch_job_step
 from pipeline.argo.security import pod_security_context
 from pipeline.argo.stage_template import RESULT_OUTPUT, handed_on_value, stage_container
 from pipeline.argo.volumes import volume_claim_templates
 from pipeline.config import DeploymentConfig
-from pipeline.dag import PIPELINE, SHARD, Pipeline
+from pipeline.dag import PIPELINE, SHARD, Pipeline, StageSpec
 
 ENTRYPOINT = "pipeline"
 VOLUME_CLAIM_GC = "OnWorkflowCompletion"
@@ -62,6 +65,13 @@ def workflow_parameters(pipeline: Pipeline) -> list[Parameter]:
     return parameters
 
 
+def sealed_report(stage: StageSpec, config: DeploymentConfig) -> StageSpec:
+    """The step after a multi-node PyTorchJob: the stage with the same arguments (the job's GPU processes too, so
+    the same run) and ``--sealed-only``, on no GPU and no cache: it reports the run the job sealed."""
+    extra = ("--sealed-only", stage.gpu_processes_flag, str(config.gpu_pool.gpus))
+    return replace(stage, args=(*stage.args, *extra), gpu=False, keeps_cache=False)
+
+
 def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPELINE) -> WorkflowTemplate:
     """The WorkflowTemplate for ``config`` (Hera object; ``.build()`` gives the model, ``.to_dict()`` the YAML)."""
     with WorkflowTemplate(
@@ -83,7 +93,12 @@ def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPEL
     ) as template:
         handed = {s.name: pipeline.handed_on(s) for s in pipeline.stages}
         inputs = {s.name: [*handed[s.name], *([SHARD] if s.fan_out else [])] for s in pipeline.stages}
-        containers = {s.name: stage_container(s, config, inputs[s.name]) for s in pipeline.stages}
+        containers = {
+            s.name: stage_container(sealed_report(s, config) if multi_node(s, config) else s, config, inputs[s.name])
+            for s in pipeline.stages
+        }
+        jobs = {s.name: pytorch_job_step(s, config, tuple(inputs[s.name])) for s in pipeline.stages
+                if multi_node(s, config)}  # fmt: skip
         with DAG(name=ENTRYPOINT, target="{{workflow.parameters." + TARGET_PARAMETER + "}}"):
             tasks = {}
             for s in pipeline.order():
@@ -96,7 +111,13 @@ def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPEL
                     arguments=arguments or None,
                     with_param=planned_shards(s.fan_out) if s.fan_out else None,
                 )
+                if s.name in jobs:  # the PyTorchJob trains, then the stage's own task reports the sealed run
+                    tasks[s.name + JOB_SUFFIX] = Task(
+                        name=s.name + JOB_SUFFIX, template=jobs[s.name], arguments=arguments or None
+                    )
+                    tasks[s.name + JOB_SUFFIX] >> tasks[s.name]
             for stage in pipeline.order():
+                first = stage.name + JOB_SUFFIX if stage.name in jobs else stage.name
                 for upstream in stage.depends:
-                    tasks[upstream] >> tasks[stage.name]
+                    tasks[upstream] >> tasks[first]
     return template
