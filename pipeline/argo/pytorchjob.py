@@ -14,7 +14,8 @@ Argo's resource conditions are label-selector expressions over JSON paths, which
 ``status.conditions`` by its type (argo-workflows#7143); the step waits on the replica counts the operator keeps
 beside them: the Master pod succeeded (the job's ``Succeeded`` condition follows it under the default
 ``successPolicy``) or any pod failed for good (``restartPolicy: OnFailure`` restarts a failed container in place up
-to ``runPolicy.backoffLimit``; the job is then ``Failed``).
+to ``runPolicy.backoffLimit``; the job is then ``Failed``). The cluster needs the Training Operator, and the
+workflow's service account ``create``, ``get``, ``list`` and ``watch`` on ``pytorchjobs.kubeflow.org``.
 """
 
 from __future__ import annotations

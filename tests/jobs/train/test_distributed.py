@@ -210,3 +210,21 @@ def test_two_gloo_processes_train_like_one_resume_exactly_and_only_rank_0_writes
     assert _history(store, "killed") == _history(store, "two")
     killed = json.loads(store.get_bytes("runs/killed/metrics.json"))
     assert killed == metrics["two"]
+
+
+def test_sealed_only_reports_the_sealed_run_and_never_trains(tmp_path, fast_settings):
+    from jobs.core.errors import DataError
+    from jobs.train.stage import run
+    from tests.support.synthetic_split import write_split
+
+    store_uri = str(tmp_path / "store")
+    store = open_store(store_uri)
+    write_split(store, "tiny")
+    # GIVEN no sealed run: the step after a PyTorchJob that did not finish fails, and trains nothing
+    with pytest.raises(DataError, match=r"--sealed-only: .*runs/r/ is not sealed"):
+        run(fast_settings(store_uri, run_id="r", epochs=1, sealed_only=True))
+    assert not list(store.list("runs/"))
+    # WHEN the run is sealed (by the job), THEN the step reports it as the cache hit it is
+    sealed, _ = run(fast_settings(store_uri, run_id="r", epochs=1))
+    manifest, cached = run(fast_settings(store_uri, run_id="r", epochs=1, sealed_only=True))
+    assert cached and manifest.content_sha256 == sealed.content_sha256
