@@ -153,6 +153,10 @@ class ProcessGroup:
 
         if self.cuda:
             torch.cuda.set_device(self.world.local_rank)  # "cuda" below then means this rank's GPU
+        else:  # the node's cores shared between its processes, not each process spinning up one thread per core
+            from jobs.core.cpus import usable_cpus
+
+            torch.set_num_threads(max(1, usable_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         # gloo carries CPU tensors and the pickled objects; NCCL the CUDA tensors (gradients, metrics).
         backend = "cpu:gloo,cuda:nccl" if self.cuda else "gloo"
         dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)

@@ -307,6 +307,11 @@ class TrainSettings(StageSettings):
             check_network(self.model, self.patch_size)
         if self.task == "segmentation" and self.slices == "mip":
             raise UsageError("--slices mip: a segmentation mask has no projection; use --slices middle or each")
+        if self.batch_size % self.nproc_per_node:
+            raise UsageError(
+                f"--batch-size {self.batch_size}: the global batch must divide by --nproc-per-node "
+                f"{self.nproc_per_node}; use a multiple of {self.nproc_per_node}"
+            )
         if self.warmup_epochs > self.epochs:
             raise UsageError(f"--warmup-epochs {self.warmup_epochs}: must be between 0.0 and {float(self.epochs)}")
         lo, hi = self.percentiles

@@ -9,6 +9,9 @@ trains with per-epoch checkpoints in the store, scores the best model on val and
 ``report.html``. The metrics carry patient-bootstrap intervals, calibration, operating points and subgroups for
 classification, per-finding AUC intervals for multilabel and a Dice interval for segmentation, with what does not
 apply recorded (``jobs.train.assessment``); ``report.html`` shows them (``jobs.train.report``).
+
+On several processes (``--nproc-per-node``, torchrun) rank 0 runs all of the above and the others only train and
+score their share, reading the store but never writing it (``jobs.train.distributed``).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def test_values_match_the_schema(values_file):
 @pytest.mark.parametrize(
     ("values", "match"),
     [({"serviceAccount": "default"}, "serviceAccount"), ({"images": {"tag": "latest"}}, "tag"),
-     ({"gpuPool": {"gpus": 0}}, "gpus"), ({"retry": {"limit": "3"}}, "limit"),
+     ({"gpuPool": {"gpus": 0}}, "gpus"), ({"gpuPool": {"nodes": 0}}, "nodes"), ({"retry": {"limit": "3"}}, "limit"),
      ({"storr": {}}, "storr"), ({"mirrors": {"tcia": "ftp://x"}}, "tcia"),
      ({"resources": {"trian": {}}}, "trian"), ({"schedules": [{"name": "n", "schedules": ["0 1 * * *"],
                                                  "target": "index", "parameters": {"epoch": "1"}}]}, "epoch"),
@@ -54,6 +54,13 @@ def test_values_match_the_schema(values_file):
 def test_schema_rejects_bad_values(values, match):
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError, match=match):
         chart.validate_schema(chart.merge_values(values))
+
+
+def test_the_chart_refuses_several_training_nodes_which_only_irmsia_render_renders(tmp_path):
+    values = tmp_path / "multi-node.yaml"
+    values.write_text("gpuPool: {enabled: true, gpus: 2, nodes: 2}\n", encoding="utf-8")
+    with pytest.raises(helm.HelmError, match=r"gpuPool\.nodes > 1"):
+        render_chart(values)
 
 
 def config_for(values_file, namespace: str = "irmsia") -> DeploymentConfig:

@@ -27,6 +27,7 @@ from jobs.core.store import open_store
 from jobs.train.cache import ImageSet
 from jobs.train.distributed import ReadOnlyStore, World, check_world, world_from_env
 from jobs.train.loop import _epoch_seed, make_loader, pick_hardware
+from jobs.train.settings import TrainSettings
 
 REPO = Path(__file__).resolve().parents[3]
 TIMING = {"images_per_s", "data_wait_fraction", "epoch_s"}
@@ -166,6 +167,10 @@ def test_two_gloo_processes_train_like_one_resume_exactly_and_only_rank_0_writes
     assert result["exit_code"] == 0 and result["summary"]["run_id"] == "two"
     entries = list((tmp_path / "cache-2" / "tensors").iterdir())
     assert len(entries) == 1 and not list(entries[0].glob(".*.part"))
+    # AND a rerun on two processes is a cache hit the followers hear of (they would wait forever otherwise)
+    _train(_train_argv(store_uri, tmp_path / "cache-2", "two", 2), tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["cached"] is True and again["content_sha256"] == result["content_sha256"]
 
     # AND its metrics are one process's within the tolerance of what differs: small-cnn's BatchNorm normalises
     # over 4 instead of 8 images, and dropout draws per-rank streams (the batches, steps, schedule and averaged
@@ -228,3 +233,11 @@ def test_sealed_only_reports_the_sealed_run_and_never_trains(tmp_path, fast_sett
     sealed, _ = run(fast_settings(store_uri, run_id="r", epochs=1))
     manifest, cached = run(fast_settings(store_uri, run_id="r", epochs=1, sealed_only=True))
     assert cached and manifest.content_sha256 == sealed.content_sha256
+
+
+def test_a_global_batch_that_does_not_split_is_refused_before_any_process_starts():
+    with pytest.raises(UsageError, match=r"--batch-size 10: .*--nproc-per-node 4"):
+        TrainSettings.parse(["--dataset", "d", "--batch-size", "10", "--nproc-per-node", "4"], {})
+    assert (
+        TrainSettings.parse(["--dataset", "d", "--batch-size", "12", "--nproc-per-node", "4"], {}).nproc_per_node == 4
+    )
