@@ -234,12 +234,17 @@ class ReadOnlyStore(Store):
 # -- starting the processes ------------------------------------------------------------------------------------
 def _worker(argv: list[str]) -> int:
     """One worker process of ``launch``: the stage as rank 0, a follower otherwise. A non-zero exit leaves the
-    process with that code, so the launcher stops the other workers instead of leaving them in a collective."""
+    process with that code, so the launcher stops the other workers instead of leaving them in a collective, and
+    reports the code (``os._exit``: torch's worker wrapper turns a ``SystemExit`` into status 1; the result file
+    is written and the process group gone by now, so only the logs need flushing)."""
     from jobs.train.__main__ import run_process
 
     code = run_process(argv)
     if code:
-        sys.exit(code)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

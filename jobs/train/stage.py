@@ -16,6 +16,7 @@ score their share, reading the store but never writing it (``jobs.train.distribu
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from jobs.core.cpus import usable_cpus
-from jobs.core.errors import DataError
+from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import pretty_json
 from jobs.core.logs import set_context
 from jobs.core.manifest import Manifest, StageWriter, code_version, compute_cache_key, read_manifest, read_output
@@ -50,6 +51,7 @@ from jobs.train.distributed import (
     CACHED,
     FAILED,
     TRAIN,
+    PeerFailed,
     ProcessGroup,
     ReadOnlyStore,
     World,
@@ -171,7 +173,8 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
             try:
                 result = super().execute(settings)
             except BaseException:
-                world.announce(FAILED)
+                with contextlib.suppress(Exception):  # a follower already gone must not hide the error itself
+                    world.announce(FAILED)
                 raise
             finally:
                 self._world = World()
@@ -199,12 +202,18 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
         check_world(world, settings.batch_size)
         with ProcessGroup(world, _uses_cuda(settings)):
             store = ReadOnlyStore(open_store(settings.common.store, s3=settings.common.s3))
-            plan = self.plan(settings, store)
+            plan, error = None, None
+            try:
+                plan = self.plan(settings, store)
+            except IrmsiaError as exc:  # rank 0 most likely failed the same way: its word first, it reports
+                error = exc
             decision = world.await_leader()
             if decision != TRAIN:
                 log.info("process %d: rank 0 %s; nothing to train", world.rank,
                          "found the run sealed" if decision == CACHED else "failed")  # fmt: skip
                 return
+            if error is not None or plan is None:
+                raise error or PeerFailed("no plan")
             inputs = {prefix: m.content_sha256 for prefix, m in plan.inputs.items()}
             writer = StageWriter(store, self.name, plan.prefix, plan.params, inputs)
             _fit(settings, StageJob(store, writer, plan), world)
@@ -468,7 +477,6 @@ def run(settings: TrainSettings) -> StageResult:
 def follow_main(argv: Sequence[str]) -> int:
     """A follower process (rank > 0): settings, logs, ``TrainStage.follow``; no result file and no metrics (rank
     0 owns both). A usage or data error is rank 0's to report too: it is logged here and the exit code returned."""
-    from jobs.core.errors import IrmsiaError
     from jobs.core.logs import setup_logging
 
     env = dict(os.environ)

@@ -241,3 +241,16 @@ def test_a_global_batch_that_does_not_split_is_refused_before_any_process_starts
     assert (
         TrainSettings.parse(["--dataset", "d", "--batch-size", "12", "--nproc-per-node", "4"], {}).nproc_per_node == 4
     )
+
+
+@pytest.mark.slow
+def test_a_failure_in_the_processes_is_the_launchers_exit_code_and_rank_0_reports_it(tmp_path):
+    # GIVEN a store without the split: every rank's plan fails with a data error
+    done = subprocess.run(
+        _train_argv(str(tmp_path / "store"), tmp_path / "cache", "r", 2),
+        env=_env(tmp_path / "result.json"), capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    # THEN the launcher exits with the stage's code for bad data, and rank 0's result file names the error
+    assert done.returncode == 3, done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["exit_code"] == 3 and "splits/demo/" in result["error"]
