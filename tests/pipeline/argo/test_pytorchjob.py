@@ -59,7 +59,7 @@ def test_without_the_gpu_pool_train_runs_one_process_and_other_stages_never_get_
 
 def test_the_flag_the_dag_passes_is_the_train_stages_own_option():
     flag = stage("train").gpu_processes_flag
-    assert TrainSettings.parse(["--dataset", "d", flag, "3"], {}).nproc_per_node == 3
+    assert TrainSettings.parse(["--dataset", "d", flag, "4"], {}).nproc_per_node == 4
 
 
 def test_several_nodes_need_the_gpu_pool():
