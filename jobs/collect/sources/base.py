@@ -187,8 +187,14 @@ class RawSink:
 
     def unit_scope(self) -> contextlib.AbstractContextManager[Any]:
         """Around the storing of one unit: with ``--deidentify`` the filter tallies its files apart, and
-        ``seal_unit`` keeps the tally in the unit's record, so that a run reusing the unit reports the same."""
-        return self.deid.unit() if self.deid is not None else contextlib.nullcontext()
+        ``seal_unit`` keeps the tally in the unit's record, so that a run reusing the unit reports the same.
+
+        Every unit is stored inside one: ``UnitSource`` opens it per unit, ``store_download`` (url, kaggle) and
+        the DICOMweb source per series. Inside an open scope it joins that one (a unit source's unit stored
+        through ``store_download``), so a unit is always one tally."""
+        if self.deid is None or current_unit() is not None:
+            return contextlib.nullcontext()
+        return self.deid.unit()
 
     def reuse_unit(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
         """Keep a unit an earlier run finished, if its record matches ``validator`` and every file is intact.
