@@ -20,14 +20,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from jobs.collect.deid.filter import DeidFilter, Verdict, current_unit
 from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import canonical_json, pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 from jobs.core.progress import track
 from jobs.core.settings import Options, option
+
+if TYPE_CHECKING:  # the filter (pydicom, the profile's tables) is loaded only with --deidentify, by the stage
+    from jobs.collect.deid.filter import DeidFilter, Verdict
 
 log = logging.getLogger("irmsia.collect")
 
@@ -192,9 +194,11 @@ class RawSink:
         Every unit is stored inside one: ``UnitSource`` opens it per unit, ``store_download`` (url, kaggle) and
         the DICOMweb source per series. Inside an open scope it joins that one (a unit source's unit stored
         through ``store_download``), so a unit is always one tally."""
-        if self.deid is None or current_unit() is not None:
+        if self.deid is None:
             return contextlib.nullcontext()
-        return self.deid.unit()
+        from jobs.collect.deid.filter import current_unit
+
+        return self.deid.unit() if current_unit() is None else contextlib.nullcontext()
 
     def reuse_unit(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
         """Keep a unit an earlier run finished, if its record matches ``validator`` and every file is intact.
@@ -239,8 +243,11 @@ class RawSink:
             for r in sorted(records, key=lambda r: r.key)
         ]
         record = {"unit": unit_id, "validator": self._validator(validator), "files": files, **extra}
-        if self.deid is not None and (tally := current_unit()) is not None:
-            record["deidentification"] = tally.to_json()
+        if self.deid is not None:
+            from jobs.collect.deid.filter import current_unit
+
+            if (tally := current_unit()) is not None:
+                record["deidentification"] = tally.to_json()
         self.put_record(self.unit_name(unit_id), pretty_json(record))
 
     def record_id(self, unit_id: str) -> str:
