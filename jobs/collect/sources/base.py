@@ -86,6 +86,9 @@ class RawSink:
         self.units_reused = 0
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.transfers = threading.BoundedSemaphore(workers)
+        """``--workers`` downloads at once: a source that fetches more units at a time than that (to store one while
+        the next downloads) holds one of these around each download, so it never opens more connections."""
         self.reuse_only: Callable[[str], str] | None = None
         """Set by a sharded collect's gather, where every unit must be reused from the record its shard sealed: a
         unit that is not is then an error, never downloaded here; given the unit's record id, it says what to run."""
