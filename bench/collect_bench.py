@@ -34,17 +34,37 @@ steadier than wall time on a shared, loaded machine. Prints MB/s and the ratio f
             one WADO-RS multipart retrieve per instance, SOP UID checked), the floor ``curl --parallel`` of the
             same WADO-RS URLs with the same Accept and Authorization headers (bodies left multipart).
 
+``--cap MBPS --latency MS`` times the TCIA path against a realistic server instead: the same local NBIA server with
+each connection's bodies capped at MBPS megabytes a second and MS milliseconds for every new connection and every
+request (one round trip each), in the same rounds:
+
+  ours:       ``python -m jobs.collect --source tcia`` as above (``--workers`` connections, kept alive), timed as a
+              process and from its first request (the server's log) to its exit, as tcia_utils' call is;
+  tcia_utils: ``tcia_utils.nbia.downloadSeries`` of the same series (the PyPI package, ``max_workers=--workers``,
+              its base URL pointed at the local server), in a child process of ``--tcia-utils-python``; its
+              ``downloadSeries`` call alone is timed (imports excluded, to its benefit). Install it in a venv of
+              its own: it pins duckdb below the collect image's (through idc-index), so it is no extra of ours:
+              ``python3.11 -m venv /tmp/tu && /tmp/tu/bin/pip install tcia_utils==3.3.5``;
+  curl:       ``curl --parallel`` of the same ZIPs (a stock client against the same capped server);
+  the bound:  (total bytes / cap + series x latency) / workers + latency: the least wall time any client needs
+              with ``--workers`` capped connections and one request per series.
+Prints the ratios bound/ours (target >= 0.9) and tcia_utils/ours (target >= 3), each side from its first request
+(process to process as well).
+
 Run from the repository root:
 
     PYTHONPATH=$PWD python bench/collect_bench.py --series 24 --images 16 --workers 4
     PYTHONPATH=$PWD python bench/collect_bench.py --source idc --series 24 --workers 4
     PYTHONPATH=$PWD python bench/collect_bench.py --source dicomweb --series 8 --images 32 --workers 4
+    PYTHONPATH=$PWD python bench/collect_bench.py --cap 10 --latency 50 --series 48 --image-size 512 --workers 4 \
+        --tcia-utils-python /tmp/tu/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import resource
 import subprocess
@@ -145,6 +165,105 @@ def time_ours(server: TciaServer, workers: int, store: Path, root: Path = ROOT) 
     args = [sys.executable, "-m", "jobs.collect", "--source", "tcia", "--collection", COLLECTION, "--dataset",
             "bench", "--store", str(store), "--workers", str(workers)]  # fmt: skip
     return timed(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# -- a realistic server: capped connections with a round trip each, ours vs tcia_utils vs the bound -------------------
+TCIA_UTILS_CHILD = """
+import sys, time
+from tcia_utils import nbia
+base, out, workers, seconds, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+nbia.setApiUrl = lambda endpoint, api_url="": base  # its base-URL setting, pointed at the local server
+started = time.perf_counter()
+nbia.downloadSeries(uids, input_type="list", path=out, max_workers=workers)
+open(seconds, "w").write(str(time.perf_counter() - started))
+"""
+
+
+def time_tcia_utils(python: str, server: TciaServer, workers: int, out: Path) -> tuple[Timing, float]:
+    """tcia_utils' ``downloadSeries`` in a child process: (the child, the call alone); every file must be there."""
+    seconds = out.with_name(out.name + ".seconds")
+    args = [python, "-c", TCIA_UTILS_CHILD, server.api_url, str(out), str(workers), str(seconds),
+            *sorted(server.zips)]  # fmt: skip
+    child = timed(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    expected = sum(len(zipfile.ZipFile(io.BytesIO(z)).namelist()) for z in server.zips.values())
+    got = sum(1 for p in out.rglob("*") if p.is_file())
+    if got != expected:  # downloadSeries logs failures and carries on: a short result must not be timed
+        raise SystemExit(f"tcia_utils wrote {got} files of {expected}")
+    return child, float(seconds.read_text())
+
+
+def bound_seconds(sizes: list[int], cap: float, latency: float, connections: int) -> float:
+    """The least wall time of ``connections`` connections capped at ``cap`` bytes/s, one request per series, each
+    paying one round trip, plus the round trip that opens them."""
+    return (sum(sizes) / cap + len(sizes) * latency) / connections + latency
+
+
+def run_capped(args, server: TciaServer) -> int:
+    """``--cap``: ours, tcia_utils and curl against the capped server, rotated, best of ``--rounds``."""
+    server.bandwidth, server.latency = args.cap * 1e6, args.latency / 1e3
+    sizes = [len(z) for z in server.zips.values()]
+    bound = bound_seconds(sizes, server.bandwidth, server.latency, args.workers)
+    python = args.tcia_utils_python or sys.executable
+    have_tcia_utils = subprocess.run([python, "-c", "import tcia_utils.nbia"], capture_output=True).returncode == 0
+    if not have_tcia_utils:
+        print(f"tcia_utils cannot be imported by {python} (see --tcia-utils-python): timing ours and curl only")
+    ours: list[Timing] = []
+    curl: list[Timing] = []
+    theirs: list[Timing] = []
+    calls: list[float] = []
+    ours_requests: list[float] = []  # ours from its first request to its exit: interpreter start and imports left out
+
+    def ours_side(out: Path) -> Timing:
+        before = len(server.log)
+        timing = time_ours(server, args.workers, out)
+        ours_requests.append(time.monotonic() - server.log[before].at)
+        return timing
+
+    def tcia_utils_side(out: Path) -> Timing:
+        child, call = time_tcia_utils(python, server, args.workers, out)
+        calls.append(call)
+        return child
+
+    with server, tempfile.TemporaryDirectory(prefix="collect-bench-", dir=args.dir) as tmp:
+        warm_up(ROOT, Path(tmp) / "pycache")
+        runs: list[tuple[list[Timing], Callable[[Path], Timing]]] = [
+            (ours, ours_side),
+            (curl, lambda out: time_floor(server, args.workers, out)),
+        ]
+        if have_tcia_utils:
+            runs.append((theirs, tcia_utils_side))
+        loads = []
+        for r in range(args.rounds):
+            for i, (results, run) in enumerate(runs[r % len(runs) :] + runs[: r % len(runs)]):
+                out = Path(tmp) / f"round{r}-side{i}"
+                out.mkdir()
+                results.append(run(out))
+            loads.append(os.getloadavg()[0])
+    mb = sum(sizes) / 1e6
+    print(f"data: {len(sizes)} {args.compression} ZIPs, {mb:.1f} MB, {len(sizes) * args.images} DICOM files; "
+          f"server: {args.cap:g} MB/s a connection, {args.latency:g} ms a round trip; workers={args.workers}; "
+          f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(f"{'bound (cap x workers, a round trip a series)':<46} : {bound:6.2f} s  {mb / bound:7.1f} MB/s")
+    sides = [("ours, irmsia-collect tcia (process)", ours), ("curl --parallel (process)", curl)]
+    if theirs:
+        sides.append(("tcia_utils downloadSeries (process)", theirs))
+    for label, timings in sides:
+        best = min(t.wall for t in timings)
+        shown = ", ".join(f"{t.wall:.2f}" for t in timings)
+        print(f"{label:<46} : {best:6.2f} s  {mb / best:7.1f} MB/s  CPU {min(t.cpu for t in timings):5.2f} s"
+              f"  (runs: {shown})")  # fmt: skip
+    best_ours, ours_run = min(t.wall for t in ours), min(ours_requests)
+    print(f"{'ours, from its first request to its exit':<46} : {ours_run:6.2f} s  {mb / ours_run:7.1f} MB/s"
+          f"  (runs: {', '.join(f'{c:.2f}' for c in ours_requests)})")  # fmt: skip
+    if calls:
+        print(f"{'tcia_utils downloadSeries (the call alone)':<46} : {min(calls):6.2f} s  {mb / min(calls):7.1f} MB/s"
+              f"  (runs: {', '.join(f'{c:.2f}' for c in calls)})")  # fmt: skip
+    print(f"ratio bound/ours = {bound / best_ours:.2f} process, {bound / ours_run:.2f} from the first request "
+          f"(target >= 0.9); bound/curl = {bound / min(t.wall for t in curl):.2f}")  # fmt: skip
+    if calls:
+        print(f"ratio tcia_utils/ours = {min(calls) / ours_run:.2f} (each from its first request; target >= 3), "
+              f"{min(t.wall for t in theirs) / best_ours:.2f} (process to process)")  # fmt: skip
+    return 0
 
 
 # -- the other network sources: IDC (S3) and DICOMweb (a PACS) -----------------------------------------------------
@@ -296,12 +415,17 @@ def main() -> int:
         help="another checkout of the repository (e.g. a git worktree of main) timed in the same rounds, for "
         "before/after numbers from one run",
     )
+    parser.add_argument("--cap", type=float, help="TCIA only: cap each connection at this many MB/s (a remote server)")
+    parser.add_argument("--latency", type=float, default=50.0, help="with --cap: milliseconds a round trip")
+    parser.add_argument("--tcia-utils-python", help="with --cap: a Python that imports tcia_utils (its own venv)")
     args = parser.parse_args()
     if args.source != "tcia":
         return run_scenario(args)
 
     print(f"building {args.series} series x {args.images} images ({args.image_size}x{args.image_size} 16-bit)...")
     server = build_server(args.series, args.images, args.image_size, args.compression)
+    if args.cap:
+        return run_capped(args, server)
     total = sum(len(z) for z in server.zips.values())
     files = args.series * args.images
     with server, tempfile.TemporaryDirectory(prefix="collect-bench-", dir=args.dir) as tmp:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from jobs.collect.deid.deidentify import DeidOptions, PrivateTag
+from jobs.collect.deid.options import DeidOptions, PrivateTag
 from jobs.collect.deid.pseudonyms import MIN_SECRET_BYTES, SECRET_ENV
 from jobs.collect.sources import SOURCES, options_types
 from jobs.collect.sources.base import SourceOptions

@@ -7,9 +7,8 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jobs.collect.deid.filter import QUARANTINE_FILE, DeidFilter
 from jobs.collect.settings import CollectSettings
 from jobs.collect.sources import load_source
 from jobs.collect.sources.base import CollectReport, RawSink, Source
@@ -20,6 +19,9 @@ from jobs.core.paths import raw_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
 from jobs.ml.quiet import quiet_decoders
+
+if TYPE_CHECKING:  # imported where --deidentify is given: the filter loads pydicom and the profile's tables (~1 s)
+    from jobs.collect.deid.filter import DeidFilter
 
 log = logging.getLogger("irmsia.collect")
 
@@ -51,6 +53,8 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
         params = {"source": source.name, **source.result_params(settings.options)}
         deid = None
         if settings.deidentify:
+            from jobs.collect.deid.filter import DeidFilter
+
             assert settings.deid_secret is not None  # validated with the settings
             deid = DeidFilter(settings.deid_secret, settings.deid_options())
             params["deidentification"] = deid.fingerprint  # the secret's scrypt hash, never the secret
@@ -93,6 +97,8 @@ class CollectStage(PlannedStage[CollectSettings, CollectPlan]):
 def finish_deidentification(deid: DeidFilter, sink: RawSink, prefix: str) -> dict[str, Any]:
     """After the source: scan the stored text sidecars too, fail the stage (exit 3, nothing sealed) on any PHI
     finding, record the files left out, and return the manifest's report."""
+    from jobs.collect.deid.filter import QUARANTINE_FILE
+
     deid.scan_sidecars()
     check_findings(deid, prefix)
     if (quarantine := deid.quarantine_csv()) is not None:

@@ -9,7 +9,10 @@ per path and consumed one per request, so a test scripts exactly what the client
 * ``"429"``: 429 Too Many Requests with ``Retry-After: 1``; ``"500"``, ``"503"``, ``"404"``: that status;
 * ``"ok"``: no fault (to let an earlier request of the same path through).
 
-Every request is logged (method, path, headers) so tests can assert what the client sent.
+Every request is logged (method, path, headers) so tests can assert what the client sent. ``bandwidth`` and
+``latency`` make it a remote server (benchmarks): each connection sends its bodies at most ``bandwidth`` bytes a
+second, and waits ``latency`` seconds when it opens (the TCP handshake's round trip) and before each answer (the
+request's round trip).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +37,8 @@ class LoggedRequest:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    at: float = 0.0
+    """``time.monotonic()`` when it was read (benchmarks time a client from its first request)."""
 
 
 Route = Callable[["FaultyHandler", dict[str, list[str]], bytes], bool]
@@ -50,6 +56,10 @@ class FaultyHttpServer:
     faults: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     log: list[LoggedRequest] = field(default_factory=list)
     retry_after: str = "1"
+    bandwidth: float | None = None
+    """Bytes a second each connection sends a body at, at most (``None``: as fast as it can)."""
+    latency: float = 0.0
+    """Seconds each new connection and each request waits before it is answered: one round trip."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -112,6 +122,22 @@ class FaultyHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:  # keep pytest output clean
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        if self.server_owner.latency:  # a new connection costs a round trip before its first request
+            time.sleep(self.server_owner.latency)
+
+    def write_body(self, body: bytes | memoryview) -> None:
+        """Send ``body`` at the server's ``bandwidth``: in 64 KiB chunks, each not before the link could have
+        carried it (so the last byte leaves no sooner than ``len(body) / bandwidth`` after the answer began)."""
+        rate, view = self.server_owner.bandwidth, memoryview(body)
+        chunk = 64 << 10 if rate else 1 << 20
+        started = time.monotonic()
+        for i in range(0, len(view), chunk):
+            if rate and (early := started + min(i + chunk, len(view)) / rate - time.monotonic()) > 0:
+                time.sleep(early)
+            self.wfile.write(view[i : i + chunk])
+
     # -- helpers for routes -----------------------------------------------------------------------------------
     def send_body(self, status: int, body: bytes, content_type: str = "application/octet-stream",
                   headers: dict[str, str] | None = None) -> None:  # fmt: skip
@@ -122,7 +148,7 @@ class FaultyHandler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.write_body(body)
 
     def send_json(self, obj, status: int = 200) -> None:
         import json
@@ -167,18 +193,18 @@ class FaultyHandler(BaseHTTPRequestHandler):
 
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        view = memoryview(body)
-        for i in range(0, len(body), 1 << 20):
-            self.wfile.write(view[i : i + (1 << 20)])
+        self.write_body(body)
 
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _handle(self) -> None:
         owner = self.server_owner
+        if owner.latency:  # the request's round trip
+            time.sleep(owner.latency)
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        owner.log.append(LoggedRequest(self.command, parts.path, query, dict(self.headers.items())))
+        owner.log.append(LoggedRequest(self.command, parts.path, query, dict(self.headers.items()), time.monotonic()))
         queue = owner.faults.get(parts.path)
         fault = queue.popleft() if queue else None
         if fault in ("429", "500", "502", "503", "404"):

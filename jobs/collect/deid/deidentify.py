@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -32,6 +31,7 @@ from pydicom.sr.coding import Code
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from jobs.collect.deid.options import DeidOptions
 from jobs.collect.deid.profile import STANDARD, Table, basic_profile, method_codes
 from jobs.collect.deid.pseudonyms import Pseudonyms
 
@@ -51,45 +51,6 @@ BIRTH_DATE = 0x00100030
 DUMMY_DATES = {"DA": "19000101", "DT": "19000101000000", "TM": "000000"}
 PATIENT_IDENTITY = (0x00100020, 0x00101000, 0x0020000D, 0x0020000E, 0x00080018)
 """PatientID, Other Patient IDs, Study, Series and SOP Instance UID: whose dates move together (the first present)."""
-
-
-@dataclass(frozen=True)
-class PrivateTag:
-    """One private attribute of the safe-private allow list: its group, private creator and element offset."""
-
-    group: int
-    creator: str
-    element: int
-
-    @classmethod
-    def parse(cls, text: str) -> PrivateTag:
-        """``gggg:CREATOR:ee`` (hexadecimal group and element offset), e.g. ``0019:GEMS_ACQU_01:10``."""
-        group, creator, element = (part.strip() for part in text.split(":"))
-        value = cls(int(group, 16), creator, int(element, 16))
-        if value.group % 2 == 0 or not creator or not 0 <= value.element <= 0xFF:
-            raise ValueError(text)
-        return value
-
-    def __str__(self) -> str:
-        return f"{self.group:04X}:{self.creator}:{self.element:02X}"
-
-
-@dataclass(frozen=True)
-class DeidOptions:
-    """The profile's options, as the stage's settings give them."""
-
-    retain_dates: bool = False
-    clean_descriptors: bool = False
-    safe_private: tuple[PrivateTag, ...] = ()
-    allow_burned_in: bool = False
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "retain_longitudinal_temporal_information": "modified dates" if self.retain_dates else "off",
-            "clean_descriptors": self.clean_descriptors,
-            "safe_private": [str(p) for p in self.safe_private],
-            "allow_burned_in_annotation": self.allow_burned_in,
-        }
 
 
 def keyword_of(tag: int) -> str:

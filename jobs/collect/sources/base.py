@@ -20,14 +20,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from jobs.collect.deid.filter import DeidFilter, Verdict, current_unit
 from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import canonical_json, pretty_json, sha256_bytes
 from jobs.core.manifest import OutputRecord, StageWriter
 from jobs.core.progress import track
 from jobs.core.settings import Options, option
+
+if TYPE_CHECKING:  # the filter (pydicom, the profile's tables) is loaded only with --deidentify, by the stage
+    from jobs.collect.deid.filter import DeidFilter, Verdict
 
 log = logging.getLogger("irmsia.collect")
 
@@ -84,6 +86,9 @@ class RawSink:
         self.units_reused = 0
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.transfers = threading.BoundedSemaphore(workers)
+        """``--workers`` downloads at once: a source that fetches more units at a time than that (to store one while
+        the next downloads) holds one of these around each download, so it never opens more connections."""
         self.reuse_only: Callable[[str], str] | None = None
         """Set by a sharded collect's gather, where every unit must be reused from the record its shard sealed: a
         unit that is not is then an error, never downloaded here; given the unit's record id, it says what to run."""
@@ -187,8 +192,16 @@ class RawSink:
 
     def unit_scope(self) -> contextlib.AbstractContextManager[Any]:
         """Around the storing of one unit: with ``--deidentify`` the filter tallies its files apart, and
-        ``seal_unit`` keeps the tally in the unit's record, so that a run reusing the unit reports the same."""
-        return self.deid.unit() if self.deid is not None else contextlib.nullcontext()
+        ``seal_unit`` keeps the tally in the unit's record, so that a run reusing the unit reports the same.
+
+        Every unit is stored inside one: ``UnitSource`` opens it per unit, ``store_download`` (url, kaggle) and
+        the DICOMweb source per series. Inside an open scope it joins that one (a unit source's unit stored
+        through ``store_download``), so a unit is always one tally."""
+        if self.deid is None:
+            return contextlib.nullcontext()
+        from jobs.collect.deid.filter import current_unit
+
+        return self.deid.unit() if current_unit() is None else contextlib.nullcontext()
 
     def reuse_unit(self, unit_id: str, validator: dict[str, Any]) -> dict[str, Any] | None:
         """Keep a unit an earlier run finished, if its record matches ``validator`` and every file is intact.
@@ -233,8 +246,11 @@ class RawSink:
             for r in sorted(records, key=lambda r: r.key)
         ]
         record = {"unit": unit_id, "validator": self._validator(validator), "files": files, **extra}
-        if self.deid is not None and (tally := current_unit()) is not None:
-            record["deidentification"] = tally.to_json()
+        if self.deid is not None:
+            from jobs.collect.deid.filter import current_unit
+
+            if (tally := current_unit()) is not None:
+                record["deidentification"] = tally.to_json()
         self.put_record(self.unit_name(unit_id), pretty_json(record))
 
     def record_id(self, unit_id: str) -> str:

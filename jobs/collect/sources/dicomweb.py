@@ -26,6 +26,7 @@ is refused.
 from __future__ import annotations
 
 import base64
+import contextvars
 import csv
 import io
 import logging
@@ -349,9 +350,12 @@ class DicomwebSource(Source[DicomwebOptions]):
         unit_id, validator = f"dicomweb:{series.series}", {"instances": sha256_json(list(series.instances))}
         if (record := sink.reuse_unit(unit_id, validator)) is not None:
             return len(record["files"])
-        futures = [pool.submit(self._instance, options, client, series, sop, sink) for sop in series.instances]
-        records = stored_records(futures)
-        sink.seal_unit(unit_id, validator, records)
+        with sink.unit_scope():  # with --deidentify, the series' record keeps what its files told the filter
+            # each instance in a copy of this context, so the tally goes with it into the retrieving thread
+            futures = [pool.submit(contextvars.copy_context().run, self._instance, options, client, series, sop, sink)
+                       for sop in series.instances]  # fmt: skip
+            records = stored_records(futures)
+            sink.seal_unit(unit_id, validator, records)
         return len(records)
 
     def collect(self, options: DicomwebOptions, sink: RawSink) -> CollectReport:

@@ -243,8 +243,9 @@ class TciaSource(UnitSource[TciaOptions]):
         scratch = sink.workdir / "series" / uid
         for attempt in (1, 2):
             try:  # every CRC is checked while unpacking into scratch, before anything reaches the store
-                members = self._download(api.image_url(uid), scratch, client, options.max_extract_bytes,
-                                         f"TCIA series {uid}")  # fmt: skip
+                with sink.transfers:  # --workers connections: the other series' threads store meanwhile
+                    members = self._download(api.image_url(uid), scratch, client, options.max_extract_bytes,
+                                             f"TCIA series {uid}")  # fmt: skip
                 break
             except DataError as exc:
                 if attempt == 2 or "corrupt" not in str(exc):
@@ -296,6 +297,11 @@ class TciaSource(UnitSource[TciaOptions]):
         log.info("TCIA: %d series from %d patients", len(series), len({s.get("PatientID") for s in series}))
         # in (patient, study, series) order, as select_series sorts them; sized by NBIA's FileSize
         return [Unit(f"tcia:{s['SeriesInstanceUID']}", _bytes(s.get("FileSize")), s) for s in series]
+
+    def unit_workers(self, sink: RawSink) -> int:
+        # twice the connections: while a series is stored and sealed its connection starts the next one's download
+        # (per series that is a few file operations and records, as long as its round trip on a small series)
+        return 2 * sink.workers
 
     def collect_unit(self, options: TciaOptions, unit: Unit, sink: RawSink, session: _Session) -> dict[str, Any]:
         return self._collect_series(unit.data, session.api, session.client, options, sink)

@@ -58,18 +58,20 @@ def license_from_members(members) -> tuple[str | None, str | None]:
 def store_download(sink: RawSink, unit_id: str, validator: dict[str, Any], file: Path, name: str,
                    options: ArchiveOptions, folder: str = "",
                    **extra: Any) -> tuple[list[OutputRecord], str | None]:  # fmt: skip
-    """Store a downloaded file (unpacked if it is an archive) under ``folder``; returns (records, licence)."""
+    """Store a downloaded file (unpacked if it is an archive) under ``folder`` as the unit ``unit_id``; returns
+    (records, licence). With ``--deidentify`` the unit's record keeps its files' tally (``RawSink.unit_scope``)."""
     license_line = None
-    if archive_kind(file) is not None or named_like_archive(name):
-        target = file.with_name(file.name + ".d")
-        members = extract(file, target, options.max_extract_bytes, archive=name)
-        file.unlink(missing_ok=True)
-        license_line, _ = license_from_members(members)
-        records = sink.put_many(((folder + m.name, m.path, m.sha256, m.size) for m in members), move=True)
-        remove_tree(target)
-    else:
-        records = [r for r in [sink.move_file(folder + name, file)] if r is not None]  # None: left out (de-id)
-    sink.seal_unit(unit_id, validator, records, license=license_line, **extra)
+    with sink.unit_scope():
+        if archive_kind(file) is not None or named_like_archive(name):
+            target = file.with_name(file.name + ".d")
+            members = extract(file, target, options.max_extract_bytes, archive=name)
+            file.unlink(missing_ok=True)
+            license_line, _ = license_from_members(members)
+            records = sink.put_many(((folder + m.name, m.path, m.sha256, m.size) for m in members), move=True)
+            remove_tree(target)
+        else:
+            records = [r for r in [sink.move_file(folder + name, file)] if r is not None]  # None: left out (de-id)
+        sink.seal_unit(unit_id, validator, records, license=license_line, **extra)
     return records, license_line
 
 

@@ -82,3 +82,19 @@ def sharded_tcia(monkeypatch) -> Iterator[TciaServer]:
         monkeypatch.setenv("IRMSIA_LOG_FORMAT", "text")
         monkeypatch.setenv("IRMSIA_DEID_SECRET", DEID_SECRET)
         yield server
+
+
+def deid_archive() -> bytes:
+    """A zip for the --deidentify rerun tests: a CT the filter de-identifies, an ultrasound it leaves out (text may
+    be burned into its pixels) and a label list it scans as a sidecar."""
+    from tests.support.tcia_server import dicom_bytes
+
+    return make_zip({
+        "scans/ct.dcm": dicom_bytes("PAT-DEID-1", "1.2.826.9.1", "1.2.826.9.1.1", "1.2.826.9.1.1.1", "CT"),
+        "scans/us.dcm": dicom_bytes("PAT-DEID-1", "1.2.826.9.1", "1.2.826.9.1.2", "1.2.826.9.1.2.1", "US"),
+        "labels.csv": b"file,label\nscans/ct.dcm,normal\n",
+    })  # fmt: skip
+
+
+DEID_ARCHIVE_FILES = {"de-identified": 1, "headers scanned": 1, "left out": 1, "stored as they are (not DICOM)": 1}
+"""What the filter counts in ``deid_archive()``."""

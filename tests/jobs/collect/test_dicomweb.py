@@ -298,7 +298,10 @@ def test_a_deidentified_pacs_collect_keeps_no_original_uid_or_id_anywhere_in_the
     # AND the files are named by their pseudonymous UIDs, so one study and series stay one folder
     for key, ds in images.items():
         assert key == f"raw/pacs/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
-    # AND a rerun reuses every stored series instead of retrieving it again
+    # AND a rerun reuses every stored series instead of retrieving it again, reporting what the first run did
     pacs.proxy.log.clear()
     assert _collect(pacs, store_uri, *every_study, "--force") == 0
     assert pacs.wado() == []
+    again = read_manifest(store, "raw/pacs/")
+    assert again.summary["deidentification"] == report and report["files"]["de-identified"] == len(FILES) - 1
+    assert again.content_sha256 == manifest.content_sha256

@@ -9,7 +9,7 @@ import pytest
 from jobs.collect.__main__ import main
 from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
-from tests.jobs.collect.conftest import make_zip
+from tests.jobs.collect.conftest import DEID_ARCHIVE_FILES, DEID_SECRET, deid_archive, make_zip
 from tests.support.kaggle_server import SERVICE, KaggleServer
 
 REF = "paultimothymooney/chest-xray-pneumonia"
@@ -117,6 +117,24 @@ def test_rerun_does_not_download_again(tmp_path, kaggle):
     assert _collect(store) == 0
     assert _downloads(kaggle) == 1
     assert read_manifest(open_store(store), "raw/pneumonia/").summary["files"] == len(MEMBERS) + 1
+
+
+def test_a_deidentified_rerun_reusing_the_stored_dataset_reports_what_the_first_run_did(tmp_path, kaggle,
+                                                                                         monkeypatch):  # fmt: skip
+    # GIVEN a dataset of DICOM files and a label list, collected with --deidentify
+    monkeypatch.setenv("IRMSIA_DEID_SECRET", DEID_SECRET)
+    kaggle.add_dataset(REF, deid_archive(), "Chest X-Ray Images (Pneumonia)")
+    store = str(tmp_path / "s")
+    assert _collect(store, "--deidentify") == 0
+    first = read_manifest(open_store(store), "raw/pneumonia/")
+    assert first.summary["deidentification"]["files"] == DEID_ARCHIVE_FILES
+    # WHEN it is collected again (--force: no cache hit), reusing the stored dataset's unit
+    assert _collect(store, "--deidentify", "--force") == 0
+    # THEN nothing was downloaded again, and the report and the result are the first run's
+    assert _downloads(kaggle) == 1
+    again = read_manifest(open_store(store), "raw/pneumonia/")
+    assert again.summary["deidentification"] == first.summary["deidentification"]
+    assert again.content_sha256 == first.content_sha256
 
 
 def test_search_lists_matching_datasets(kaggle):

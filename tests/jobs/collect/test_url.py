@@ -12,7 +12,7 @@ import pytest
 from jobs.collect.__main__ import main
 from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
-from tests.jobs.collect.conftest import make_tar_gz, make_zip
+from tests.jobs.collect.conftest import DEID_ARCHIVE_FILES, DEID_SECRET, deid_archive, make_tar_gz, make_zip
 
 MEMBERS = {
     "chest_xray/train/NORMAL/n1.jpeg": b"\xff\xd8normal-1" * 100,
@@ -90,6 +90,26 @@ def test_partial_store_content_is_not_mistaken_for_complete(store_uri, http_serv
     # THEN it downloaded again and the lost file is back
     assert len([r for r in http_server.requests_for("/a.zip") if r.method == "GET"]) == gets + 1
     assert store.get_bytes("raw/xray/chest_xray/train/NORMAL/n1.jpeg") == MEMBERS["chest_xray/train/NORMAL/n1.jpeg"]
+
+
+def test_a_deidentified_rerun_reusing_the_stored_archive_reports_what_the_first_run_did(
+    store_uri, http_server, monkeypatch, quiet
+):
+    # GIVEN an archive of DICOM files and a label list, collected with --deidentify
+    monkeypatch.setenv("IRMSIA_DEID_SECRET", DEID_SECRET)
+    url = http_server.add_file("/a.zip", deid_archive())
+    assert _collect(store_uri, url, "--deidentify") == 0
+    store = open_store(store_uri)
+    first = read_manifest(store, "raw/xray/")
+    assert first.summary["deidentification"]["files"] == DEID_ARCHIVE_FILES
+    gets = len([r for r in http_server.requests_for("/a.zip") if r.method == "GET"])
+    # WHEN it is collected again (--force: no cache hit), reusing the stored archive's unit
+    assert _collect(store_uri, url, "--deidentify", "--force") == 0
+    # THEN nothing was downloaded again, and the report and the result are the first run's
+    assert len([r for r in http_server.requests_for("/a.zip") if r.method == "GET"]) == gets
+    again = read_manifest(store, "raw/xray/")
+    assert again.summary["deidentification"] == first.summary["deidentification"]
+    assert again.content_sha256 == first.content_sha256
 
 
 def _latin1_tar() -> bytes:
