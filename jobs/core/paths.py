@@ -59,7 +59,7 @@ def run_prefix(run_id: str) -> str:
 
 
 def crossval_prefix(cv_id: str) -> str:
-    """Where ``irmsia-train --aggregate-folds`` seals ``cv.json`` (mean ± sd over the fold runs): ``crossval/<cv-id>/``."""
+    """Where ``irmsia-train --aggregate-folds`` seals ``cv.json`` (the fold runs' mean ± sd): ``crossval/<cv-id>/``."""
     return f"crossval/{check_name(cv_id, '--cv')}/"
 
 

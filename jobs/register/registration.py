@@ -82,7 +82,7 @@ def _cached(
     return None
 
 
-def _write_bundle(
+def _write_bundle(  # noqa: PLR0913 - every part of one bundle; the optional cross-validation keyword-only
     store: Store,
     settings: RegisterSettings,
     version: int,
@@ -90,6 +90,7 @@ def _write_bundle(
     exported: ExportedModel,
     lineage: Lineage,
     workdir: Path,
+    *,
     cv: tuple[Manifest, dict[str, Any]] | None = None,
 ) -> tuple[Manifest, dict, str]:
     """Write and seal ``registry/<name>/<version>/``; returns its manifest, metadata and metadata SHA-256."""
@@ -191,7 +192,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         log.info("claimed %s v%d for run %s", name, version, run.run_id)
         outcome: dict[str, Any] = {}
         try:
-            manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir, cv)
+            manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir, cv=cv)
             fields = {
                 "kind": ledger.REGISTER,
                 "version": version,
