@@ -301,12 +301,13 @@ def cross_validation_tasks(train: StageSpec, split: str, fold_flag: str = "--fol
     ``--folds``) and ``train-cv`` (their metrics' mean ± sd) beside ``train``, which trains the model registered.
 
     Both take train's arguments without ``--run-id``: each fold's run id derives from its cache key (the fold is
-    in it), and ``train-cv`` finds the fold runs by the same derivation. The aggregate runs on a CPU node and hands
-    on ``cv_id`` (register records the folds)."""
+    in it), and ``train-cv`` finds the fold runs by the same derivation. The folds keep no cache volume: the run's
+    one ReadWriteOnce PVC cannot be mounted by fold pods on several nodes at once. The aggregate runs on a CPU node
+    and hands on ``cv_id`` (register records the folds)."""
     base = _without(train.args, "--run-id")
     fold = replace(train, name=TRAIN_FOLD, kind=train.stage, args=(*base, fold_flag, "{" + SHARD + "}"),
                    depends=(split,), fan_out=split, fan_field=FOLDS, outputs=(), exported_metrics=(),
-                   output_prefix="runs/")  # fmt: skip
+                   keeps_cache=False, output_prefix="runs/")  # fmt: skip
     aggregate = replace(train, name=TRAIN_CV, kind=train.stage, args=(*base, "--aggregate-folds"),
                         depends=(TRAIN_FOLD,), outputs=("cv_id",), exported_metrics=(), gpu=False,
                         image=train.cpu_image, keeps_cache=False, artifacts=(),

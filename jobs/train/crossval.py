@@ -106,14 +106,15 @@ class CrossValidationStage(PlannedStage[TrainSettings, CrossValidationPlan]):
         return super().execute(settings)
 
     def produce(self, settings: TrainSettings, job: StageJob[CrossValidationPlan]) -> dict[str, Any]:
-        runs = []
+        runs, fold_metrics = [], []
         for run in job.plan.runs:
             metrics = json.loads(read_output(job.store, run.manifest, METRICS_FILE))  # verified by its manifest
             flat = {k: v for k, v in metrics.items() if k.startswith(("val_", "test_"))
                     and (v is None or (isinstance(v, int | float) and not isinstance(v, bool)))}  # fmt: skip
+            fold_metrics.append(flat)
             runs.append({"fold": run.fold, "run_id": run.run_id, "manifest_sha256": run.manifest.content_sha256,
                          "metrics": flat})  # fmt: skip
-        aggregate = aggregate_folds([r["metrics"] for r in runs])
+        aggregate = aggregate_folds(fold_metrics)
         job.writer.put_bytes(CV_FILE, pretty_json({"dataset": settings.dataset, "folds": len(runs), "runs": runs,
                                                    "metrics": aggregate}))  # fmt: skip
         return {

@@ -9,6 +9,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -18,17 +19,16 @@ from jobs.core.store import open_store
 from jobs.register import ledger
 
 pytestmark = [pytest.mark.slow]
-FAST = ("--model", "small-cnn", "--epochs", "2", "--image-size", "32", "--bootstrap-resamples", "0")
+FAST = ("--model", "small-cnn", "--epochs", "2", "--image-size", "32")
 
 
 def _irmsia(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        env={**os.environ, "IRMSIA_LOG_FORMAT": "text"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    # output into files, not pipes: a decode worker outliving its stage must not keep the test waiting on a pipe
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args], env={**os.environ, "IRMSIA_LOG_FORMAT": "text"},
+                              stdout=out, stderr=err, text=True, timeout=900)  # fmt: skip
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(done.args, done.returncode, out.read(), err.read())
 
 
 def test_three_folds_train_aggregate_and_are_registered_then_a_rerun_is_all_cache_hits(tmp_path):

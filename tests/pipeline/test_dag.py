@@ -174,7 +174,9 @@ def test_stage_names_must_be_dns_labels(name):
 def test_lookups_name_what_exists():
     assert Parameter(name="image_size", default="64", description="d").flag == "--image-size"
     assert PIPELINE.parameter("seed").default == "42"
-    with pytest.raises(KeyError, match="no stage 'nope'; stages are collect, index, split, train, train-fold, train-cv, register"):
+    with pytest.raises(
+        KeyError, match="no stage 'nope'; stages are collect, index, split, train, train-fold, train-cv, register"
+    ):
         PIPELINE.stage("nope")
     with pytest.raises(KeyError):
         PIPELINE.downstream_of("nope")

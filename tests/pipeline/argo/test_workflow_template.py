@@ -128,7 +128,9 @@ def test_train_exposes_its_report_as_an_unarchived_output_artifact_beside_the_re
         {"name": "report", "path": str(Path(env["IRMSIA_RESULT_FILE"]).parent / "report.html"), "optional": True,
          "archive": {"none": {}}}
     ]  # fmt: skip
-    assert all("artifacts" not in t["outputs"] for n, t in templates.items() if n not in ("train", "train-fold", "pipeline"))
+    assert all(
+        "artifacts" not in t["outputs"] for n, t in templates.items() if n not in ("train", "train-fold", "pipeline")
+    )
 
 
 def test_every_stage_knows_its_own_image_for_the_registry_metadata():
