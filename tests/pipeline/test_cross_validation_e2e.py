@@ -25,8 +25,8 @@ FAST = ("--model", "small-cnn", "--epochs", "2", "--image-size", "32")
 def _irmsia(*args: str) -> subprocess.CompletedProcess:
     # output into files, not pipes: a decode worker outliving its stage must not keep the test waiting on a pipe
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        done = subprocess.run([sys.executable, "-m", "pipeline", *args], env={**os.environ, "IRMSIA_LOG_FORMAT": "text"},
-                              stdout=out, stderr=err, text=True, timeout=900)  # fmt: skip
+        env = {**os.environ, "IRMSIA_LOG_FORMAT": "text"}
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, stdout=out, stderr=err, timeout=900)
         out.seek(0), err.seek(0)
         return subprocess.CompletedProcess(done.args, done.returncode, out.read(), err.read())
 
