@@ -310,6 +310,12 @@ class TrainSettings(StageSettings):
     def log_fields(self) -> dict[str, str | None]:
         return {"dataset": self.dataset, "run_id": self.run_id}
 
+    def metrics_group(self) -> dict[str, str]:
+        # train, each fold and the aggregate run in one workflow: without a part they would replace each other's group
+        if self.aggregate_folds:
+            return {"part": "cv"}
+        return {} if self.fold is None else {"part": f"fold-{self.fold}"}
+
     @classmethod
     def add_extra_arguments(cls, parser: StageArgumentParser, seen: set[str]) -> None:
         parser.add_argument("--config", help="YAML file whose keys mirror these flags; flags override it")
