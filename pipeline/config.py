@@ -19,7 +19,7 @@ import yaml
 
 from jobs.core.errors import UsageError
 from jobs.core.paths import check_dns_label
-from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG, image_ref
+from jobs.stages import IMAGE_REGISTRY, IMAGE_TAG, STAGES, image_ref
 from jobs.stages import stage as stage_entry
 from pipeline.dag import PIPELINE, StageSpec
 
@@ -100,7 +100,7 @@ class KaggleConfig:
 
     def __post_init__(self) -> None:
         check_dns_label(self.credentials_secret, "kaggle.credentialsSecret")
-        known = {s.name for s in PIPELINE.stages}
+        known = {e.name for e in STAGES}
         if unknown := sorted(set(self.stages) - known):
             raise UsageError(f"kaggle.stages {unknown}: not stages; use some of {sorted(known)}")
 
@@ -412,11 +412,11 @@ class DeploymentConfig:
         check_dns_label(self.service_account, "serviceAccount")
         if self.service_account == "default":
             raise UsageError("serviceAccount 'default': use a dedicated service account (least privilege)")
-        stages = {s.name for s in PIPELINE.stages}
+        stages = {e.name for e in STAGES}  # per registry stage: a DAG's tasks of one stage share them (train-fold)
         if unknown := sorted(set(self.resources) - stages):
             raise UsageError(f"resources {unknown}: not stages; use some of {sorted(stages)}")
         # every stage gets an entry: the one given, else the registry's defaults (so equal configurations compare equal)
-        complete = {s.name: self.resources.get(s.name) or registry_resources(s.name) for s in PIPELINE.stages}
+        complete = {e.name: self.resources.get(e.name) or registry_resources(e.name) for e in STAGES}
         object.__setattr__(self, "resources", complete)
         names = [s.name for s in self.schedules]
         if len(set(names)) != len(names):

@@ -18,7 +18,15 @@ from jobs.stages import STAGES, StageEntry
 
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 SHARD = "shard"
-"""The placeholder a fan-out task's arguments take each planned shard in (``--shard {shard}``)."""
+"""The placeholder a fan-out task's arguments take each planned item in (``--shard {shard}``, ``--fold {shard}``)."""
+SHARDS = "shards"
+"""The result-summary field a collect or index plan lists its shards in (``["1/N", …]``)."""
+FOLDS = "folds"
+"""The result-summary field split lists its cross-validation folds in (``[0, …, K-1]``; empty without ``--folds``)."""
+TRAIN_FOLD = "train-fold"
+"""The fan-out task of cross-validation: one training per fold, on every other fold, validated on its own."""
+TRAIN_CV = "train-cv"
+"""The task that aggregates the fold trainings' metrics (mean ± sd) into ``crossval/<cv-id>/cv.json``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +96,11 @@ class StageSpec:
     """The flag that takes the pod's GPU count (one process per GPU) when the GPU pool gives it several; "" for
     none (``jobs.stages.StageEntry.gpu_processes_flag``)."""
     fan_out: str = ""
-    """The plan task whose result summary's ``shards`` (``["1/N", …]``) this task fans out over: one run per shard,
-    ``{shard}`` in its arguments taking each (Argo: ``withParam``; locally the runner expands it); "" for none."""
+    """The plan task whose result summary's ``fan_field`` list (``shards``: ``["1/N", …]``) this task fans out over:
+    one run per item, ``{shard}`` in its arguments taking each (Argo: ``withParam``; locally the runner expands
+    it); "" for none. An empty list runs nothing (split without ``--folds``: no fold trainings)."""
+    fan_field: str = SHARDS
+    """The field of the plan task's result summary that lists the items: ``shards``, or split's ``folds``."""
     secret_flags: tuple[tuple[str, str], ...] = ()
     """``(flag, environment variable)`` of options whose value may hold credentials: passed in the variable,
     never on a command line (``pipeline.secret_args``)."""
@@ -280,4 +291,48 @@ def build_pipeline(entries: tuple[StageEntry, ...] = STAGES, name: str = "irmsia
     return Pipeline(name=name, parameters=tuple(parameters.values()), stages=tuple(stages))
 
 
-PIPELINE = build_pipeline()
+def _without(args: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    """``args`` without ``flag`` and the value that follows it."""
+    out = list(args)
+    if flag in out[:-1]:
+        at = out.index(flag)
+        del out[at : at + 2]
+    return tuple(out)
+
+
+def cross_validation_tasks(train: StageSpec, split: str, fold_flag: str = "--fold") -> tuple[StageSpec, StageSpec]:
+    """``train-fold`` (one training per fold split reports, ``withParam`` over its ``summary.folds``; none without
+    ``--folds``) and ``train-cv`` (their metrics' mean ± sd) beside ``train``, which trains the model registered.
+
+    Both take train's arguments without ``--run-id``: each fold's run id derives from its cache key (the fold is
+    in it), and ``train-cv`` finds the fold runs by the same derivation. The folds keep no cache volume: the run's
+    one ReadWriteOnce PVC cannot be mounted by fold pods on several nodes at once. The aggregate runs on a CPU node
+    and hands on ``cv_id`` (register records the folds)."""
+    base = _without(train.args, "--run-id")
+    fold = replace(train, name=TRAIN_FOLD, kind=train.stage, args=(*base, fold_flag, "{" + SHARD + "}"),
+                   depends=(split,), fan_out=split, fan_field=FOLDS, outputs=(), exported_metrics=(),
+                   keeps_cache=False, output_prefix="runs/")  # fmt: skip
+    aggregate = replace(train, name=TRAIN_CV, kind=train.stage, args=(*base, "--aggregate-folds"),
+                        depends=(TRAIN_FOLD,), outputs=("cv_id",), exported_metrics=(), gpu=False,
+                        image=train.cpu_image, keeps_cache=False, artifacts=(),
+                        output_prefix="crossval/{cv_id}/")  # fmt: skip
+    return fold, aggregate
+
+
+def with_cross_validation(pipeline: Pipeline, train: str = "train", register: str = "register") -> Pipeline:
+    """``pipeline`` with ``train-fold`` and ``train-cv`` after the split ``train`` depends on, and ``register``
+    waiting for both ``train`` and ``train-cv``."""
+    base = pipeline.stage(train)
+    (split,) = base.depends
+    fold, aggregate = cross_validation_tasks(base, split)
+    stages: list[StageSpec] = []
+    for stage in pipeline.stages:
+        if stage.name == register:
+            stage = replace(stage, depends=(*stage.depends, TRAIN_CV))
+        stages.append(stage)
+        if stage.name == train:
+            stages += [fold, aggregate]
+    return replace(pipeline, stages=tuple(stages))
+
+
+PIPELINE = with_cross_validation(build_pipeline())

@@ -21,7 +21,7 @@ from jobs.core.paths import run_prefix
 from jobs.core.store import Store, open_store
 from jobs.register import registry
 from jobs.stages import stage as stage_entry
-from pipeline.dag import PIPELINE, Pipeline, StageSpec
+from pipeline.dag import PIPELINE, TRAIN_CV, Pipeline, StageSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,7 +156,7 @@ def ancestors(pipeline: Pipeline, name: str) -> list[StageSpec]:
 def stage_settings(spec: StageSpec, values: Mapping[str, str], store_uri: str, env: Mapping[str, str]) -> Any:
     """The settings a run would give the stage: the DAG's arguments for ``values``, parsed as the stage parses."""
     argv = [*spec.argv(values), "--store", store_uri]
-    return stage_entry(spec.name).settings_class().parse(argv, env)
+    return stage_entry(spec.stage).settings_class().parse(argv, env)
 
 
 def explain(
@@ -175,6 +175,8 @@ def explain(
     found: list[Explanation] = []
     upstream_reruns: list[str] = []
     for spec in ancestors(pipeline, pipeline.stage(stage_name).name):
+        if spec.fan_out or spec.name == TRAIN_CV:
+            continue  # one cache per planned item (fold runs) and their aggregate: known only once the plan has run
         try:
             settings = stage_settings(spec, values, store_uri, env)
             if spec.name == "register":

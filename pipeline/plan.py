@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.argo.size import WorkflowSize, estimate
-from pipeline.dag import Pipeline, StageSpec
+from pipeline.dag import SHARDS, Pipeline, StageSpec
 from pipeline.runner import Executor, StageOutcome, run_pipeline
 
 
@@ -39,7 +39,7 @@ def plan_tasks(pipeline: Pipeline) -> dict[str, StageSpec]:
     """Task the shards are for -> the plan step that sizes them, free of dependencies (its input is sealed or not)."""
     tasks: dict[str, StageSpec] = {}
     for stage in pipeline.stages:
-        if stage.fan_out:
+        if stage.fan_out and stage.fan_field == SHARDS:  # folds are split's to report, not a plan step's
             tasks[stage.name] = replace(pipeline.stage(stage.fan_out), depends=())
         elif stage.stage in ("collect", "index") and _shard_flag(stage) is None:
             plan = replace(stage, name=f"{stage.name}-plan", args=(*stage.args, "--shard", "plan"), depends=())

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobs.core.metrics_export import read_text_metrics
-from pipeline.dag import SHARD, Pipeline, StageSpec
+from pipeline.dag import SHARD, SHARDS, Pipeline, StageSpec
 from pipeline.secret_args import StageInvocation, hand_over
 
 
@@ -132,13 +132,15 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
                 if not ready:
                     break
                 stage = ready[0]
-                if stage.fan_out:  # its plan has run: one run per planned shard, in place of the task
+                if stage.fan_out:  # its plan has run: one run per planned item, in place of the task
                     parts = expand(stage, results.get(stage.fan_out))
                     at = pending.index(stage)
                     pending[at : at + 1] = parts
                     groups[stage.name] = {p.name for p in parts}
                     owner.update({p.name: stage.name for p in parts})
                     selected.update(groups[stage.name])
+                    if not parts:  # nothing planned (a split without folds): done, as Argo skips it
+                        done.add(stage.name)
                     continue
                 pending.remove(stage)
                 invocation = hand_over(stage, stage.argv(values) + (["--force"] if force else []))
@@ -169,11 +171,14 @@ def run_pipeline(  # noqa: PLR0913 - keyword-only options of one run, each with 
 
 
 def expand(stage: StageSpec, plan_result: Mapping[str, Any] | None) -> list[StageSpec]:
-    """A fan-out task as one run per shard its plan reported (``summary.shards``), each named ``<task>-<K>`` with
-    ``{shard}`` in its arguments replaced by the shard (``2/4``)."""
-    shards = ((plan_result or {}).get("summary") or {}).get("shards")
-    if not isinstance(shards, list) or not shards:
-        raise ValueError(f"stage {stage.name}: its plan {stage.fan_out} reported no shards")
+    """A fan-out task as one run per item its plan reported (``summary.shards``, split's ``summary.folds``), each
+    named ``<task>-<K>`` with ``{shard}`` in its arguments replaced by the item (``2/4``, fold ``1``); an empty
+    list is no runs (shard plans never report one; a split without ``--folds`` does)."""
+    if plan_result is None and stage.fan_field != SHARDS:
+        return []  # run --from past the split: no fold trainings now (train-cv says which fold runs are missing)
+    shards = ((plan_result or {}).get("summary") or {}).get(stage.fan_field)
+    if not isinstance(shards, list) or (stage.fan_field == SHARDS and not shards):
+        raise ValueError(f"stage {stage.name}: its plan {stage.fan_out} reported no {stage.fan_field}")
     runs = []
     for k, shard in enumerate(shards, start=1):
         args = tuple(t.replace("{" + SHARD + "}", str(shard)) for t in stage.args)

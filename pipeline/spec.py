@@ -24,19 +24,30 @@ from jobs.core.paths import check_dns_label, check_name
 from jobs.core.settings import Option, Options, check_value, convert, options_of
 from jobs.core.urls import public_url
 from jobs.stages import stage as stage_entry
-from pipeline.dag import PIPELINE, SHARD, SHARED_DESCRIPTIONS, Parameter, Pipeline, StageSpec
+from pipeline.dag import (
+    PIPELINE,
+    SHARD,
+    SHARED_DESCRIPTIONS,
+    TRAIN_CV,
+    Parameter,
+    Pipeline,
+    StageSpec,
+    cross_validation_tasks,
+)
 
 SPEC_KEYS = ("name", "sharded", "datasets", "index", "split", "train", "register")
 RUN_ID = "run_id"
-"""The one workflow parameter of a spec's pipeline: train derives it from its cache key and hands it to register."""
+"""A workflow parameter of a spec's pipeline: train derives it from its cache key and hands it to register."""
+CV_ID = "cv_id"
+"""The other: ``train-cv`` seals the folds' aggregate under it and hands it to register ("" without folds)."""
 MAX_DATASET_NAME = 63 - len("collect-plan-")
 """A dataset's name names its tasks (``collect-<name>``, ``collect-plan-<name>``), which are DNS-1123 labels."""
 RESERVED: dict[str, tuple[str, ...]] = {
     "collect": ("source", "dataset", "shard"),
     "index": ("dataset", "shard"),
     "split": ("dataset", "merge"),
-    "train": ("dataset",),
-    "register": (RUN_ID,),
+    "train": ("dataset", "fold", "aggregate_folds"),
+    "register": (RUN_ID, CV_ID),
 }
 """Options a spec sets itself (from the dataset's name, ``merge_as``, the run train made), never given as keys."""
 
@@ -319,15 +330,19 @@ def _collect_tasks(spec: PipelineSpec, dataset: DatasetSpec) -> list[StageSpec]:
 
 def spec_pipeline(spec: PipelineSpec) -> Pipeline:
     """The spec as a DAG: ``collect-<d>`` -> ``index-<d>`` for each dataset, all joined at the merged ``split``,
-    then ``train`` and ``register``; ``run_id`` is its one parameter (train hands it on to register)."""
+    then ``train``, the fold trainings and their aggregate (``train-fold``, ``train-cv``: none without
+    ``split.folds``) and ``register``; ``run_id`` and ``cv_id`` are its parameters (handed on to register)."""
     stages: list[StageSpec] = []
     for dataset in spec.datasets:
         stages += _collect_tasks(spec, dataset)
         stages += _index_tasks(spec, dataset)
     indexes = tuple(f"index-{d.name}" for d in spec.datasets)
     stages.append(_task("split", "split", _split_args(spec), indexes, dataset=spec.merge_as))
-    stages.append(_task("train", "train", _train_args(spec), ("split",)))
-    stages.append(_task("register", "register", _register_args(spec), ("train",),
+    train = _task("train", "train", _train_args(spec), ("split",))
+    stages += [train, *cross_validation_tasks(train, "split")]
+    register = [*_register_args(spec), _flag_of("register", CV_ID), "{" + CV_ID + "}"]
+    stages.append(_task("register", "register", register, ("train", TRAIN_CV),
                         model_name=str(spec.register.values.get("model_name", ""))))  # fmt: skip
     run_id = Parameter(name=RUN_ID, default=spec.run_id, description=SHARED_DESCRIPTIONS[RUN_ID])
-    return Pipeline(name=f"irmsia-{spec.name}", parameters=(run_id,), stages=tuple(stages))
+    cv_id = Parameter(name=CV_ID, default="", description=PIPELINE.parameter(CV_ID).description)
+    return Pipeline(name=f"irmsia-{spec.name}", parameters=(run_id, cv_id), stages=tuple(stages))

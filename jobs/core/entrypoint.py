@@ -105,7 +105,7 @@ def stage_main(stage: Stage[Any], argv: Sequence[str] | None = None) -> int:
     logger = setup_logging(stage.name, common.log_format, common.log_level, workflow_id=common.workflow_id, **fields)
     progress.configure(common.progress_file, common.log_format, logger)
     metrics = begin_stage_metrics(stage.name, workflow_id=common.workflow_id, **fields)
-    export = MetricsExport(metrics, _metrics_targets(common)).start()
+    export = MetricsExport(metrics, _metrics_targets(common), settings.metrics_group()).start()
     code, error_kind, cached, message = ExitCode.OK, None, False, ""
     try:
         result = stage.execute(settings)

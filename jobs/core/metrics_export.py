@@ -2,8 +2,9 @@
 
 Batch pods live for minutes, so Prometheus cannot be relied on to scrape them. As the Prometheus docs advise for
 batch jobs, the stage pushes its whole registry to a Pushgateway (``IRMSIA_PUSHGATEWAY``) with the grouping key
-``job=<stage>, workflow_id=<workflow>`` and no ``instance`` label: each push (HTTP PUT) replaces the group, so
-a rerun of the same workflow replaces the previous run's metrics instead of adding to them. It pushes when it
+``job=<stage>, workflow_id=<workflow>`` (plus ``part`` for one of several runs of a stage in a workflow: a fold
+training, ``fold-<i>``, or their aggregate, ``cv``) and no ``instance`` label: each push (HTTP PUT) replaces the
+group, so a rerun of the same workflow replaces the previous run's metrics instead of adding to them. It pushes when it
 starts, every ``push_interval_s`` while it runs, and at the end. A Pushgateway that cannot be reached never
 fails the stage: the first failed push logs one warning and later ones log at debug level.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,10 @@ class MetricsTargets:
 class MetricsExport:
     """Runs the deliveries of ``targets`` for one stage run: ``start()`` before the work, ``close()`` after."""
 
-    def __init__(self, metrics: StageMetrics, targets: MetricsTargets) -> None:
+    def __init__(self, metrics: StageMetrics, targets: MetricsTargets, group: Mapping[str, str] | None = None) -> None:
         self.metrics = metrics
         self.targets = targets
+        self.group = dict(group or {})
         self.port: int | None = None
         self.push_failures = 0
         self._server: Any = None
@@ -55,8 +58,9 @@ class MetricsExport:
 
     @property
     def grouping_key(self) -> dict[str, str]:
-        """The Pushgateway group: the job is the stage; the workflow id separates workflow runs."""
-        return {"workflow_id": self.metrics.workflow_id}
+        """The Pushgateway group: the job is the stage; the workflow id separates workflow runs, ``group`` (the
+        settings' ``metrics_group``: a fold training's part) the runs of one stage in one workflow."""
+        return {"workflow_id": self.metrics.workflow_id, **self.group}
 
     def start(self) -> MetricsExport:
         if self.targets.port is not None:

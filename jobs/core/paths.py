@@ -1,6 +1,7 @@
 """The fixed paths inside a store (``raw/<dataset>/`` …), and the names allowed in them.
 
-``raw/<dataset>/``, ``index/<dataset>/``, ``splits/<dataset>/``, ``runs/<run-id>/``, ``registry/<model-name>/``,
+``raw/<dataset>/``, ``index/<dataset>/``, ``splits/<dataset>/``, ``runs/<run-id>/``, ``crossval/<cv-id>/`` (the
+metrics of a cross-validation's fold runs aggregated), ``registry/<model-name>/``,
 ``pipeline-runs/`` (one record per local pipeline run, for ``irmsia status``), and ``shards/<stage>/<dataset>/``
 (the parts of a sharded collect or index while they are gathered; removed once the dataset's output is sealed).
 Every tool finds things by these names, so they are built here and nowhere else.
@@ -55,6 +56,11 @@ def splits_prefix(dataset: str) -> str:
 def run_prefix(run_id: str) -> str:
     """Where train writes one run's checkpoints, models and metrics: ``runs/<run-id>/``."""
     return f"runs/{check_name(run_id, '--run-id')}/"
+
+
+def crossval_prefix(cv_id: str) -> str:
+    """Where ``irmsia-train --aggregate-folds`` seals ``cv.json`` (the fold runs' mean ± sd): ``crossval/<cv-id>/``."""
+    return f"crossval/{check_name(cv_id, '--cv')}/"
 
 
 def registry_prefix(model_name: str) -> str:

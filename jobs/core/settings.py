@@ -490,6 +490,11 @@ class StageSettings(Options):
         """What every log line and metric of the stage is labelled with besides the stage (dataset, run id)."""
         return {"dataset": None, "run_id": None}
 
+    def metrics_group(self) -> dict[str, str]:
+        """Labels that set this run's Pushgateway group apart from the stage's other runs in one workflow, when
+        several tasks of one stage run in it (train's fold trainings and their aggregate); none by default."""
+        return {}
+
 
 def log_format_from(argv: Sequence[str], env: Mapping[str, str]) -> str:
     """The log format before settings are parsed (for reporting a usage error): ``--log-format`` when it names a

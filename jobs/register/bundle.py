@@ -3,7 +3,8 @@
 MONAI's bundle specification fixes ``version``, ``changelog``, ``monai_version``, ``pytorch_version``,
 ``numpy_version``, ``required_packages_version``, ``task``, ``description``, ``authors``, ``copyright`` and
 ``network_data_format`` (input shape, channels, classes); our keys sit beside them: every flat metric, the
-chosen one, the evaluation (intervals, calibration, operating points, subgroups, what serving applies),
+chosen one, the evaluation (intervals, calibration, operating points, subgroups, what serving applies), the
+cross-validation of the run's settings when registered with one (per-fold metrics, mean and sd),
 SHA-256 of every model file, the run, the manifest hashes of the data it came from, patients per
 split, the dataset's source and licence, the code version and the container image. This module imports no torch.
 """
@@ -111,6 +112,7 @@ def build_metadata(  # noqa: PLR0913 - keyword-only: every part of the metadata,
     model_files: dict[str, str],
     image: str | None,
     description: str,
+    cross_validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metadata of version ``version`` of ``name``; ``model_files`` maps bundle path -> SHA-256."""
     config = run.config
@@ -161,6 +163,8 @@ def build_metadata(  # noqa: PLR0913 - keyword-only: every part of the metadata,
             "metric": {"name": metric, "value": metrics[metric]},
             "details": run.metrics.get("details") or {},
             "evaluation": {k: run.metrics[k] for k in EVALUATION_SECTIONS if k in run.metrics},
+            # the folds of the run's settings (jobs.register.crossval): an estimate of the spread, not this model
+            "cross_validation": cross_validation,
             "model_files": dict(sorted(model_files.items())),
             "run_id": run.run_id,
             "run_config": config,

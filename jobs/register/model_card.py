@@ -107,6 +107,26 @@ def _chain(manifests: list[dict[str, Any]]) -> list[str]:
     return ["### Manifests", "", "| stage | prefix | SHA-256 |", "| --- | --- | --- |", *rows, ""]
 
 
+def _cross_validation(cv: dict[str, Any] | None) -> list[str]:
+    """Mean ± sd of every metric over the folds of the run's settings, with each fold's value."""
+    if not cv:
+        return []
+    folds = [r["fold"] for r in cv["runs"]]
+    rows = [f"| {k} | {_fmt(m['mean'])} | {_fmt(m['sd'])} | {' / '.join(_fmt(v) for v in m['values'])} |"
+            for k, m in cv["metrics"].items()]  # fmt: skip
+    return [
+        f"### Cross-validation ({cv['folds']} folds)",
+        "",
+        f"The same settings trained {cv['folds']} times, each fold validated on its own patients and trained on "
+        f"the others (`crossval/{cv['cv_id']}/`): an estimate of how well they train; this model is the run above.",
+        "",
+        f"| metric | mean | sd | folds {' / '.join(map(str, folds))} |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
     """Markdown for ``docs/README.md``."""
     ours = meta["irmsia"]
@@ -166,6 +186,7 @@ def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
         *(f"| {k} | {_fmt(v)} | {_interval(intervals.get(k))} |" for k, v in ours["metrics"].items()),
         "",
         *_evaluation_lines(evaluation),
+        *_cross_validation(ours.get("cross_validation")),
     ]
     if picture:
         name = picture if isinstance(picture, str) else "confusion_matrix.png"

@@ -39,6 +39,7 @@ from jobs.core.store import Store
 from jobs.ml.predictions import PREDICTIONS as RUN_PREDICTIONS
 from jobs.register import aliases, comparison, ledger
 from jobs.register.bundle import build_metadata
+from jobs.register.crossval import load_cross_validation
 from jobs.register.export import ExportedModel, export_model
 from jobs.register.keys import (
     METADATA,
@@ -62,10 +63,16 @@ log = logging.getLogger("irmsia.register")
 RUN_REPORT = "report.html"
 
 
-def _cached(store: Store, name: str, run: SourceRun, entries: list[ledger.LedgerEntry]) -> tuple[Manifest, bool] | None:
-    """The version in ``entries`` that already registers this exact run (same train manifest content), if any."""
+def _cached(
+    store: Store, name: str, run: SourceRun, entries: list[ledger.LedgerEntry], cv: dict[str, Any] | None = None
+) -> tuple[Manifest, bool] | None:
+    """The version in ``entries`` that already registers this exact run (same train manifest content) with the
+    same cross-validation record (none, or the same sealed aggregate), if any."""
+    cv_sha = (cv or {}).get("manifest_sha256")
     for entry in reversed(list(ledger.registrations(entries).values())):
         if entry.fields.get("train_manifest_sha256") != run.manifest.content_sha256:
+            continue
+        if (entry.fields.get("cross_validation") or {}).get("manifest_sha256") != cv_sha:
             continue
         manifest = read_manifest(store, version_prefix(name, entry.version))
         if manifest is not None and manifest.content_sha256 == entry.fields.get("manifest_sha256"):
@@ -75,7 +82,7 @@ def _cached(store: Store, name: str, run: SourceRun, entries: list[ledger.Ledger
     return None
 
 
-def _write_bundle(
+def _write_bundle(  # noqa: PLR0913 - every part of one bundle; the optional cross-validation keyword-only
     store: Store,
     settings: RegisterSettings,
     version: int,
@@ -83,6 +90,8 @@ def _write_bundle(
     exported: ExportedModel,
     lineage: Lineage,
     workdir: Path,
+    *,
+    cv: tuple[Manifest, dict[str, Any]] | None = None,
 ) -> tuple[Manifest, dict, str]:
     """Write and seal ``registry/<name>/<version>/``; returns its manifest, metadata and metadata SHA-256."""
     writer = StageWriter(
@@ -90,7 +99,7 @@ def _write_bundle(
         "register",
         version_prefix(settings.model_name, version),
         {**settings.result_params(), "version": version},
-        {run.prefix: run.manifest.content_sha256},
+        {run.prefix: run.manifest.content_sha256, **({cv[0].prefix: cv[0].content_sha256} if cv else {})},
     )
     writer.begin()
     files = {MODEL_PT: exported.state_dict, MODEL_TS: exported.torchscript}
@@ -113,6 +122,7 @@ def _write_bundle(
         model_files=model_files,
         image=settings.image,
         description=settings.description,
+        cross_validation=cv[1] if cv else None,
     )
     meta["irmsia"]["export_max_abs_diff"] = exported.max_abs_diff
     meta_bytes = pretty_json(meta)
@@ -149,8 +159,10 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
     with tempfile.TemporaryDirectory(prefix="irmsia-register-") as tmp:
         workdir = Path(tmp)
         run = load_source_run(store, settings.run_id, workdir)
+        cv = load_cross_validation(store, settings.cv_id, run.manifest)
+        cv_record = cv[1] if cv else None
         settings = dataclasses.replace(settings, metric=chosen_metric(run, settings.metric))
-        if not force and (hit := _cached(store, name, run, ledger.read_entries(store, name))) is not None:
+        if not force and (hit := _cached(store, name, run, ledger.read_entries(store, name), cv_record)) is not None:
             return hit
         value = check_metric(run, settings.metric)
         exported = export_model(run.config, run.model_path, workdir / "models")
@@ -180,7 +192,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         log.info("claimed %s v%d for run %s", name, version, run.run_id)
         outcome: dict[str, Any] = {}
         try:
-            manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir)
+            manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir, cv=cv)
             fields = {
                 "kind": ledger.REGISTER,
                 "version": version,
@@ -192,12 +204,13 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
                 "manifest_file_sha256": sha256_bytes(manifest.to_json()),
                 "metric": settings.metric,
                 "metrics": meta["irmsia"]["metrics"],
+                **({"cross_validation": cv_record} if cv_record else {}),
                 "registered_at": now_iso(),
             }
 
             def build(entries: list[ledger.LedgerEntry]) -> dict[str, Any] | None:
                 # Decided on exactly the entries this one links to, and committed with it in one exclusive create.
-                if not force and (hit := _cached(store, name, run, entries)) is not None:
+                if not force and (hit := _cached(store, name, run, entries, cv_record)) is not None:
                     outcome["hit"] = hit  # registered by a concurrent registrant meanwhile
                     return None
                 alias, decision = aliases.promotion(

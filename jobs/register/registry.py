@@ -135,6 +135,8 @@ def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
         "aliases": sorted(a for a, v in aliases.alias_map_in(entries).items() if v == entry.version),
         # each metric with its patient-bootstrap 95 % interval (None: the run recorded none)
         "metrics": {k: {"value": v, "interval": intervals.get(k)} for k, v in entry.metrics.items()},
+        # the folds of the run's settings: per-fold metrics, each metric's mean and sd (None: registered without)
+        "cross_validation": entry.fields.get("cross_validation"),
         "ledger": {"seq": entry.seq, "sha256": entry.sha256, **entry.fields},
         "files": {o.key[len(prefix) :]: {"size": o.size, "sha256": o.sha256} for o in manifest.outputs},
         "metadata": metadata,

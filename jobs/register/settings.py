@@ -28,6 +28,14 @@ class RegisterSettings(StageSettings):
         parameter="run_id",
         help="run id of a finished training run (runs/<run-id>/)",
     )
+    cv_id: str | None = option(
+        None,
+        flag="--cv",
+        check=check_name,
+        parameter="cv_id",
+        help="cross-validation of the run's settings to record (crossval/<cv-id>/, irmsia-train --aggregate-folds): "
+        "per-fold metrics and mean and sd go into the ledger entry, metadata and model card; empty for none",
+    )
     model_name: str = option(
         result=True,
         check=check_dns_label,

@@ -94,6 +94,7 @@ class SplitSettings(StageSettings):
         minimum=0,
         maximum=50,
         result=True,
+        parameter="folds",
         help="also assign the train and val patients to this many patient-grouped, stratified folds for "
         "cross-validation (a 'fold' column; the test split is untouched; 0: none)",
     )

@@ -122,6 +122,8 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             "patients": {split: stats["splits"][split]["patients"] for split in SPLIT_NAMES},
             "skipped_unlabeled": skipped,
             "duplicates": len(grouped.duplicates),
+            # the folds the pipeline fans out over (one training each, pipeline.dag.cross_validation_tasks)
+            "folds": list(range(settings.folds)),
         }
 
     def describe(self, manifest: Manifest) -> str:

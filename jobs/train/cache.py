@@ -238,11 +238,14 @@ class _SplitArrays:
 
 
 def cache_key(split: Split, prep: Preprocessing) -> str:
-    """The local tensor cache entry: same split content, task and preprocessing -> same decoded tensors."""
+    """The local tensor cache entry: same split content, items per split, task and preprocessing -> same decoded
+    tensors. The items count apart from the split's content: ``--fold`` re-cuts train and val from the same split,
+    and each fold must decode its own sets, not reuse another fold's (or the unfolded run's)."""
     return sha256_json(
         {
             "format": CACHE_FORMAT,
             "split": split.manifest.content_sha256,
+            "items": sha256_json({name: [item.name for item in items] for name, items in sorted(split.items.items())}),
             "task": split.task,
             "preprocessing": {k: v for k, v in prep.to_dict().items() if k != "channels"},
         }

@@ -208,6 +208,11 @@ class TrainSettings(StageSettings):
         help="cross-validation: train on every fold but this one and validate on it (a split made with "
         "irmsia-split --folds K); the test split stays the test split",
     )
+    aggregate_folds: bool = option(
+        False,
+        help="cross-validation's last step: train nothing, find the fold runs these settings made (--fold 0..K-1 "
+        "of a split made with --folds K) and seal their metrics' mean and sd in crossval/<cv-id>/cv.json",
+    )
     bootstrap_resamples: int = option(
         1000,
         minimum=0,
@@ -292,6 +297,8 @@ class TrainSettings(StageSettings):
     )
 
     def validate(self) -> None:
+        if self.aggregate_folds and self.fold is not None:
+            raise UsageError("--aggregate-folds aggregates every fold's run; drop --fold")
         kind = SEGMENTER if self.task == "segmentation" else CLASSIFIER
         check_network(self.model, self.image_size, kind, (self.depth or self.image_size) if self.dims == 3 else None)
         if self.monitor not in TASK_MONITORS[self.task]:
@@ -320,6 +327,12 @@ class TrainSettings(StageSettings):
 
     def log_fields(self) -> dict[str, str | None]:
         return {"dataset": self.dataset, "run_id": self.run_id}
+
+    def metrics_group(self) -> dict[str, str]:
+        # train, each fold and the aggregate run in one workflow: without a part they would replace each other's group
+        if self.aggregate_folds:
+            return {"part": "cv"}
+        return {} if self.fold is None else {"part": f"fold-{self.fold}"}
 
     @classmethod
     def add_extra_arguments(cls, parser: StageArgumentParser, seen: set[str]) -> None:

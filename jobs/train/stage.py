@@ -146,6 +146,14 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
     settings_type = TrainSettings
     artifacts = (REPORT,)
 
+    def execute(self, settings: TrainSettings) -> StageResult:
+        """Train, or with ``--aggregate-folds`` aggregate the fold runs (``jobs.train.crossval``)."""
+        if settings.aggregate_folds:
+            from jobs.train.crossval import CROSS_VALIDATION  # it plans each fold through this stage
+
+            return CROSS_VALIDATION.execute(settings)
+        return super().execute(settings)
+
     def plan(self, settings: TrainSettings, store: Store) -> TrainPlan:
         split_prefix = splits_prefix(settings.dataset)
         split = read_split(store, settings.dataset, settings.task, settings.dims, settings.slices, settings.fold)

@@ -24,10 +24,22 @@ from pipeline.argo.stage_template import (
     workflow_argument,
 )
 from pipeline.argo.volumes import DATA_VOLUME, MOUNTS, RESULT_FILE, TRAIN_CACHE_DIR, TRAIN_CACHE_VOLUME
-from pipeline.argo.workflow_template import ENTRYPOINT, TARGET_PARAMETER, VOLUME_CLAIM_GC, workflow_parameters
-from pipeline.dag import PIPELINE, Pipeline
+from pipeline.argo.workflow_template import (
+    ENTRYPOINT,
+    TARGET_PARAMETER,
+    VOLUME_CLAIM_GC,
+    planned_shards,
+    workflow_parameters,
+)
+from pipeline.dag import PIPELINE, SHARD, Pipeline, StageSpec
 
 CHART_DATA = "helm/irmsia/files/pipeline.json"
+
+
+def _inputs(pipeline: Pipeline, stage: StageSpec) -> list[dict[str, str]]:
+    """The template's input parameters with the task's values: handed-on parameters, then a fan-out's item."""
+    inputs = [{"name": p, "value": handed_on_value(u, p)} for p, u in pipeline.handed_on(stage).items()]
+    return inputs + ([{"name": SHARD, "value": "{{item}}"}] if stage.fan_out else [])
 
 
 def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
@@ -41,11 +53,13 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
         "stages": [
             {
                 "name": s.name,
+                "stage": s.stage,
                 "entrypoint": s.entrypoint,
                 "image": s.image,
                 "cpuImage": s.cpu_image,
-                "args": [workflow_argument(a, pipeline.handed_on(s)) for a in s.args],
-                "inputs": [{"name": p, "value": handed_on_value(u, p)} for p, u in pipeline.handed_on(s).items()],
+                "args": [workflow_argument(a, [i["name"] for i in _inputs(pipeline, s)]) for a in s.args],
+                "inputs": _inputs(pipeline, s),
+                "withParam": planned_shards(s.fan_out, s.fan_field) if s.fan_out else "",
                 "depends": " && ".join(s.depends),
                 "gpu": s.gpu,
                 "gpuProcessesFlag": s.gpu_processes_flag,

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from jobs.core.paths import DNS_LABEL
+from jobs.stages import STAGES
 from pipeline import config as config_module
 from pipeline.config import DeploymentConfig, _camel, load_config, to_mapping
 from pipeline.dag import PIPELINE
@@ -34,7 +35,10 @@ _QUANTITY = config_module._QUANTITY.pattern
 _DNS_LABEL = DNS_LABEL.pattern
 _DURATION = config_module._DURATION.pattern
 _URL_OR_EMPTY = r"^$|^https?://\S+$"
-_STAGES = [s.name for s in PIPELINE.stages]
+_STAGES = [e.name for e in STAGES]
+"""Registry stages: what resources and credentials are given per (every task of a stage shares them)."""
+_TASKS = [s.name for s in PIPELINE.stages]
+"""The default DAG's tasks: what a schedule may target."""
 
 CONSTRAINTS: dict[str, dict[str, Any]] = {
     "DeploymentConfig.service_account": {
@@ -69,7 +73,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "WorkflowConfig.parallelism": {"minimum": 1},
     "Schedule.name": {"pattern": _DNS_LABEL, "maxLength": 56},
     "Schedule.schedules": {"minItems": 1, "items": {"pattern": r"^\S+( \S+){4}$"}},
-    "Schedule.target": {"enum": _STAGES},
+    "Schedule.target": {"enum": _TASKS},
     "Schedule.parameters": {"propertyNames": {"enum": [p.name for p in PIPELINE.parameters]}},
     "MetricsConfig.pushgateway": {"pattern": _URL_OR_EMPTY},
     "MirrorsConfig.tcia": {"pattern": _URL_OR_EMPTY},

@@ -38,7 +38,9 @@ def workflow_argument(template: str, inputs: Collection[str] = ()) -> str:
 
 def handed_on_value(upstream: str, parameter: str) -> str:
     """The DAG task argument that gives a template ``parameter`` from ``upstream``'s result summary."""
-    return f"{{{{=jsonpath(tasks.{upstream}.outputs.parameters.{RESULT_OUTPUT}, '$.summary.{parameter}')}}}}"
+    # a '-' in tasks.train-cv would be a minus to Argo's expression language: such a name goes in brackets
+    task = f"tasks['{upstream}']" if "-" in upstream else f"tasks.{upstream}"
+    return f"{{{{=jsonpath({task}.outputs.parameters.{RESULT_OUTPUT}, '$.summary.{parameter}')}}}}"
 
 
 def stage_artifact(name: str) -> Artifact:

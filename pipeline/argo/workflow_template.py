@@ -28,7 +28,7 @@ from pipeline.argo.security import pod_security_context
 from pipeline.argo.stage_template import RESULT_OUTPUT, handed_on_value, stage_container
 from pipeline.argo.volumes import volume_claim_templates
 from pipeline.config import DeploymentConfig
-from pipeline.dag import PIPELINE, SHARD, Pipeline, StageSpec
+from pipeline.dag import PIPELINE, SHARD, SHARDS, Pipeline, StageSpec
 
 ENTRYPOINT = "pipeline"
 VOLUME_CLAIM_GC = "OnWorkflowCompletion"
@@ -36,10 +36,13 @@ VOLUME_CLAIM_GC = "OnWorkflowCompletion"
 TARGET_PARAMETER = "target"
 
 
-def planned_shards(plan_task: str) -> str:
-    """``withParam`` of a fan-out task: the JSON list of shards its plan task's result reports (``summary.shards``;
-    the task name in brackets: a ``-`` in ``tasks.index-plan-x`` would be a minus to Argo's expression language)."""
-    return f"{{{{=toJson(jsonpath(tasks['{plan_task}'].outputs.parameters.{RESULT_OUTPUT}, '$.summary.shards'))}}}}"
+def planned_shards(plan_task: str, field: str = SHARDS) -> str:
+    """``withParam`` of a fan-out task: the JSON list its plan task's result reports (``summary.shards``, split's
+    ``summary.folds``; the task name in brackets: a ``-`` in ``tasks.index-plan-x`` would be a minus to Argo's
+    expression language). An empty list expands to no pods: Argo marks the task Skipped, which its dependants'
+    ``depends`` accept, so a split without folds runs no fold trainings and the rest of the DAG goes on."""
+    path = f"'$.summary.{field}'"
+    return f"{{{{=toJson(jsonpath(tasks['{plan_task}'].outputs.parameters.{RESULT_OUTPUT}, {path}))}}}}"
 
 
 def workflow_parameters(pipeline: Pipeline) -> list[Parameter]:
@@ -109,7 +112,7 @@ def build_workflow_template(config: DeploymentConfig, pipeline: Pipeline = PIPEL
                     name=s.name,
                     template=containers[s.name],
                     arguments=arguments or None,
-                    with_param=planned_shards(s.fan_out) if s.fan_out else None,
+                    with_param=planned_shards(s.fan_out, s.fan_field) if s.fan_out else None,
                 )
                 if s.name in jobs:  # the PyTorchJob trains, then the stage's own task reports the sealed run
                     tasks[s.name + JOB_SUFFIX] = Task(

@@ -193,7 +193,9 @@ def do_command(args: argparse.Namespace) -> int:
             f"--from {args.from_stage!r}: not a stage; use one of {', '.join(s.name for s in pipeline.stages)}"
         )
     if args.from_stage and (fan_out := pipeline.stage(args.from_stage).fan_out):
-        raise UsageError(f"--from {args.from_stage}: it runs the shards {fan_out} plans; start at {fan_out}")
+        raise UsageError(
+            f"--from {args.from_stage}: it runs once per item {fan_out} reports (shards, folds); start at {fan_out}"
+        )
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: use 1 or more")
     executor: Executor = ProcessExecutor()

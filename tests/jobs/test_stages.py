@@ -37,9 +37,10 @@ def test_pyproject_lists_no_stage_the_registry_does_not_know():
 
 
 def test_the_dag_runs_the_registered_stages_in_dependency_order():
-    assert [s.name for s in PIPELINE.stages] == [e.name for e in STAGES]
-    for spec, entry in zip(PIPELINE.stages, STAGES, strict=True):
-        assert (spec.depends, spec.entrypoint) == (entry.depends, entry.script)
+    registered = [s for s in PIPELINE.stages if not s.kind]  # beside them, train's cross-validation tasks
+    assert [s.name for s in registered] == [e.name for e in STAGES]
+    for spec, entry in zip(registered, STAGES, strict=True):
+        assert (spec.depends[: len(entry.depends)], spec.entrypoint) == (entry.depends, entry.script)
 
 
 def test_images_follow_the_registry():

@@ -21,7 +21,7 @@ def test_the_pipeline_runs_collect_index_split_train_register_in_order():
     # WHEN the real pipeline is ordered
     order = [s.name for s in PIPELINE.order()]
     # THEN the stages come in dependency order
-    assert order == ["collect", "index", "split", "train", "register"]
+    assert order == ["collect", "index", "split", "train", "train-fold", "train-cv", "register"]
     for position, spec in enumerate(PIPELINE.order()):
         assert set(spec.depends) <= set(order[:position])
 
@@ -29,21 +29,24 @@ def test_the_pipeline_runs_collect_index_split_train_register_in_order():
 def test_every_stage_argument_renders_with_the_defaults():
     values = PIPELINE.defaults()
     for spec in PIPELINE.stages:
-        argv = spec.argv(values)
+        argv = spec.argv({**values, "shard": "0"} if spec.fan_out else values)  # a fan-out's item comes from its plan
         assert not any("{" in a for a in argv), (spec.name, argv)
     assert PIPELINE.stage("split").argv(values) == [
         "--dataset", "demo", "--ratios", "0.7,0.15,0.15", "--seed", "42", "--merge", "", "--split-from", "stratified",
-        "--task", "classification", "--min-per-class", "3",
+        "--task", "classification", "--min-per-class", "3", "--folds", "0",
     ]  # fmt: skip
 
 
 def test_the_dag_is_derived_from_the_stage_registry_and_the_options():
     from jobs.stages import STAGES
 
-    # THEN every registered stage is a task running its console script, after the stages it depends on
-    assert [(s.name, s.entrypoint, s.depends) for s in PIPELINE.stages] == [
+    # THEN every registered stage is a task running its console script, after the stages it depends on (register
+    # also after the cross-validation's aggregate, a train task like the fold trainings)
+    registered = [s for s in PIPELINE.stages if not s.kind]
+    assert [(s.name, s.entrypoint, s.depends[: len(e.depends)]) for s, e in zip(registered, STAGES, strict=True)] == [
         (e.name, e.script, e.depends) for e in STAGES
     ]
+    assert {s.name: s.stage for s in PIPELINE.stages if s.kind} == {"train-fold": "train", "train-cv": "train"}
     # AND each option with a workflow parameter is passed as --flag {parameter}, shared parameters agreeing
     train = PIPELINE.stage("train")
     assert ("--epochs", "{epochs}") in zip(train.args, train.args[1:], strict=False)
@@ -171,7 +174,9 @@ def test_stage_names_must_be_dns_labels(name):
 def test_lookups_name_what_exists():
     assert Parameter(name="image_size", default="64", description="d").flag == "--image-size"
     assert PIPELINE.parameter("seed").default == "42"
-    with pytest.raises(KeyError, match="no stage 'nope'; stages are collect, index, split, train, register"):
+    with pytest.raises(
+        KeyError, match="no stage 'nope'; stages are collect, index, split, train, train-fold, train-cv, register"
+    ):
         PIPELINE.stage("nope")
     with pytest.raises(KeyError):
         PIPELINE.downstream_of("nope")

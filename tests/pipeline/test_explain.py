@@ -129,3 +129,9 @@ def test_the_cli_prints_each_stage_and_its_reasons(sealed, capsys):
     assert [s["stage"] for s in data["stages"]] == ["collect", "index", "split"]
     assert data["stages"][0]["changes"][0] == {"kind": "parameter", "name": "patients", "before": 4, "after": 48,
                                                "text": "parameter patients: 4 -> 48"}  # fmt: skip
+
+
+def test_explaining_register_leaves_out_the_fold_trainings_and_their_aggregate(tmp_path):
+    # one cache per fold, known only once split has listed the folds: not explained, and nothing breaks on them
+    found = explain("register", _values(), str(tmp_path / "store"))
+    assert list(_verdicts(found)) == ["collect", "index", "split", "train", "register"]

@@ -20,7 +20,7 @@ from tests.support.argo_expressions import replace
 from tests.support.argo_schema import REPO_ROOT
 
 # Distinct, non-default values so that a swapped or missing parameter shows.
-VALUES = {p.name: f"v-{p.name}-{i}" for i, p in enumerate(PIPELINE.parameters)}
+VALUES = {p.name: f"v-{p.name}-{i}" for i, p in enumerate(PIPELINE.parameters)} | {"shard": "v-shard"}
 
 
 def _console_scripts() -> dict[str, str]:
@@ -54,12 +54,12 @@ def test_register_registers_the_run_train_reports_in_argo_as_locally():
     spec = build_workflow_template(DeploymentConfig()).to_dict()["spec"]
     assert next(p for p in spec["arguments"]["parameters"] if p["name"] == "run_id")["value"] == ""
     dag = next(t for t in spec["templates"] if "dag" in t)["dag"]
-    (argument,) = next(t for t in dag["tasks"] if t["name"] == "register")["arguments"]["parameters"]
+    argument, _cv = next(t for t in dag["tasks"] if t["name"] == "register")["arguments"]["parameters"]
     # WHEN the controller substitutes the register task's argument after train reported its result
     result = json.dumps({"stage": "train", "summary": {"run_id": "demo-0123456789"}})
     value = replace(argument["value"], {"tasks.train.outputs.parameters.result": result})
     # THEN register's --run is train's run id, as the local runner hands it on
     assert (argument["name"], value) == ("run_id", "demo-0123456789")
     register = next(t for t in spec["templates"] if t["name"] == "register")
-    assert register["inputs"]["parameters"] == [{"name": "run_id"}]
+    assert register["inputs"]["parameters"] == [{"name": "run_id"}, {"name": "cv_id"}]  # cv_id: train-cv's
     assert register["container"]["args"][:2] == ["--run", "{{inputs.parameters.run_id}}"]

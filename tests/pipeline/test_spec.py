@@ -55,7 +55,7 @@ def test_shipped_examples_load_and_fan_out_per_dataset(path):
     assert set(pipeline.stage("split").depends) == {f"index-{n}" for n in names}
     split_args = list(pipeline.stage("split").args)
     assert split_args[split_args.index("--merge") + 1] == ",".join(sorted(names))
-    assert [s.name for s in pipeline.order()][-3:] == ["split", "train", "register"]
+    assert [s.name for s in pipeline.order()][-5:] == ["split", "train", "train-fold", "train-cv", "register"]
 
 
 def test_the_offline_example_merges_two_demo_datasets_with_different_seeds():
@@ -79,7 +79,7 @@ def test_stage_arguments_are_the_spec_values_as_flags():
     assert train[:8] == ["--dataset", "ab", "--epochs", "3", "--image-size", "32", "--lr", "0.01"]
     assert train[-4:] == ["--run-id", "{run_id}", "--resume", "auto"]
     assert pipeline.stage("register").args[:2] == ("--run", "{run_id}")
-    assert pipeline.handed_on(pipeline.stage("register")) == {"run_id": "train"}
+    assert pipeline.handed_on(pipeline.stage("register")) == {"run_id": "train", "cv_id": "train-cv"}
 
 
 def test_one_dataset_needs_no_merge():

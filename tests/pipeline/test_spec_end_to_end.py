@@ -17,7 +17,7 @@ from tests.support.argo_schema import REPO_ROOT
 
 pytestmark = [pytest.mark.slow]
 SPEC = REPO_ROOT / "examples/demo-merged.yaml"
-TASKS = ("collect-demo-a", "index-demo-a", "collect-demo-b", "index-demo-b", "split", "train", "register")
+TASKS = ("collect-demo-a", "index-demo-a", "collect-demo-b", "index-demo-b", "split", "train", "train-cv", "register")
 
 
 def _irmsia_run(store: str) -> subprocess.CompletedProcess:
@@ -50,4 +50,5 @@ def test_the_offline_spec_merges_two_datasets_into_one_registered_model(tmp_path
     # WHEN it runs again THEN every task is a cache hit
     second = _irmsia_run(store_uri)
     assert second.returncode == 0, second.stderr[-4000:]
-    assert second.stdout.count(" cached ") == len(TASKS), second.stdout
+    # every task but train-cv, which without split.folds finds nothing to aggregate (and seals nothing)
+    assert second.stdout.count(" cached ") == len(TASKS) - 1, second.stdout

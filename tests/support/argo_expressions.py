@@ -8,8 +8,9 @@ error) and ``workflow/executor`` (``SaveParameters``: a missing ``valueFrom.path
 ``when`` is looked at, so a metric reading an output that a failed step never wrote is a ``MetricsError`` even
 though its ``when`` would have skipped it.
 
-Expressions: the subset of expr-lang our templates use (identifiers and member access, ``?.``, ``??``, ``==``,
-``||``, ``&&``, calls of ``fromJSON``, ``jsonpath``, ``asInt``, ``asFloat``, string and number literals).
+Expressions: the subset of expr-lang our templates use (identifiers, member access and ``['key']``, ``?.``,
+``??``, ``==``, ``||``, ``&&``, calls of ``fromJSON``, ``toJson``, ``jsonpath``, ``asInt``, ``asFloat``, string
+and number literals).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _TOKEN = re.compile(
-    r"\s*(?:(\d+\.\d+|\d+)|('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")|(\?\?|\?\.|==|!=|\|\||&&|[().,])|([A-Za-z_]\w*))"
+    r"\s*(?:(\d+\.\d+|\d+)|('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")|(\?\?|\?\.|==|!=|\|\||&&|[().,\[\]])|([A-Za-z_]\w*))"
 )
 _TAG = re.compile(r"\{\{(.*?)\}\}")
-_BUILTINS = {"fromJSON"}
+_BUILTINS = {"fromJSON", "toJson"}
 """expr-lang builtins: parsed as builtin nodes, never looked up in the environment."""
 
 
@@ -83,8 +84,13 @@ class _Parser:
 
     def postfix(self) -> _Node:
         node = self.primary()
-        while (token := self.peek()) and token[1] in (".", "?."):
+        while (token := self.peek()) and token[1] in (".", "?.", "["):
             self.take()
+            if token[1] == "[":  # tasks['index-plan-x']: a member whose name is a string literal
+                key = self.primary()
+                self.take("]")
+                node = _Node("member", key.value, (node,))
+                continue
             node = _Node("member", self.take()[1], (node,), optional=token[1] == "?.")
         return node
 
@@ -171,7 +177,7 @@ def _jsonpath(document: str, path: str) -> Any:
     return value
 
 
-_FUNCTIONS = {"fromJSON": json.loads, "jsonpath": _jsonpath, "asInt": int, "asFloat": float}
+_FUNCTIONS = {"fromJSON": json.loads, "toJson": json.dumps, "jsonpath": _jsonpath, "asInt": int, "asFloat": float}
 
 
 def _eval(node: _Node, env: dict[str, Any]) -> Any:

@@ -208,3 +208,32 @@ def test_a_new_pushgateway_starts_empty(tmp_path):
         assert b"wf-kept" not in second.get("/metrics")
     finally:
         second.stop()
+
+
+@pytest.mark.integration
+def test_runs_of_one_stage_in_one_workflow_keep_their_own_groups_by_part(pushgateway: Server):
+    # GIVEN a training and a fold training of the same workflow, each pushing its metrics
+    wf = "wf-" + secrets.token_hex(4)
+    for fold, group in ((None, {}), (0, {"part": "fold-0"})):
+        metrics = StageMetrics("train", dataset="demo", workflow_id=wf)
+        metrics.gauge("irmsia_train_epoch").set(3 if fold is None else 5)
+        metrics.finish(0)
+        assert MetricsExport(metrics, MetricsTargets(pushgateway=pushgateway.address), group).push()
+    # THEN neither replaced the other: both runs' samples are held, told apart by part
+    held = group_samples(pushgateway, wf)
+    assert sorted((s.labels.get("part", ""), s.value) for s in held["irmsia_train_epoch"]) == [("", 3), ("fold-0", 5)]
+
+
+def test_a_fold_training_and_the_aggregate_push_to_groups_of_their_own():
+    from jobs.train.settings import TrainSettings
+
+    def group(*flags: str) -> dict[str, str]:
+        settings = TrainSettings.parse(["--dataset", "demo", *flags], {})
+        export = MetricsExport(StageMetrics("train", workflow_id="wf"), MetricsTargets(), settings.metrics_group())
+        return export.grouping_key
+
+    assert [group(), group("--fold", "2"), group("--aggregate-folds")] == [
+        {"workflow_id": "wf"},
+        {"workflow_id": "wf", "part": "fold-2"},
+        {"workflow_id": "wf", "part": "cv"},
+    ]

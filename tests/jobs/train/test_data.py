@@ -79,3 +79,20 @@ def test_datalist_labels_out_of_range_are_bad_data(tmp_path):
     writer.commit()
     with pytest.raises(DataError, match=r"datalist.json: training\[0\] label 7 is not an index into labels"):
         read_split(store, "tiny")
+
+
+def test_each_fold_decodes_its_own_sets_with_one_shared_cache(tmp_path):
+    # GIVEN a split in 3 folds and one cache folder for every run, as train and its fold trainings share one
+    store = open_store(str(tmp_path / "store"))
+    write_split(store, "tiny", folds=3)
+    prep, where = Preprocessing(image_size=32), str(tmp_path / "c")
+    # WHEN the unfolded split and each fold are loaded one after the other
+    loaded = {fold: load_images(store, read_split(store, "tiny", fold=fold), prep, where, workers=1,
+                                max_unreadable=0)[0] for fold in (None, 0, 1, 2)}  # fmt: skip
+    # THEN each run gets its own train and val (fold i validates on fold i's 12 images), never a cached other's
+    assert {f: (len(s["train"]), len(s["val"])) for f, s in loaded.items()} == {None: (24, 12), 0: (24, 12),
+                                                                                1: (24, 12), 2: (24, 12)}  # fmt: skip
+    vals = [set(loaded[f]["val"].keys) for f in (0, 1, 2)]
+    assert not (vals[0] & vals[1] or vals[0] & vals[2] or vals[1] & vals[2])
+    assert set().union(*vals) == set(loaded[None]["train"].keys) | set(loaded[None]["val"].keys)
+    assert loaded[0]["test"].keys == loaded[None]["test"].keys

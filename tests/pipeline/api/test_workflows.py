@@ -110,7 +110,8 @@ def test_workflow_3_pipeline_train_register_and_load(tmp_path):
     result = run_pipeline(store, profile="demo", model="small-cnn", epochs="1", image_size=32, batch_size=8,
                           model_name="demo-model")  # fmt: skip
     # THEN every stage ran in order and the run was recorded for irmsia status
-    assert [s.stage for s in result.stages] == ["collect", "index", "split", "train", "register"]
+    # (train-cv: the cross-validation's aggregate, with nothing to aggregate without --folds)
+    assert [s.stage for s in result.stages] == ["collect", "index", "split", "train", "train-cv", "register"]
     assert result["register"].summary["version"] == 1
     assert len(list(open_store(store).keys("pipeline-runs/"))) == 1
     # WHEN the same data trains once more in a stage process with another seed, watched by an observer

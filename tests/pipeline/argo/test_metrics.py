@@ -30,7 +30,7 @@ def test_every_stage_counts_results_by_status_and_reports_its_duration(templates
         results = metrics["irmsia_stage_results"]
         assert results["counter"] == {"value": "1"}
         assert {(label["key"], label["value"]) for label in results["labels"]} == {
-            ("stage", name),
+            ("stage", PIPELINE.stage(name).stage),  # train-fold and train-cv count as train
             ("status", "{{status}}"),
         }
         duration = metrics["irmsia_stage_last_duration_seconds"]

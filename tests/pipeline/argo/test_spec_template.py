@@ -49,7 +49,7 @@ def test_each_datasets_collect_and_index_run_in_parallel_then_join_at_the_split(
     assert {depends[f"collect-{d}"] == set() for d in datasets} == {True}
     assert {f"index-{d}": depends[f"index-{d}"] for d in datasets} == {f"index-{d}": {f"collect-{d}"} for d in datasets}
     assert depends["split"] == {f"index-{d}" for d in datasets}
-    assert (depends["train"], depends["register"]) == ({"split"}, {"train"})
+    assert (depends["train"], depends["register"]) == ({"split"}, {"train", "train-cv"})
     # AND register takes the run train made, from its result, as in the default DAG
     register = next(t for t in dag["tasks"] if t["name"] == "register")
     assert "tasks.train.outputs.parameters.result" in register["arguments"]["parameters"][0]["value"]

@@ -123,12 +123,14 @@ def test_train_exposes_its_report_as_an_unarchived_output_artifact_beside_the_re
     templates = _templates(DeploymentConfig())
     env = {e["name"]: e.get("value") for e in templates["train"]["container"]["env"]}
     # THEN its report is an optional, unarchived artifact in the result file's folder (so the UI shows the HTML),
-    # and no other stage declares artifacts
+    # and no other stage but the fold trainings (each a training with its report) declares artifacts
     assert templates["train"]["outputs"]["artifacts"] == [
         {"name": "report", "path": str(Path(env["IRMSIA_RESULT_FILE"]).parent / "report.html"), "optional": True,
          "archive": {"none": {}}}
     ]  # fmt: skip
-    assert all("artifacts" not in t["outputs"] for n, t in templates.items() if n not in ("train", "pipeline"))
+    assert all(
+        "artifacts" not in t["outputs"] for n, t in templates.items() if n not in ("train", "train-fold", "pipeline")
+    )
 
 
 def test_every_stage_knows_its_own_image_for_the_registry_metadata():

@@ -166,7 +166,7 @@ def test_submit_without_namespace_or_configuration_names_both(tmp_path, monkeypa
 @pytest.mark.parametrize(
     ("parameter", "match"),
     [("source=bogus", "-p source=bogus: use one of demo, local, url, tcia, kaggle, nih"),
-     ("target=deploy", "-p target=deploy: use one of collect, index, split, train, register"),
+     ("target=deploy", "-p target=deploy: use one of collect, index, split, train, train-fold, train-cv, register"),
      ("split_from=random", "use one of stratified, official")],
 )  # fmt: skip
 def test_submit_checks_choices_the_server_does_not(parameter, match, capsys, caplog):
@@ -245,5 +245,5 @@ def test_submit_spec_applies_its_template_then_runs_it(argo, token, monkeypatch,
     # AND a parameter the spec's DAG does not have is refused before anything is sent
     count = len(argo.state.requests)
     code, output = _run([*argv, "-p", "epochs=3"], capsys, caplog)
-    assert code == 2 and "-p epochs: not a workflow parameter; use one of run_id, target" in output
+    assert code == 2 and "-p epochs: not a workflow parameter; use one of run_id, cv_id, target" in output
     assert len(argo.state.requests) == count
