@@ -146,14 +146,6 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
     settings_type = TrainSettings
     artifacts = (REPORT,)
 
-    def execute(self, settings: TrainSettings) -> StageResult:
-        """Train, or with ``--aggregate-folds`` aggregate the fold runs (``jobs.train.crossval``)."""
-        if settings.aggregate_folds:
-            from jobs.train.crossval import CROSS_VALIDATION  # it plans each fold through this stage
-
-            return CROSS_VALIDATION.execute(settings)
-        return super().execute(settings)
-
     def plan(self, settings: TrainSettings, store: Store) -> TrainPlan:
         split_prefix = splits_prefix(settings.dataset)
         split = read_split(store, settings.dataset, settings.task, settings.dims, settings.slices, settings.fold)
@@ -169,7 +161,12 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
 
     def execute(self, settings: TrainSettings) -> StageResult:
         """One process: the stage as every stage runs. Rank 0 of several (the leader): the same, telling the
-        followers whether it trains (``produce``), found the run sealed, or failed before training."""
+        followers whether it trains (``produce``), found the run sealed, or failed before training. With
+        ``--aggregate-folds``: aggregate the fold runs instead (``jobs.train.crossval``)."""
+        if settings.aggregate_folds:
+            from jobs.train.crossval import CROSS_VALIDATION  # it plans each fold through this stage
+
+            return CROSS_VALIDATION.execute(settings)
         if settings.sealed_only:
             return self._sealed(settings)
         world = world_from_env()
