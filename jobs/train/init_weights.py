@@ -64,7 +64,9 @@ def check_init(value: str, flag: str) -> str:
         name, _, version = value[len(REGISTRY_SCHEME) :].partition(":")
         check_dns_label(name, f"{flag} registry: model name")
         if ":" in version or (value.count(":") == 2 and not version):
-            raise UsageError(f"{flag} {value!r}: use registry:NAME or registry:NAME:VERSION (a number, alias or latest)")
+            raise UsageError(
+                f"{flag} {value!r}: use registry:NAME or registry:NAME:VERSION (a number, alias or latest)"
+            )
     elif not value.strip():
         raise UsageError(f"{flag}: empty; {_HINT}")
     return value
@@ -203,11 +205,11 @@ def load_into(model: Any, state: dict[str, Any], head: tuple[str, ...], init: In
     if fresh:
         # the whole head or none of it: half a classifier layer from other classes would be neither
         fresh = [name for name in own if is_head(name, head)]
-        outputs = [tuple(state[n].shape)[0] for n in fresh if n in state and state[n].dim() > 0]
+        outputs = [int(state[n].shape[0]) for n in fresh if n in state and state[n].dim() > 0]
         log.warning(
             "--init %s: the head (%s) has %s outputs there and %d in this run: it is re-initialised, the rest is "
             "loaded from %s",
-            init.given, ", ".join(fresh), outputs[0] if outputs else "no", tuple(own[fresh[0]].shape)[0],
+            init.given, ", ".join(fresh), outputs[0] if outputs else "no", int(own[fresh[0]].shape[0]),
             init.source,
         )  # fmt: skip
     model.load_state_dict({k: v for k, v in state.items() if k not in fresh}, strict=not fresh)

@@ -335,11 +335,11 @@ class Trainer:
             stats = self.train_epoch(epoch)
             val = self.evaluate("val")
             value = val[s.monitor]
+            groups = self.optimizer.param_groups
             entry = {
                 "epoch": epoch,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                # with --backbone-lr-scale, the backbone's group comes second
-                **({"backbone_lr": self.optimizer.param_groups[1]["lr"]} if len(self.optimizer.param_groups) > 1 else {}),
+                "lr": groups[0]["lr"],
+                **({"backbone_lr": groups[1]["lr"]} if len(groups) > 1 else {}),  # --backbone-lr-scale's group
                 "train_loss": round(stats["train_loss"], 6),
                 "val_loss": round(val["loss"], 6),
                 **{f"val_{k}": _round(val[k]) for k in self.task.headline},

@@ -328,7 +328,10 @@ class TrainSettings(StageSettings):
         if self.warmup_epochs > self.epochs:
             raise UsageError(f"--warmup-epochs {self.warmup_epochs}: must be between 0.0 and {float(self.epochs)}")
         if self.init is None:
-            for flag, given in (("--freeze", self.freeze != "none"), ("--backbone-lr-scale", self.backbone_lr_scale != 1)):
+            for flag, given in (
+                ("--freeze", self.freeze != "none"),
+                ("--backbone-lr-scale", self.backbone_lr_scale != 1),
+            ):
                 if given:
                     raise UsageError(f"{flag}: fine-tuning needs --init weights to start from; add --init or drop it")
         if self.freeze_epochs and self.freeze != "backbone":

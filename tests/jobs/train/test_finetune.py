@@ -211,9 +211,11 @@ def test_a_rerun_with_the_same_init_is_a_cache_hit_and_another_init_is_not(tmp_p
         (lambda d: d / "absent.pt", r"--init '.*absent\.pt': no such file or folder; give a \.pt/\.pth state dict"),
         (lambda d: d, "a folder, but not a MONAI bundle with models/model.pt or models/model.ts"),
         (lambda d: (d / "junk.pt").write_bytes(b"not weights") and d / "junk.pt", r"cannot load .*junk\.pt"),
-        (lambda d: _save(d / "c3.pt", _weights(in_channels=3)),
-         r"tensor '0\.0\.weight' is \(16, 3, 3, 3\) there and \(16, 1, 3, 3\) in --model small-cnn with 1 "
-         r"channel\(s\), 2 outputs, 2-D; use weights of the same network and input channels, or drop --init"),
+        (
+            lambda d: _save(d / "c3.pt", _weights(in_channels=3)),
+            r"tensor '0\.0\.weight' is \(16, 3, 3, 3\) there and \(16, 1, 3, 3\) in --model small-cnn with 1 "
+            r"channel\(s\), 2 outputs, 2-D; use weights of the same network and input channels, or drop --init",
+        ),
         (lambda d: _save(d / "r18.pt", _weights(model="resnet18")), r"tensor 'bn1\.bias' is not in --model small-cnn"),
         (lambda d: _save(d / "list.pt", [1, 2]), "holds no state dict"),
     ],
@@ -253,6 +255,7 @@ def test_network_head_names_the_classifier_layer():
         network_head("vgg")
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_registered_version_is_in_the_lineage_of_the_model_it_becomes(store_uri, tmp_path,
                                                                                         fast_settings):  # fmt: skip
     # GIVEN a registered small-cnn (v1 of "base") and a split to fine-tune it on
