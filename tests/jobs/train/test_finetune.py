@@ -164,6 +164,8 @@ def test_freeze_backbone_keeps_every_backbone_tensor_and_trains_the_head(tmp_pat
     assert (config["freeze"], config["freeze_epochs"], config["backbone_lr_scale"]) == ("backbone", 0, 1.0)
     assert manifest.params["init"] == record
     assert manifest.summary["init"] == str(path.resolve())
+    report = store.get_bytes("runs/frozen/report.html").decode()
+    assert f"fine-tuned from</td><td>{path.resolve()} (SHA-256 {record['sha256']})" in report
 
 
 def test_freeze_epochs_unfreezes_the_backbone_and_it_trains_at_the_scaled_rate(tmp_path, fast_settings):
@@ -285,3 +287,22 @@ def test_fine_tuning_from_a_registered_version_is_in_the_lineage_of_the_model_it
     # AND a registry reference to another network is refused before anything is trained
     with pytest.raises(UsageError, match=r"--init 'registry:base' is a small-cnn; use --model small-cnn"):
         run(fast_settings(store_uri, run_id="x", init="registry:base", model="resnet18"))
+
+
+def test_freezing_a_segmenter_leaves_only_its_output_layer_trainable_and_its_norms_in_eval_mode():
+    from jobs.train.finetune import Finetuning
+
+    # GIVEN a small UNet, backbone frozen for its first epoch
+    net = build_network("small-unet", 1, 3)
+    tuning = Finetuning(head=network_head("small-unet"), freeze="backbone", freeze_epochs=1)
+    # WHEN epoch 1 starts THEN only the outermost up layer takes gradients, and no backbone norm is training
+    net.train()
+    tuning.apply(net, 1)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("model.2.") for n in trainable)
+    norms = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)}
+    assert norms and not any(m.training for n, m in norms.items() if not n.startswith("model.2."))
+    # WHEN epoch 2 starts THEN everything trains again
+    net.train()
+    tuning.apply(net, 2)
+    assert all(p.requires_grad for p in net.parameters())
