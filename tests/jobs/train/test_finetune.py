@@ -79,7 +79,8 @@ def _last_line(capsys) -> str:
 
 def test_each_network_declares_as_head_exactly_the_tensors_that_follow_the_output_count():
     for name, spec in NETWORK_SPECS.items():
-        three, five = build_network(name, 1, 3).state_dict(), build_network(name, 1, 5).state_dict()
+        with torch.device("meta"):  # shapes only: no memory, no initialisation work
+            three, five = build_network(name, 1, 3).state_dict(), build_network(name, 1, 5).state_dict()
         follows = {k for k in three if three[k].shape != five[k].shape}
         declared = {k for k in three if is_head(k, spec.head)}
         assert follows and follows <= declared, name
@@ -306,3 +307,11 @@ def test_freezing_a_segmenter_leaves_only_its_output_layer_trainable_and_its_nor
     net.train()
     tuning.apply(net, 2)
     assert all(p.requires_grad for p in net.parameters())
+
+
+def test_an_init_from_a_model_nobody_registered_exits_3_saying_so(tmp_path, capsys):
+    store = _split_store(tmp_path)
+    argv = ["--store", store.uri, "--dataset", "tiny", "--run-id", "r", "--cache-dir", str(tmp_path / "c"), *FAST]
+    assert main([*argv, "--init", "registry:nobody:2", "--log-format", "text"]) == 3
+    assert "no registered versions of 'nobody'" in _last_line(capsys)
+    assert not store.exists("runs/r/_SUCCESS.json")
