@@ -94,16 +94,20 @@ class Network:
     """The smallest input side it accepts (its total downsampling)."""
     multiple: int = 1
     """Input sides must be a multiple of this (a U-Net's skip connections need the exact downsampled size)."""
+    head: tuple[str, ...] = ()
+    """Module names of the head: the layers whose shapes follow the output count (what fine-tuning re-initialises
+    for other classes and leaves trainable under ``--freeze backbone``); everything else is the backbone."""
 
 
 NETWORK_SPECS: dict[str, Network] = {
-    "densenet121": Network(_densenet121, CLASSIFIER, 32),
-    "resnet18": Network(_resnet(18), CLASSIFIER, 32),
-    "resnet50": Network(_resnet(50), CLASSIFIER, 32),
-    "efficientnet-b0": Network(_efficientnet_b0, CLASSIFIER, 32),
-    "small-cnn": Network(_small_cnn, CLASSIFIER, 16),
-    "unet": Network(_unet((16, 32, 64, 128, 256), 2), SEGMENTER, 16, 16),
-    "small-unet": Network(_unet((8, 16, 32, 64), 1), SEGMENTER, 8, 8),
+    "densenet121": Network(_densenet121, CLASSIFIER, 32, head=("class_layers.out",)),
+    "resnet18": Network(_resnet(18), CLASSIFIER, 32, head=("fc",)),
+    "resnet50": Network(_resnet(50), CLASSIFIER, 32, head=("fc",)),
+    "efficientnet-b0": Network(_efficientnet_b0, CLASSIFIER, 32, head=("_fc",)),
+    "small-cnn": Network(_small_cnn, CLASSIFIER, 16, head=("7",)),
+    # MONAI's UNet ends in its outermost up-sampling layer (transposed conv + residual unit) at the output count
+    "unet": Network(_unet((16, 32, 64, 128, 256), 2), SEGMENTER, 16, 16, head=("model.2",)),
+    "small-unet": Network(_unet((8, 16, 32, 64), 1), SEGMENTER, 8, 8, head=("model.2",)),
 }
 NETWORKS: tuple[str, ...] = tuple(NETWORK_SPECS)
 BUILDERS: dict[str, Callable[[int, int, int], Any]] = {name: spec.build for name, spec in NETWORK_SPECS.items()}
@@ -127,6 +131,11 @@ def check_network(name: str, image_size: int | None = None, kind: str | None = N
         if size % spec.multiple:
             raise UsageError(f"{flag} {size}: {name} needs a multiple of {spec.multiple}")
     return name
+
+
+def network_head(name: str) -> tuple[str, ...]:
+    """The module names of ``name``'s head (see ``Network.head``)."""
+    return NETWORK_SPECS[check_network(name)].head
 
 
 def build_network(name: str, in_channels: int, num_classes: int, dims: int = 2) -> Any:

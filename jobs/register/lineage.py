@@ -4,7 +4,9 @@ The train manifest's ``inputs`` name the split manifest's content hash, whose in
 (several for a ``--merge``), whose inputs name the collect manifests (source, release, licence and
 de-identification in their summaries and parameters). Every manifest on the way is recorded with its SHA-256. The
 hashes recorded in the run are authoritative; an upstream manifest that was since rewritten with different content
-is noted as stale rather than trusted for counts. This module imports no torch.
+is noted as stale rather than trusted for counts. A fine-tuned run's parameters also name the weights it started
+from (``init``), registered or not, so a model's lineage goes on through the model it was fine-tuned from. This
+module imports no torch.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Lineage:
     """Per collected dataset: ``dataset``, ``source``, ``release``, ``license``, ``attribution`` (the LICENSE text's
     start), ``deidentification`` (profile, options and PHI scan, when collected with ``--deidentify``)."""
     stale: list[str] = field(default_factory=list)
+    init: dict[str, Any] | None = None
+    """The weights the run was fine-tuned from (``irmsia-train --init``), as its manifest's parameters record them:
+    ``kind``, ``source`` (a path or ``registry:NAME:VERSION``), ``sha256``; ``None``: trained from scratch."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -196,4 +201,5 @@ def walk_lineage(store: Store, train: Manifest) -> Lineage:
         manifests=chain,
         datasets=datasets,
         stale=stale,
+        init=train.params.get("init"),
     )

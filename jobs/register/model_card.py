@@ -99,6 +99,18 @@ def _sources(datasets: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _init_lines(init: dict[str, Any] | None) -> list[str]:
+    """Where a fine-tuned model's starting weights came from (nothing for a model trained from scratch)."""
+    if not init:
+        return []
+    source = init.get("source")
+    if init.get("kind") == "registry":
+        source = f"registered model `{init.get('model_name')}` v{init.get('version')} (run `{init.get('run_id')}`)"
+    else:
+        source = f"{init.get('kind', 'weights').replace('_', ' ')} `{source}`"
+    return [f"- fine-tuned from {source}, SHA-256 `{init.get('sha256')}`"]
+
+
 def _chain(manifests: list[dict[str, Any]]) -> list[str]:
     """Every manifest between the run and the collected files, with its SHA-256."""
     if not manifests:
@@ -150,6 +162,7 @@ def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
         f"- preprocessing: `{meta['network_data_format'].get('preprocessing') or 'see the run config'}`",
         f"- trained by run `{ours['run_id']}`, code version {ours['code_version']}"
         + (f", image `{ours['image']}`" if ours.get("image") else ""),
+        *_init_lines(lineage.get("init")),
         "",
         "## Data",
         "",

@@ -33,13 +33,15 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from jobs.core.progress import progress
-from jobs.ml.networks import build_network
+from jobs.ml.networks import build_network, network_head
 from jobs.train.acceleration import CompiledForward, scaled_lr, training_batches
 from jobs.train.augment import Augmentation, random_crop
 from jobs.train.cache import ImageSet
 from jobs.train.checkpoint import TrainState
 from jobs.train.data import class_counts
 from jobs.train.distributed import World
+from jobs.train.finetune import Finetuning
+from jobs.train.init_weights import InitSource, load_into
 from jobs.train.settings import TrainSettings
 from jobs.train.tasks import task_for
 
@@ -198,7 +200,9 @@ class Trainer:
         in_channels: int,
         hardware: Hardware,
         world: World | None = None,
+        init: tuple[InitSource, dict[str, torch.Tensor]] | None = None,
     ) -> None:
+        """``init``: the weights to start from (``--init``) and their tensors; else the seeded initialisation."""
         self.settings = settings
         self.world = world or World()
         self.sets = sets
@@ -210,7 +214,19 @@ class Trainer:
         self.memory_format = torch.channels_last if settings.dims == 2 else torch.channels_last_3d
         torch.manual_seed(settings.seed)
         outputs = self.task.outputs(classes)
-        model = build_network(settings.model, in_channels, outputs, settings.dims).to(hardware.device)
+        model = build_network(settings.model, in_channels, outputs, settings.dims)
+        self.finetuning = Finetuning(
+            head=network_head(settings.model),
+            freeze=settings.freeze,
+            freeze_epochs=settings.freeze_epochs,
+            backbone_lr_scale=settings.backbone_lr_scale,
+        )
+        self.reinitialised: list[str] = []
+        """Head tensors the init's weights did not fit (another class count), left freshly initialised."""
+        if init is not None:
+            describe = f"--model {settings.model} with {in_channels} channel(s), {outputs} outputs, {settings.dims}-D"
+            self.reinitialised = load_into(model, init[1], self.finetuning.head, init[0], describe)
+        model = model.to(hardware.device)
         if hardware.cuda:
             model = model.to(memory_format=self.memory_format)
             torch.backends.cudnn.benchmark = True
@@ -226,9 +242,10 @@ class Trainer:
             )
         self.compiled = CompiledForward(self.train_module, settings.compile)
         # Fused AdamW on CUDA: one kernel per step instead of several per parameter group (launch-bound nets).
+        lr = scaled_lr(settings.lr, settings.batch_size, settings.lr_base_batch)
         self.optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=scaled_lr(settings.lr, settings.batch_size, settings.lr_base_batch),
+            self.finetuning.param_groups(model, lr),
+            lr=lr,
             weight_decay=settings.weight_decay,
             fused=hardware.cuda or None,
         )
@@ -311,6 +328,7 @@ class Trainer:
         random.seed(_epoch_seed(s.seed, epoch, 3))
         np.random.seed(_epoch_seed(s.seed, epoch, 4) % 2**32)
         self.model.train()
+        self.finetuning.apply(self.model, epoch)
         loss_sum = torch.zeros((), device=self.hardware.device)
         seen = 0
         wait = 0.0
@@ -373,9 +391,11 @@ class Trainer:
             stats = self.train_epoch(epoch)
             val = self.evaluate("val")
             value = val[s.monitor]
+            groups = self.optimizer.param_groups
             entry = {
                 "epoch": epoch,
-                "lr": self.optimizer.param_groups[0]["lr"],
+                "lr": groups[0]["lr"],
+                **({"backbone_lr": groups[1]["lr"]} if len(groups) > 1 else {}),  # --backbone-lr-scale's group
                 "train_loss": round(stats["train_loss"], 6),
                 "val_loss": round(val["loss"], 6),
                 **{f"val_{k}": _round(val[k]) for k in self.task.headline},

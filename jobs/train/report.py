@@ -230,16 +230,16 @@ def render_report(
         "<h2>Training</h2>", _history(history),
         "<h2>Split</h2>",
         f"<pre>{_e(_pretty(split_stats))}</pre>" if split_stats else "<p>no split statistics</p>",
-        "<h2>Lineage</h2>",
-        _table(["what", "value"], [["run", run_id], ["split manifest", config.get("split_manifest_sha256")],
-                                   ["code version", config.get("code_version")],
-                                   ["preprocessing", _pretty(config.get("preprocessing"))]]),
+        "<h2>Lineage</h2>", _lineage(run_id, config),
     ]  # fmt: skip
     return _page(run_id, body)
 
 
 def _lineage(run_id: str, config: Mapping[str, Any]) -> str:
-    return _table(["what", "value"], [["run", run_id], ["split manifest", config.get("split_manifest_sha256")],
+    init = config.get("init")  # a fine-tuned run's starting weights (``--init``)
+    started = [["fine-tuned from", f"{init.get('source')} (SHA-256 {init.get('sha256')})"]] if init else []
+    return _table(["what", "value"], [["run", run_id], *started,
+                                      ["split manifest", config.get("split_manifest_sha256")],
                                       ["code version", config.get("code_version")],
                                       ["preprocessing", _pretty(config.get("preprocessing"))]])  # fmt: skip
 

@@ -18,6 +18,7 @@ from jobs.core.paths import check_name
 from jobs.core.settings import CommonSettings, StageArgumentParser, StageSettings, option
 from jobs.ml.networks import CLASSIFIER, NETWORKS, SEGMENTER, check_network
 from jobs.ml.preprocess import SLICE_MODES
+from jobs.train.init_weights import check_init
 
 TASKS = ("classification", "multilabel", "segmentation")
 MONITORS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc", "dice")
@@ -33,6 +34,7 @@ RESUME_MODES = ("off", "required", "auto")
 # jobs.train.acceleration implements these; declared here so that reading the settings never imports torch.
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 DEVICE_CACHE_MODES = ("off", "auto", "on")
+FREEZE_MODES = ("none", "backbone")
 
 
 def _resume_mode(text: str) -> str:
@@ -145,6 +147,35 @@ class TrainSettings(StageSettings):
     )
     lr: float = option(
         1e-3, above=0.0, result=True, parameter="lr", help="peak AdamW learning rate (reached after warm-up)"
+    )
+    init: str | None = option(
+        None,
+        check=check_init,
+        parameter="init",
+        metavar="PATH|registry:NAME[:VERSION]",
+        help="fine-tune: start from these weights, a state dict (.pt/.pth), a TorchScript file, a MONAI bundle folder "
+        "or registry:NAME[:VERSION] (default champion); a head with another class count is re-initialised (its "
+        "SHA-256 is in the cache key and the run's lineage)",
+    )
+    freeze: str = option(
+        "none",
+        choices=FREEZE_MODES,
+        result=True,
+        parameter="freeze",
+        help="with --init: backbone trains only the classification (or segmentation) head, the rest stays as loaded",
+    )
+    freeze_epochs: int = option(
+        0,
+        minimum=0,
+        result=True,
+        help="with --freeze backbone: unfreeze the backbone after this many epochs (0: frozen for the whole run)",
+    )
+    backbone_lr_scale: float = option(
+        1.0,
+        above=0.0,
+        maximum=1.0,
+        result=True,
+        help="with --init: the backbone's learning rate as a fraction of --lr (the head trains at --lr), e.g. 0.1",
     )
     weight_decay: float = option(1e-4, minimum=0.0, maximum=1.0, result=True, help="AdamW weight decay")
     warmup_epochs: float = option(
@@ -321,6 +352,15 @@ class TrainSettings(StageSettings):
             )
         if self.warmup_epochs > self.epochs:
             raise UsageError(f"--warmup-epochs {self.warmup_epochs}: must be between 0.0 and {float(self.epochs)}")
+        if self.init is None:
+            for flag, given in (
+                ("--freeze", self.freeze != "none"),
+                ("--backbone-lr-scale", self.backbone_lr_scale != 1),
+            ):
+                if given:
+                    raise UsageError(f"{flag}: fine-tuning needs --init weights to start from; add --init or drop it")
+        if self.freeze_epochs and self.freeze != "backbone":
+            raise UsageError(f"--freeze-epochs {self.freeze_epochs}: needs --freeze backbone")
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise UsageError(f"--percentiles {lo},{hi}: need 0 <= low < high <= 100")

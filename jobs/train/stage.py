@@ -9,6 +9,8 @@ trains with per-epoch checkpoints in the store, scores the best model on val and
 ``report.html``. The metrics carry patient-bootstrap intervals, calibration, operating points and subgroups for
 classification, per-finding AUC intervals for multilabel and a Dice interval for segmentation, with what does not
 apply recorded (``jobs.train.assessment``); ``report.html`` shows them (``jobs.train.report``).
+With ``--init`` the run starts from those weights (``jobs.train.init_weights``): their source and SHA-256 are part of
+the run's parameters (the cache key) and of ``config.json``'s ``init``, which register carries into the lineage.
 
 On several processes (``--nproc-per-node``, torchrun) rank 0 runs all of the above and the others only train and
 score their share, reading the store but never writing it (``jobs.train.distributed``).
@@ -58,6 +60,7 @@ from jobs.train.distributed import (
     check_world,
     world_from_env,
 )
+from jobs.train.init_weights import InitSource, resolve_init
 from jobs.train.report import REPORT
 from jobs.train.settings import TrainSettings
 from jobs.train.telemetry import record_epoch, record_final
@@ -118,6 +121,8 @@ class TrainPlan(StagePlan):
 
     split: Split
     run_id: str
+    init: InitSource | None = None
+    """The weights ``--init`` names, resolved (with their SHA-256) while planning."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +156,20 @@ class TrainStage(PlannedStage[TrainSettings, TrainPlan]):
         split = read_split(store, settings.dataset, settings.task, settings.dims, settings.slices, settings.fold)
         check_split(split, split_prefix)
         params = {**settings.result_params(), "classes": list(split.classes)}
+        init = resolve_init(settings.init, store, settings.model) if settings.init else None
+        if init is not None:  # only then: runs without --init keep the cache keys they had
+            params["init"] = init.record()
         run_id = settings.run_id or derive_run_id(
             settings.dataset, params, {split_prefix: split.manifest.content_sha256}
         )
         set_context(run_id=run_id)
         return TrainPlan(
-            prefix=run_prefix(run_id), params=params, inputs={split_prefix: split.manifest}, split=split, run_id=run_id
+            prefix=run_prefix(run_id),
+            params=params,
+            inputs={split_prefix: split.manifest},
+            split=split,
+            run_id=run_id,
+            init=init,
         )
 
     def execute(self, settings: TrainSettings) -> StageResult:
@@ -259,6 +272,11 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan], world: World | None 
     # checkpoint: the leader writes the next one only after the cache rendezvous below, which the others pass
     # after reading it.
     payload = _checkpoint_to_resume(settings, store, writer)
+    init = None
+    if job.plan.init is not None:  # read (and fail on a bad file) before decoding too
+        from jobs.train.init_weights import read_state
+
+        init = (job.plan.init, read_state(job.plan.init, store))
     prep = preprocessing(settings)
     sets, in_channels = world.local_first(
         lambda: load_images(
@@ -285,7 +303,7 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan], world: World | None 
     )  # fmt: skip
     if world.leader:
         writer.begin()  # checkpoints are written under the prefix from the first epoch on
-    trainer = Trainer(settings, sets, classes, in_channels, hardware, world)
+    trainer = Trainer(settings, sets, classes, in_channels, hardware, world, init)
     state = restore(payload, **trainer.components()) if payload is not None else TrainState()
     if payload is not None:
         log.info("resuming %s after epoch %d", writer.prefix, state.epoch)
@@ -377,9 +395,18 @@ def _run_config(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit) ->
         "train_images": len(train),
         "class_counts": counts,
         **fit.extra,
+        **_init_config(job.plan.init, fit),
         "split_manifest_sha256": split.manifest.content_sha256,
         "code_version": code_version(),
     }
+
+
+def _init_config(init: InitSource | None, fit: _Fit) -> dict[str, Any]:
+    """``config.json``'s ``init``: where the weights came from and which head tensors were re-initialised (none
+    without ``--init``, so other runs' configs are as they were)."""
+    if init is None:
+        return {}
+    return {"init": {**init.record(), "reinitialised": list(fit.trainer.reinitialised)}}
 
 
 def _evaluation(
@@ -466,6 +493,7 @@ def _write_outputs(settings: TrainSettings, job: StageJob[TrainPlan], fit: _Fit)
         "device": f"{fit.trainer.hardware.device.type} ({fit.trainer.hardware.name})",
         "epochs_run": state.epoch,
         "best_epoch": state.best_epoch,
+        **({"init": job.plan.init.source} if job.plan.init is not None else {}),
         **{k: v for k, v in flat.items() if k.startswith(("val_", "test_")) and not k.endswith("_loss")},
         "performance": _performance(fit),
     }
