@@ -4,8 +4,10 @@ Order of writes, so that a crash never leaves a version that readers would trust
 lacks the alias it earned:
 
 1. Everything is checked and built locally first (run manifest, model hash, metric, lineage, TorchScript and
-   ONNX exports verified against the state dict). A bad run fails here and the registry is untouched. A run
-   whose train manifest (same content hash) the ledger already registers is a cache hit returning that version.
+   ONNX exports verified against the state dict, and with ``--quantize int8`` the INT8 model checked against
+   fp32 on val, ``quantize.py``). A bad run fails here and the registry is untouched. A run
+   whose train manifest (same content hash) the ledger already registers is a cache hit returning that version
+   (asked with another ``--quantize`` than that version was, it says so: ``--force`` registers it again).
 2. The version number is claimed (``versions.claim_version``: exclusive create of ``claims/<n>.json``, above
    every number claimed, registered or holding objects, so even lost claims never hand out a sealed version).
 3. The bundle is written into ``registry/<name>/<n>/`` and sealed with its ``_SUCCESS.json`` (``StageWriter``).
@@ -43,6 +45,7 @@ from jobs.register.export import ExportedModel, export_model
 from jobs.register.keys import (
     METADATA,
     MODEL_CARD,
+    MODEL_INT8,
     MODEL_ONNX,
     MODEL_PT,
     MODEL_TS,
@@ -53,6 +56,7 @@ from jobs.register.keys import (
 )
 from jobs.register.lineage import Lineage, walk_lineage
 from jobs.register.model_card import render_model_card
+from jobs.register.quantize import Quantized, quantize_model
 from jobs.register.settings import RegisterSettings
 from jobs.register.source_run import SourceRun, check_metric, chosen_metric, load_source_run
 from jobs.register.telemetry import record_registration
@@ -62,25 +66,34 @@ log = logging.getLogger("irmsia.register")
 RUN_REPORT = "report.html"
 
 
-def _cached(store: Store, name: str, run: SourceRun, entries: list[ledger.LedgerEntry]) -> tuple[Manifest, bool] | None:
+def _cached(
+    store: Store, settings: RegisterSettings, run: SourceRun, entries: list[ledger.LedgerEntry]
+) -> tuple[Manifest, bool] | None:
     """The version in ``entries`` that already registers this exact run (same train manifest content), if any."""
+    name = settings.model_name
     for entry in reversed(list(ledger.registrations(entries).values())):
         if entry.fields.get("train_manifest_sha256") != run.manifest.content_sha256:
             continue
         manifest = read_manifest(store, version_prefix(name, entry.version))
         if manifest is not None and manifest.content_sha256 == entry.fields.get("manifest_sha256"):
             log.info("run %s is already %s v%d; cache hit", run.run_id, name, entry.version)
+            if (was := entry.fields.get("quantize", "none")) != settings.quantize:
+                log.warning(
+                    "%s v%d was registered with --quantize %s, not %s; pass --force to register the run again",
+                    name, entry.version, was, settings.quantize,
+                )  # fmt: skip
             summary = {**manifest.summary, "version": entry.version, "ledger_sha256": entry.sha256}
             return dataclasses.replace(manifest, summary=summary), True
     return None
 
 
-def _write_bundle(
+def _write_bundle(  # noqa: PLR0913 - the version's parts, each built in step 1
     store: Store,
     settings: RegisterSettings,
     version: int,
     run: SourceRun,
     exported: ExportedModel,
+    quantized: Quantized | None,
     lineage: Lineage,
     workdir: Path,
 ) -> tuple[Manifest, dict, str]:
@@ -96,6 +109,8 @@ def _write_bundle(
     files = {MODEL_PT: exported.state_dict, MODEL_TS: exported.torchscript}
     if exported.onnx is not None:
         files[MODEL_ONNX] = exported.onnx
+    if quantized is not None and quantized.path is not None:
+        files[MODEL_INT8] = quantized.path
     model_files = {name: writer.put_file(name, path).sha256 for name, path in files.items()}
     picture = next((name for name in TASK_PICTURES if (workdir / name).exists()), None)
     if picture is not None:
@@ -115,6 +130,8 @@ def _write_bundle(
         description=settings.description,
     )
     meta["irmsia"]["export_max_abs_diff"] = exported.max_abs_diff
+    if quantized is not None:
+        meta["irmsia"]["quantization"] = quantized.record
     meta_bytes = pretty_json(meta)
     writer.put_bytes(METADATA, meta_bytes)
     writer.put_bytes(MODEL_CARD, render_model_card(meta, picture).encode())
@@ -150,7 +167,7 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         workdir = Path(tmp)
         run = load_source_run(store, settings.run_id, workdir)
         settings = dataclasses.replace(settings, metric=chosen_metric(run, settings.metric))
-        if not force and (hit := _cached(store, name, run, ledger.read_entries(store, name))) is not None:
+        if not force and (hit := _cached(store, settings, run, ledger.read_entries(store, name))) is not None:
             return hit
         value = check_metric(run, settings.metric)
         exported = export_model(run.config, run.model_path, workdir / "models")
@@ -164,6 +181,12 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         if run.has_output(RUN_PREDICTIONS):
             challenger = read_output(store, run.manifest, RUN_PREDICTIONS)
             (workdir / RUN_PREDICTIONS).write_bytes(challenger)
+        quantized = None
+        if settings.quantize == "int8":
+            quantized = quantize_model(
+                store=store, run=run, onnx_path=exported.onnx, predictions=challenger, metric=settings.metric,
+                max_drop=settings.quantize_max_drop,
+            )  # fmt: skip
         compared: dict[int, comparison.Comparison] = {}
 
         def compare(champion: ledger.LedgerEntry) -> comparison.Comparison:
@@ -180,7 +203,9 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         log.info("claimed %s v%d for run %s", name, version, run.run_id)
         outcome: dict[str, Any] = {}
         try:
-            manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir)
+            manifest, meta, meta_sha = _write_bundle(
+                store, settings, version, run, exported, quantized, lineage, workdir
+            )
             fields = {
                 "kind": ledger.REGISTER,
                 "version": version,
@@ -192,12 +217,13 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
                 "manifest_file_sha256": sha256_bytes(manifest.to_json()),
                 "metric": settings.metric,
                 "metrics": meta["irmsia"]["metrics"],
+                "quantize": settings.quantize,
                 "registered_at": now_iso(),
             }
 
             def build(entries: list[ledger.LedgerEntry]) -> dict[str, Any] | None:
                 # Decided on exactly the entries this one links to, and committed with it in one exclusive create.
-                if not force and (hit := _cached(store, name, run, entries)) is not None:
+                if not force and (hit := _cached(store, settings, run, entries)) is not None:
                     outcome["hit"] = hit  # registered by a concurrent registrant meanwhile
                     return None
                 alias, decision = aliases.promotion(
