@@ -140,3 +140,10 @@ def test_without_quantize_nothing_is_recorded(store, run_id):
 def test_bad_quantize_options_are_usage_errors(store, run_id, args):
     assert register(store, "--run", run_id, "--model-name", "m", *args) == 2
     assert not list(store.list("registry/"))
+
+
+def test_asking_int8_of_a_run_registered_without_it_is_the_cache_hit_and_says_how_to_get_it(store, run_id, capsys):
+    assert register(store, "--run", run_id, "--model-name", "m") == 0
+    assert register(store, "--run", run_id, "--model-name", "m", "--quantize", "int8") == 0
+    assert [v.version for v in model_registry.list_versions(store, "m")] == [1]
+    assert "registered with --quantize none, not int8; pass --force" in capsys.readouterr().err
