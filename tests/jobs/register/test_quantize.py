@@ -18,6 +18,7 @@ from jobs.register.keys import MODEL_INT8, MODEL_ONNX
 from jobs.register.verify import verify_registry
 from jobs.train.settings import TrainSettings
 from jobs.train.stage import run as train
+from pipeline.api import load_model as api_load_model
 from tests.jobs.register.conftest import register
 from tests.support.runs import predictions_of, seal_run
 from tests.support.synthetic_split import write_split
@@ -87,6 +88,8 @@ def test_int8_model_is_smaller_agrees_with_fp32_and_is_recorded(trained):
     with torch.no_grad():
         agree = (fp32(x).argmax(1) == int8(x).argmax(1)).float().mean().item()
     assert agree >= 0.9
+    # the Python API passes the precision through
+    assert isinstance(api_load_model("q", 1, store=trained, precision="int8").module(x[:1]), torch.Tensor)
     # a rerun is the same version (the ledger's cache), still intact
     assert register(trained, "--run", "r1", "--model-name", "q", "--quantize", "int8", "--metric", "val_accuracy") == 0
     assert [v.version for v in model_registry.list_versions(trained, "q")] == [1]
