@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from xml.etree import ElementTree
 
-from jobs.collect.transfer import HttpClient
+from jobs.collect.transfer import HttpClient, PartFile
 from jobs.core.errors import DataError, UsageError
 
 log = logging.getLogger("irmsia.collect")
@@ -64,42 +64,23 @@ class Fetched:
     checked: tuple[str, ...]
 
 
-class _CheckedBody:
-    """A ``BodySink``: a ``.part`` file, with the SHA-256, MD5, CRC-32 and per-part MD5s of what arrived.
-
-    A resumed attempt appends (the digests carry on); a restart starts them over.
-    """
+class _CheckedBody(PartFile):
+    """A ``BodySink``: ``transfer``'s ``.part`` file with its SHA-256 and MD5, plus the CRC-32 and the per-part
+    MD5s of what arrived (for ``x-amz-checksum-crc32`` and multipart ETags)."""
 
     def __init__(self, part: Path, part_size: int | None) -> None:
-        self.part = part
-        self.part_size = part_size
-        self._fh: Any = None
-        self.restart()
+        self.part_size = part_size  # before PartFile's __init__, whose restart() reads it
+        super().__init__(part, want_sha256=True, want_md5=True)
 
     def restart(self) -> None:
-        self.pause()
-        self.part.unlink(missing_ok=True)
-        self.size = 0
-        self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        super().restart()
         self.crc32 = 0
         self.parts: list[bytes] = []
         self._part_md5 = hashlib.md5(usedforsecurity=False)
         self._part_left = self.part_size or 0
 
-    def rewind(self) -> int:
-        self.pause()
-        if not self.part.exists():
-            self.restart()
-        return self.size
-
-    def write(self, data: bytes) -> None:
-        if self._fh is None:
-            self._fh = open(self.part, "ab")  # noqa: SIM115 - kept open across writes, closed by pause()
-        self._fh.write(data)
-        self.size += len(data)
-        self.sha256.update(data)
-        self.md5.update(data)
+    def _hash(self, data: bytes) -> None:
+        super()._hash(data)
         self.crc32 = zlib.crc32(data, self.crc32)
         if self.part_size:
             view = memoryview(data)
@@ -113,11 +94,6 @@ class _CheckedBody:
                     self._part_md5 = hashlib.md5(usedforsecurity=False)
                     self._part_left = self.part_size
 
-    def pause(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
     def multipart_etag(self) -> str:
         """The ETag S3 gives a multipart upload of this body with ``part_size`` parts."""
         parts = list(self.parts)
@@ -127,7 +103,7 @@ class _CheckedBody:
 
     def checksum(self, header: str) -> str:
         """The body's value for an ``x-amz-checksum-*`` header (base64 of the big-endian digest)."""
-        raw = self.crc32.to_bytes(4, "big") if header.endswith("crc32") else self.sha256.digest()
+        raw = self.crc32.to_bytes(4, "big") if header.endswith("crc32") else bytes.fromhex(self.sha256_hex())
         return base64.b64encode(raw).decode()
 
 
@@ -138,8 +114,8 @@ def _mismatches(body: _CheckedBody, obj: S3Object, headers: Any) -> tuple[list[s
         bad.append(f"size {body.size}, listed {obj.size}")
     if _MD5.match(obj.etag):
         checked.append("md5")
-        if body.md5.hexdigest() != obj.etag:
-            bad.append(f"MD5 {body.md5.hexdigest()}, ETag {obj.etag}")
+        if body.md5_hex() != obj.etag:
+            bad.append(f"MD5 {body.md5_hex()}, ETag {obj.etag}")
     elif _MULTIPART.match(obj.etag) and body.part_size:
         checked.append("multipart-etag")
         if body.multipart_etag() != obj.etag:
@@ -212,7 +188,7 @@ class PublicS3:
             checked, bad = _mismatches(body, obj, got["headers"])
             if not bad:
                 body.part.replace(dest)
-                return Fetched(dest, body.size, body.sha256.hexdigest(), tuple(checked))
+                return Fetched(dest, body.size, body.sha256_hex(), tuple(checked))
             body.restart()
             if attempt == 2:
                 raise DataError(f"{where}: {'; '.join(bad)}; the object differs from what S3 lists for it (a "

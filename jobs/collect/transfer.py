@@ -138,8 +138,12 @@ class BodySink(Protocol):
         ...
 
 
-class _FileBody:
-    """The sink ``fetch`` uses: a ``.part`` file, hashed on the way (the hashes survive a resume)."""
+class PartFile:
+    """The sink ``fetch`` uses: a ``.part`` file, hashed on the way (the hashes survive a resume).
+
+    A resumed attempt appends and the digests carry on; a restart starts them over. A source that checks more
+    (``s3public``'s CRC-32 and per-part MD5s) extends ``restart`` and ``_hash``.
+    """
 
     def __init__(self, part: Path, want_sha256: bool, want_md5: bool) -> None:
         self.part = part
@@ -164,15 +168,24 @@ class _FileBody:
         if self._fh is None:
             self._fh = open(self.part, "ab")  # noqa: SIM115 - kept open across writes, closed by pause()
         self._fh.write(data)
+        self._hash(data)
+        self.size += len(data)
+
+    def _hash(self, data: bytes) -> None:
         for digest in (self.sha256, self.md5):
             if digest is not None:
                 digest.update(data)
-        self.size += len(data)
 
     def pause(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def sha256_hex(self) -> str:
+        return self.sha256.hexdigest() if self.sha256 else ""
+
+    def md5_hex(self) -> str | None:
+        return self.md5.hexdigest() if self.md5 else None
 
 
 class Retryable(Exception):
@@ -350,11 +363,11 @@ class HttpClient:
         verifies the content another way and does not record it.
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
-        body = _FileBody(dest.with_name(dest.name + ".part"), hashed or bool(sha256), md5 is not None)
+        body = PartFile(dest.with_name(dest.name + ".part"), hashed or bool(sha256), md5 is not None)
         for verify_try in (1, 2):
             validators = self.stream(url, body, headers=headers, what=what)
-            got_sha = body.sha256.hexdigest() if body.sha256 else ""
-            got_md5 = body.md5.hexdigest() if body.md5 else None
+            got_sha = body.sha256_hex()
+            got_md5 = body.md5_hex()
             bad = (sha256 and got_sha != sha256 and ("SHA-256", sha256, got_sha)) or (
                 md5 and got_md5 != md5 and ("MD5", md5, got_md5)
             )
