@@ -127,6 +127,14 @@ def test_a_run_whose_val_images_cannot_be_read_registers_fp32_with_the_reason(st
     assert verify_registry(store, "m").ok
 
 
+def test_a_task_the_int8_check_cannot_score_is_recorded_as_not_supported(store, upstream):
+    seal_run(store, "seg", upstream=upstream, config={"task": "segmentation"}, metrics={"val_dice": 0.7})
+    assert register(store, "--run", "seg", "--model-name", "m", "--quantize", "int8") == 0
+    q = _meta(store, "m")["irmsia"]["quantization"]
+    assert q["kept"] is False and q["reason"].startswith("not supported for task segmentation")
+    assert "not supported for task segmentation" in store.get_bytes("registry/m/1/docs/README.md").decode()
+
+
 def test_without_predictions_there_is_nothing_to_check_int8_on(store, run_id):
     assert register(store, "--run", run_id, "--model-name", "m", "--quantize", "int8") == 0
     q = _meta(store, "m")["irmsia"]["quantization"]
