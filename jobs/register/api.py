@@ -11,7 +11,8 @@ says: a rewritten or deleted entry is a ``DataError``, and an alias object dropp
 ledger is never read), the version is checked against its ledger entry, and ``model.pt`` against its recorded
 SHA-256, so a tampered file or a forged alias never reaches a server. The module's logits are divided by the
 temperature fitted on val when the run was calibrated (``serving.py``); ``load_serving`` gives that temperature and
-the operating points (thresholds chosen on val) a server decides with.
+the operating points (thresholds chosen on val) a server decides with. ``precision="int8"`` serves the version's
+INT8 ONNX model (``--quantize int8``, when it passed its val check) through onnxruntime, called like the module.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jobs.core.errors import DataError, IrmsiaError
+from jobs.core.errors import DataError, IrmsiaError, UsageError
 from jobs.core.hashing import sha256_bytes
-from jobs.core.manifest import read_manifest
+from jobs.core.manifest import Manifest, read_manifest
 from jobs.core.store import Store, open_store
 from jobs.ml.preprocess import Preprocessing
 from jobs.register.export import load_state_dict_model
-from jobs.register.keys import METADATA, MODEL_PT, version_prefix
+from jobs.register.keys import METADATA, MODEL_INT8, MODEL_PT, version_prefix
 from jobs.register.registry import resolve
-from jobs.register.serving import Serving, calibrated
+from jobs.register.serving import OnnxModule, Serving, calibrated
+
+PRECISIONS = ("fp32", "int8")
 
 
 def load_metadata(store: Store, name: str, version: str | int = "champion") -> dict[str, Any]:
@@ -41,11 +44,29 @@ def load_metadata(store: Store, name: str, version: str | int = "champion") -> d
     return json.loads(raw)
 
 
-def load_model(store: Store | str, name: str, version: str | int = "champion") -> tuple[Any, Preprocessing]:
+def _int8_module(store: Store, name: str, version: int, meta: dict[str, Any], manifest: Manifest) -> OnnxModule:
+    """The version's INT8 ONNX graph in an onnxruntime session, its bytes checked against the manifest."""
+    quantization = meta["irmsia"].get("quantization") or {}
+    if not quantization.get("kept"):
+        why = quantization.get("reason") or "it was registered without --quantize int8"
+        raise DataError(f"v{version} of {name!r} has no int8 model ({why}); load it with precision='fp32'")
+    record = manifest.output(MODEL_INT8)
+    raw = store.get_bytes(record.key, verify=False)
+    if sha256_bytes(raw) != record.sha256:
+        raise DataError(f"{record.key}: SHA-256 is {sha256_bytes(raw)}, recorded {record.sha256}; the file was altered")
+    return OnnxModule(raw)
+
+
+def load_model(
+    store: Store | str, name: str, version: str | int = "champion", precision: str = "fp32"
+) -> tuple[Any, Preprocessing]:
     """``(module, preprocessing)`` for ``version`` of ``name``: an alias, ``latest`` or a version number.
 
     ``preprocessing(file_bytes)`` gives one input; ``module(torch.from_numpy(x)[None])`` gives its logits.
+    ``precision="int8"``: the INT8 ONNX model instead of the state dict (a ``DataError`` if the version has none).
     """
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     store = open_store(store) if isinstance(store, str) else store
     entry = resolve(store, name, version)
     prefix = version_prefix(name, entry.version)
@@ -53,7 +74,23 @@ def load_model(store: Store | str, name: str, version: str | int = "champion") -
     if manifest is None or manifest.content_sha256 != entry.fields.get("manifest_sha256"):
         raise DataError(f"v{entry.version} of {name!r} does not match its ledger entry; run irmsia registry verify")
     meta = load_metadata(store, name, entry.version)
-    record = manifest.output(MODEL_PT)
+    if precision == "int8":
+        module = _int8_module(store, name, entry.version, meta, manifest)
+    else:
+        module = _fp32_module(store, manifest.output(MODEL_PT), meta)
+    spec = meta["network_data_format"].get("preprocessing") or {}
+    try:
+        preprocessing = Preprocessing.from_dict(spec)
+    except (KeyError, TypeError, ValueError, IrmsiaError) as exc:
+        raise DataError(
+            f"v{entry.version} of {name!r} records no usable preprocessing ({exc}); register a run whose "
+            "config.json has a preprocessing section"
+        ) from exc
+    return calibrated(module, Serving.from_metadata(meta).temperature), preprocessing
+
+
+def _fp32_module(store: Store, record: Any, meta: dict[str, Any]) -> Any:
+    """The state dict in its network, its bytes checked against the manifest."""
     with tempfile.TemporaryDirectory(prefix="irmsia-load-") as tmp:
         path = Path(tmp) / "model.pt"
         info = store.get_file(record.key, path, verify=False)
@@ -65,15 +102,7 @@ def load_model(store: Store | str, name: str, version: str | int = "champion") -
              "dims": network.get("dims", 2)},
             path,
         )  # fmt: skip
-    spec = meta["network_data_format"].get("preprocessing") or {}
-    try:
-        preprocessing = Preprocessing.from_dict(spec)
-    except (KeyError, TypeError, ValueError, IrmsiaError) as exc:
-        raise DataError(
-            f"v{entry.version} of {name!r} records no usable preprocessing ({exc}); register a run whose "
-            "config.json has a preprocessing section"
-        ) from exc
-    return calibrated(module, Serving.from_metadata(meta).temperature), preprocessing
+    return module
 
 
 def load_serving(store: Store | str, name: str, version: str | int = "champion") -> Serving:
@@ -125,9 +154,11 @@ class Predictor:
                 "class": self.classes[int(np.argmax(probs))]}  # fmt: skip
 
 
-def load_predictor(store: Store | str, name: str, version: str | int = "champion") -> Predictor:
+def load_predictor(
+    store: Store | str, name: str, version: str | int = "champion", precision: str = "fp32"
+) -> Predictor:
     """``load_model`` and the version's metadata as one callable giving the task's output for a file or folder."""
     store = open_store(store) if isinstance(store, str) else store
     number = resolve(store, name, version).version  # one version for both, even if an alias moves meanwhile
-    module, preprocessing = load_model(store, name, number)
+    module, preprocessing = load_model(store, name, number, precision)
     return Predictor(module, preprocessing, load_metadata(store, name, number))

@@ -24,6 +24,8 @@ SEQ_WIDTH = 8
 MODEL_PT = "models/model.pt"
 MODEL_TS = "models/model.ts"
 MODEL_ONNX = "models/model.onnx"
+MODEL_INT8 = "models/model_int8.onnx"
+"""The static-quantized INT8 ONNX graph (``--quantize int8``), present only when it passed the val check."""
 METADATA = "configs/metadata.json"
 MODEL_CARD = "docs/README.md"
 CONFUSION_MATRIX = "docs/confusion_matrix.png"
@@ -32,7 +34,7 @@ PREDICTIONS = "eval/predictions.json"
 """The run's per-image val/test probabilities: what the paired promotion test compares a challenger with."""
 TASK_PICTURES = ("confusion_matrix.png", "finding_auc.png", "overlays.png")
 """The run's task picture (classification, multilabel, segmentation), copied into ``docs/`` under its name."""
-MODEL_FILES = (MODEL_PT, MODEL_TS, MODEL_ONNX)
+MODEL_FILES = (MODEL_PT, MODEL_TS, MODEL_ONNX, MODEL_INT8)
 _SEQ_FILE = re.compile(r"^(\d+)\.json$")
 
 

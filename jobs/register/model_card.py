@@ -74,6 +74,34 @@ _OUTPUTS = {
 }
 
 
+def _quantization(q: dict[str, Any] | None) -> list[str]:
+    """``--quantize int8``: whether the INT8 model was kept and why, its size, latency and val metrics vs fp32."""
+    if not q:
+        return []
+    kept = f"kept as `{q['file']}`" if q.get("kept") else "not kept: the bundle serves fp32 only"
+    lines = ["## INT8 model", "", f"Requested `--quantize {q.get('requested')}`; {kept}. {q.get('reason')}.", ""]
+    if method := q.get("method"):
+        lines += [f"Method: {method}.", ""]
+    if sizes := q.get("size_bytes"):
+        ms = q["latency_ms"]
+        lines += _table(
+            ["", "fp32 (`model.onnx`)", "int8", "int8 / fp32"],
+            [["file size (bytes)", sizes["fp32"], sizes["int8"], q["size_ratio"]],
+             [f"latency (ms per image, {ms['statistic']} of {ms['runs']}, {ms['threads']} thread)", ms["fp32"],
+              ms["int8"], q["latency_ratio"]]],
+        )  # fmt: skip
+    if val := q.get("val"):
+        rows = [[f"val_{k}", v, val["int8"].get(k), val["run_recorded"].get(k)] for k, v in val["fp32"].items()]
+        lines += [
+            f"On {val['images']} val images: top-1 agreement {_fmt(val['top1_agreement'])}, largest logit "
+            f"difference {_fmt(val['max_abs_logit_diff'])}; `{val['metric']}` drop {_fmt(val['drop'])} "
+            f"(tolerance {q.get('max_drop')}).",
+            "",
+            *_table(["metric", "fp32 ONNX", "int8 ONNX", "as the run recorded"], rows),
+        ]
+    return lines
+
+
 def _sources(datasets: list[dict[str, Any]]) -> list[str]:
     """One subsection per collected dataset: release, licence and its attribution text, de-identification."""
     lines: list[str] = []
@@ -201,6 +229,7 @@ def render_model_card(meta: dict[str, Any], picture: str | bool | None) -> str:
         *_evaluation_lines(evaluation),
         *_cross_validation(ours.get("cross_validation")),
     ]
+    lines += _quantization(ours.get("quantization"))
     if picture:
         name = picture if isinstance(picture, str) else "confusion_matrix.png"
         lines += [f"![{name.removesuffix('.png').replace('_', ' ')}]({name})", ""]

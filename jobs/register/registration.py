@@ -4,8 +4,10 @@ Order of writes, so that a crash never leaves a version that readers would trust
 lacks the alias it earned:
 
 1. Everything is checked and built locally first (run manifest, model hash, metric, lineage, TorchScript and
-   ONNX exports verified against the state dict). A bad run fails here and the registry is untouched. A run
-   whose train manifest (same content hash) the ledger already registers is a cache hit returning that version.
+   ONNX exports verified against the state dict, and with ``--quantize int8`` the INT8 model checked against
+   fp32 on val, ``quantize.py``). A bad run fails here and the registry is untouched. A run
+   whose train manifest (same content hash) the ledger already registers is a cache hit returning that version
+   (asked with another ``--quantize`` than that version was, it says so: ``--force`` registers it again).
 2. The version number is claimed (``versions.claim_version``: exclusive create of ``claims/<n>.json``, above
    every number claimed, registered or holding objects, so even lost claims never hand out a sealed version).
 3. The bundle is written into ``registry/<name>/<n>/`` and sealed with its ``_SUCCESS.json`` (``StageWriter``).
@@ -44,6 +46,7 @@ from jobs.register.export import ExportedModel, export_model
 from jobs.register.keys import (
     METADATA,
     MODEL_CARD,
+    MODEL_INT8,
     MODEL_ONNX,
     MODEL_PT,
     MODEL_TS,
@@ -54,6 +57,7 @@ from jobs.register.keys import (
 )
 from jobs.register.lineage import Lineage, walk_lineage
 from jobs.register.model_card import render_model_card
+from jobs.register.quantize import Quantized, quantize_model
 from jobs.register.settings import RegisterSettings
 from jobs.register.source_run import SourceRun, check_metric, chosen_metric, load_source_run
 from jobs.register.telemetry import record_registration
@@ -64,10 +68,15 @@ RUN_REPORT = "report.html"
 
 
 def _cached(
-    store: Store, name: str, run: SourceRun, entries: list[ledger.LedgerEntry], cv: dict[str, Any] | None = None
+    store: Store,
+    settings: RegisterSettings,
+    run: SourceRun,
+    entries: list[ledger.LedgerEntry],
+    cv: dict[str, Any] | None = None,
 ) -> tuple[Manifest, bool] | None:
     """The version in ``entries`` that already registers this exact run (same train manifest content) with the
     same cross-validation record (none, or the same sealed aggregate), if any."""
+    name = settings.model_name
     cv_sha = (cv or {}).get("manifest_sha256")
     for entry in reversed(list(ledger.registrations(entries).values())):
         if entry.fields.get("train_manifest_sha256") != run.manifest.content_sha256:
@@ -77,6 +86,11 @@ def _cached(
         manifest = read_manifest(store, version_prefix(name, entry.version))
         if manifest is not None and manifest.content_sha256 == entry.fields.get("manifest_sha256"):
             log.info("run %s is already %s v%d; cache hit", run.run_id, name, entry.version)
+            if (was := entry.fields.get("quantize", "none")) != settings.quantize:
+                log.warning(
+                    "%s v%d was registered with --quantize %s, not %s; pass --force to register the run again",
+                    name, entry.version, was, settings.quantize,
+                )  # fmt: skip
             summary = {**manifest.summary, "version": entry.version, "ledger_sha256": entry.sha256}
             return dataclasses.replace(manifest, summary=summary), True
     return None
@@ -88,6 +102,7 @@ def _write_bundle(  # noqa: PLR0913 - every part of one bundle; the optional cro
     version: int,
     run: SourceRun,
     exported: ExportedModel,
+    quantized: Quantized | None,
     lineage: Lineage,
     workdir: Path,
     *,
@@ -105,6 +120,8 @@ def _write_bundle(  # noqa: PLR0913 - every part of one bundle; the optional cro
     files = {MODEL_PT: exported.state_dict, MODEL_TS: exported.torchscript}
     if exported.onnx is not None:
         files[MODEL_ONNX] = exported.onnx
+    if quantized is not None and quantized.path is not None:
+        files[MODEL_INT8] = quantized.path
     model_files = {name: writer.put_file(name, path).sha256 for name, path in files.items()}
     picture = next((name for name in TASK_PICTURES if (workdir / name).exists()), None)
     if picture is not None:
@@ -125,6 +142,8 @@ def _write_bundle(  # noqa: PLR0913 - every part of one bundle; the optional cro
         cross_validation=cv[1] if cv else None,
     )
     meta["irmsia"]["export_max_abs_diff"] = exported.max_abs_diff
+    if quantized is not None:
+        meta["irmsia"]["quantization"] = quantized.record
     meta_bytes = pretty_json(meta)
     writer.put_bytes(METADATA, meta_bytes)
     writer.put_bytes(MODEL_CARD, render_model_card(meta, picture).encode())
@@ -162,7 +181,10 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         cv = load_cross_validation(store, settings.cv_id, run.manifest)
         cv_record = cv[1] if cv else None
         settings = dataclasses.replace(settings, metric=chosen_metric(run, settings.metric))
-        if not force and (hit := _cached(store, name, run, ledger.read_entries(store, name), cv_record)) is not None:
+        if (
+            not force
+            and (hit := _cached(store, settings, run, ledger.read_entries(store, name), cv_record)) is not None
+        ):
             return hit
         value = check_metric(run, settings.metric)
         exported = export_model(run.config, run.model_path, workdir / "models")
@@ -176,6 +198,12 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         if run.has_output(RUN_PREDICTIONS):
             challenger = read_output(store, run.manifest, RUN_PREDICTIONS)
             (workdir / RUN_PREDICTIONS).write_bytes(challenger)
+        quantized = None
+        if settings.quantize == "int8":
+            quantized = quantize_model(
+                store=store, run=run, onnx_path=exported.onnx, predictions=challenger, metric=settings.metric,
+                max_drop=settings.quantize_max_drop,
+            )  # fmt: skip
         compared: dict[int, comparison.Comparison] = {}
 
         def compare(champion: ledger.LedgerEntry) -> comparison.Comparison:
@@ -192,7 +220,9 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
         log.info("claimed %s v%d for run %s", name, version, run.run_id)
         outcome: dict[str, Any] = {}
         try:
-            manifest, meta, meta_sha = _write_bundle(store, settings, version, run, exported, lineage, workdir, cv=cv)
+            manifest, meta, meta_sha = _write_bundle(
+                store, settings, version, run, exported, quantized, lineage, workdir, cv=cv
+            )
             fields = {
                 "kind": ledger.REGISTER,
                 "version": version,
@@ -205,12 +235,13 @@ def register(store: Store, settings: RegisterSettings) -> tuple[Manifest, bool]:
                 "metric": settings.metric,
                 "metrics": meta["irmsia"]["metrics"],
                 **({"cross_validation": cv_record} if cv_record else {}),
+                "quantize": settings.quantize,
                 "registered_at": now_iso(),
             }
 
             def build(entries: list[ledger.LedgerEntry]) -> dict[str, Any] | None:
                 # Decided on exactly the entries this one links to, and committed with it in one exclusive create.
-                if not force and (hit := _cached(store, name, run, entries, cv_record)) is not None:
+                if not force and (hit := _cached(store, settings, run, entries, cv_record)) is not None:
                     outcome["hit"] = hit  # registered by a concurrent registrant meanwhile
                     return None
                 alias, decision = aliases.promotion(

@@ -139,6 +139,8 @@ def show(store: Store, name: str, spec: str | int = "latest") -> dict[str, Any]:
         "cross_validation": entry.fields.get("cross_validation"),
         "ledger": {"seq": entry.seq, "sha256": entry.sha256, **entry.fields},
         "files": {o.key[len(prefix) :]: {"size": o.size, "sha256": o.sha256} for o in manifest.outputs},
+        # --quantize int8: kept or not and why, sizes, latencies, fp32 vs int8 val metrics (None: not asked)
+        "quantization": metadata.get("irmsia", {}).get("quantization"),
         "metadata": metadata,
     }
 

@@ -3,8 +3,9 @@
 The train stage records both in ``metrics.json`` (``serving``), register copies them into the metadata
 (``irmsia.evaluation.serving``), and ``api.load_model`` returns a module whose logits are already divided by the
 temperature, so ``softmax(module(x))`` are the calibrated probabilities the thresholds were chosen on. A threshold
-of ``"inf"`` (no score reached the specificity on val) never calls a case positive. torch only inside
-``calibrated``.
+of ``"inf"`` (no score reached the specificity on val) never calls a case positive. ``OnnxModule`` serves an
+ONNX graph (the INT8 model) through onnxruntime, called like the torch module. torch and onnxruntime only inside
+``calibrated`` and ``OnnxModule``.
 """
 
 from __future__ import annotations
@@ -62,3 +63,23 @@ def calibrated(module: Any, temperature: float) -> Any:
             return self.network(x) / self.temperature
 
     return TemperatureScaled(module, temperature).eval()
+
+
+class OnnxModule:
+    """An ONNX graph (bytes) in a CPU onnxruntime session, called like the network: a float tensor batch in, its
+    logits tensor out, so ``calibrated``, ``Predictor`` and sliding windows use it unchanged."""
+
+    def __init__(self, model: bytes) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input: batch})[0])
+
+    def eval(self) -> OnnxModule:
+        return self

@@ -13,6 +13,9 @@ from jobs.core.paths import check_dns_label, check_name
 from jobs.core.settings import StageSettings, option
 from jobs.register.aliases import PROMOTE_MODES
 
+QUANTIZE_MODES = ("none", "int8")
+"""``--quantize``: fp32 files only, or an INT8 ONNX model beside them (``quantize.py``)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterSettings(StageSettings):
@@ -57,6 +60,23 @@ class RegisterSettings(StageSettings):
         result=True,
         parameter="metric",
         help="the metrics.json key that decides promotion; auto: the task's (val_auc, or val_dice for segmentation)",
+    )
+    quantize: str = option(
+        "none",
+        choices=QUANTIZE_MODES,
+        result=True,
+        parameter="quantize",
+        help="int8: also add an onnxruntime static-quantized INT8 ONNX model, kept only if its val metric is "
+        "within --quantize-max-drop of fp32's (sizes, latencies and metrics go into the model card)",
+    )
+    quantize_max_drop: float = option(
+        0.02,
+        minimum=0.0,
+        maximum=1.0,
+        result=True,
+        parameter="quantize_max_drop",
+        help="--quantize int8: the largest drop of the val metric (--metric, or val_accuracy) from fp32 to int8 "
+        "that keeps the int8 model",
     )
     description: str = option("", help="free text for the metadata and model card; generated when empty")
     image: str | None = option(

@@ -32,14 +32,17 @@ class LoadedModel:
     val."""
 
 
-def load_model(name: str, version: str | int = "champion", store: Store | str | None = None) -> LoadedModel:
+def load_model(
+    name: str, version: str | int = "champion", store: Store | str | None = None, precision: str = "fp32"
+) -> LoadedModel:
     """Load ``version`` (an alias, ``latest`` or a number) of ``name``, its ledger chain, files and hashes checked
-    first (a tampered file or forged alias is a ``DataError``)."""
+    first (a tampered file or forged alias is a ``DataError``); ``precision="int8"``: its INT8 ONNX model
+    (``--quantize int8``) through onnxruntime."""
     from jobs.register.api import load_model as serving_load_model  # torch, only when a model is loaded
 
     opened = _store(store)
     entry = registry.resolve(opened, name, version)
-    module, preprocessing = serving_load_model(opened, name, entry.version)
+    module, preprocessing = serving_load_model(opened, name, entry.version, precision)
     record = registry.show(opened, name, entry.version)
     ours = record["metadata"].get("irmsia", {})
     classes = list(ours.get("classes") or [])

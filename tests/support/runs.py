@@ -101,10 +101,12 @@ def seal_run(
     predictions: bytes | None = None,
     evaluation: dict | None = None,
     report: bytes | None = None,
+    config: dict | None = None,
 ) -> Manifest:
     """A sealed ``runs/<run_id>/`` as the train stage leaves it, on top of ``upstream`` (built if ``None``);
     ``predictions`` is its ``predictions.json`` (none when ``None``), ``evaluation`` extra ``metrics.json``
-    sections (``intervals``, ``calibration``…), ``report`` its ``report.html``."""
+    sections (``intervals``, ``calibration``…), ``report`` its ``report.html``, ``config`` keys of its
+    ``config.json`` to add or replace (``task``…)."""
     upstream = upstream or seal_dataset(store)
     config = {
         "model": "small-cnn",
@@ -116,6 +118,7 @@ def seal_run(
         "seed": seed,
         "dataset": "demo",
         "preprocessing": Preprocessing(image_size=image_size).to_dict(),
+        **(config or {}),
     }
     scores = {"val_accuracy": 0.9, "val_auc": 0.95, "test_accuracy": 0.88, "test_auc": 0.93, "best_epoch": 1}
     scores.update(metrics or {})
