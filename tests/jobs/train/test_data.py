@@ -79,3 +79,22 @@ def test_datalist_labels_out_of_range_are_bad_data(tmp_path):
     writer.commit()
     with pytest.raises(DataError, match=r"datalist.json: training\[0\] label 7 is not an index into labels"):
         read_split(store, "tiny")
+
+
+def test_cache_rows_written_out_of_order_load_as_one_array(tmp_path):
+    """The cache's row files: rows land where they are written, read back in chunks, cut to the rows kept, and
+    load as an ordinary ``.npy``; a row of the wrong shape is refused rather than written misaligned."""
+    rows = np.arange(5 * 2 * 3 * 4, dtype=np.float16).reshape(5, 2, 3, 4)
+    out = cache._RowFile(tmp_path / "a.npy", np.float16, (8, 2, 3, 4))
+    for i in (3, 0, 4, 1, 2):
+        out.write(i, rows[i : i + 1])
+    out.write(1, rows[1:3])  # several rows at once
+    assert np.array_equal(np.concatenate([chunk for _, chunk in out.chunks(5)]), rows)
+    with pytest.raises(ValueError, match="do not fit"):
+        out.write(7, rows[:2])
+    with pytest.raises(ValueError, match="do not fit"):
+        out.write(0, rows[:1, :1])
+    out.close()
+    cache._shrink_npy(out.path, 5)
+    loaded = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert loaded.dtype == np.float16 and np.array_equal(loaded, rows)
