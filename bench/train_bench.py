@@ -180,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", default="2d", choices=("2d", *TASK_CASES, "rss"), help="which benchmark")
     parser.add_argument("--volumes", type=int, default=48, help="--case 3d/segmentation*: patients of the dataset")
     parser.add_argument("--rss-volumes", default="24,48,96", help="--case rss: dataset sizes to decode")
+    parser.add_argument(
+        "--source-size", type=int, default=0, help="segmentation-3d / rss: Decathlon-style source volumes of this side"
+    )
+    parser.add_argument("--window", help="C,W: fixed intensity window (ours --window, tutorial ScaleIntensityRanged)")
+    parser.add_argument("--patch-size", type=int, default=0, help="segmentation: one random patch of this side")
+    parser.add_argument("--rss-before", help="--case rss: also decode with the jobs/ of this checkout (before/after)")
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 is not timed)")
