@@ -93,8 +93,8 @@ def build_dataset(
 ) -> tuple[str, str, dict[str, Any]]:
     """Collect, index and split ``case``'s dataset into ``root/store``; returns the store, dataset and datalist.
 
-    ``source_size`` (``segmentation-3d`` only): Decathlon-style volumes of that side through ``--source local``
-    instead of the demo's 32³ ones."""
+    ``source_size``: for ``segmentation-3d`` Decathlon-style volumes of that side through ``--source local``
+    instead of the demo's 32³ ones; for ``segmentation`` the demo's lgg-style slices at that side, not 64²."""
     store = str(root / "store")
     if case == "3d":
         _nifti_volumes(root / "volumes", patients)
@@ -104,6 +104,10 @@ def build_dataset(
         collect = ["--source", "local", "--path", str(root / "volumes")]
     else:
         collect = ["--source", "demo", "--task", case, "--patients", str(patients)]
+    if case == "segmentation" and source_size:  # lgg's real slices are 256² RGB: the demo's generator at that side
+        from jobs.collect.sources import demo_segmentation
+
+        demo_segmentation.SIZE = source_size
     dataset = f"bench-{case}"
     common = ["--dataset", dataset, "--store", store]
     _stage("collect", [*collect, *common])

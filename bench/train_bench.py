@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--volumes", type=int, default=48, help="--case 3d/segmentation*: patients of the dataset")
     parser.add_argument("--rss-volumes", default="24,48,96", help="--case rss: dataset sizes to decode")
     parser.add_argument(
-        "--source-size", type=int, default=0, help="segmentation-3d / rss: Decathlon-style source volumes of this side"
+        "--source-size", type=int, default=0, help="segmentation(-3d) / rss: side of the source slices / volumes"
     )
     parser.add_argument("--window", help="C,W: fixed intensity window (ours --window, tutorial ScaleIntensityRanged)")
     parser.add_argument("--patch-size", type=int, default=0, help="segmentation: one random patch of this side")
