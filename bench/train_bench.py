@@ -19,6 +19,12 @@ classification, lgg-style TIFF slices + masks, Decathlon-style NIfTI label maps)
 cache against the number of volumes.
 
     PYTHONPATH=. python bench/train_bench.py --case 3d --volumes 48 --image-size 32
+
+``--source-size`` makes the segmentation sources realistic (128³ Decathlon-style volumes, 256² lgg slices) and
+``--window`` / ``--patch-size`` give both contenders the same fixed intensity range and random patch:
+
+    PYTHONPATH=. python bench/train_bench.py --case segmentation-3d --source-size 128 --window 500,1000 --image-size 64
+    PYTHONPATH=. python bench/train_bench.py --case rss --source-size 128 --image-size 128 --rss-volumes 16,32,64
 """
 
 from __future__ import annotations
