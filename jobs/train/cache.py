@@ -199,7 +199,7 @@ class _RowFile:
         """Rows ``start..`` from ``rows`` (``(n, *shape[1:])``, cast to the file's dtype)."""
         if rows.shape[1:] != self.shape[1:] or start + len(rows) > self.shape[0]:
             raise ValueError(f"{self.path}: rows {rows.shape} at {start} do not fit {self.shape}")
-        view = memoryview(np.ascontiguousarray(rows, dtype=self.dtype)).cast("B")
+        view = np.ascontiguousarray(rows, dtype=self.dtype).data.cast("B")
         at = self.offset + start * self.row_bytes
         while view:
             written = os.pwrite(self.fd, view, at)
