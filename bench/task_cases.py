@@ -19,6 +19,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,14 +52,62 @@ def _nifti_volumes(out: Path, patients: int, seed: int = 42) -> None:
         (out / label / f"V{p + 1:04d}.nii.gz").write_bytes(gzip.compress(nifti_bytes(stored, SPACING), mtime=0))
 
 
-def build_dataset(case: str, root: Path, patients: int) -> tuple[str, str, dict[str, Any]]:
-    """Collect, index and split ``case``'s dataset into ``root/store``; returns the store, dataset and datalist."""
+def _decathlon_case(root: Path, p: int, side: int, seed: int) -> None:
+    """Case ``p`` under ``root/imagesTr`` and ``root/labelsTr``: the segmentation demo's head and two-sphere lesion
+    (``jobs.collect.sources.demo_segmentation``) at ``side``³ voxels, gzip level 6."""
+    from jobs.collect.sources.demo_segmentation import _brain
+    from jobs.collect.sources.image_files import nifti_bytes
+
+    rng = np.random.default_rng([seed, p, 4])
+    head, grid = _brain(rng, (side, side, side))
+    lesion = np.zeros(head.shape, bool)
+    centre = rng.uniform(-0.4, 0.4, 3)
+    for offset in (np.zeros(3), rng.uniform(-0.15, 0.15, 3)):
+        radius = rng.uniform(0.15, 0.25)
+        lesion |= sum((grid[i] - centre[i] - offset[i]) ** 2 for i in range(3)) < radius**2
+    stored = np.clip((head + 0.4 * lesion + rng.normal(0, 0.05, head.shape)) * 1000, 0, 32767).astype(np.int16)
+    for folder, array in (("imagesTr", stored), ("labelsTr", lesion.astype(np.uint8))):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        data = gzip.compress(nifti_bytes(array, (1.5, 1.0, 1.0)), compresslevel=6, mtime=0)
+        (root / folder / f"case_{p + 1:03d}.nii.gz").write_bytes(data)
+
+
+def _decathlon_volumes(out: Path, patients: int, side: int, pool: Path | None = None, seed: int = 42) -> None:
+    """``out/Task00_Bench/imagesTr|labelsTr/case_<n>.nii.gz`` of ``side``³; with ``pool``, each case is made once
+    there and hard-linked (the RSS case's growing datasets share their first cases)."""
+    root = out / "Task00_Bench"
+    for p in range(patients):
+        if pool is None:
+            _decathlon_case(root, p, side, seed)
+            continue
+        name = f"case_{p + 1:03d}.nii.gz"
+        if not (pool / "labelsTr" / name).exists():
+            _decathlon_case(pool, p, side, seed)
+        for folder in ("imagesTr", "labelsTr"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            os.link(pool / folder / name, root / folder / name)
+
+
+def build_dataset(
+    case: str, root: Path, patients: int, source_size: int = 0, pool: Path | None = None
+) -> tuple[str, str, dict[str, Any]]:
+    """Collect, index and split ``case``'s dataset into ``root/store``; returns the store, dataset and datalist.
+
+    ``source_size``: for ``segmentation-3d`` Decathlon-style volumes of that side through ``--source local``
+    instead of the demo's 32³ ones; for ``segmentation`` the demo's lgg-style slices at that side, not 64²."""
     store = str(root / "store")
     if case == "3d":
         _nifti_volumes(root / "volumes", patients)
         collect = ["--source", "local", "--path", str(root / "volumes")]
+    elif case == "segmentation-3d" and source_size:
+        _decathlon_volumes(root / "volumes", patients, source_size, pool)
+        collect = ["--source", "local", "--path", str(root / "volumes")]
     else:
         collect = ["--source", "demo", "--task", case, "--patients", str(patients)]
+    if case == "segmentation" and source_size:  # lgg's real slices are 256² RGB: the demo's generator at that side
+        from jobs.collect.sources import demo_segmentation
+
+        demo_segmentation.SIZE = source_size
     dataset = f"bench-{case}"
     common = ["--dataset", dataset, "--store", store]
     _stage("collect", [*collect, *common])
@@ -67,6 +116,14 @@ def build_dataset(case: str, root: Path, patients: int) -> tuple[str, str, dict[
     _stage("split", [*common, "--task", task])
     datalist = json.loads((Path(store) / "splits" / dataset / "datalist.json").read_text())
     return store, dataset, datalist
+
+
+def _window(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``--window C,W``: ours maps it to [0, 1] (``TrainSettings.window``), the tutorial by ``ScaleIntensityRanged``."""
+    if not args.window:
+        return None
+    centre, width = (float(v) for v in args.window.split(","))
+    return centre, width
 
 
 def _settings(case: str, store: str, dataset: str, args: argparse.Namespace, cache_dir: str) -> Any:
@@ -80,6 +137,8 @@ def _settings(case: str, store: str, dataset: str, args: argparse.Namespace, cac
         task="segmentation" if segmentation else "classification",
         dims=2 if case == "segmentation" else 3,
         model="small-unet" if segmentation else args.model,
+        patch_size=args.patch_size if segmentation else 0,
+        window=_window(args),
         epochs=args.epochs,
         image_size=args.image_size,
         batch_size=args.batch_size,
@@ -123,7 +182,9 @@ def bench_ours(case: str, store: str, dataset: str, args: argparse.Namespace) ->
     }
 
 
-def _tutorial_transforms(case: str, size: int, depth: int) -> Any:
+def _tutorial_transforms(
+    case: str, size: int, depth: int, window: tuple[float, float] | None = None, patch: int = 0
+) -> Any:
     from monai.transforms import (
         AsDiscreted,
         Compose,
@@ -132,9 +193,11 @@ def _tutorial_transforms(case: str, size: int, depth: int) -> Any:
         RandFlipd,
         RandGaussianNoised,
         RandRotated,
+        RandSpatialCropd,
         RandZoomd,
         Resized,
         ScaleIntensityd,
+        ScaleIntensityRanged,
     )
 
     spatial = (size, size) if case == "segmentation" else (depth, size, size)
@@ -145,12 +208,18 @@ def _tutorial_transforms(case: str, size: int, depth: int) -> Any:
         # TIFF slices through PIL (MONAI would otherwise try its DICOM reader on them); volumes by suffix
         LoadImaged(keys=keys, image_only=True, reader="PILReader" if case == "segmentation" else None),
         EnsureChannelFirstd(keys=keys),
-        ScaleIntensityd(keys=keys),
     ]
+    if window is None:
+        steps.append(ScaleIntensityd(keys=keys))
+    else:  # the spleen tutorial's fixed intensity range, as ours maps --window
+        lo, hi = window[0] - window[1] / 2, window[0] + window[1] / 2
+        steps.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
     if case != "3d":
         steps.append(AsDiscreted(keys="label", threshold=0.5))  # 0/255 and 0/1 masks alike
+    steps.append(Resized(keys=keys, spatial_size=spatial, mode=modes))
+    if patch:  # one random patch per item, as ours crops (same batch size: no num_samples multiplication)
+        steps.append(RandSpatialCropd(keys=keys, roi_size=(patch,) * len(spatial), random_size=False))
     steps += [
-        Resized(keys=keys, spatial_size=spatial, mode=modes),
         RandRotated(keys=keys, range_x=np.radians(10), prob=1.0, keep_size=True, mode=smooth),
         RandFlipd(keys=keys, spatial_axis=len(spatial) - 1, prob=0.5),
         RandZoomd(keys=keys, min_zoom=0.9, max_zoom=1.1, prob=1.0, keep_size=True, mode=modes),
@@ -172,7 +241,7 @@ def bench_monai_tutorial(case: str, store: str, datalist: dict[str, Any], args: 
         data = [{"image": str(root / r["image"]), "label": r["label"]} for r in datalist["training"]]
     else:
         data = [{"image": str(root / r["image"]), "label": str(root / r["label"])} for r in datalist["training"]]
-    transforms = _tutorial_transforms(case, args.image_size, args.image_size)
+    transforms = _tutorial_transforms(case, args.image_size, args.image_size, _window(args), args.patch_size)
     loader = DataLoader(
         Dataset(data, transforms), batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True
     )
@@ -224,14 +293,24 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def decode_rss(store: str, dataset: str, image_size: int, workers: int) -> dict[str, Any]:
+def _rss_now_mib() -> dict[str, float]:
+    """This process's resident memory now, anonymous (heap) and file-backed (mapped pages), from /proc."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
+def decode_rss(store: str, dataset: str, image_size: int, workers: int, task: str) -> dict[str, Any]:
     """In this (fresh) process: decode a 3-D split into a new cache; the peak RSS it added and the cache's size."""
     from jobs.core.store import open_store
     from jobs.ml.preprocess import Preprocessing
     from jobs.train.cache import load_images
     from jobs.train.data import read_split
 
-    split = read_split(open_store(store), dataset, "classification", 3)
+    split = read_split(open_store(store), dataset, task, 3)
     prep = Preprocessing(image_size=image_size, dims=3)
     cache_dir = tempfile.mkdtemp(prefix="rss-cache-", dir=Path(store).parent)
     import monai  # noqa: F401  (loaded before the baseline: what the decode adds is what we measure)
@@ -246,23 +325,34 @@ def decode_rss(store: str, dataset: str, image_size: int, workers: int) -> dict[
         "decode_s": round(elapsed, 2),
         "peak_rss_before_mib": round(before, 1),
         "peak_rss_added_mib": round(_peak_rss_mib() - before, 1),
+        "rss_after_mib": _rss_now_mib(),
         "cache_on_disk_mib": round(on_disk / 2**20, 1),
     }
 
 
 def bench_rss(root: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Peak RSS of decoding the 3-D cache for each ``--rss-volumes`` size, each in a fresh child process."""
+    """Peak RSS of decoding the 3-D cache for each ``--rss-volumes`` size, each in a fresh child process: the
+    volume demo's CT volumes, or with ``--source-size`` Decathlon-style volumes + label maps of that side."""
     rows = []
-    for n in (int(v) for v in args.rss_volumes.split(",")):
-        store, dataset, _ = build_dataset("3d", root / f"rss-{n}", n)
-        child = subprocess.run(
-            [sys.executable, __file__, "--decode-rss", store, dataset, str(args.image_size), str(args.workers)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        )
-        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    case, task = ("segmentation-3d", "segmentation") if args.source_size else ("3d", "classification")
+    trees = {"ours": str(Path(__file__).resolve().parent.parent)}
+    if args.rss_before:  # another checkout's decode, measured on the same datasets
+        trees = {"before": str(Path(args.rss_before).resolve()), **trees}
+    for turn, n in enumerate(int(v) for v in args.rss_volumes.split(",")):
+        store, dataset, _ = build_dataset(case, root / f"rss-{n}", n, args.source_size, root / "pool")
+        order = list(trees.items())
+        for tree, path in order[::-1] if turn % 2 else order:  # alternate who decodes first (page cache, writeback)
+            child = subprocess.run(
+                [sys.executable, __file__, "--decode-rss", store, dataset, str(args.image_size), str(args.workers),
+                 task],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONPATH": path},
+            )  # fmt: skip
+            rows.append({"code": tree, **json.loads(child.stdout.strip().splitlines()[-1])})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        shutil.rmtree(root / f"rss-{n}")  # one dataset on disk at a time
     return rows
 
 
@@ -274,7 +364,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
         if args.case == "rss":
             report["rss"] = bench_rss(Path(tmp), args)
             return report
-        store, dataset, datalist = build_dataset(args.case, Path(tmp), args.volumes)
+        store, dataset, datalist = build_dataset(args.case, Path(tmp), args.volumes, args.source_size)
         report["ours"] = bench_ours(args.case, store, dataset, args)
         report["monai_tutorial"] = bench_monai_tutorial(args.case, store, datalist, args)
     report["ratio_epoch_time"] = round(report["monai_tutorial"]["epoch_s"] / report["ours"]["epoch_s"], 2)
@@ -282,5 +372,5 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--decode-rss"]:
-    _store, _dataset, _size, _workers = sys.argv[2:6]
-    print(json.dumps(decode_rss(_store, _dataset, int(_size), int(_workers))))
+    _store, _dataset, _size, _workers, _task = sys.argv[2:7]
+    print(json.dumps(decode_rss(_store, _dataset, int(_size), int(_workers), _task)))

@@ -19,6 +19,12 @@ classification, lgg-style TIFF slices + masks, Decathlon-style NIfTI label maps)
 cache against the number of volumes.
 
     PYTHONPATH=. python bench/train_bench.py --case 3d --volumes 48 --image-size 32
+
+``--source-size`` makes the segmentation sources realistic (128³ Decathlon-style volumes, 256² lgg slices) and
+``--window`` / ``--patch-size`` give both contenders the same fixed intensity range and random patch:
+
+    PYTHONPATH=. python bench/train_bench.py --case segmentation-3d --source-size 128 --window 500,1000 --image-size 64
+    PYTHONPATH=. python bench/train_bench.py --case rss --source-size 128 --image-size 128 --rss-volumes 16,32,64
 """
 
 from __future__ import annotations
@@ -180,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", default="2d", choices=("2d", *TASK_CASES, "rss"), help="which benchmark")
     parser.add_argument("--volumes", type=int, default=48, help="--case 3d/segmentation*: patients of the dataset")
     parser.add_argument("--rss-volumes", default="24,48,96", help="--case rss: dataset sizes to decode")
+    parser.add_argument(
+        "--source-size", type=int, default=0, help="segmentation(-3d) / rss: side of the source slices / volumes"
+    )
+    parser.add_argument("--window", help="C,W: fixed intensity window (ours --window, tutorial ScaleIntensityRanged)")
+    parser.add_argument("--patch-size", type=int, default=0, help="segmentation: one random patch of this side")
+    parser.add_argument("--rss-before", help="--case rss: also decode with the jobs/ of this checkout (before/after)")
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 is not timed)")

@@ -2,12 +2,13 @@
 
 Objects are read from the store by key (on S3 downloaded once into ``<cache-dir>/objects/``), decoded and
 preprocessed by ``jobs.ml.preprocess`` in a process pool, and streamed, item by item as they arrive, into one
-float16 array per split under ``<cache-dir>/tensors/<key>/`` (``numpy.lib.format.open_memmap``): the decoded
-dataset is never held in RAM, so a 3-D dataset larger than memory caches and trains. Segmentation masks go to a
-uint8 array of class indices beside it (the sorted label values found in the masks, 0 = background, recorded
-in ``meta.json``). The key hashes the split manifest, the task and the preprocessing, so a rerun, a resumed pod
-or a later epoch never decodes again. Unreadable items are counted and skipped with a warning up to
-``--max-unreadable``, then the run fails (exit 3). No torch here: decode workers stay light.
+float16 ``.npy`` array per split under ``<cache-dir>/tensors/<key>/``, written with ``pwrite`` and trained from
+memory-mapped: the decoded dataset is never held in RAM (nor mapped while it is written), so a 3-D dataset larger
+than memory caches and trains. Segmentation masks go to a uint8 array of class indices beside it (the sorted label
+values found in the masks, 0 = background, recorded in ``meta.json``). The key hashes the split manifest, the task
+and the preprocessing, so a rerun, a resumed pod or a later epoch never decodes again. Unreadable items are counted
+and skipped with a warning up to ``--max-unreadable``, then the run fails (exit 3). No torch here: decode workers
+stay light.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ log = logging.getLogger("irmsia.train.cache")
 CACHE_FORMAT = 2
 MAX_LABEL_VALUES = 64
 """A mask with more distinct values than this is not a label map (a lossy or intensity image): unreadable."""
-_CHUNK = 64
+_CHUNK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,61 @@ def _shrink_npy(path: Path, rows: int) -> None:
         fh.truncate(data_at + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
 
 
+def _chunk_rows(row_bytes: int) -> int:
+    """Rows per read-back chunk: about ``_CHUNK_BYTES`` whatever the item size (64 images, or one 128³ volume)."""
+    return max(1, _CHUNK_BYTES // max(1, row_bytes))
+
+
+class _RowFile:
+    """A ``.npy`` array of fixed capacity written row by row with ``pwrite`` and read back in chunks with
+    ``pread``. Nothing of it is mapped into this process: pages written through a memory map stay resident in
+    the writer until it unmaps them, so a mapped cache's RSS grew with the dataset; written like this, the
+    decode's resident memory is a few items whatever the dataset's size (the page cache holds the rest)."""
+
+    def __init__(self, path: Path, dtype: Any, shape: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(
+                fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+            )
+            self.offset = fh.tell()
+            self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+            fh.truncate(self.offset + shape[0] * self.row_bytes)  # sparse until written
+        self.fd = os.open(path, os.O_RDWR)
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Rows ``start..`` from ``rows`` (``(n, *shape[1:])``, cast to the file's dtype)."""
+        if rows.shape[1:] != self.shape[1:] or start + len(rows) > self.shape[0]:
+            raise ValueError(f"{self.path}: rows {rows.shape} at {start} do not fit {self.shape}")
+        view = np.ascontiguousarray(rows, dtype=self.dtype).data.cast("B")
+        at = self.offset + start * self.row_bytes
+        while view:
+            written = os.pwrite(self.fd, view, at)
+            view, at = view[written:], at + written
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start..stop`` as a new array."""
+        size = (stop - start) * self.row_bytes
+        data = bytearray(size)
+        view, at = memoryview(data), self.offset + start * self.row_bytes
+        while view:
+            got = os.preadv(self.fd, [view], at)
+            if not got:
+                raise DataError(f"{self.path}: cache file shorter than its header says; delete the cache folder")
+            view, at = view[got:], at + got
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
+
+    def chunks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        step = _chunk_rows(self.row_bytes)
+        for start in range(0, rows, step):
+            yield start, self.read(start, min(rows, start + step))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class _SplitArrays:
-    """Streams one split's items into memory-mapped arrays: inputs (grey, widened to 3 channels when a colour
+    """Streams one split's items into ``.npy`` files on disk: inputs (grey, widened to 3 channels when a colour
     item arrives), raw label maps, class labels and spacings."""
 
     def __init__(self, entry: Path, name: str, capacity: int, shape: tuple[int, ...], masks: bool) -> None:
@@ -187,26 +241,25 @@ class _SplitArrays:
         self.spacing: list[Any] = []
         self.values: set[int] = set()
 
-    def _open(self, file: str, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
-        return np.lib.format.open_memmap(self.entry / f".{file}.part", mode="w+", dtype=dtype, shape=shape)
+    def _open(self, file: str, dtype: Any, shape: tuple[int, ...]) -> _RowFile:
+        return _RowFile(self.entry / f".{file}.part", dtype, shape)
 
     def _widen(self) -> None:
         """Move to three channels: replicate what is there (in chunks, so RAM stays flat)."""
         wide = self._open(f"{self.name}.rgb.npy", np.float16, (self.capacity, 3, *self.shape))
-        for start in range(0, self.rows, _CHUNK):
-            wide[start : start + _CHUNK] = np.repeat(self.images[start : start + _CHUNK], 3, axis=1)
-        old = Path(str(self.images.filename))
-        del self.images
-        old.unlink()
+        for start, rows in self.images.chunks(self.rows):
+            wide.write(start, np.repeat(rows, 3, axis=1))
+        self.images.close()
+        self.images.path.unlink()
         self.images, self.channels = wide, 3
 
     def add(self, key: str, label: Any, decoded: Decoded) -> None:
         image = decoded.image
         if image.shape[0] == 3 and self.channels == 1:
             self._widen()
-        self.images[self.rows] = to_channels(image, self.channels)
+        self.images.write(self.rows, to_channels(image, self.channels)[None])
         if self.masks is not None and decoded.mask is not None:
-            self.masks[self.rows] = decoded.mask
+            self.masks.write(self.rows, decoded.mask[None])
             self.values.update(int(v) for v in np.unique(decoded.mask))
         self.keys.append(key)
         self.labels.append(label)
@@ -217,23 +270,19 @@ class _SplitArrays:
         """Seal the arrays under their final names (channels: the run's, values: every split's label values)."""
         if self.channels < channels:
             self._widen()
-        images_path = Path(str(self.images.filename))
-        self.images.flush()
-        del self.images
-        _shrink_npy(images_path, self.rows)
-        os.replace(images_path, self.entry / f"{self.name}.npy")
+        self.images.close()
+        _shrink_npy(self.images.path, self.rows)
+        os.replace(self.images.path, self.entry / f"{self.name}.npy")
         if self.masks is not None:
-            raw_path = Path(str(self.masks.filename))
             classes = self._open(f"{self.name}.masks.npy", np.uint8, (max(self.rows, 1), *self.shape))
             lookup = np.asarray(values, dtype=np.int64)
-            for start in range(0, self.rows, _CHUNK):
-                classes[start : start + _CHUNK] = np.searchsorted(lookup, self.masks[start : start + _CHUNK])
-            classes.flush()
-            final = Path(str(classes.filename))
-            del classes, self.masks
-            raw_path.unlink()
-            _shrink_npy(final, self.rows)
-            os.replace(final, self.entry / f"{self.name}.masks.npy")
+            for start, rows in self.masks.chunks(self.rows):
+                classes.write(start, np.searchsorted(lookup, rows))
+            classes.close()
+            self.masks.close()
+            self.masks.path.unlink()
+            _shrink_npy(classes.path, self.rows)
+            os.replace(classes.path, self.entry / f"{self.name}.masks.npy")
         return {"keys": self.keys, "labels": self.labels, "spacing": self.spacing}
 
 

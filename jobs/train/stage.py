@@ -371,6 +371,7 @@ def _performance(fit: _Fit) -> dict[str, Any]:
 
     return {
         **fit.trainer.hardware.describe(),
+        "channels_last": fit.trainer.channels_last,
         "images_per_s": mean("images_per_s", 1),
         "data_wait_fraction": mean("data_wait_fraction", 4),
         "loader_workers": fit.trainer.workers,

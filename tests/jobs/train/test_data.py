@@ -96,3 +96,22 @@ def test_each_fold_decodes_its_own_sets_with_one_shared_cache(tmp_path):
     assert not (vals[0] & vals[1] or vals[0] & vals[2] or vals[1] & vals[2])
     assert set().union(*vals) == set(loaded[None]["train"].keys) | set(loaded[None]["val"].keys)
     assert loaded[0]["test"].keys == loaded[None]["test"].keys
+
+
+def test_cache_rows_written_out_of_order_load_as_one_array(tmp_path):
+    """The cache's row files: rows land where they are written, read back in chunks, cut to the rows kept, and
+    load as an ordinary ``.npy``; a row of the wrong shape is refused rather than written misaligned."""
+    rows = np.arange(5 * 2 * 3 * 4, dtype=np.float16).reshape(5, 2, 3, 4)
+    out = cache._RowFile(tmp_path / "a.npy", np.float16, (8, 2, 3, 4))
+    for i in (3, 0, 4, 1, 2):
+        out.write(i, rows[i : i + 1])
+    out.write(1, rows[1:3])  # several rows at once
+    assert np.array_equal(np.concatenate([chunk for _, chunk in out.chunks(5)]), rows)
+    with pytest.raises(ValueError, match="do not fit"):
+        out.write(7, rows[:2])
+    with pytest.raises(ValueError, match="do not fit"):
+        out.write(0, rows[:1, :1])
+    out.close()
+    cache._shrink_npy(out.path, 5)
+    loaded = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert loaded.dtype == np.float16 and np.array_equal(loaded, rows)
