@@ -199,6 +199,7 @@ class Trainer:
         classes: tuple[str, ...],
         in_channels: int,
         hardware: Hardware,
+        *,
         world: World | None = None,
         init: tuple[InitSource, dict[str, torch.Tensor]] | None = None,
     ) -> None:

@@ -303,7 +303,7 @@ def _fit(settings: TrainSettings, job: StageJob[TrainPlan], world: World | None 
     )  # fmt: skip
     if world.leader:
         writer.begin()  # checkpoints are written under the prefix from the first epoch on
-    trainer = Trainer(settings, sets, classes, in_channels, hardware, world, init)
+    trainer = Trainer(settings, sets, classes, in_channels, hardware, world=world, init=init)
     state = restore(payload, **trainer.components()) if payload is not None else TrainState()
     if payload is not None:
         log.info("resuming %s after epoch %d", writer.prefix, state.epoch)

@@ -66,7 +66,7 @@ def _trainer(tmp_path, fast_settings, **overrides) -> Trainer:
     if settings.init:
         source = resolve_init(settings.init, store, settings.model)
         init = (source, read_state(source, store))
-    return Trainer(settings, sets, split.classes, channels, pick_hardware("cpu", "off"), init)
+    return Trainer(settings, sets, split.classes, channels, pick_hardware("cpu", "off"), init=init)
 
 
 def _state_of(store: Store, key: str) -> dict:
