@@ -55,17 +55,10 @@ def _nifti_volumes(out: Path, patients: int, seed: int = 42) -> None:
 def _decathlon_case(root: Path, p: int, side: int, seed: int) -> None:
     """Case ``p`` under ``root/imagesTr`` and ``root/labelsTr``: the segmentation demo's head and two-sphere lesion
     (``jobs.collect.sources.demo_segmentation``) at ``side``³ voxels, gzip level 6."""
-    from jobs.collect.sources.demo_segmentation import _brain
+    from jobs.collect.sources.demo_segmentation import lesion_case
     from jobs.collect.sources.image_files import nifti_bytes
 
-    rng = np.random.default_rng([seed, p, 4])
-    head, grid = _brain(rng, (side, side, side))
-    lesion = np.zeros(head.shape, bool)
-    centre = rng.uniform(-0.4, 0.4, 3)
-    for offset in (np.zeros(3), rng.uniform(-0.15, 0.15, 3)):
-        radius = rng.uniform(0.15, 0.25)
-        lesion |= sum((grid[i] - centre[i] - offset[i]) ** 2 for i in range(3)) < radius**2
-    stored = np.clip((head + 0.4 * lesion + rng.normal(0, 0.05, head.shape)) * 1000, 0, 32767).astype(np.int16)
+    stored, lesion = lesion_case(seed, p, side)
     for folder, array in (("imagesTr", stored), ("labelsTr", lesion.astype(np.uint8))):
         (root / folder).mkdir(parents=True, exist_ok=True)
         data = gzip.compress(nifti_bytes(array, (1.5, 1.0, 1.0)), compresslevel=6, mtime=0)

@@ -65,6 +65,20 @@ def generate_slices(seed: int, patients: int, out: Path) -> list[Path]:
     return sorted(files)
 
 
+def lesion_case(seed: int, p: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Case ``p`` of the 3-D set at ``side``³ voxels: the stored int16 head with its two-sphere lesion, and the
+    lesion mask (the bench draws the same cases at larger sizes)."""
+    rng = np.random.default_rng([seed, p, 4])
+    head, grid = _brain(rng, (side, side, side))
+    lesion = np.zeros(head.shape, bool)
+    centre = rng.uniform(-0.4, 0.4, 3)
+    for offset in (np.zeros(3), rng.uniform(-0.15, 0.15, 3)):
+        radius = rng.uniform(0.15, 0.25)
+        lesion |= sum((grid[i] - centre[i] - offset[i]) ** 2 for i in range(3)) < radius**2
+    image = head + 0.4 * lesion + rng.normal(0, 0.05, head.shape)
+    return np.clip(image * 1000, 0, 32767).astype(np.int16), lesion
+
+
 def generate_volumes(seed: int, patients: int, out: Path) -> list[Path]:
     """The Decathlon-style dataset under ``out/Task00_Demo``; returns the files, sorted."""
     files: list[Path] = []
@@ -72,16 +86,8 @@ def generate_volumes(seed: int, patients: int, out: Path) -> list[Path]:
     (root / "imagesTr").mkdir(parents=True, exist_ok=True)
     (root / "labelsTr").mkdir(parents=True, exist_ok=True)
     for p in range(patients):
-        rng = np.random.default_rng([seed, p, 4])
-        head, grid = _brain(rng, (VOLUME, VOLUME, VOLUME))
-        lesion = np.zeros(head.shape, bool)
-        centre = rng.uniform(-0.4, 0.4, 3)
-        for offset in (np.zeros(3), rng.uniform(-0.15, 0.15, 3)):
-            radius = rng.uniform(0.15, 0.25)
-            lesion |= sum((grid[i] - centre[i] - offset[i]) ** 2 for i in range(3)) < radius**2
-        image = head + 0.4 * lesion + rng.normal(0, 0.05, head.shape)
+        stored, lesion = lesion_case(seed, p, VOLUME)
         name = f"case_{p + 1:03d}.nii.gz"
-        stored = np.clip(image * 1000, 0, 32767).astype(np.int16)
         (root / "imagesTr" / name).write_bytes(gzip.compress(nifti_bytes(stored, (1.5, 1.0, 1.0)), mtime=0))
         (root / "labelsTr" / name).write_bytes(gzip.compress(nifti_bytes(lesion.astype(np.uint8), (1.5, 1.0, 1.0)),
                                                              mtime=0))  # fmt: skip
