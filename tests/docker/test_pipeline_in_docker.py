@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
 CLI_PARAMETERS = ("source", "dataset", "model", "epochs", "image_size", "batch_size", "run_id")
 VALUES = resolve_values(PIPELINE, {"source": "demo", "dataset": "demo", "model": "small-cnn", "epochs": "1",
                                    "image_size": "32", "batch_size": "8"})  # fmt: skip
+# The demo split has no folds, so the fold trainings' fan-out plans no runs, as Argo skips a withParam of [].
+RUNS = [s.name for s in PIPELINE.order() if not s.fan_out]
 
 
 def _index_rows(store_uri: str) -> list[dict]:
@@ -54,8 +56,8 @@ def test_demo_pipeline_in_containers_matches_the_process_run(stage_images, seawe
     process = run_pipeline(PIPELINE, VALUES, store=stores["process"], executor=ProcessExecutor(), env=env)
     containers = run_pipeline(PIPELINE, VALUES, store=stores["docker"], executor=docker, env=env)
     # THEN every stage succeeded in its container and reported its result through the mounted result file
-    assert [(o.name, o.exit_code) for o in containers] == [(s.name, 0) for s in PIPELINE.order()]
-    assert [(o.name, o.exit_code) for o in process] == [(s.name, 0) for s in PIPELINE.order()]
+    assert [(o.name, o.exit_code) for o in containers] == [(name, 0) for name in RUNS]
+    assert [(o.name, o.exit_code) for o in process] == [(name, 0) for name in RUNS]
     assert all(o.result and not o.result["cached"] for o in containers)
     # AND the index rows and the splits are the same as the process executor's, byte for byte
     assert _index_rows(stores["docker"]) == _index_rows(stores["process"])
@@ -77,5 +79,5 @@ def test_demo_pipeline_in_containers_matches_the_process_run(stage_images, seawe
     summary = proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [line.split()[:2] for line in summary.splitlines() if line.startswith("  ") and "s  " in line] == [
-        [s.name, "cached"] for s in PIPELINE.order()
+        [name, "cached"] for name in RUNS
     ]
