@@ -236,14 +236,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.model = model
         self.train_module: nn.Module = model
-        if self.world.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # Buffers (BatchNorm running statistics) are averaged after each epoch instead of rank 0's being
-            # broadcast before every forward: every image's statistics count, at one collective per epoch.
-            self.train_module = DistributedDataParallel(
-                model, device_ids=[torch.cuda.current_device()] if hardware.cuda else None, forward_sync_buffers=False
-            )
+        self._wrapped: frozenset[str] | None = None
+        """The parameters DistributedDataParallel reduces (its set is fixed when it wraps): the trainable ones."""
         self.compiled = CompiledForward(self.train_module, settings.compile)
         # Fused AdamW on CUDA: one kernel per step instead of several per parameter group (launch-bound nets).
         lr = scaled_lr(settings.lr, settings.batch_size, settings.lr_base_batch)
@@ -317,6 +311,25 @@ class Trainer:
         with self._autocast():
             return self.compiled(x) if train else self.model(x)
 
+    def _wrap(self) -> None:
+        """Across processes, wrap the model in DistributedDataParallel over its trainable parameters, again whenever
+        that set changes (the backbone unfrozen after ``--freeze-epochs``): DDP fixes the set it reduces when it
+        wraps and fails on a parameter that gets no gradient, or silently skips one that starts to get one."""
+        trainable = frozenset(n for n, p in self.model.named_parameters() if p.requires_grad)
+        if not self.world.distributed or trainable == self._wrapped:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Buffers (BatchNorm running statistics) are averaged after each epoch instead of rank 0's being
+        # broadcast before every forward: every image's statistics count, at one collective per epoch.
+        self.train_module = DistributedDataParallel(
+            self.model,
+            device_ids=[torch.cuda.current_device()] if self.hardware.cuda else None,
+            forward_sync_buffers=False,
+        )
+        self.compiled = CompiledForward(self.train_module, self.settings.compile)
+        self._wrapped = trainable
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split; returns loss, images/s and data-wait fraction."""
         s = self.settings
@@ -333,6 +346,7 @@ class Trainer:
         np.random.seed(_epoch_seed(s.seed, epoch, 4) % 2**32)
         self.model.train()
         self.finetuning.apply(self.model, epoch)
+        self._wrap()
         loss_sum = torch.zeros((), device=self.hardware.device)
         seen = 0
         wait = 0.0

@@ -254,3 +254,32 @@ def test_a_failure_in_the_processes_is_the_launchers_exit_code_and_rank_0_report
     assert done.returncode == 3, done.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["exit_code"] == 3 and "splits/demo/" in result["error"]
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_through_the_unfreezing_like_one(tmp_path):
+    from jobs.ml.networks import build_network, network_head
+
+    # GIVEN the demo split and weights to start from, the backbone frozen for epoch 1 of 2, then trained
+    store_uri = str(tmp_path / "store")
+    store = open_store(store_uri)
+    _demo_split(store_uri)
+    torch.manual_seed(7)
+    init = build_network("small-cnn", 1, 2).state_dict()
+    torch.save(init, tmp_path / "w.pt")
+    finetune = ("--init", str(tmp_path / "w.pt"), "--freeze", "backbone", "--freeze-epochs", "1", "--epochs", "2")
+    # WHEN one process and two processes fine-tune (DistributedDataParallel's reduced parameters change in epoch 2)
+    for run_id, nproc in (("one", 1), ("two", 2)):
+        _train(_train_argv(store_uri, tmp_path / f"cache-{nproc}", run_id, nproc, *finetune), tmp_path / "r.json")
+    # THEN both got through the unfreezing (DistributedDataParallel wrapped over the head alone fails at the first
+    # backbone gradient; wrapped over everything, at the first frozen step) and trained the backbone in epoch 2, the
+    # two processes by as much as one process (averaged gradients of the same images; BatchNorm over half the batch)
+    head = network_head("small-cnn")
+    one, two = (_weights(store, f"runs/{r}/last_model.pt") for r in ("one", "two"))
+    backbone = [k for k in init if k.endswith("weight") and not k.startswith(head)]
+    assert backbone
+    for k in backbone:
+        moved_one, moved_two = (one[k] - init[k]).norm(), (two[k] - init[k]).norm()
+        assert moved_one > 0 and 0.5 < moved_two / moved_one < 2, k
+    for a, b in zip(_history(store, "one"), _history(store, "two"), strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=0.15)
