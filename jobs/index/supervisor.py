@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import multiprocessing
 import os
 import signal
@@ -57,7 +58,14 @@ class _Worker:
         self.current = context.Value("q", _IDLE, lock=False)  # the index of the task it is running
         self.started = context.Value("d", 0.0, lock=False)  # when it started it (time.monotonic, system-wide)
         self.process = context.Process(target=_serve, args=(child, self.current, self.started, *args), daemon=True)
-        self.process.start()
+        # A forked worker shares the parent's heap (the listing, the collect manifest: ~1 KiB a file) until it
+        # writes to it; its cyclic GC would, by marking every inherited object, and copy all of it. Frozen objects
+        # are never traversed, so the worker's private memory stays its own work whatever the dataset's size.
+        gc.freeze()
+        try:
+            self.process.start()
+        finally:
+            gc.unfreeze()
         child.close()
         self.conn: Connection = parent
         self.held: list[int] = []

@@ -66,6 +66,27 @@ def _pool(fn, deadline: float = 60.0) -> SupervisedPool:
     return SupervisedPool(fn, 2, initializer=_no_setup, deadline_s=lambda task: deadline, batch=3, window=6)
 
 
+def _private_kib_after_gc(_: int) -> int:
+    import gc
+
+    gc.collect()  # a full collection, as a long scan's allocations eventually trigger
+    with open("/proc/self/smaps_rollup") as fh:
+        fields = dict(line.split()[:2] for line in fh if ":" in line)
+    return int(fields["Private_Clean:"]) + int(fields["Private_Dirty:"])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's smaps_rollup")
+def test_a_workers_private_memory_does_not_grow_with_the_heap_it_was_forked_from():
+    # GIVEN a worker forked from a small parent heap, and one forked once the parent holds ~40 MiB of objects (as a
+    # large listing and collect manifest do)
+    (small,) = _pool(_private_kib_after_gc).map([0])
+    listing = [[f"raw/d/{i:07d}.dcm", [i]] for i in range(300_000)]  # lists: containers the GC tracks
+    (large,) = _pool(_private_kib_after_gc).map([0])
+    # THEN the worker's full collections copied none of the inherited objects: its private memory is the same
+    assert len(listing) == 300_000
+    assert large - small < 16 * 1024, (small, large)
+
+
 def test_a_task_that_segfaults_its_worker_is_a_failure_and_the_rest_go_on():
     # WHEN a task kills its worker with SIGSEGV (on its retry too)
     results = list(_pool(_segfault_on_3).map(list(range(12))))
