@@ -46,14 +46,35 @@ t0 = time.perf_counter()
 from jobs.index.settings import IndexSettings
 from jobs.index.stage import run
 settings = IndexSettings.parse(sys.argv[1:], {})
+peak = {"pss_kb": 0, "uss_kb": 0, "rss_kb": 0}
+def sample():  # the workers' largest proportional and private set sizes, every 50 ms, from smaps_rollup
+    import multiprocessing
+    while not done.is_set():
+        for child in multiprocessing.active_children():
+            try:
+                fields = dict(line.split()[:2] for line in open(f"/proc/{child.pid}/smaps_rollup") if ":" in line)
+            except (OSError, ValueError):
+                continue
+            uss = int(fields.get("Private_Clean:", 0)) + int(fields.get("Private_Dirty:", 0))
+            for key, value in (("pss_kb", int(fields.get("Pss:", 0))), ("uss_kb", uss),
+                               ("rss_kb", int(fields.get("Rss:", 0)))):
+                peak[key] = max(peak[key], value)
+        done.wait(0.05)
+import threading
+done = threading.Event()
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 t1, c1 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 manifest, cached = run(settings)
 t2 = time.perf_counter()
+done.set()
+sampler.join()
 cpu_run = cpu(resource.RUSAGE_SELF) - c1 + cpu(resource.RUSAGE_CHILDREN)
 print(json.dumps({
     "run_s": t2 - t1, "cpu_s": cpu_run, "import_s": t1 - t0, "rows": manifest.summary["rows"], "cached": cached,
     "rss_self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     "rss_workers_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    "workers_sampled_kb": peak,
 }))
 """
 
@@ -128,6 +149,27 @@ def stage(store_dir: Path, dataset: str, workers: int) -> dict:
     return result
 
 
+def memory_run(store_dir: Path, count: int, size: int, workers: int) -> None:
+    """Index ``count`` new files of ``size``² and print the peak memory of the stage process and of its workers.
+
+    A worker's RSS counts the pages it shares with the stage process it was forked from (the listing, the collect
+    manifest): they cost the pod nothing extra, so the private (USS) and proportional (PSS) sizes are printed too."""
+    name = f"rss{count}"
+    t0 = time.perf_counter()
+    made_now = not (store_dir / "raw" / name / "_SUCCESS.json").exists()  # else a --workdir of an earlier run's
+    if made_now:
+        generate(store_dir, name, count, size)
+    made = f"made in {time.perf_counter() - t0:.0f}s" if made_now else "reused"
+    r = stage(store_dir, name, workers)
+    w = r["workers_sampled_kb"]
+    print(
+        f"{count:7d} files ({size}x{size}, {made}): index {r['run_s']:.1f}s, main process peak RSS "
+        f"{r['rss_self_kb'] / 1024:.0f} MiB; largest worker peak RSS {r['rss_workers_kb'] / 1024:.0f} MiB, "
+        f"sampled RSS {w['rss_kb'] / 1024:.0f} / PSS {w['pss_kb'] / 1024:.0f} / USS {w['uss_kb'] / 1024:.0f} MiB",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="files (default 2000)")
@@ -137,11 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="timed repetitions; the best is reported")
     parser.add_argument("--skip-naive", action="store_true", help="skip (c) (slow on big N)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the N vs 5N memory runs")
+    parser.add_argument(
+        "--growth",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="only the memory runs, at these file counts (e.g. 10000 100000), --rss-size files",
+    )
     parser.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
     args = parser.parse_args(argv)
     workers = args.workers or usable_cpus()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="irmsia-index-bench-"))
     try:
+        if args.growth:
+            for count in args.growth:
+                memory_run(work / "store", count, args.rss_size, workers)
+            return 0
         t0 = time.perf_counter()
         paths = generate(work / "store", "bench", args.n, args.size)
         mb = sum(p.stat().st_size for p in paths) / 1e6
@@ -177,13 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not args.skip_rss:
             for count in (n, 5 * n):
-                name = f"rss{count}"
-                generate(work / "store", name, count, args.rss_size)
-                r = stage(work / "store", name, workers)
-                print(
-                    f"peak RSS at {count:6d} files ({args.rss_size}x{args.rss_size}): main process "
-                    f"{r['rss_self_kb'] / 1024:.0f} MiB, largest worker {r['rss_workers_kb'] / 1024:.0f} MiB"
-                )
+                memory_run(work / "store", count, args.rss_size, workers)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
