@@ -106,6 +106,18 @@ class KaggleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DicomwebConfig:
+    """Credentials of the PACS that ``--source dicomweb`` collects from, for the stages that collect."""
+
+    credentials_secret: str = "irmsia-dicomweb"
+    """Secret holding ``IRMSIA_DICOMWEB_TOKEN`` (bearer) or ``IRMSIA_DICOMWEB_USER`` and ``IRMSIA_DICOMWEB_PASSWORD``
+    (HTTP Basic); every key optional in pods (only a PACS that asks for credentials needs them)."""
+
+    def __post_init__(self) -> None:
+        check_dns_label(self.credentials_secret, "dicomweb.credentialsSecret")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeidentificationConfig:
     """The key of ``collect --deidentify``'s pseudonyms, for the stages that collect."""
 
@@ -384,6 +396,8 @@ class DeploymentConfig:
     """The object store."""
     kaggle: KaggleConfig = field(default_factory=KaggleConfig)
     """Kaggle credentials."""
+    dicomweb: DicomwebConfig = field(default_factory=DicomwebConfig)
+    """PACS credentials of the collecting stages."""
     deidentification: DeidentificationConfig = field(default_factory=DeidentificationConfig)
     """The de-identification key of the collecting stages."""
     gpu_pool: GpuPool = field(default_factory=GpuPool)

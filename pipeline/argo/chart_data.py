@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.argo.environment import DEID_SECRET_KEYS, FIXED_ENV, KAGGLE_SECRET_KEYS, MIRROR_ENV, S3_SECRET_KEYS
+from pipeline.argo.environment import (
+    DEID_SECRET_KEYS,
+    DICOMWEB_SECRET_KEYS,
+    FIXED_ENV,
+    KAGGLE_SECRET_KEYS,
+    MIRROR_ENV,
+    S3_SECRET_KEYS,
+)
 from pipeline.argo.install import ARGO_VERSION, executor_pod_spec_patch
 from pipeline.argo.labels import POD_LABELS, object_labels
 from pipeline.argo.metrics import template_metrics
@@ -71,6 +78,7 @@ def chart_data(pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
         "fixedEnv": [{"name": k, "value": v} for k, v in FIXED_ENV.items()],
         "s3SecretKeys": list(S3_SECRET_KEYS),
         "kaggleSecretKeys": list(KAGGLE_SECRET_KEYS),
+        "dicomwebSecretKeys": list(DICOMWEB_SECRET_KEYS),
         "deidSecretKeys": list(DEID_SECRET_KEYS),
         "mounts": [{"name": k, "mountPath": v} for k, v in MOUNTS.items()],
         "resultOutput": RESULT_OUTPUT,

@@ -14,6 +14,8 @@ from pipeline.dag import StageSpec
 
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 KAGGLE_SECRET_KEYS = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+DICOMWEB_SECRET_KEYS = ("IRMSIA_DICOMWEB_TOKEN", "IRMSIA_DICOMWEB_USER", "IRMSIA_DICOMWEB_PASSWORD")
+"""``--source dicomweb``'s credentials, which it reads from the environment only (a test checks the names)."""
 DEID_SECRET_KEYS = ("IRMSIA_DEID_SECRET",)
 """The key of ``--deidentify``'s pseudonyms: from a Secret only, never a workflow parameter."""
 MIRROR_ENV = {"kaggle": "IRMSIA_KAGGLE_ENDPOINT", "nih": "IRMSIA_NIH_URL", "tcia": "IRMSIA_TCIA_URL"}
@@ -63,5 +65,6 @@ def stage_environment(stage: StageSpec, config: DeploymentConfig) -> list[EnvVar
     if stage.stage in config.kaggle.stages:
         env += [_secret(k, config.kaggle.credentials_secret, optional=True) for k in KAGGLE_SECRET_KEYS]
     if stage.downloads:  # the stages that store collected files, which --deidentify screens
+        env += [_secret(k, config.dicomweb.credentials_secret, optional=True) for k in DICOMWEB_SECRET_KEYS]
         env += [_secret(k, config.deidentification.key_secret, optional=True) for k in DEID_SECRET_KEYS]
     return env

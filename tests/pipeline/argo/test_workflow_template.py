@@ -19,6 +19,7 @@ from pipeline.argo.workflow_template import build_workflow_template
 from pipeline.config import (
     DeidentificationConfig,
     DeploymentConfig,
+    DicomwebConfig,
     GpuPool,
     LocalDataConfig,
     MirrorsConfig,
@@ -191,6 +192,24 @@ def test_the_de_identification_key_reaches_collect_only_from_its_secret(secret):
     for name in ("index", "split", "train", "register"):
         assert all(e["name"] != "IRMSIA_DEID_SECRET" for e in templates[name]["container"]["env"]), name
     assert "IRMSIA_DEID_SECRET" not in json.dumps(templates["collect"]["container"].get("args", []))
+
+
+@pytest.mark.parametrize("secret", ["irmsia-dicomweb", "hospital-pacs"])
+def test_pacs_credentials_reach_collect_only_from_their_secret(secret):
+    # GIVEN a deployment naming the Secret that holds the DICOMweb token or Basic user and password
+    config = DeploymentConfig(dicomweb=DicomwebConfig(credentials_secret=secret))
+    # WHEN the templates are built
+    templates = _templates(config)
+    env = {e["name"]: e for e in templates["collect"]["container"]["env"]}
+    # THEN collect reads each from that Secret, every key optional (a PACS without authentication needs none)
+    for key in ("IRMSIA_DICOMWEB_TOKEN", "IRMSIA_DICOMWEB_USER", "IRMSIA_DICOMWEB_PASSWORD"):
+        assert env[key] == {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+    # AND no other stage gets them, and no argument carries them
+    for name in ("index", "split", "train", "register"):
+        assert not any(e["name"].startswith("IRMSIA_DICOMWEB_") for e in templates[name]["container"]["env"]), name
+    assert "DICOMWEB_TOKEN" not in json.dumps(templates["collect"]["container"].get("args", []))
+    with pytest.raises(UsageError, match=r"dicomweb\.credentialsSecret"):
+        DicomwebConfig(credentials_secret="PACS_Token")
 
 
 def test_a_bad_de_identification_secret_name_is_refused():
