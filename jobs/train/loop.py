@@ -240,12 +240,15 @@ class Trainer:
         """The parameters DistributedDataParallel reduces (its set is fixed when it wraps): the trainable ones."""
         self.compiled = CompiledForward(self.train_module, settings.compile)
         # Fused AdamW on CUDA: one kernel per step instead of several per parameter group (launch-bound nets).
+        # On CPU torch defaults to a per-parameter loop; the multi-tensor one took 1.7 ms instead of 2.5 ms per
+        # small-unet step (3 % of a 2-D 32² batch-8 step), the same update.
         lr = scaled_lr(settings.lr, settings.batch_size, settings.lr_base_batch)
         self.optimizer = torch.optim.AdamW(
             self.finetuning.param_groups(model, lr),
             lr=lr,
             weight_decay=settings.weight_decay,
             fused=hardware.cuda or None,
+            foreach=None if hardware.cuda else True,
         )
         train_n = len(sets["train"])
         drop_last = train_n > settings.batch_size

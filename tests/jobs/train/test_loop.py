@@ -99,3 +99,23 @@ def test_augmentation_is_seeded_and_off_means_identity():
     assert torch.allclose(identity(images, torch.Generator().manual_seed(1)), images)
     flipped = Augmentation(rotate_deg=0, flip_prob=1.0, zoom=0, noise_std=0)(images, torch.Generator())
     assert torch.allclose(flipped, images.flip(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 12, 16, 16), (2, 1, 7, 9, 13)])
+def test_3d_augmentation_matches_one_trilinear_resample(shape):
+    # GIVEN volumes and label maps, and the random affines (rotation, zoom, flip) of one batch
+    import torch.nn.functional as F
+
+    images = torch.rand(shape)
+    masks = (torch.rand(shape[0], *shape[2:]) * 3).long()
+    aug = Augmentation(rotate_deg=25, flip_prob=0.5, zoom=0.3, noise_std=0)
+    theta = aug._theta(shape[0], 3, torch.Generator().manual_seed(4), images.device)
+    # WHEN the batch is augmented (in-plane, then along depth)
+    out, warped = aug.pair(images, masks, torch.Generator().manual_seed(4))
+    # THEN it equals one 3-D grid_sample by the same affines: trilinear images, nearest masks
+    grid = F.affine_grid(theta, list(shape), align_corners=False)
+    ref = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    ref_masks = F.grid_sample(masks.unsqueeze(1).float(), grid, mode="nearest", padding_mode="zeros",
+                              align_corners=False).squeeze(1).long()  # fmt: skip
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert warped is not None and torch.equal(warped, ref_masks) and warped.dtype == masks.dtype
