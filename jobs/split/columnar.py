@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from jobs.core.hashing import pretty_json
 from jobs.split.assign import SPLIT_NAMES, PatientGroup
 from jobs.split.exports import DATALIST_SECTIONS
-from jobs.split.groups import Duplicate, _Groups, check_images_disjoint
+from jobs.split.groups import Duplicate, _Groups
 
 TEXT = pa.large_string()
 IMAGE_FIELDS = ("sop_uid", "sha256")
@@ -48,7 +48,7 @@ def identities(table: pa.Table) -> pa.Array:
     """``jobs.split.groups.identity`` of every row: ``patient_id``, or ``<group_by>:<patient_id>`` for fallbacks."""
     patient = pc.cast(column(table, "patient_id"), TEXT)
     group_by = pc.cast(column(table, "group_by"), TEXT)
-    plain = pc.fill_null(pc.is_in(group_by, pa.array(["", "patient_id", "labels"], TEXT)), True)
+    plain = pc.or_(pc.is_null(group_by), pc.is_in(group_by, pa.array(["", "patient_id", "labels"], TEXT)))
     joined = pc.binary_join_element_wise(group_by, pa.scalar(":", TEXT), patient, pa.scalar("", TEXT))
     return pc.if_else(plain, patient, joined)
 
@@ -109,7 +109,7 @@ def group_table(table: pa.Table) -> Grouped:
     renamed = pa.array([groups.find(n) for n in names], TEXT)
     group = renamed.take(encoded.indices)
     keep = pc.invert(pc.is_in(column(table, "key"), pa.array(list(dropped), table.schema.field("key").type)))
-    return Grouped(table.filter(keep), group.filter(keep), sorted(dropped.values(), key=lambda d: d.key))
+    return Grouped(table.filter(keep).combine_chunks(), group.filter(keep), sorted(dropped.values(), key=lambda d: d.key))
 
 
 def unit_positions(table: pa.Table, order: np.ndarray) -> np.ndarray:
@@ -156,27 +156,32 @@ def lookup(keys: pa.Array, mapping: dict[str, int]) -> np.ndarray:
     return values[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def check_images_once(table: pa.Table, split: np.ndarray) -> None:
-    """``jobs.split.groups.check_images_disjoint`` over the rows that share an image (none, after grouping)."""
-    shared = np.union1d(*(_shared_rows(table, field) for field in IMAGE_FIELDS))
-    if not len(shared):
-        return
-    rows = table.take(pa.array(shared)).to_pylist()
-    check_images_disjoint({name: [r for r, s in zip(rows, split[shared]) if s == i] for i, name in enumerate(SPLIT_NAMES)})
-
-
-def _probe_quoted() -> str:
+def _probe_quoted() -> bytes:
     """The ASCII characters that make ``csv.writer`` quote a field (this Python's rules, asked once)."""
     quoted = []
     for code in range(128):
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerow([f"a{chr(code)}", ""])
         if out.getvalue().startswith('"'):
-            quoted.append(chr(code))
-    return quoted and "[" + "".join("\\x%02x" % ord(c) for c in quoted) + "]" or "(?!)"
+            quoted.append(code)
+    return bytes(quoted)
 
 
 _CSV_QUOTED = _probe_quoted()
+_CSV_QUOTED_RE = "[" + "".join(f"\\x{c:02x}" for c in _CSV_QUOTED) + "]"
+_JSON_ESCAPED = bytes([*range(0x20), ord('"'), ord("\\")])
+_JSON_ESCAPED_RE = r'["\\\x00-\x1f]'
+
+
+def _may_contain(text: pa.Array, special: bytes) -> bool:
+    """Whether any byte of ``special`` is in the array's character data: a scan at memory speed before a regex."""
+    data = text.buffers()[2]
+    if data is None or not special:
+        return False
+    raw = data.to_pybytes()
+    if len(special) <= 4:  # a few memchr scans beat one translate
+        return any(raw.find(byte) >= 0 for byte in special)
+    return len(raw.translate(None, special)) != len(raw)
 
 
 def _python_cells(values: pa.Array, render: Callable[[Any], str]) -> pa.Array:
@@ -192,8 +197,8 @@ def _csv_cells(values: pa.Array) -> pa.Array:
         return pa.array([""] * len(values), TEXT)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = pc.cast(values, TEXT)
-        quote = pc.fill_null(pc.match_substring_regex(text, _CSV_QUOTED), False)
-        if pc.any(quote).as_py():
+        if _may_contain(text, _CSV_QUOTED) and pc.any(quote := pc.match_substring_regex(text, _CSV_QUOTED_RE)).as_py():
+            quote = pc.fill_null(quote, False)
             escaped = pc.binary_join_element_wise(
                 pa.scalar('"', TEXT), pc.replace_substring(text, '"', '""'), pa.scalar('"', TEXT), pa.scalar("", TEXT)
             )
@@ -217,13 +222,13 @@ def _joined(pieces: Sequence[pa.Array | str]) -> pa.Array:
     )
 
 
-def _text_bytes(lines: pa.Array) -> bytes:
+def _text_bytes(lines: pa.Array) -> pa.Buffer | bytes:
     """The concatenated strings of ``lines`` (each already ending in its separator)."""
     if not len(lines):
         return b""
     lines = pa.concat_arrays([lines]) if lines.offset else lines
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
-    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
+    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
 def csv_lines(table: pa.Table, columns: Sequence[str]) -> pa.Array:
@@ -241,12 +246,12 @@ def csv_header(columns: Sequence[str]) -> bytes:
 def split_csv(header: bytes, lines: pa.Array, split: str, fold: pa.Array | None) -> bytes:
     """A split's CSV: the rows' lines with their ``split`` (and ``fold``) cells."""
     if fold is None:
-        return header + _text_bytes(_joined([lines, f",{split}\n"]))
-    return header + _text_bytes(_joined([lines, f",{split},", pc.fill_null(fold, ""), "\n"]))
+        return b"".join([header, _text_bytes(_joined([lines, f",{split}\n"]))])
+    return b"".join([header, _text_bytes(_joined([lines, f",{split},", pc.fill_null(fold, ""), "\n"]))])
 
 
 def txt(keys: pa.Array) -> bytes:
-    return _text_bytes(_joined([pc.cast(keys, TEXT), "\n"]))
+    return bytes(_text_bytes(_joined([pc.cast(keys, TEXT), "\n"])))
 
 
 def json_strings(values: pa.Array) -> pa.Array:
@@ -254,9 +259,9 @@ def json_strings(values: pa.Array) -> pa.Array:
     from jobs.core.hashing import _encode_str
 
     text = pc.cast(values, TEXT)
-    special = pc.fill_null(pc.match_substring_regex(text, r'["\\\x00-\x1f\x7f]'), False)
     plain = _joined(['"', text, '"'])
-    if pc.any(special).as_py():
+    if _may_contain(text, _JSON_ESCAPED):
+        special = pc.fill_null(pc.match_substring_regex(text, _JSON_ESCAPED_RE), False)
         plain = pc.if_else(special, _python_cells(text, lambda v: _encode_str(v) if v is not None else "null"), plain)
     return pc.fill_null(plain, "null")
 
@@ -300,7 +305,11 @@ def datalist(classes: Sequence[str], task: str, items_by_split: dict[str, pa.Arr
     for split, section in sorted(DATALIST_SECTIONS.items(), key=lambda item: item[1]):
         items = items_by_split[split]
         parts.append(f',\n  "{section}": '.encode())
-        parts.append(b"[]" if not len(items) else b"[\n" + _text_bytes(items)[:-2] + b"\n  ]")
+        if not len(items):
+            parts.append(b"[]")
+            continue
+        body = _text_bytes(items)
+        parts += [b"[\n", memoryview(body)[: len(body) - 2], b"\n  ]"]  # without the last item's ",\n"
     parts.append(b"\n}\n")
     return b"".join(parts)
 

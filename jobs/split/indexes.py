@@ -92,8 +92,11 @@ def load_index_table(store: Store, manifests: Mapping[str, Manifest], namespace_
             table = table.set_column(table.column_names.index("patient_id"), "patient_id", patient)
         tables.append(table)
     merged = pa.concat_tables(tables, promote_options="permissive").select(list(columns))  # optional columns differ
-    merged = merged.take(pc.sort_indices(merged["key"])).combine_chunks()
     keys = merged["key"].combine_chunks()
+    if len(keys) > 1 and not pc.all(pc.greater(keys[1:], keys[:-1])).as_py():  # the index stage writes them sorted
+        merged = merged.take(pc.sort_indices(keys))
+        keys = merged["key"].combine_chunks()
+    merged = merged.combine_chunks()
     if len(keys) > 1:
         same = pc.equal(keys[1:], keys[:-1])
         if pc.any(same).as_py():

@@ -71,8 +71,11 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         if grouped.duplicates:
             log.warning("left out %d rows whose image another row holds (same SOPInstanceUID or content): see "
                         "%sduplicates.csv", len(grouped.duplicates), job.writer.prefix)  # fmt: skip
-        usable = pa.array(tasks.usable(settings.task, grouped.table, index.columns, where))
-        labelled = columnar.Grouped(grouped.table.filter(usable), grouped.group.filter(usable), grouped.duplicates)
+        usable = tasks.usable(settings.task, grouped.table, index.columns, where)
+        labelled = grouped
+        if not usable.all():  # a filter copies every column: only when some rows go
+            mask = pa.array(usable)
+            labelled = Grouped(grouped.table.filter(mask).combine_chunks(), grouped.group.filter(mask), grouped.duplicates)
         skipped = grouped.table.num_rows - labelled.table.num_rows
         need = "a segmentation mask" if settings.task == "segmentation" else "a label"
         if not labelled.table.num_rows:
@@ -92,7 +95,6 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
                 ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
             )
         split = columnar.lookup(labelled.group, assignment.split_of)  # every row's split index
-        columnar.check_images_once(labelled.table, split)
         positions = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLIT_NAMES)}
         labels = column(labelled.table, "label")
         classes = tasks.class_names(settings.task, pc.unique(labels).drop_null().to_pylist(), settings.none_label)
