@@ -125,10 +125,10 @@ def build(store: Path) -> None:
         return [row]
 
     def official(splits: tuple[str, ...]) -> Any:
-        def edit(_: int, row: dict) -> list[dict]:
-            row["official_split"] = splits[int(hashlib.sha256(row["patient_id"].encode()).hexdigest(), 16) % 5 % 3
-                                           if len(splits) == 3 else (1 if row["patient_id"][-1] in "27" else 0)]
-            return [row]  # fmt: skip
+        def edit(_: int, row: dict) -> list[dict]:  # by patient: three splits by hash, two by the last digit
+            digest = int(hashlib.sha256(row["patient_id"].encode()).hexdigest(), 16)
+            row["official_split"] = splits[digest % 5 % 3 if len(splits) == 3 else int(row["patient_id"][-1] in "27")]
+            return [row]
 
         return edit
 
@@ -140,9 +140,10 @@ def build(store: Path) -> None:
         row["label"] = None
         return [row]
 
+    two, three = ("train", "test"), ("train", "val", "test")
     variants = {"demo-b": (demo, shared), "demo-dup": (demo, duplicated), "demo-unl": (demo, unlabelled),
-                "demo-off": (demo, official(("train", "test"))), "demo-off3": (demo, official(("train", "val", "test"))),
-                "demo-mloff": (ml, official(("train", "test"))), "demo-mloff3": (ml, official(("train", "val", "test"))),
+                "demo-off": (demo, official(two)), "demo-off3": (demo, official(three)),
+                "demo-mloff": (ml, official(two)), "demo-mloff3": (ml, official(three)),
                 "demo-offbad": (demo, mixed), "demo-none": (demo, none)}  # fmt: skip
     for dataset, (table, edit) in variants.items():
         _seal(store, dataset, _variant(table, dataset, edit))

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.core.hashing import pretty_json
-from jobs.split.assign import SPLIT_NAMES, PatientGroup
+from jobs.split.assign import PatientGroup
 from jobs.split.exports import DATALIST_SECTIONS
 from jobs.split.groups import Duplicate, _Groups
 
@@ -87,7 +87,10 @@ def group_table(table: pa.Table) -> Grouped:
     involved = table.take(pa.array(shared)).select(
         [c for c in ("key", "lossy_compression", *IMAGE_FIELDS) if c in table.column_names]
     )
-    rows = [{**row, "identity": i} for row, i in zip(involved.to_pylist(), ident.take(pa.array(shared)).to_pylist())]
+    rows = [
+        {**row, "identity": i}
+        for row, i in zip(involved.to_pylist(), ident.take(pa.array(shared)).to_pylist(), strict=True)
+    ]
     groups = _Groups()
     holders: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -109,7 +112,9 @@ def group_table(table: pa.Table) -> Grouped:
     renamed = pa.array([groups.find(n) for n in names], TEXT)
     group = renamed.take(encoded.indices)
     keep = pc.invert(pc.is_in(column(table, "key"), pa.array(list(dropped), table.schema.field("key").type)))
-    return Grouped(table.filter(keep).combine_chunks(), group.filter(keep), sorted(dropped.values(), key=lambda d: d.key))
+    return Grouped(
+        table.filter(keep).combine_chunks(), group.filter(keep), sorted(dropped.values(), key=lambda d: d.key)
+    )
 
 
 def unit_positions(table: pa.Table, order: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ def _assign(index: IndexTable, labelled: Grouped, settings: SplitSettings, where
         official = tasks.official_splits(labelled.group, column(labelled.table, OFFICIAL_COLUMN), where)
     units = pa.array(columnar.unit_positions(labelled.table, np.arange(labelled.table.num_rows)))
     return tasks.assign(
-        settings.task, labelled.group.take(units), column(labelled.table, "label").take(units), official=official,
+        settings.task, (labelled.group.take(units), column(labelled.table, "label").take(units)), official=official,
         ratios=settings.ratios, seed=settings.seed, min_per_class=settings.min_per_class,
         none_label=settings.none_label,
     )  # fmt: skip
@@ -75,7 +75,9 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         labelled = grouped
         if not usable.all():  # a filter copies every column: only when some rows go
             mask = pa.array(usable)
-            labelled = Grouped(grouped.table.filter(mask).combine_chunks(), grouped.group.filter(mask), grouped.duplicates)
+            labelled = Grouped(
+                grouped.table.filter(mask).combine_chunks(), grouped.group.filter(mask), grouped.duplicates
+            )
         skipped = grouped.table.num_rows - labelled.table.num_rows
         need = "a segmentation mask" if settings.task == "segmentation" else "a label"
         if not labelled.table.num_rows:
@@ -202,7 +204,9 @@ def _add_folds(
     for i in range(folds):
         at = np.flatnonzero(fold == i)
         counts[str(i)] = {"rows": len(at), "patients": columnar.distinct(patients.take(pa.array(at)))}
-    text = pc.if_else(pa.array(fold >= 0), pc.cast(pa.array(fold), pa.large_string()), pa.scalar(None, pa.large_string()))
+    text = pc.if_else(
+        pa.array(fold >= 0), pc.cast(pa.array(fold), pa.large_string()), pa.scalar(None, pa.large_string())
+    )
     return text, counts
 
 

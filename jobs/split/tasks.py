@@ -52,7 +52,7 @@ def counted_classes(task: str, none_label: str) -> Callable[[str | None], Iterab
         return lambda label: findings(label, none_label)
     if task == "segmentation":
         return lambda label: [label] if label else []
-    return lambda label: [label]
+    return lambda label: [label] if label is not None else []  # classification rows all have one
 
 
 def label_of(task: str, classes: Sequence[str], none_label: str) -> Callable[[str], Any]:
@@ -66,8 +66,7 @@ def label_of(task: str, classes: Sequence[str], none_label: str) -> Callable[[st
 
 def assign(
     task: str,
-    patients: pa.Array,
-    labels: pa.Array,
+    units: tuple[pa.Array, pa.Array],
     *,
     official: Mapping[str, str] | None,
     ratios: Sequence[float],
@@ -75,12 +74,13 @@ def assign(
     min_per_class: int,
     none_label: str,
 ) -> Assignment:
-    """Patient -> split for ``task`` from the ``(patient, label)`` of each unit (``jobs.split.columnar.
-    unit_positions``); ``official`` (patient -> official split) keeps the dataset's own split.
+    """Patient -> split for ``task`` from each unit's patient and label (``jobs.split.columnar.unit_positions``);
+    ``official`` (patient -> official split) keeps the dataset's own split.
 
     The ratios count units: a volume (the slices of a DICOM series) is one, like a single image, so a patient's
     CT series does not weigh as much as its slice count.
     """
+    patients, labels = units
     if task == "multilabel":
         groups = patient_findings(zip(patients.to_pylist(), labels.to_pylist(), strict=True), none_label)
         if official is None:
