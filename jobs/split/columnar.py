@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.core.hashing import pretty_json
-from jobs.split.assign import PatientGroup
+from jobs.split.assign import SPLIT_NAMES, PatientGroup
 from jobs.split.exports import DATALIST_SECTIONS
 from jobs.split.groups import Duplicate, _Groups
 
@@ -236,9 +236,15 @@ def _text_bytes(lines: pa.Array) -> pa.Buffer | bytes:
     return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
-def csv_lines(table: pa.Table, columns: Sequence[str]) -> pa.Array:
-    """Every row's CSV line over ``columns``, without its line end."""
+def csv_lines(table: pa.Table, columns: Sequence[str], split: np.ndarray, fold: pa.Array | None) -> pa.Array:
+    """Every row's CSV line over ``columns`` and its ``split`` (and ``fold``) cells, with its line end: rendered in
+    one join for all rows, then taken per split."""
     cells = [_csv_cells(column(table, name)) for name in columns]
+    names = pa.array([*SPLIT_NAMES], TEXT).take(pa.array(split))
+    if fold is None:
+        cells.append(_joined([names, "\n"]))
+    else:
+        cells += [names, _joined([pc.fill_null(fold, ""), "\n"])]
     return pc.binary_join_element_wise(*cells, pa.scalar(",", TEXT))
 
 
@@ -248,11 +254,9 @@ def csv_header(columns: Sequence[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def split_csv(header: bytes, lines: pa.Array, split: str, fold: pa.Array | None) -> bytes:
-    """A split's CSV: the rows' lines with their ``split`` (and ``fold``) cells."""
-    if fold is None:
-        return b"".join([header, _text_bytes(_joined([lines, f",{split}\n"]))])
-    return b"".join([header, _text_bytes(_joined([lines, f",{split},", pc.fill_null(fold, ""), "\n"]))])
+def split_csv(header: bytes, lines: pa.Array) -> bytes:
+    """A split's CSV: the header and its rows' lines."""
+    return b"".join([header, _text_bytes(lines)])
 
 
 def txt(keys: pa.Array) -> bytes:

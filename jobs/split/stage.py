@@ -121,19 +121,18 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             fold, stats["folds"] = _add_folds(labelled, positions, settings.folds, settings.seed, settings.task)
             columns = (*columns, "fold")
         header = columnar.csv_header(columns)
-        lines = columnar.csv_lines(labelled.table, index.columns)  # rendered once, taken per split
+        lines = columnar.csv_lines(labelled.table, index.columns, split, fold)
         if settings.task == "segmentation":
             label_text = columnar.json_strings(column(labelled.table, tasks.MASK_COLUMN))
         else:
             label_text = columnar.per_label(labels, tasks.label_of(settings.task, classes, settings.none_label))
-        items = columnar.datalist_items(labelled.table, label_text, fold)
-        items_by_split = {}
         for name, at in positions.items():
             take = pa.array(at)
-            fold_of = None if fold is None else fold.take(take)
-            job.writer.put_bytes(f"{name}.csv", columnar.split_csv(header, lines.take(take), name, fold_of))
+            job.writer.put_bytes(f"{name}.csv", columnar.split_csv(header, lines.take(take)))
             job.writer.put_bytes(f"{name}.txt", columnar.txt(column(labelled.table, "key").take(take)))
-            items_by_split[name] = items.take(take)
+        del lines  # the biggest buffer: gone before the datalist's is built
+        items = columnar.datalist_items(labelled.table, label_text, fold)
+        items_by_split = {name: items.take(pa.array(at)) for name, at in positions.items()}
         job.writer.put_bytes("datalist.json", columnar.datalist(classes, settings.task, items_by_split))
         job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))

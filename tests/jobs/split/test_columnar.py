@@ -79,10 +79,10 @@ def test_csv_txt_and_datalist_bytes_equal_the_reference(seed):
     classes = sorted({r["label"] for r in rows if r["label"]})
     index = {name: i for i, name in enumerate(classes)}
     columns = tuple(table.column_names)
-    lines = columnar.csv_lines(table, columns)
     label_text = columnar.per_label(table["label"].combine_chunks(), lambda label: index.get(label, 0))
     fold = pa.array([None if f is None else str(f) for f in folds], pa.large_string())
     items = columnar.datalist_items(table, label_text, fold)
+    lines = columnar.csv_lines(table, columns, split, fold)
     header = columnar.csv_header((*columns, "split", "fold"))
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
     for row, s, f in zip(rows, split, folds, strict=True):
@@ -92,7 +92,7 @@ def test_csv_txt_and_datalist_bytes_equal_the_reference(seed):
     for i, name in enumerate(("train", "val", "test")):
         take = pa.array(np.flatnonzero(split == i))
         # THEN each split's CSV and TXT are the reference's bytes
-        got = columnar.split_csv(header, lines.take(take), name, fold.take(take))
+        got = columnar.split_csv(header, lines.take(take))
         assert got == csv_bytes((*columns, "split", "fold"), by_split[name])
         assert columnar.txt(table["key"].combine_chunks().take(take)) == txt_bytes(by_split[name])
         items_by_split[name] = items.take(take)
