@@ -1,11 +1,12 @@
 """Benchmark the split stage at 10k, 100k and 1M index rows: wall time and peak RSS (issue 18).
 
-Builds an index of N rows from the demo's real index (its columns and values; keys, patients and hashes made
-unique, four images a patient), seals it in a folder store as the index stage would, then runs ``irmsia-split``
-in a fresh process and reports its wall time and peak RSS (``ru_maxrss`` of the child). Target (issue 18): a split
-of 1M rows in at most 10 s, main RSS at most 1 GB at 100k.
+Builds an index of N rows from the demo's real index (its columns and values; keys, patients, SOPInstanceUIDs and
+content hashes made unique, four images a patient), seals it in a folder store as the index stage would, then runs
+``irmsia-split`` in a fresh process and reports its wall time and peak RSS (``ru_maxrss`` of the child, measured
+alone in a wrapper process). With ``--baseline`` (another checkout, e.g. main) each size is split by both, back to
+back, and the ratio printed. Target (issue 18): a split of 1M rows in at most 10 s, main RSS at most 1 GB at 100k.
 
-    PYTHONPATH=$PWD python bench/split_bench.py --rows 10000 100000 1000000
+    PYTHONPATH=$PWD python bench/split_bench.py --rows 10000 100000 1000000 --baseline /work/main
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import hashlib
 import io
 import json
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,9 @@ def template_rows(workdir: Path) -> list[dict]:
 
 
 def write_index(store_dir: Path, rows: list[dict], n: int) -> None:
-    """An index of ``n`` rows cycling through ``rows``, each with its own key, patient (4 rows each) and hash."""
+    """An index of ``n`` rows cycling through ``rows``, each with its own key, patient (4 rows each), UID and hash.
+
+    The UID and hash must be unique: rows sharing either are one image to split, which would collapse the index."""
     out = []
     for i in range(n):
         row = dict(rows[i % len(rows)])
@@ -51,9 +53,11 @@ def write_index(store_dir: Path, rows: list[dict], n: int) -> None:
         row["patient_id"] = f"p{i // 4:07d}"
         if "sha256" in row:
             row["sha256"] = hashlib.sha256(str(i).encode()).hexdigest()
+        if row.get("sop_uid"):
+            row["sop_uid"] = f"2.25.{i}"
         out.append(row)
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(out), buffer)
+    pq.write_table(pa.Table.from_pylist(out).sort_by("key"), buffer)  # the index stage writes rows sorted by key
     store = open_store(str(store_dir))
     writer = StageWriter(store, "index", "index/big/", {"bench": n}, {})
     writer.begin()
@@ -61,31 +65,43 @@ def write_index(store_dir: Path, rows: list[dict], n: int) -> None:
     writer.commit(summary={"rows": n})
 
 
-def run_split(store_dir: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one split in a fresh process."""
-    env = {**os.environ, "IRMSIA_STORE": str(store_dir), "IRMSIA_LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jobs.split", "--dataset", "big", "--force"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
-    wall = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) * 1024
+_MEASURE = """
+import resource, subprocess, sys, time
+started = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, capture_output=True)
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def run_split(store_dir: Path, code: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one split by the checkout ``code`` in a fresh process."""
+    env = {**os.environ, "IRMSIA_STORE": str(store_dir), "IRMSIA_LOG_FORMAT": "json", "PYTHONPATH": str(code)}
+    argv = [sys.executable, "-m", "jobs.split", "--dataset", "big", "--force"]
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], env=env, check=True, capture_output=True, text=True)
+    wall, peak = done.stdout.split()
+    return float(wall), int(peak) * 1024
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--baseline", type=Path, help="another checkout to split each index with too (e.g. main)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
         rows = template_rows(Path(tmp))
-        results = []
-        for n in sorted(args.rows):  # ascending: ru_maxrss of the children only grows
+        for n in sorted(args.rows):
             store_dir = Path(tmp) / f"store-{n}"
             write_index(store_dir, rows, n)
-            wall, rss = run_split(store_dir)
-            results.append({"rows": n, "wall_s": round(wall, 2), "peak_rss_mib": round(rss / 2**20)})
-            print(json.dumps(results[-1]), flush=True)
+            result: dict[str, object] = {"rows": n}
+            for name, code in (("baseline", args.baseline), ("this", ROOT)):
+                if code is None:
+                    continue
+                wall, rss = run_split(store_dir, code.resolve())
+                result[f"{name}_wall_s"], result[f"{name}_rss_mib"] = round(wall, 2), round(rss / 2**20)
+            if args.baseline:
+                result["speedup"] = round(float(result["baseline_wall_s"]) / float(result["this_wall_s"]), 1)
+            print(json.dumps(result), flush=True)
+            shutil.rmtree(store_dir)
     return 0
 
 

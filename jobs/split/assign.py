@@ -80,12 +80,14 @@ def assign_stratified(
         small = len(members) < min_per_class
         if small:
             rare.append(stratum)
+        targets = [ratio * seen_rows for ratio in ratios]
         for position, group in enumerate(members):
-            if small or position == 0:
-                split = TRAIN
-            else:
-                deficits = [ratio * seen_rows - total for ratio, total in zip(ratios, totals, strict=True)]
-                split = max(range(len(deficits)), key=lambda s: (deficits[s], -s))
+            split = TRAIN
+            if not small and position:  # the largest deficit, the first split among equals
+                deficit = targets[0] - totals[0]
+                for s, target in enumerate(targets):
+                    if target - totals[s] > deficit:
+                        split, deficit = s, target - totals[s]
             split_of[group.patient] = split
             totals[split] += group.rows
     return Assignment(split_of=split_of, rare_strata=tuple(sorted(rare)))

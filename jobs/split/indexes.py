@@ -10,10 +10,9 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
-from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.core.errors import DataError
@@ -30,11 +29,11 @@ OFFICIAL_COLUMN = "official_split"
 
 
 @dataclass(frozen=True)
-class IndexRows:
-    """The rows of one or more indexes, sorted by key, and the order of their columns."""
+class IndexTable:
+    """The rows of one or more indexes as one table sorted by key, and the order of their columns."""
 
     columns: tuple[str, ...]
-    rows: list[dict[str, Any]]
+    table: pa.Table
 
 
 def index_manifests(store: Store, datasets: Sequence[str], flag: str) -> dict[str, Manifest]:
@@ -69,29 +68,41 @@ def _read_table(store: Store, manifest: Manifest) -> pa.Table:
     return table
 
 
-def load_index_rows(store: Store, manifests: Mapping[str, Manifest], namespace_patients: bool) -> IndexRows:
+def load_index_table(store: Store, manifests: Mapping[str, Manifest], namespace_patients: bool) -> IndexTable:
     """All rows of the indexes, sorted by key; ``DataError`` on duplicate keys or rows without a patient."""
     columns: dict[str, None] = {}
-    rows: list[dict[str, Any]] = []
+    tables = []
     for prefix, manifest in sorted(manifests.items()):
         table = _read_table(store, manifest)
-        columns.update(dict.fromkeys(c for c in table.column_names if c != "split"))
-        dataset = prefix.split("/")[1]
-        for row in table.to_pylist():
-            row.pop("split", None)
-            if row["patient_id"] is None or row["patient_id"] == "":
-                raise DataError(
-                    f"{manifest.output(INDEX_FILE).key}: row {row['key']!r} has no patient_id; the index must "
-                    "give every row a patient (rerun irmsia-index --force)"
-                )
-            if namespace_patients and row.get("group_by") not in GLOBAL_IDENTITIES:  # a UID is the same everywhere
-                row["patient_id"] = f"{dataset}:{row['patient_id']}"
-            rows.append(row)
-    rows.sort(key=lambda r: r["key"])
-    for before, after in pairwise(rows):
-        if before["key"] == after["key"]:
-            raise DataError(f"key {after['key']!r} appears twice in the index; rerun irmsia-index --force")
-    for row in rows:  # merged indexes may differ in optional columns
-        for column in columns:
-            row.setdefault(column, None)
-    return IndexRows(columns=tuple(columns), rows=rows)
+        if "split" in table.column_names:
+            table = table.drop_columns(["split"])
+        columns.update(dict.fromkeys(table.column_names))
+        patient = table["patient_id"]
+        missing = pc.fill_null(pc.equal(pc.cast(patient, pa.string()), ""), True)
+        if pc.any(missing).as_py():
+            first = pc.index(missing, True).as_py()
+            raise DataError(
+                f"{manifest.output(INDEX_FILE).key}: row {table['key'][first].as_py()!r} has no patient_id; the "
+                "index must give every row a patient (rerun irmsia-index --force)"
+            )
+        if namespace_patients:  # a UID is the same everywhere
+            group_by = table["group_by"] if "group_by" in table.column_names else pa.nulls(table.num_rows, pa.string())
+            global_ = pc.fill_null(pc.is_in(group_by, pa.array(GLOBAL_IDENTITIES)), False)
+            dataset = prefix.split("/")[1]
+            patient = pc.if_else(global_, patient, pc.binary_join_element_wise(f"{dataset}:", patient, ""))
+            table = table.set_column(table.column_names.index("patient_id"), "patient_id", patient)
+        tables.append(table)
+    merged = pa.concat_tables(tables, promote_options="permissive").select(list(columns))  # optional columns differ
+    keys = merged["key"].combine_chunks()
+    if len(keys) > 1 and not pc.all(pc.greater(keys[1:], keys[:-1])).as_py():  # the index stage writes them sorted
+        merged = merged.take(pc.sort_indices(keys))
+        keys = merged["key"].combine_chunks()
+    merged = merged.combine_chunks()
+    if len(keys) > 1:
+        same = pc.equal(keys[1:], keys[:-1])
+        if pc.any(same).as_py():
+            raise DataError(
+                f"key {keys[pc.index(same, True).as_py() + 1].as_py()!r} appears twice in the index; rerun "
+                "irmsia-index --force"
+            )
+    return IndexTable(columns=tuple(columns), table=merged)

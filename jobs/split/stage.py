@@ -7,25 +7,28 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
 from jobs.core.manifest import Manifest
 from jobs.core.paths import splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
-from jobs.split import tasks
-from jobs.split.assign import SPLIT_NAMES, Assignment, assign_folds, patient_groups
-from jobs.split.exports import csv_bytes, datalist_bytes, duplicates_bytes, txt_bytes
-from jobs.split.groups import GROUP, check_images_disjoint, group_rows
-from jobs.split.indexes import OFFICIAL_COLUMN, IndexRows, index_manifests, load_index_rows
+from jobs.split import columnar, tasks
+from jobs.split.assign import SPLIT_NAMES, Assignment, assign_folds
+from jobs.split.columnar import Grouped, column
+from jobs.split.exports import duplicates_bytes
+from jobs.split.indexes import OFFICIAL_COLUMN, IndexTable, index_manifests, load_index_table
 from jobs.split.settings import SplitSettings
-from jobs.split.stats import check_patients_disjoint, split_stats
 from jobs.split.telemetry import record_split
 
 log = logging.getLogger("irmsia.split")
 
 
-def _assign(index: IndexRows, labelled: list[dict[str, Any]], settings: SplitSettings, where: str) -> Assignment:
+def _assign(index: IndexTable, labelled: Grouped, settings: SplitSettings, where: str) -> Assignment:
     official = None
     if settings.split_from == "official":
         if OFFICIAL_COLUMN not in index.columns:
@@ -33,10 +36,12 @@ def _assign(index: IndexRows, labelled: list[dict[str, Any]], settings: SplitSet
                 f"{where}: no {OFFICIAL_COLUMN} column, so the dataset has no official split; "
                 "use --split-from stratified"
             )
-        official = tasks.official_splits(labelled, OFFICIAL_COLUMN, where)
+        official = tasks.official_splits(labelled.group, column(labelled.table, OFFICIAL_COLUMN), where)
+    units = pa.array(columnar.unit_positions(labelled.table, np.arange(labelled.table.num_rows)))
     return tasks.assign(
-        settings.task, labelled, official=official, ratios=settings.ratios, seed=settings.seed,
-        min_per_class=settings.min_per_class, none_label=settings.none_label,
+        settings.task, (labelled.group.take(units), column(labelled.table, "label").take(units)), official=official,
+        ratios=settings.ratios, seed=settings.seed, min_per_class=settings.min_per_class,
+        none_label=settings.none_label,
     )  # fmt: skip
 
 
@@ -59,24 +64,30 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
     def produce(self, settings: SplitSettings, job: StageJob[SplitPlan]) -> dict[str, Any]:
         manifests = job.plan.inputs
         where = ", ".join(f"{prefix}index.parquet" for prefix in manifests)
-        index = load_index_rows(job.store, manifests, namespace_patients=bool(settings.merge))
-        if not index.rows:
+        index = load_index_table(job.store, manifests, namespace_patients=bool(settings.merge))
+        if not index.table.num_rows:
             raise DataError(f"{where}: the index has no rows, nothing to split; check the index's quarantine.csv")
-        grouped = group_rows(index.rows)  # one row per image; rows sharing an image share a group
+        grouped = columnar.group_table(index.table)  # one row per image; rows sharing an image share a group
         if grouped.duplicates:
             log.warning("left out %d rows whose image another row holds (same SOPInstanceUID or content): see "
                         "%sduplicates.csv", len(grouped.duplicates), job.writer.prefix)  # fmt: skip
-        labelled = [dict(row) for row in tasks.usable(settings.task, grouped.rows, index.columns, where)]
-        skipped = len(grouped.rows) - len(labelled)
+        usable = tasks.usable(settings.task, grouped.table, index.columns, where)
+        labelled = grouped
+        if not usable.all():  # a filter copies every column: only when some rows go
+            mask = pa.array(usable)
+            labelled = Grouped(
+                grouped.table.filter(mask).combine_chunks(), grouped.group.filter(mask), grouped.duplicates
+            )
+        skipped = grouped.table.num_rows - labelled.table.num_rows
         need = "a segmentation mask" if settings.task == "segmentation" else "a label"
-        if not labelled:
+        if not labelled.table.num_rows:
             raise DataError(
                 f"{where}: none of the {skipped} rows has {need}; "
                 + ("pair masks as <name>_mask.<ext> or images/ + masks/ folders" if settings.task == "segmentation"
                    else "give labels by folder (…/<label>/file) or irmsia-index --labels CSV")
             )  # fmt: skip
         if skipped:
-            log.warning("skipping %d of %d rows without %s", skipped, len(index.rows), need)
+            log.warning("skipping %d of %d rows without %s", skipped, index.table.num_rows, need)
         assignment = _assign(index, labelled, settings, where)
         if assignment.rare_strata:
             log.warning(
@@ -85,14 +96,15 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
                 settings.min_per_class,
                 ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
             )
-        rows_by_split = _rows_by_split(labelled, assignment)
-        classes = tasks.class_names(settings.task, labelled, settings.none_label)
+        split = columnar.lookup(labelled.group, assignment.split_of)  # every row's split index
+        positions = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLIT_NAMES)}
+        labels = column(labelled.table, "label")
+        classes = tasks.class_names(settings.task, pc.unique(labels).drop_null().to_pylist(), settings.none_label)
         counted = tasks.counted_classes(settings.task, settings.none_label)
-        _warn_missing_classes(rows_by_split, classes, counted)
-        stats = split_stats(
-            rows_by_split,
-            classes,
-            counted,
+        per_class = {name: columnar.class_counts(labels.take(pa.array(at)), counted) for name, at in positions.items()}
+        _warn_missing_classes(per_class, positions, classes)
+        stats = _stats(labelled, positions, per_class, classes)
+        stats.update(
             task=settings.task,
             datasets=list(settings.datasets),
             ratios=list(settings.ratios),
@@ -104,22 +116,32 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             duplicates=len(grouped.duplicates),
         )
         columns: tuple[str, ...] = (*index.columns, "split")
+        fold = None
         if settings.folds:
-            stats["folds"] = _add_folds(rows_by_split, settings.folds, settings.seed, settings.task)
+            fold, stats["folds"] = _add_folds(labelled, positions, settings.folds, settings.seed, settings.task)
             columns = (*columns, "fold")
-        for split, rows in rows_by_split.items():
-            job.writer.put_bytes(f"{split}.csv", csv_bytes(columns, rows))
-            job.writer.put_bytes(f"{split}.txt", txt_bytes(rows))
-        label_of = tasks.label_of(settings.task, classes, settings.none_label)
-        job.writer.put_bytes("datalist.json", datalist_bytes(classes, rows_by_split, label_of, settings.task))
+        header = columnar.csv_header(columns)
+        lines = columnar.csv_lines(labelled.table, index.columns, split, fold)
+        if settings.task == "segmentation":
+            label_text = columnar.json_strings(column(labelled.table, tasks.MASK_COLUMN))
+        else:
+            label_text = columnar.per_label(labels, tasks.label_of(settings.task, classes, settings.none_label))
+        for name, at in positions.items():
+            take = pa.array(at)
+            job.writer.put_bytes(f"{name}.csv", columnar.split_csv(header, lines.take(take)))
+            job.writer.put_bytes(f"{name}.txt", columnar.txt(column(labelled.table, "key").take(take)))
+        del lines  # the biggest buffer: gone before the datalist's is built
+        items = columnar.datalist_items(labelled.table, label_text, fold)
+        items_by_split = {name: items.take(pa.array(at)) for name, at in positions.items()}
+        job.writer.put_bytes("datalist.json", columnar.datalist(classes, settings.task, items_by_split))
         job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))
         record_split(stats)
         return {
             "task": settings.task,
             "classes": classes,
-            "rows": {split: len(rows) for split, rows in rows_by_split.items()},
-            "patients": {split: stats["splits"][split]["patients"] for split in SPLIT_NAMES},
+            "rows": {name: len(at) for name, at in positions.items()},
+            "patients": {name: stats["splits"][name]["patients"] for name in SPLIT_NAMES},
             "skipped_unlabeled": skipped,
             "duplicates": len(grouped.duplicates),
             # the folds the pipeline fans out over (one training each, pipeline.dag.cross_validation_tasks)
@@ -134,40 +156,64 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         )
 
 
-def _rows_by_split(labelled: list[dict[str, Any]], assignment: Assignment) -> dict[str, list[dict[str, Any]]]:
-    """The labelled rows (sorted by key) per split, each with its ``split`` column; groups and images never shared."""
-    rows_by_split: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLIT_NAMES}
-    for row in labelled:
-        split = SPLIT_NAMES[assignment.split_of[row[GROUP]]]
-        rows_by_split[split].append({**row, "split": split})
-    check_patients_disjoint(rows_by_split)
-    check_images_disjoint(rows_by_split)
-    return rows_by_split
-
-
-def _add_folds(rows_by_split: dict[str, list[dict[str, Any]]], folds: int, seed: int, task: str) -> dict[str, Any]:
-    """Give every train and val row its group's ``fold``; rows and patients per fold for ``stats.json``.
-
-    Folds are patient-grouped like the splits (a volume counts once) and stratified by label for classification;
-    other tasks' labels (finding sets, mask keys) are not strata, so their folds are grouped only."""
-    pool = [row for split in ("train", "val") for row in rows_by_split[split]]
-    strata = ((unit, label if task == "classification" else "") for unit, label in tasks.units(pool))
-    fold_of = assign_folds(patient_groups(strata), folds, seed)
-    for row in pool:
-        row["fold"] = fold_of[row.get(GROUP, row["patient_id"])]
-    return {
-        str(i): {
-            "rows": sum(1 for row in pool if row["fold"] == i),
-            "patients": len({row["patient_id"] for row in pool if row["fold"] == i}),
+def _stats(
+    labelled: columnar.Grouped, positions: dict[str, np.ndarray], per_class: dict[str, Counter[str]], classes: list[str]
+) -> dict[str, Any]:
+    """``jobs.split.stats.split_stats`` on columns: rows, patients (groups), studies, series, rows per class."""
+    total = labelled.table.num_rows
+    study, series = column(labelled.table, "study_uid"), column(labelled.table, "series_uid")
+    splits = {}
+    for name, at in positions.items():
+        take = pa.array(at)
+        splits[name] = {
+            "rows": len(at),
+            "patients": columnar.distinct(labelled.group.take(take)),
+            "studies": columnar.distinct(study.take(take)),
+            "series": columnar.distinct(series.take(take)),
+            "fraction": round(len(at) / total, 6) if total else 0.0,
+            "classes": {c: per_class[name].get(c, 0) for c in classes},
         }
-        for i in range(folds)
+    overall = sum(per_class.values(), Counter())
+    return {
+        "classes": list(classes),
+        "rows": total,
+        "patients": columnar.distinct(labelled.group),
+        "rows_per_class": {c: overall.get(c, 0) for c in classes},
+        "splits": splits,
     }
 
 
-def _warn_missing_classes(rows_by_split: dict[str, list[dict[str, Any]]], classes: list[str], counted) -> None:
+def _add_folds(
+    labelled: columnar.Grouped, positions: dict[str, np.ndarray], folds: int, seed: int, task: str
+) -> tuple[pa.Array, dict[str, Any]]:
+    """Every row's ``fold`` (null in test: the column is empty there); rows and patients per fold for ``stats.json``.
+
+    Folds are patient-grouped like the splits (a volume counts once) and stratified by label for classification;
+    other tasks' labels (finding sets, mask keys) are not strata, so their folds are grouped only."""
+    pool = np.concatenate([positions["train"], positions["val"]])
+    units = pa.array(columnar.unit_positions(labelled.table, pool))
+    labels = column(labelled.table, "label").take(units)
+    strata = pc.fill_null(labels, "") if task == "classification" else pa.nulls(len(units), pa.string()).fill_null("")
+    fold_of = assign_folds(columnar.patient_groups(labelled.group.take(units), strata), folds, seed)
+    pooled = labelled.group.take(pa.array(pool))
+    fold = np.full(labelled.table.num_rows, -1, dtype=np.int64)
+    fold[pool] = columnar.lookup(pooled, fold_of)
+    patients = column(labelled.table, "patient_id")
+    counts = {}
+    for i in range(folds):
+        at = np.flatnonzero(fold == i)
+        counts[str(i)] = {"rows": len(at), "patients": columnar.distinct(patients.take(pa.array(at)))}
+    text = pc.if_else(
+        pa.array(fold >= 0), pc.cast(pa.array(fold), pa.large_string()), pa.scalar(None, pa.large_string())
+    )
+    return text, counts
+
+
+def _warn_missing_classes(
+    per_class: dict[str, Counter[str]], positions: dict[str, np.ndarray], classes: list[str]
+) -> None:
     for split in SPLIT_NAMES[1:]:
-        present = Counter(name for row in rows_by_split[split] for name in counted(row))
-        if rows_by_split[split] and (absent := [c for c in classes if not present[c]]):
+        if len(positions[split]) and (absent := [c for c in classes if not per_class[split][c]]):
             log.warning("%s has no rows of %d classes: %s", split, len(absent), ", ".join(absent[:10]))
 
 

@@ -12,58 +12,61 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from jobs.core.errors import DataError
-from jobs.split.assign import Assignment, assign_official, assign_stratified, official_by_patient, patient_groups
-from jobs.split.groups import GROUP
+from jobs.split.assign import SPLIT_NAMES, Assignment, assign_official, assign_stratified, official_by_patient
+from jobs.split.columnar import column, patient_groups, truthy
 from jobs.split.multilabel import assign_multilabel, findings, patient_findings
 
 TASKS = ("classification", "multilabel", "segmentation")
 MASK_COLUMN = "mask_key"
 
 
-def usable(task: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], where: str) -> list[Mapping[str, Any]]:
-    """The rows the task trains on: labelled ones, or for segmentation those with a mask."""
+def usable(task: str, table: pa.Table, columns: Sequence[str], where: str) -> np.ndarray:
+    """Which rows the task trains on: labelled ones, or for segmentation those with a mask."""
     if task != "segmentation":
-        return [row for row in rows if row["label"] not in (None, "")]
+        return truthy(column(table, "label"))
     if MASK_COLUMN not in columns:
         raise DataError(
             f"{where}: no {MASK_COLUMN} column, so no image has a segmentation mask; rerun irmsia-index with this "
             "version (masks are paired as <name>_mask.<ext> or images/ + masks/ folders)"
         )
-    return [row for row in rows if row.get(MASK_COLUMN)]
+    return truthy(column(table, MASK_COLUMN))
 
 
-def class_names(task: str, rows: Iterable[Mapping[str, Any]], none_label: str) -> list[str]:
-    """The datalist's ``labels``: label strings, findings, or none (segmentation)."""
+def class_names(task: str, labels: Iterable[str], none_label: str) -> list[str]:
+    """The datalist's ``labels`` from the distinct label strings: label strings, findings, or none (segmentation)."""
     if task == "segmentation":
         return []
     if task == "multilabel":
-        return sorted({f for row in rows for f in findings(row["label"], none_label)})
-    return sorted({row["label"] for row in rows})
+        return sorted({f for label in labels for f in findings(label, none_label)})
+    return sorted(set(labels))
 
 
-def counted_classes(task: str, none_label: str) -> Callable[[Mapping[str, Any]], Iterable[str]]:
-    """The classes a row counts for in ``stats.json``."""
+def counted_classes(task: str, none_label: str) -> Callable[[str | None], Iterable[str]]:
+    """The classes a row with this label counts for in ``stats.json``."""
     if task == "multilabel":
-        return lambda row: findings(row["label"], none_label)
+        return lambda label: findings(label, none_label)
     if task == "segmentation":
-        return lambda row: [row["label"]] if row.get("label") else []
-    return lambda row: [row["label"]]
+        return lambda label: [label] if label else []
+    return lambda label: [label] if label is not None else []  # classification rows all have one
 
 
-def label_of(task: str, classes: Sequence[str], none_label: str) -> Callable[[Mapping[str, Any]], Any]:
-    """A datalist item's ``label``: the class index, the finding vector, or the mask's key (MONAI's convention)."""
+def label_of(task: str, classes: Sequence[str], none_label: str) -> Callable[[str], Any]:
+    """A datalist item's ``label`` for a label string: the class index or the finding vector (segmentation's is
+    the row's mask key, MONAI's convention)."""
     index = {name: i for i, name in enumerate(classes)}
     if task == "multilabel":
-        return lambda row: [int(name in set(findings(row["label"], none_label))) for name in classes]
-    if task == "segmentation":
-        return lambda row: row[MASK_COLUMN]
-    return lambda row: index[row["label"]]
+        return lambda label: [int(name in set(findings(label, none_label))) for name in classes]
+    return lambda label: index[label]
 
 
 def assign(
     task: str,
-    rows: Sequence[Mapping[str, Any]],
+    units: tuple[pa.Array, pa.Array],
     *,
     official: Mapping[str, str] | None,
     ratios: Sequence[float],
@@ -71,44 +74,38 @@ def assign(
     min_per_class: int,
     none_label: str,
 ) -> Assignment:
-    """Patient -> split for ``task``; ``official`` (patient -> official split) keeps the dataset's own split.
+    """Patient -> split for ``task`` from each unit's patient and label (``jobs.split.columnar.unit_positions``);
+    ``official`` (patient -> official split) keeps the dataset's own split.
 
     The ratios count units: a volume (the slices of a DICOM series) is one, like a single image, so a patient's
     CT series does not weigh as much as its slice count.
     """
-    pairs = units(rows)
+    patients, labels = units
     if task == "multilabel":
-        groups = patient_findings(pairs, none_label)
+        groups = patient_findings(zip(patients.to_pylist(), labels.to_pylist(), strict=True), none_label)
         if official is None:
             return assign_multilabel(groups, ratios, seed, min_per_class)
         kept = {g.patient: official[g.patient] for g in groups}
         pool = [g for g in groups if kept[g.patient] == "train"]
+        unstratified = patient_groups(patients, pa.nulls(len(patients), pa.string()).fill_null(""))
         if "val" in kept.values() or ratios[1] == 0:
-            return assign_official(patient_groups((p, "") for p, _ in pairs), official, ratios, seed)
+            return assign_official(unstratified, official, ratios, seed)
         share = ratios[0] + ratios[1]
         carved = assign_multilabel(pool, (ratios[0] / share, ratios[1] / share, 0.0), seed, min_per_class)
-        base = assign_official(patient_groups((p, "") for p, _ in pairs), official, (1.0, 0.0, 0.0), seed)
+        base = assign_official(unstratified, official, (1.0, 0.0, 0.0), seed)
         return Assignment({**base.split_of, **carved.split_of}, carved.rare_strata)
-    groups_ = patient_groups((patient, label or "") for patient, label in pairs)
+    groups_ = patient_groups(patients, pc.fill_null(labels, ""))
     if official is not None:
         return assign_official(groups_, official, ratios, seed, min_per_class)
     return assign_stratified(groups_, ratios, seed, min_per_class)
 
 
-def units(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
-    """``(patient, label)`` once per volume and once per image outside a volume, in row order."""
-    seen: set[str] = set()
-    found = []
-    for row in rows:
-        volume = row.get("volume")
-        if volume:
-            if volume in seen:
-                continue
-            seen.add(volume)
-        found.append((row.get(GROUP, row["patient_id"]), row["label"]))
-    return found
-
-
-def official_splits(rows: Sequence[Mapping[str, Any]], column: str, where: str) -> dict[str, str]:
+def official_splits(patients: pa.Array, values: pa.Array, where: str) -> dict[str, str]:
     """Patient -> official split from the index's ``official_split`` column (``DataError`` on a bad one)."""
-    return official_by_patient(((row.get(GROUP, row["patient_id"]), row[column]) for row in rows), where)
+    pairs = pa.table({"p": pc.cast(patients, pa.large_string()), "s": pc.cast(values, pa.large_string())})
+    distinct = pairs.group_by(["p", "s"]).aggregate([])
+    valid = pc.fill_null(pc.is_in(distinct["s"], pa.array(SPLIT_NAMES)), False)
+    if pc.all(valid).as_py() and len(pc.unique(distinct["p"])) == distinct.num_rows:
+        return dict(zip(distinct["p"].to_pylist(), distinct["s"].to_pylist(), strict=True))
+    # something is wrong: the row by row reading names it as it always did
+    return official_by_patient(zip(patients.to_pylist(), values.to_pylist(), strict=True), where)

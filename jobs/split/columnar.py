@@ -1,0 +1,354 @@
+"""The split's rows as Arrow columns: dedup by image, usable rows, units, per-split bookkeeping and the files' bytes.
+
+A split of a million rows held every row as a Python dict (46.8 s, 5 GB; issue 18). Here the rows stay one Arrow
+table, sorted by key; per-row work is Arrow or numpy kernels, and Python loops run over patients, labels or the
+few rows that share an image. Each output is rendered column by column into the bytes ``jobs.split.exports``,
+``jobs.split.groups`` and ``jobs.split.stats`` produce from dicts (those stay the readable reference:
+``tests/jobs/split/test_columnar.py`` compares the two on random indexes, ``bench/split_digests.py`` on the demos).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs.core.hashing import pretty_json
+from jobs.split.assign import SPLIT_NAMES, PatientGroup
+from jobs.split.exports import DATALIST_SECTIONS
+from jobs.split.groups import Duplicate, _Groups
+
+TEXT = pa.large_string()
+IMAGE_FIELDS = ("sop_uid", "sha256")
+"""The columns that name an image: two rows with the same non-empty value hold the same image."""
+
+
+def column(table: pa.Table, name: str) -> pa.Array:
+    """``name`` as one array, all nulls when the table lacks it (a dict row's ``row.get``)."""
+    if name not in table.column_names:
+        return pa.nulls(table.num_rows, TEXT)
+    return table[name].combine_chunks()
+
+
+def truthy(values: pa.Array) -> np.ndarray:
+    """Rows whose string is neither null nor empty (Python's ``if row.get(name)``)."""
+    if pa.types.is_null(values.type):
+        return np.zeros(len(values), dtype=bool)
+    return pc.fill_null(pc.not_equal(values, ""), False).to_numpy(zero_copy_only=False)
+
+
+def identities(table: pa.Table) -> pa.Array:
+    """``jobs.split.groups.identity`` of every row: ``patient_id``, or ``<group_by>:<patient_id>`` for fallbacks."""
+    patient = pc.cast(column(table, "patient_id"), TEXT)
+    group_by = pc.cast(column(table, "group_by"), TEXT)
+    plain = pc.or_(pc.is_null(group_by), pc.is_in(group_by, pa.array(["", "patient_id", "labels"], TEXT)))
+    joined = pc.binary_join_element_wise(group_by, pa.scalar(":", TEXT), patient, pa.scalar("", TEXT))
+    return pc.if_else(plain, patient, joined)
+
+
+def _codes(values: pa.Array) -> np.ndarray:
+    """A distinct number per distinct value (nulls share 0 with another value: mask them)."""
+    return pc.fill_null(pc.dictionary_encode(values).indices, 0).to_numpy(zero_copy_only=False)
+
+
+def _shared_rows(table: pa.Table, field: str) -> np.ndarray:
+    """Positions of the rows whose non-empty ``field`` another row has too."""
+    values = column(table, field)
+    if pa.types.is_null(values.type) or not len(values):
+        return np.zeros(0, dtype=np.int64)
+    codes = _codes(values)
+    present = truthy(values)
+    counts = np.bincount(codes[present], minlength=1)
+    return np.flatnonzero(present & (counts[np.where(present, codes, 0)] > 1))
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """The rows to split (one per image, sorted by key), each row's group, and the rows left out as duplicates."""
+
+    table: pa.Table
+    group: pa.Array
+    duplicates: list[Duplicate]
+
+
+def group_table(table: pa.Table) -> Grouped:
+    """``jobs.split.groups.group_rows`` on columns: only the rows sharing an image go through the union-find."""
+    ident = identities(table)
+    shared = np.union1d(*(_shared_rows(table, field) for field in IMAGE_FIELDS))
+    if not len(shared):
+        return Grouped(table, ident, [])
+    involved = table.take(pa.array(shared)).select(
+        [c for c in ("key", "lossy_compression", *IMAGE_FIELDS) if c in table.column_names]
+    )
+    rows = [
+        {**row, "identity": i}
+        for row, i in zip(involved.to_pylist(), ident.take(pa.array(shared)).to_pylist(), strict=True)
+    ]
+    groups = _Groups()
+    holders: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        for field in IMAGE_FIELDS:
+            if value := row.get(field):
+                holders[(field, value)].append(row)
+    dropped: dict[str, Duplicate] = {}
+    for (field, _), same in sorted(holders.items(), key=lambda item: item[0]):
+        if len(same) < 2:
+            continue
+        groups.join(r["identity"] for r in same)
+        kept = min([r for r in same if r["key"] not in dropped] or same,
+                   key=lambda r: (bool(r.get("lossy_compression")), r["key"]))  # fmt: skip
+        for row in same:
+            if row["key"] != kept["key"] and row["key"] not in dropped:
+                dropped[row["key"]] = Duplicate(row["key"], kept["key"], field)
+    encoded = pc.dictionary_encode(ident)
+    names = encoded.dictionary.to_pylist()
+    renamed = pa.array([groups.find(n) for n in names], TEXT)
+    group = renamed.take(encoded.indices)
+    keep = pc.invert(pc.is_in(column(table, "key"), pa.array(list(dropped), table.schema.field("key").type)))
+    return Grouped(
+        table.filter(keep).combine_chunks(), group.filter(keep), sorted(dropped.values(), key=lambda d: d.key)
+    )
+
+
+def unit_positions(table: pa.Table, order: np.ndarray) -> np.ndarray:
+    """Of the rows at ``order``, those ``jobs.split.tasks.units`` counts: every image outside a volume, and the
+    first row (in that order) of each volume."""
+    volume = column(table, "volume").take(pa.array(order))
+    has = truthy(volume)
+    if not has.any():
+        return order
+    codes = _codes(volume)
+    first = np.full(int(codes.max()) + 1, len(order), dtype=np.int64)
+    at = np.flatnonzero(has)
+    np.minimum.at(first, codes[at], at)
+    first_of = np.zeros(len(order), dtype=bool)
+    first_of[first[first < len(order)]] = True
+    return order[~has | first_of]
+
+
+def patient_groups(patients: pa.Array, labels: pa.Array) -> list[PatientGroup]:
+    """``jobs.split.assign.patient_groups`` on columns: per patient (sorted) its majority label and row count."""
+    counts = (
+        pa.table({"p": pc.cast(patients, TEXT), "l": pc.cast(labels, TEXT)})
+        .group_by(["p", "l"])
+        .aggregate([("p", "count")])
+        .sort_by([("p", "ascending"), ("p_count", "descending"), ("l", "ascending")])
+    )
+    if not counts.num_rows:
+        return []
+    patient = counts["p"].combine_chunks()
+    n = counts["p_count"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, pc.not_equal(patient[1:], patient[:-1]).to_numpy(zero_copy_only=False)])
+    rows = np.add.reduceat(n, starts).tolist()
+    take = pa.array(starts)
+    return [
+        PatientGroup(patient=p, stratum=s, rows=r)
+        for p, s, r in zip(patient.take(take).to_pylist(), counts["l"].take(take).to_pylist(), rows, strict=True)
+    ]
+
+
+def lookup(keys: pa.Array, mapping: dict[str, int]) -> np.ndarray:
+    """``mapping[key]`` for every row, looked up once per distinct key."""
+    encoded = pc.dictionary_encode(keys)
+    values = np.array([mapping[k] for k in encoded.dictionary.to_pylist()], dtype=np.int64)
+    return values[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _probe_quoted() -> bytes:
+    """The ASCII characters that make ``csv.writer`` quote a field (this Python's rules, asked once)."""
+    quoted = []
+    for code in range(128):
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow([f"a{chr(code)}", ""])
+        if out.getvalue().startswith('"'):
+            quoted.append(code)
+    return bytes(quoted)
+
+
+_CSV_QUOTED = _probe_quoted()
+_CSV_QUOTED_RE = "[" + "".join(f"\\x{c:02x}" for c in _CSV_QUOTED) + "]"
+_JSON_ESCAPED = bytes([*range(0x20), ord('"'), ord("\\")])
+_JSON_ESCAPED_RE = r'["\\\x00-\x1f]'
+
+
+def _may_contain(text: pa.Array, special: bytes) -> bool:
+    """Whether any byte of ``special`` is in the array's character data: a scan at memory speed before a regex."""
+    data = text.buffers()[2]
+    if data is None or not special:
+        return False
+    raw = data.to_pybytes()
+    if len(special) <= 4:  # a few memchr scans beat one translate
+        return any(raw.find(byte) >= 0 for byte in special)
+    return len(raw.translate(None, special)) != len(raw)
+
+
+def _python_cells(values: pa.Array, render: Callable[[Any], str]) -> pa.Array:
+    """``render`` once per distinct value."""
+    encoded = pc.dictionary_encode(values)
+    return pa.array([render(v) for v in encoded.dictionary.to_pylist()], TEXT).take(encoded.indices)
+
+
+def _csv_cells(values: pa.Array) -> pa.Array:
+    """One column as ``jobs.split.exports._cell`` and ``csv.writer`` write it: quoted where needed, ``""`` for null."""
+    kind = values.type
+    if pa.types.is_null(kind):
+        return pa.array([""] * len(values), TEXT)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pc.cast(values, TEXT)
+        if _may_contain(text, _CSV_QUOTED) and pc.any(quote := pc.match_substring_regex(text, _CSV_QUOTED_RE)).as_py():
+            quote = pc.fill_null(quote, False)
+            escaped = pc.binary_join_element_wise(
+                pa.scalar('"', TEXT), pc.replace_substring(text, '"', '""'), pa.scalar('"', TEXT), pa.scalar("", TEXT)
+            )
+            text = pc.if_else(quote, escaped, text)
+        return pc.fill_null(text, "")
+    if pa.types.is_integer(kind):
+        return pc.fill_null(pc.cast(values, TEXT), "")
+    from jobs.split.exports import _cell
+
+    def render(value: Any) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow([_cell(value), ""])
+        return out.getvalue()[:-2]
+
+    return pc.fill_null(_python_cells(values, render), "")
+
+
+def _joined(pieces: Sequence[pa.Array | str]) -> pa.Array:
+    return pc.binary_join_element_wise(
+        *(pa.scalar(p, TEXT) if isinstance(p, str) else p for p in pieces), pa.scalar("", TEXT)
+    )
+
+
+def _text_bytes(lines: pa.Array) -> pa.Buffer | bytes:
+    """The concatenated strings of ``lines`` (each already ending in its separator)."""
+    if not len(lines):
+        return b""
+    lines = pa.concat_arrays([lines]) if lines.offset else lines
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+
+
+def csv_lines(table: pa.Table, columns: Sequence[str], split: np.ndarray, fold: pa.Array | None) -> pa.Array:
+    """Every row's CSV line over ``columns`` and its ``split`` (and ``fold``) cells, with its line end: rendered in
+    one join for all rows, then taken per split."""
+    cells = [_csv_cells(column(table, name)) for name in columns]
+    names = pa.array([*SPLIT_NAMES], TEXT).take(pa.array(split))
+    if fold is None:
+        cells.append(_joined([names, "\n"]))
+    else:
+        cells += [names, _joined([pc.fill_null(fold, ""), "\n"])]
+    return pc.binary_join_element_wise(*cells, pa.scalar(",", TEXT))
+
+
+def csv_header(columns: Sequence[str]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(columns)
+    return out.getvalue().encode()
+
+
+def split_csv(header: bytes, lines: pa.Array) -> bytes:
+    """A split's CSV: the header and its rows' lines."""
+    return b"".join([header, _text_bytes(lines)])
+
+
+def txt(keys: pa.Array) -> bytes:
+    return bytes(_text_bytes(_joined([pc.cast(keys, TEXT), "\n"])))
+
+
+def json_strings(values: pa.Array) -> pa.Array:
+    """Each string as ``json.dumps(ensure_ascii=False)`` writes it; ``null`` for a null."""
+    from jobs.core.hashing import _encode_str
+
+    text = pc.cast(values, TEXT)
+    plain = _joined(['"', text, '"'])
+    if _may_contain(text, _JSON_ESCAPED):
+        special = pc.fill_null(pc.match_substring_regex(text, _JSON_ESCAPED_RE), False)
+        plain = pc.if_else(special, _python_cells(text, lambda v: _encode_str(v) if v is not None else "null"), plain)
+    return pc.fill_null(plain, "null")
+
+
+def _json_ints(values: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.cast(values, TEXT), "null")
+
+
+def _optional(present: np.ndarray, text: pa.Array, prefix: str) -> pa.Array:
+    """``prefix + text`` where ``present``, else the empty string."""
+    return pc.if_else(pa.array(present), _joined([prefix, text]), pa.scalar("", TEXT))
+
+
+def datalist_items(table: pa.Table, label: pa.Array, fold: pa.Array | None) -> pa.Array:
+    """Every row's datalist item (``jobs.split.exports._item``) as ``pretty_json`` indents it in a section."""
+    at = ",\n      "
+    volume = column(table, "volume")
+    has_volume = pc.is_valid(volume).to_numpy(zero_copy_only=False)
+    slice_ = column(table, "slice_index")
+    has_slice = has_volume & pc.is_valid(slice_).to_numpy(zero_copy_only=False)
+    has_mask = truthy(column(table, "mask_key")) & truthy(column(table, "mask_sha256"))
+    empty = pa.scalar("", TEXT)
+    pieces: list[pa.Array | str] = ["    {\n      "]
+    if fold is not None:
+        pieces += [pc.if_else(pc.is_valid(fold), _joined(['"fold": ', fold, at]), empty)]
+    pieces += ['"image": ', json_strings(column(table, "key")), at, '"label": ', label, at, '"label_name": ',
+               json_strings(column(table, "label"))]  # fmt: skip
+    pieces += [_optional(has_mask, json_strings(column(table, "mask_sha256")), at + '"label_sha256": ')]
+    pieces += [at, '"patient_id": ', json_strings(column(table, "patient_id")), at, '"sha256": ',
+               json_strings(column(table, "sha256"))]  # fmt: skip
+    pieces += [_optional(has_slice, _json_ints(slice_), at + '"slice": ')]
+    pieces += [_optional(has_volume, json_strings(volume), at + '"volume": ')]
+    pieces += ["\n    },\n"]
+    return _joined(pieces)
+
+
+def datalist(classes: Sequence[str], task: str, items_by_split: dict[str, pa.Array]) -> bytes:
+    """``jobs.split.exports.datalist_bytes``'s bytes from the rendered items of each split."""
+    head = pretty_json({"labels": list(classes), "task": task})[:-3]  # without "\n}\n"
+    parts = [head]
+    for split, section in sorted(DATALIST_SECTIONS.items(), key=lambda item: item[1]):
+        items = items_by_split[split]
+        parts.append(f',\n  "{section}": '.encode())
+        if not len(items):
+            parts.append(b"[]")
+            continue
+        body = _text_bytes(items)
+        parts += [b"[\n", memoryview(body)[: len(body) - 2], b"\n  ]"]  # without the last item's ",\n"
+    parts.append(b"\n}\n")
+    return b"".join(parts)
+
+
+def per_label(labels: pa.Array, render: Callable[[Any], Any]) -> pa.Array:
+    """``render(label)`` as JSON text at an item key's indentation, computed once per distinct label."""
+    from jobs.core.hashing import _pretty
+
+    def text(value: Any) -> str:
+        out: list[str] = []
+        _pretty(render(value), "\n      ", out)
+        return "".join(out)
+
+    return _python_cells(labels, text)
+
+
+def class_counts(labels: pa.Array, classes_of: Callable[[Any], Iterable[str]]) -> Counter[str]:
+    """How many rows count for each class (``classes_of`` a label), computed once per distinct label."""
+    counts: Counter[str] = Counter()
+    if not len(labels):
+        return counts
+    for entry in pc.value_counts(labels).to_pylist():
+        for name in classes_of(entry["values"]):
+            counts[name] += entry["counts"]
+    return counts
+
+
+def distinct(values: pa.Array) -> int:
+    """Distinct non-empty values (``len({v for v in values if v})``)."""
+    present = truthy(values)
+    if not present.any():
+        return 0
+    return len(pc.unique(values.filter(pa.array(present))))
