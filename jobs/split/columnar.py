@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +23,9 @@ import pyarrow.compute as pc
 from jobs.core.hashing import pretty_json
 from jobs.split.assign import SPLIT_NAMES, PatientGroup
 from jobs.split.exports import DATALIST_SECTIONS
-from jobs.split.groups import Duplicate, _Groups
+from jobs.split.groups import IMAGE_FIELDS, Duplicate, _Groups, join_shared_images
 
 TEXT = pa.large_string()
-IMAGE_FIELDS = ("sop_uid", "sha256")
 """The columns that name an image: two rows with the same non-empty value hold the same image."""
 
 
@@ -92,21 +91,7 @@ def group_table(table: pa.Table) -> Grouped:
         for row, i in zip(involved.to_pylist(), ident.take(pa.array(shared)).to_pylist(), strict=True)
     ]
     groups = _Groups()
-    holders: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        for field in IMAGE_FIELDS:
-            if value := row.get(field):
-                holders[(field, value)].append(row)
-    dropped: dict[str, Duplicate] = {}
-    for (field, _), same in sorted(holders.items(), key=lambda item: item[0]):
-        if len(same) < 2:
-            continue
-        groups.join(r["identity"] for r in same)
-        kept = min([r for r in same if r["key"] not in dropped] or same,
-                   key=lambda r: (bool(r.get("lossy_compression")), r["key"]))  # fmt: skip
-        for row in same:
-            if row["key"] != kept["key"] and row["key"] not in dropped:
-                dropped[row["key"]] = Duplicate(row["key"], kept["key"], field)
+    dropped = join_shared_images(rows, lambda r: r["identity"], groups)
     encoded = pc.dictionary_encode(ident)
     names = encoded.dictionary.to_pylist()
     renamed = pa.array([groups.find(n) for n in names], TEXT)

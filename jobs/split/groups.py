@@ -11,7 +11,7 @@ never in two splits.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,25 +71,38 @@ def _preferred(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return min(rows, key=lambda r: (bool(r.get("lossy_compression")), r["key"]))
 
 
-def group_rows(rows: Sequence[dict[str, Any]]) -> GroupedRows:
-    """Join the identities of rows that share an image, keep one row per image, and name every row's group."""
-    groups = _Groups()
-    for row in rows:
-        groups.find(identity(row))
+IMAGE_FIELDS = ("sop_uid", "sha256")
+"""Columns naming an image: rows sharing a value of one hold the same image."""
+
+
+def join_shared_images(
+    rows: Sequence[dict[str, Any]], identity_of: Callable[[dict[str, Any]], str], groups: _Groups
+) -> dict[str, Duplicate]:
+    """Join the groups of rows that hold the same image and keep one row per image (lossless first, then the
+    first key); returns each left-out row's key -> its ``Duplicate``."""
     holders: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        for field in ("sop_uid", "sha256"):
+        for field in IMAGE_FIELDS:
             if value := row.get(field):
                 holders[(field, value)].append(row)
     dropped: dict[str, Duplicate] = {}
     for (field, _), same in sorted(holders.items(), key=lambda item: item[0]):
         if len(same) < 2:
             continue
-        groups.join(identity(r) for r in same)
+        groups.join(identity_of(r) for r in same)
         kept = _preferred([r for r in same if r["key"] not in dropped] or same)
         for row in same:
             if row["key"] != kept["key"] and row["key"] not in dropped:
                 dropped[row["key"]] = Duplicate(row["key"], kept["key"], field)
+    return dropped
+
+
+def group_rows(rows: Sequence[dict[str, Any]]) -> GroupedRows:
+    """Join the identities of rows that share an image, keep one row per image, and name every row's group."""
+    groups = _Groups()
+    for row in rows:
+        groups.find(identity(row))
+    dropped = join_shared_images(rows, identity, groups)
     kept_rows = []
     for row in rows:
         if row["key"] not in dropped:
