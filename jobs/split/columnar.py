@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
 from jobs.split.assign import SPLIT_NAMES, PatientGroup
 from jobs.split.exports import DATALIST_SECTIONS
@@ -144,6 +145,51 @@ def lookup(keys: pa.Array, mapping: dict[str, int]) -> np.ndarray:
     encoded = pc.dictionary_encode(keys)
     values = np.array([mapping[k] for k in encoded.dictionary.to_pylist()], dtype=np.int64)
     return values[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def check_disjoint(table: pa.Table, group: pa.Array, split: np.ndarray) -> None:
+    """``jobs.split.stats.check_patients_disjoint`` and ``jobs.split.groups.check_images_disjoint`` on columns, with
+    their messages: ``DataError`` if a patient (each row's group, and the identity it was grouped from) or an image
+    (a non-empty SOPInstanceUID or SHA-256) has rows in two splits. The assignment cannot do that by construction;
+    this is the last guard before anything is written."""
+    for units in (group, identities(table)):
+        encoded = pc.dictionary_encode(pc.cast(units, TEXT))
+        codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+        seen = np.zeros(len(encoded.dictionary), dtype=np.int64)
+        np.bitwise_or.at(seen, codes, np.left_shift(1, split))
+        leaked = np.flatnonzero((seen & (seen - 1)) != 0)  # more than one bit: more than one split
+        if len(leaked):
+            names = sorted(encoded.dictionary.take(pa.array(leaked)).to_pylist())
+            at = encoded.dictionary.to_pylist().index(names[0])
+            in_splits = sorted(n for i, n in enumerate(SPLIT_NAMES) if seen[at] >> i & 1)
+            raise DataError(
+                f"patient {names[0]!r} is in splits {in_splits} ({len(leaked)} patients leak); "
+                "nothing was written; fix the index's patient ids or the official split"
+            )
+    # the reference visits splits in order, rows in order, sop_uid before sha256: report its first clash
+    order = np.lexsort((np.arange(len(split)), split))
+    clashes = []
+    for rank, field in enumerate(IMAGE_FIELDS):
+        values = column(table, field)
+        if pa.types.is_null(values.type) or not len(values):
+            continue
+        present = truthy(values)[order]
+        codes = _codes(values)[order]
+        in_order = split[order]
+        _, first = np.unique(codes[present], return_index=True)
+        first_split = np.zeros(int(codes.max()) + 1, dtype=np.int64)
+        first_split[codes[present][first]] = in_order[present][first]
+        clash = np.flatnonzero(present & (first_split[codes] != in_order))
+        if len(clash):
+            clashes.append((int(clash[0]), rank, field, int(first_split[codes[clash[0]]])))
+    if clashes:
+        k, _, field, other = min(clashes)
+        row = int(order[k])
+        raise DataError(
+            f"{field} {column(table, field)[row].as_py()} is in splits {SPLIT_NAMES[other]!r} and "
+            f"{SPLIT_NAMES[int(split[row])]!r} (row {column(table, 'key')[row].as_py()!r}); nothing was written; "
+            "the index must list each image once (rerun irmsia-index --force)"
+        )
 
 
 def _probe_quoted() -> bytes:

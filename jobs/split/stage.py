@@ -97,6 +97,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
                 ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
             )
         split = columnar.lookup(labelled.group, assignment.split_of)  # every row's split index
+        columnar.check_disjoint(labelled.table, labelled.group, split)  # the leakage guard, before any write
         positions = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLIT_NAMES)}
         labels = column(labelled.table, "label")
         classes = tasks.class_names(settings.task, pc.unique(labels).drop_null().to_pylist(), settings.none_label)

@@ -13,10 +13,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from jobs.core.errors import DataError
 from jobs.split import columnar
 from jobs.split.assign import patient_groups
 from jobs.split.exports import csv_bytes, datalist_bytes, txt_bytes
-from jobs.split.groups import GROUP, group_rows
+from jobs.split.groups import GROUP, check_images_disjoint, group_rows
+from jobs.split.stats import check_patients_disjoint
 from tests.jobs.split.conftest import INDEX_SCHEMA
 
 TRICKY = ["plain", "a,b", 'say "hi"', "line\nbreak", "cr\rhere", "tab\there", "back\\slash", "é ü 中", "", " lead"]
@@ -110,3 +112,60 @@ def test_patient_groups_pick_the_majority_label_like_the_reference(seed):
     got = columnar.patient_groups(pa.array([p for p, _ in pairs]), pa.array([label for _, label in pairs]))
     # THEN both give the same patients, strata and row counts
     assert got == patient_groups(pairs)
+
+
+def _reference_leak(rows_by_split: dict[str, list[dict[str, Any]]]) -> str | None:
+    try:
+        check_patients_disjoint(rows_by_split)
+        check_images_disjoint(rows_by_split)
+    except DataError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_leak_check_refuses_what_the_reference_refuses_with_its_message(seed):
+    # GIVEN grouped random rows put in splits per group (no leak) or, in most seeds, with some rows moved
+    rng = random.Random(seed)
+    rows = group_rows(_random_rows(rng, 30)).rows
+    grouped = columnar.group_table(_table(_random_rows(random.Random(seed), 30)))
+    split_of = {g: rng.randrange(3) for g in sorted({r[GROUP] for r in rows})}
+    split = np.array([split_of[r[GROUP]] for r in rows])
+    if seed % 4:
+        for at in rng.sample(range(len(rows)), rng.randrange(1, 4)):
+            split[at] = rng.randrange(3)
+    by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
+    for row, s in zip(rows, split, strict=True):
+        by_split[("train", "val", "test")[s]].append(row)
+    expected = _reference_leak(by_split)
+    # WHEN the columnar check runs on the same rows and splits
+    try:
+        columnar.check_disjoint(grouped.table, grouped.group, split)
+        got = None
+    except DataError as error:
+        got = str(error)
+    # THEN it refuses exactly when the reference does, naming the same patient or image
+    assert got == expected
+    if seed % 4 == 0:
+        assert got is None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_leak_check_names_an_image_in_two_splits_like_the_reference(seed):
+    # GIVEN rows of one patient each, left ungrouped (as a broken grouping would), sharing UIDs and content
+    rng = random.Random(seed)
+    rows = [{**r, "patient_id": f"P{i}", "group_by": None} for i, r in enumerate(_random_rows(rng, 30))]
+    split = np.array([rng.randrange(3) for _ in rows])
+    by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
+    for row, s in zip(rows, split, strict=True):
+        by_split[("train", "val", "test")[s]].append({**row, GROUP: row["patient_id"]})
+    expected = _reference_leak(by_split)
+    table = _table(rows)
+    # WHEN the columnar check runs with each row its own group
+    try:
+        columnar.check_disjoint(table, table["patient_id"].combine_chunks(), split)
+        got = None
+    except DataError as error:
+        got = str(error)
+    # THEN it reports the reference's first image in two splits (the field, value, both splits and the row)
+    assert got == expected

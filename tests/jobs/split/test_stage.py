@@ -8,6 +8,7 @@ import json
 import re
 from collections import Counter, defaultdict
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -340,3 +341,19 @@ def test_folds_partition_the_train_and_val_patients_and_leave_test_alone(store_u
 def test_one_fold_is_a_usage_error(store_uri, capsys):
     code, err, _ = run_split(store_uri, "--dataset", "ds", "--folds", "1", capsys=capsys)
     assert code == 2 and "--folds 1: cross-validation needs at least 2 folds" in err
+
+
+def test_a_split_that_would_leak_a_patient_writes_nothing(tmp_path, capsys, monkeypatch):
+    # GIVEN an index, and an assignment that (as a bug would) sends each row, not each patient, to a split
+    uri = str(tmp_path / "store")
+    store = open_store(uri)
+    write_index(store, "ds", random_rows(2, patients=20))
+    from jobs.split import columnar
+
+    monkeypatch.setattr(columnar, "lookup", lambda keys, mapping: np.arange(len(keys)) % 3)
+    # WHEN the stage runs
+    code, err, _ = run_split(uri, "--dataset", "ds", capsys=capsys)
+    # THEN the leakage guard fails it as bad data, naming a patient, and no output is written or sealed
+    assert code == 3 and re.search(r"patient '[^']+' is in splits \[.*patients leak", err), err
+    assert read_manifest(store, "splits/ds/") is None
+    assert not list(store.keys("splits/ds/"))
