@@ -77,7 +77,10 @@ def run_split(store_dir: Path, code: Path) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one split by the checkout ``code`` in a fresh process."""
     env = {**os.environ, "IRMSIA_STORE": str(store_dir), "IRMSIA_LOG_FORMAT": "json", "PYTHONPATH": str(code)}
     argv = [sys.executable, "-m", "jobs.split", "--dataset", "big", "--force"]
-    done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], env=env, check=True, capture_output=True, text=True)
+    # the checkout is the working directory too: "python -m" puts it first on sys.path, before PYTHONPATH
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *argv], env=env, cwd=code, check=True, capture_output=True, text=True
+    )
     wall, peak = done.stdout.split()
     return float(wall), int(peak) * 1024
 

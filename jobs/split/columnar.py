@@ -71,11 +71,18 @@ def _shared_rows(table: pa.Table, field: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Grouped:
-    """The rows to split (one per image, sorted by key), each row's group, and the rows left out as duplicates."""
+    """The rows to split (one per image, sorted by key), each row's group, the rows left out as duplicates, and
+    which rows had an image value (SOPInstanceUID, SHA-256) that another row of the index had too."""
 
     table: pa.Table
     group: pa.Array
     duplicates: list[Duplicate]
+    shared: np.ndarray
+
+    def filter(self, mask: np.ndarray) -> Grouped:
+        """Only the rows ``mask`` keeps (a filter copies every column)."""
+        return Grouped(self.table.filter(pa.array(mask)).combine_chunks(), self.group.filter(pa.array(mask)),
+                       self.duplicates, self.shared[mask])  # fmt: skip
 
 
 def group_table(table: pa.Table) -> Grouped:
@@ -83,7 +90,7 @@ def group_table(table: pa.Table) -> Grouped:
     ident = identities(table)
     shared = np.union1d(*(_shared_rows(table, field) for field in IMAGE_FIELDS))
     if not len(shared):
-        return Grouped(table, ident, [])
+        return Grouped(table, ident, [], np.zeros(table.num_rows, dtype=bool))
     involved = table.take(pa.array(shared)).select(
         [c for c in ("key", "lossy_compression", *IMAGE_FIELDS) if c in table.column_names]
     )
@@ -98,8 +105,14 @@ def group_table(table: pa.Table) -> Grouped:
     renamed = pa.array([groups.find(n) for n in names], TEXT)
     group = renamed.take(encoded.indices)
     keep = pc.invert(pc.is_in(column(table, "key"), pa.array(list(dropped), table.schema.field("key").type)))
+    marked = np.zeros(table.num_rows, dtype=bool)
+    marked[shared] = True
+    kept = keep.to_numpy(zero_copy_only=False)
     return Grouped(
-        table.filter(keep).combine_chunks(), group.filter(keep), sorted(dropped.values(), key=lambda d: d.key)
+        table.filter(keep).combine_chunks(),
+        group.filter(keep),
+        sorted(dropped.values(), key=lambda d: d.key),
+        marked[kept],
     )
 
 
@@ -147,47 +160,54 @@ def lookup(keys: pa.Array, mapping: dict[str, int]) -> np.ndarray:
     return values[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def check_disjoint(table: pa.Table, group: pa.Array, split: np.ndarray) -> None:
+def _leaked(codes: np.ndarray, split: np.ndarray, size: int) -> np.ndarray:
+    """The codes whose rows are in more than one split: a row that differs from the split written last for its code."""
+    last = np.zeros(size, dtype=split.dtype)
+    last[codes] = split
+    return np.unique(codes[last[codes] != split])
+
+
+def check_disjoint(table: pa.Table, group: pa.Array, split: np.ndarray, shared: np.ndarray | None = None) -> None:
     """``jobs.split.stats.check_patients_disjoint`` and ``jobs.split.groups.check_images_disjoint`` on columns, with
-    their messages: ``DataError`` if a patient (each row's group, and the identity it was grouped from) or an image
-    (a non-empty SOPInstanceUID or SHA-256) has rows in two splits. The assignment cannot do that by construction;
-    this is the last guard before anything is written."""
-    for units in (group, identities(table)):
-        encoded = pc.dictionary_encode(pc.cast(units, TEXT))
-        codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
-        seen = np.zeros(len(encoded.dictionary), dtype=np.int64)
-        np.bitwise_or.at(seen, codes, np.left_shift(1, split))
-        leaked = np.flatnonzero((seen & (seen - 1)) != 0)  # more than one bit: more than one split
-        if len(leaked):
-            names = sorted(encoded.dictionary.take(pa.array(leaked)).to_pylist())
-            at = encoded.dictionary.to_pylist().index(names[0])
-            in_splits = sorted(n for i, n in enumerate(SPLIT_NAMES) if seen[at] >> i & 1)
-            raise DataError(
-                f"patient {names[0]!r} is in splits {in_splits} ({len(leaked)} patients leak); "
-                "nothing was written; fix the index's patient ids or the official split"
-            )
+    their messages: ``DataError`` if a patient (each row's group) or an image (a non-empty SOPInstanceUID or SHA-256)
+    has rows in two splits. The assignment cannot do that by construction; this is the last guard before anything is
+    written. ``shared`` marks the rows whose image value another row of the index had (``Grouped.shared``): only
+    those can clash, so only those are hashed again (all rows when not given)."""
+    encoded = pc.dictionary_encode(pc.cast(group, TEXT))
+    codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+    if len(leaked := _leaked(codes, split, len(encoded.dictionary))):
+        names = sorted(encoded.dictionary.take(pa.array(leaked)).to_pylist())
+        at = encoded.dictionary.to_pylist().index(names[0])
+        in_splits = sorted({SPLIT_NAMES[i] for i in np.unique(split[codes == at])})
+        raise DataError(
+            f"patient {names[0]!r} is in splits {in_splits} ({len(leaked)} patients leak); "
+            "nothing was written; fix the index's patient ids or the official split"
+        )
+    rows = np.arange(len(split)) if shared is None else np.flatnonzero(shared)
+    if not len(rows):
+        return
     # the reference visits splits in order, rows in order, sop_uid before sha256: report its first clash
-    order = np.lexsort((np.arange(len(split)), split))
+    order = rows[np.lexsort((rows, split[rows]))]
+    subset = table.take(pa.array(order))
+    in_order = split[order]
     clashes = []
     for rank, field in enumerate(IMAGE_FIELDS):
-        values = column(table, field)
-        if pa.types.is_null(values.type) or not len(values):
+        values = column(subset, field)
+        if pa.types.is_null(values.type):
             continue
-        present = truthy(values)[order]
-        codes = _codes(values)[order]
-        in_order = split[order]
-        _, first = np.unique(codes[present], return_index=True)
-        first_split = np.zeros(int(codes.max()) + 1, dtype=np.int64)
-        first_split[codes[present][first]] = in_order[present][first]
-        clash = np.flatnonzero(present & (first_split[codes] != in_order))
+        present = truthy(values)
+        codes = _codes(values)
+        first = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+        values_at, first_row = np.unique(codes[present], return_index=True)
+        first[values_at] = in_order[present][first_row]  # each value's split where the reference first meets it
+        clash = np.flatnonzero(present & (first[codes] != in_order))
         if len(clash):
-            clashes.append((int(clash[0]), rank, field, int(first_split[codes[clash[0]]])))
+            clashes.append((int(clash[0]), rank, field, int(first[codes[clash[0]]])))
     if clashes:
         k, _, field, other = min(clashes)
-        row = int(order[k])
         raise DataError(
-            f"{field} {column(table, field)[row].as_py()} is in splits {SPLIT_NAMES[other]!r} and "
-            f"{SPLIT_NAMES[int(split[row])]!r} (row {column(table, 'key')[row].as_py()!r}); nothing was written; "
+            f"{field} {column(subset, field)[k].as_py()} is in splits {SPLIT_NAMES[other]!r} and "
+            f"{SPLIT_NAMES[int(in_order[k])]!r} (row {column(subset, 'key')[k].as_py()!r}); nothing was written; "
             "the index must list each image once (rerun irmsia-index --force)"
         )
 
@@ -267,16 +287,11 @@ def _text_bytes(lines: pa.Array) -> pa.Buffer | bytes:
     return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
-def csv_lines(table: pa.Table, columns: Sequence[str], split: np.ndarray, fold: pa.Array | None) -> pa.Array:
-    """Every row's CSV line over ``columns`` and its ``split`` (and ``fold``) cells, with its line end: rendered in
-    one join for all rows, then taken per split."""
+def csv_prefixes(table: pa.Table, columns: Sequence[str]) -> pa.Array:
+    """Every row's CSV line up to its ``split`` cell: its cells in ``columns``, each followed by a comma. It does not
+    depend on the assignment, so it can be rendered while the assignment runs."""
     cells = [_csv_cells(column(table, name)) for name in columns]
-    names = pa.array([*SPLIT_NAMES], TEXT).take(pa.array(split))
-    if fold is None:
-        cells.append(_joined([names, "\n"]))
-    else:
-        cells += [names, _joined([pc.fill_null(fold, ""), "\n"])]
-    return pc.binary_join_element_wise(*cells, pa.scalar(",", TEXT))
+    return pc.binary_join_element_wise(*cells, pa.scalar("", TEXT), pa.scalar(",", TEXT))
 
 
 def csv_header(columns: Sequence[str]) -> bytes:
@@ -285,9 +300,11 @@ def csv_header(columns: Sequence[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def split_csv(header: bytes, lines: pa.Array) -> bytes:
-    """A split's CSV: the header and its rows' lines."""
-    return b"".join([header, _text_bytes(lines)])
+def split_csv(header: bytes, prefixes: pa.Array, split: str, fold: pa.Array | None) -> bytes:
+    """A split's CSV: the header, then each of its rows' line (``csv_prefixes``) ending in ``split`` (and the row's
+    ``fold``): one join for the split's rows, since the split cell is the same in all of them."""
+    ends: list[pa.Array | str] = [f"{split}\n"] if fold is None else [f"{split},", pc.fill_null(fold, ""), "\n"]
+    return b"".join([header, _text_bytes(_joined([prefixes, *ends]))])
 
 
 def txt(keys: pa.Array) -> bytes:

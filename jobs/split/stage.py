@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +66,10 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         return SplitPlan(prefix=splits_prefix(settings.dataset), params=settings.result_params(), inputs=manifests)
 
     def produce(self, settings: SplitSettings, job: StageJob[SplitPlan]) -> dict[str, Any]:
+        with _collector_paused():
+            return self._produce(settings, job)
+
+    def _produce(self, settings: SplitSettings, job: StageJob[SplitPlan]) -> dict[str, Any]:
         manifests = job.plan.inputs
         where = ", ".join(f"{prefix}index.parquet" for prefix in manifests)
         index = load_index_table(job.store, manifests, namespace_patients=bool(settings.merge))
@@ -74,10 +82,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         usable = tasks.usable(settings.task, grouped.table, index.columns, where)
         labelled = grouped
         if not usable.all():  # a filter copies every column: only when some rows go
-            mask = pa.array(usable)
-            labelled = Grouped(
-                grouped.table.filter(mask).combine_chunks(), grouped.group.filter(mask), grouped.duplicates
-            )
+            labelled = grouped.filter(usable)
         skipped = grouped.table.num_rows - labelled.table.num_rows
         need = "a segmentation mask" if settings.task == "segmentation" else "a label"
         if not labelled.table.num_rows:
@@ -88,53 +93,65 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             )  # fmt: skip
         if skipped:
             log.warning("skipping %d of %d rows without %s", skipped, index.table.num_rows, need)
-        assignment = _assign(index, labelled, settings, where)
-        if assignment.rare_strata:
-            log.warning(
-                "%d classes have fewer than %d patients and stay wholly in train: %s",
-                len(assignment.rare_strata),
-                settings.min_per_class,
-                ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
-            )
-        split = columnar.lookup(labelled.group, assignment.split_of)  # every row's split index
-        columnar.check_disjoint(labelled.table, labelled.group, split)  # the leakage guard, before any write
-        positions = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLIT_NAMES)}
         labels = column(labelled.table, "label")
         classes = tasks.class_names(settings.task, pc.unique(labels).drop_null().to_pylist(), settings.none_label)
-        counted = tasks.counted_classes(settings.task, settings.none_label)
-        per_class = {name: columnar.class_counts(labels.take(pa.array(at)), counted) for name, at in positions.items()}
-        _warn_missing_classes(per_class, positions, classes)
-        stats = _stats(labelled, positions, per_class, classes)
-        stats.update(
-            task=settings.task,
-            datasets=list(settings.datasets),
-            ratios=list(settings.ratios),
-            seed=settings.seed,
-            split_from=settings.split_from,
-            min_per_class=settings.min_per_class,
-            rare_classes=list(assignment.rare_strata),
-            skipped_unlabeled=skipped,
-            duplicates=len(grouped.duplicates),
-        )
-        columns: tuple[str, ...] = (*index.columns, "split")
-        fold = None
-        if settings.folds:
-            fold, stats["folds"] = _add_folds(labelled, positions, settings.folds, settings.seed, settings.task)
-            columns = (*columns, "fold")
-        header = columnar.csv_header(columns)
-        lines = columnar.csv_lines(labelled.table, index.columns, split, fold)
-        if settings.task == "segmentation":
-            label_text = columnar.json_strings(column(labelled.table, tasks.MASK_COLUMN))
-        else:
-            label_text = columnar.per_label(labels, tasks.label_of(settings.task, classes, settings.none_label))
-        for name, at in positions.items():
-            take = pa.array(at)
-            job.writer.put_bytes(f"{name}.csv", columnar.split_csv(header, lines.take(take)))
-            job.writer.put_bytes(f"{name}.txt", columnar.txt(column(labelled.table, "key").take(take)))
-        del lines  # the biggest buffer: gone before the datalist's is built
-        items = columnar.datalist_items(labelled.table, label_text, fold)
-        items_by_split = {name: items.take(pa.array(at)) for name, at in positions.items()}
-        job.writer.put_bytes("datalist.json", columnar.datalist(classes, settings.task, items_by_split))
+        with ThreadPoolExecutor(2, thread_name_prefix="split-render") as render, ThreadPoolExecutor(1) as write:
+            # Arrow's kernels let go of the GIL: what does not depend on the assignment (every row's CSV line up to
+            # its split cell, and without folds its datalist item) is rendered on a second core while this one
+            # assigns in Python, and each output is hashed and written by a third thread while the next is rendered
+            prefixes = render.submit(columnar.csv_prefixes, labelled.table, index.columns)
+            items = None if settings.folds else render.submit(self._items, settings, labelled, classes, None)
+            assignment = _assign(index, labelled, settings, where)
+            if assignment.rare_strata:
+                log.warning(
+                    "%d classes have fewer than %d patients and stay wholly in train: %s",
+                    len(assignment.rare_strata),
+                    settings.min_per_class,
+                    ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
+                )
+            split = columnar.lookup(labelled.group, assignment.split_of)  # every row's split index
+            columnar.check_disjoint(labelled.table, labelled.group, split, labelled.shared)  # before any write
+            positions = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLIT_NAMES)}
+            counted = tasks.counted_classes(settings.task, settings.none_label)
+            per_class = {n: columnar.class_counts(labels.take(pa.array(at)), counted) for n, at in positions.items()}
+            _warn_missing_classes(per_class, positions, classes)
+            stats = _stats(labelled, positions, per_class, classes)
+            stats.update(
+                task=settings.task,
+                datasets=list(settings.datasets),
+                ratios=list(settings.ratios),
+                seed=settings.seed,
+                split_from=settings.split_from,
+                min_per_class=settings.min_per_class,
+                rare_classes=list(assignment.rare_strata),
+                skipped_unlabeled=skipped,
+                duplicates=len(grouped.duplicates),
+            )
+            columns: tuple[str, ...] = (*index.columns, "split")
+            fold = None
+            if settings.folds:
+                fold, stats["folds"] = _add_folds(labelled, positions, settings.folds, settings.seed, settings.task)
+                columns = (*columns, "fold")
+            if items is None:  # with folds: the items name them
+                items = render.submit(self._items, settings, labelled, classes, fold)
+            header = columnar.csv_header(columns)
+            keys = column(labelled.table, "key")
+            written = []
+            for name, at in positions.items():
+                take = pa.array(at)
+                folds = None if fold is None else fold.take(take)
+                csv_bytes = columnar.split_csv(header, prefixes.result().take(take), name, folds)
+                written.append(write.submit(job.writer.put_bytes, f"{name}.csv", csv_bytes))
+                written.append(write.submit(job.writer.put_bytes, f"{name}.txt", columnar.txt(keys.take(take))))
+                del csv_bytes
+            del prefixes  # the biggest buffer: gone before the datalist's is assembled
+            by_split = {name: items.result().take(pa.array(at)) for name, at in positions.items()}
+            del items
+            written.append(write.submit(job.writer.put_bytes, "datalist.json",
+                                        columnar.datalist(classes, settings.task, by_split)))  # fmt: skip
+            del by_split
+            for future in written:
+                future.result()
         job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))
         record_split(stats)
@@ -148,6 +165,16 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             # the folds the pipeline fans out over (one training each, pipeline.dag.cross_validation_tasks)
             "folds": list(range(settings.folds)),
         }
+
+    @staticmethod
+    def _items(settings: SplitSettings, labelled: Grouped, classes: list[str], fold: pa.Array | None) -> pa.Array:
+        """Every row's datalist item (its label as the task gives it to train, and its fold)."""
+        if settings.task == "segmentation":
+            label_text = columnar.json_strings(column(labelled.table, tasks.MASK_COLUMN))
+        else:
+            label = tasks.label_of(settings.task, classes, settings.none_label)
+            label_text = columnar.per_label(column(labelled.table, "label"), label)
+        return columnar.datalist_items(labelled.table, label_text, fold)
 
     def describe(self, manifest: Manifest) -> str:
         s = manifest.summary
@@ -216,6 +243,20 @@ def _warn_missing_classes(
     for split in SPLIT_NAMES[1:]:
         if len(positions[split]) and (absent := [c for c in classes if not per_class[split][c]]):
             log.warning("%s has no rows of %d classes: %s", split, len(absent), ", ".join(absent[:10]))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic GC off while splitting: a split makes a few acyclic objects per patient and row group, and at 1M
+    rows the collector's passes over them (and every imported module's objects) took ~4 s of 15 (py-spy) to free
+    nothing. Reference counting still frees everything they drop."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 STAGE = SplitStage()

@@ -70,22 +70,24 @@ def test_grouping_keeps_the_rows_and_names_the_groups_the_reference_does(seed):
     assert grouped.duplicates == reference.duplicates
 
 
+@pytest.mark.parametrize("with_folds", [True, False], ids=["folds", "no-folds"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_csv_txt_and_datalist_bytes_equal_the_reference(seed):
-    # GIVEN random rows (quotes, commas, line breaks, nulls, floats, volumes, masks) split three ways with folds
+def test_csv_txt_and_datalist_bytes_equal_the_reference(seed, with_folds):
+    # GIVEN random rows (quotes, commas, line breaks, nulls, floats, volumes, masks) split three ways, with folds or not
     rng = random.Random(seed)
     rows = [r for r in _random_rows(rng, 25) if r["label"] not in (None, "")] or _random_rows(rng, 1)
     table = _table(rows)
     split = np.array([rng.randrange(3) for _ in rows])
-    folds = [rng.randrange(4) if s < 2 else None for s in split]
+    folds = [rng.randrange(4) if s < 2 and with_folds else None for s in split]
     classes = sorted({r["label"] for r in rows if r["label"]})
     index = {name: i for i, name in enumerate(classes)}
     columns = tuple(table.column_names)
     label_text = columnar.per_label(table["label"].combine_chunks(), lambda label: index.get(label, 0))
-    fold = pa.array([None if f is None else str(f) for f in folds], pa.large_string())
+    fold = pa.array([None if f is None else str(f) for f in folds], pa.large_string()) if with_folds else None
     items = columnar.datalist_items(table, label_text, fold)
-    lines = columnar.csv_lines(table, columns, split, fold)
-    header = columnar.csv_header((*columns, "split", "fold"))
+    prefixes = columnar.csv_prefixes(table, columns)
+    header_columns = (*columns, "split", "fold") if with_folds else (*columns, "split")
+    header = columnar.csv_header(header_columns)
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
     for row, s, f in zip(rows, split, folds, strict=True):
         name = ("train", "val", "test")[s]
@@ -94,8 +96,8 @@ def test_csv_txt_and_datalist_bytes_equal_the_reference(seed):
     for i, name in enumerate(("train", "val", "test")):
         take = pa.array(np.flatnonzero(split == i))
         # THEN each split's CSV and TXT are the reference's bytes
-        got = columnar.split_csv(header, lines.take(take))
-        assert got == csv_bytes((*columns, "split", "fold"), by_split[name])
+        got = columnar.split_csv(header, prefixes.take(take), name, None if fold is None else fold.take(take))
+        assert got == csv_bytes(header_columns, by_split[name])
         assert columnar.txt(table["key"].combine_chunks().take(take)) == txt_bytes(by_split[name])
         items_by_split[name] = items.take(take)
     # AND the datalist is too
@@ -123,6 +125,14 @@ def _reference_leak(rows_by_split: dict[str, list[dict[str, Any]]]) -> str | Non
     return None
 
 
+def _columnar_leak(table: pa.Table, group: pa.Array, split: np.ndarray, shared: np.ndarray | None) -> str | None:
+    try:
+        columnar.check_disjoint(table, group, split, shared)
+    except DataError as error:
+        return str(error)
+    return None
+
+
 @pytest.mark.parametrize("seed", range(80))
 def test_leak_check_refuses_what_the_reference_refuses_with_its_message(seed):
     # GIVEN grouped random rows put in splits per group (no leak) or, in most seeds, with some rows moved
@@ -138,16 +148,12 @@ def test_leak_check_refuses_what_the_reference_refuses_with_its_message(seed):
     for row, s in zip(rows, split, strict=True):
         by_split[("train", "val", "test")[s]].append(row)
     expected = _reference_leak(by_split)
-    # WHEN the columnar check runs on the same rows and splits
-    try:
-        columnar.check_disjoint(grouped.table, grouped.group, split)
-        got = None
-    except DataError as error:
-        got = str(error)
+    # WHEN the columnar check runs on the same rows and splits, over every row and over the rows sharing an image
+    got = [_columnar_leak(grouped.table, grouped.group, split, shared) for shared in (None, grouped.shared)]
     # THEN it refuses exactly when the reference does, naming the same patient or image
-    assert got == expected
+    assert got == [expected, expected]
     if seed % 4 == 0:
-        assert got is None
+        assert got == [None, None]
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -162,10 +168,6 @@ def test_leak_check_names_an_image_in_two_splits_like_the_reference(seed):
     expected = _reference_leak(by_split)
     table = _table(rows)
     # WHEN the columnar check runs with each row its own group
-    try:
-        columnar.check_disjoint(table, table["patient_id"].combine_chunks(), split)
-        got = None
-    except DataError as error:
-        got = str(error)
+    got = _columnar_leak(table, table["patient_id"].combine_chunks(), split, None)
     # THEN it reports the reference's first image in two splits (the field, value, both splits and the row)
     assert got == expected
