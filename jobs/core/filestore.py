@@ -185,11 +185,11 @@ class FileStore(Store):
             raise self._io("write", key, exc) from exc
         return ObjectInfo(key, size, sha)
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> ObjectInfo:
         import hashlib
 
         target = self._data(key)
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256 or hashlib.sha256(data).hexdigest()
         try:
             tmp, tagged = self._write_tmp(data, sha)
             self._record(key, sha, len(data), tagged)

@@ -259,9 +259,10 @@ class StageWriter:
         stage_metrics().bytes_written.inc(rec.size)
         return rec
 
-    def put_bytes(self, name: str, data: bytes) -> OutputRecord:
+    def put_bytes(self, name: str, data: bytes, sha256: str | None = None) -> OutputRecord:
+        """Write ``data`` under the prefix; ``sha256``, when the caller hashed it already, is not computed again."""
         self.begin()
-        return self._written(self.store.put_bytes(self._rel(name), data))
+        return self._written(self.store.put_bytes(self._rel(name), data, sha256=sha256))
 
     def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
         self.begin()

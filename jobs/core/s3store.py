@@ -147,11 +147,11 @@ class S3Store(Store):
             raise self._wrap("upload", key, cause) from exc
         return ObjectInfo(key, size, sha)
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> ObjectInfo:
         import hashlib
 
         full = self._key(key)
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256 or hashlib.sha256(data).hexdigest()
         try:
             self.client.put_object(Bucket=self.bucket, Key=full, Body=data, Metadata={SHA_META: sha})
         except Exception as exc:

@@ -167,8 +167,8 @@ class Store(ABC):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist (atomic); ``False`` if it already existed."""
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
-        """Write a small object held in memory."""
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> ObjectInfo:
+        """Write a small object held in memory. ``sha256`` skips re-hashing when already known (as ``put_file``)."""
         with self.open_write(key) as fh:
             fh.write(data)
         return self.head(key)

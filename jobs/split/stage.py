@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
-from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ import pyarrow.compute as pc
 
 from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
-from jobs.core.manifest import Manifest
+from jobs.core.manifest import Manifest, StageWriter
 from jobs.core.paths import splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
 from jobs.core.store import Store
@@ -95,10 +97,12 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             log.warning("skipping %d of %d rows without %s", skipped, index.table.num_rows, need)
         labels = column(labelled.table, "label")
         classes = tasks.class_names(settings.task, pc.unique(labels).drop_null().to_pylist(), settings.none_label)
-        with ThreadPoolExecutor(2, thread_name_prefix="split-render") as render, ThreadPoolExecutor(1) as write:
+        with ThreadPoolExecutor(2, thread_name_prefix="split-render") as render:
             # Arrow's kernels let go of the GIL: what does not depend on the assignment (every row's CSV line up to
             # its split cell, and without folds its datalist item) is rendered on a second core while this one
-            # assigns in Python, and each output is hashed and written by a third thread while the next is rendered
+            # assigns in Python. Every store write stays on this thread (a stage's renames come from one task, so
+            # the kill-point tests, tests/jobs/test_kill_points.py, can address each of them) while the next output
+            # is rendered beside it
             prefixes = render.submit(columnar.csv_prefixes, labelled.table, index.columns)
             items = None if settings.folds else render.submit(self._items, settings, labelled, classes, None)
             assignment = _assign(index, labelled, settings, where)
@@ -136,22 +140,18 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
                 items = render.submit(self._items, settings, labelled, classes, fold)
             header = columnar.csv_header(columns)
             keys = column(labelled.table, "key")
-            written = []
+            lines = prefixes.result()
+            del prefixes
+            outputs: deque[tuple[str, Callable[[], bytes]]] = deque()
             for name, at in positions.items():
                 take = pa.array(at)
                 folds = None if fold is None else fold.take(take)
-                csv_bytes = columnar.split_csv(header, prefixes.result().take(take), name, folds)
-                written.append(write.submit(job.writer.put_bytes, f"{name}.csv", csv_bytes))
-                written.append(write.submit(job.writer.put_bytes, f"{name}.txt", columnar.txt(keys.take(take))))
-                del csv_bytes
-            del prefixes  # the biggest buffer: gone before the datalist's is assembled
-            by_split = {name: items.result().take(pa.array(at)) for name, at in positions.items()}
+                outputs.append((f"{name}.csv", partial(_split_csv, header, lines, take, name, folds)))
+                outputs.append((f"{name}.txt", partial(_split_txt, keys, take)))
+            del lines  # the biggest buffer: held by the CSVs' renders only, gone once the last is rendered
+            outputs.append(("datalist.json", partial(_datalist, classes, settings.task, items, positions)))
             del items
-            written.append(write.submit(job.writer.put_bytes, "datalist.json",
-                                        columnar.datalist(classes, settings.task, by_split)))  # fmt: skip
-            del by_split
-            for future in written:
-                future.result()
+            _write_rendered_ahead(render, job.writer, outputs)
         job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))
         record_split(stats)
@@ -243,6 +243,41 @@ def _warn_missing_classes(
     for split in SPLIT_NAMES[1:]:
         if len(positions[split]) and (absent := [c for c in classes if not per_class[split][c]]):
             log.warning("%s has no rows of %d classes: %s", split, len(absent), ", ".join(absent[:10]))
+
+
+def _write_rendered_ahead(
+    render: ThreadPoolExecutor, writer: StageWriter, outputs: deque[tuple[str, Callable[[], bytes]]]
+) -> None:
+    """Write each output in order on this thread while the next one is rendered and hashed on ``render``: one ahead,
+    so at most two outputs' bytes are alive; each render is dropped from ``outputs`` once it starts, and with it
+    what only it holds."""
+    ahead = render.submit(_hashed, outputs[0][1])
+    while outputs:
+        name, _ = outputs.popleft()
+        data, sha = ahead.result()
+        if outputs:
+            ahead = render.submit(_hashed, outputs[0][1])
+        writer.put_bytes(name, data, sha256=sha)
+        del data
+
+
+def _hashed(render: Callable[[], bytes]) -> tuple[bytes, str]:
+    """An output's bytes and their SHA-256, both computed on a render thread (hashlib lets go of the GIL)."""
+    data = render()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _split_csv(header: bytes, lines: pa.Array, take: pa.Array, split: str, fold: pa.Array | None) -> bytes:
+    return columnar.split_csv(header, lines.take(take), split, fold)
+
+
+def _split_txt(keys: pa.Array, take: pa.Array) -> bytes:
+    return columnar.txt(keys.take(take))
+
+
+def _datalist(classes: list[str], task: str, items: Future[pa.Array], positions: dict[str, np.ndarray]) -> bytes:
+    rendered = items.result()
+    return columnar.datalist(classes, task, {name: rendered.take(pa.array(at)) for name, at in positions.items()})
 
 
 @contextmanager

@@ -203,7 +203,7 @@ class ReadOnlyStore(Store):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self._refuse(key)
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> ObjectInfo:
         return self._refuse(key)
 
     def delete(self, key: str) -> None:

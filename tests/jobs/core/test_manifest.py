@@ -30,8 +30,8 @@ class RecordingStore:
         self._store = store
         self.written: list[str] = []
 
-    def put_bytes(self, key, data):
-        info = self._store.put_bytes(key, data)
+    def put_bytes(self, key, data, sha256=None):
+        info = self._store.put_bytes(key, data, sha256=sha256)
         self.written.append(key)
         return info
 

@@ -25,6 +25,23 @@ def test_put_get_roundtrip_records_sha256(store_uri):
     assert not store.exists("raw/demo/b.bin")
 
 
+def test_put_bytes_records_a_digest_the_caller_computed_and_reads_are_checked_against_it(store_uri):
+    # GIVEN a store and bytes whose SHA-256 the caller already computed (the split hashes each output as it
+    # renders it, beside the thread that writes)
+    store = open_store(store_uri)
+    data = b"train,a\n" * 1000
+    known = hashlib.sha256(data).hexdigest()
+    # WHEN they are written with it
+    info = store.put_bytes("splits/demo/train.csv", data, sha256=known)
+    # THEN that digest is the one recorded, and the object reads back verified against it
+    assert info.sha256 == known == store.head("splits/demo/train.csv").sha256
+    assert store.get_bytes("splits/demo/train.csv") == data
+    # AND a digest that is not the bytes' is what a verified read then refuses (it is recorded, not recomputed)
+    store.put_bytes("splits/demo/val.csv", data, sha256="0" * 64)
+    with pytest.raises(ChecksumMismatch, match=r"splits/demo/val\.csv"):
+        store.get_bytes("splits/demo/val.csv")
+
+
 def test_list_is_sorted_and_prefix_scoped(store_uri):
     store = open_store(store_uri)
     for key in ["raw/b/2", "raw/a/1", "raw/a/sub/3", "index/a/x"]:
