@@ -170,9 +170,11 @@ def _leaked(codes: np.ndarray, split: np.ndarray, size: int) -> np.ndarray:
 def check_disjoint(table: pa.Table, group: pa.Array, split: np.ndarray, shared: np.ndarray | None = None) -> None:
     """``jobs.split.stats.check_patients_disjoint`` and ``jobs.split.groups.check_images_disjoint`` on columns, with
     their messages: ``DataError`` if a patient (each row's group) or an image (a non-empty SOPInstanceUID or SHA-256)
-    has rows in two splits. The assignment cannot do that by construction; this is the last guard before anything is
-    written. ``shared`` marks the rows whose image value another row of the index had (``Grouped.shared``): only
-    those can clash, so only those are hashed again (all rows when not given)."""
+    has rows in two splits. The identities the groups were made from need no pass of their own: each identity has one
+    group (``group_table``), so groups disjoint across splits keep their identities disjoint. The assignment cannot do
+    that by construction; this is the last guard before anything is written. ``shared`` marks the rows whose image
+    value another row of the index had (``Grouped.shared``): only those can clash, so only those are hashed again
+    (all rows when not given)."""
     encoded = pc.dictionary_encode(pc.cast(group, TEXT))
     codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
     if len(leaked := _leaked(codes, split, len(encoded.dictionary))):

@@ -283,8 +283,8 @@ def _datalist(classes: list[str], task: str, items: Future[pa.Array], positions:
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """The cyclic GC off while splitting: a split makes a few acyclic objects per patient and row group, and at 1M
-    rows the collector's passes over them (and every imported module's objects) took ~4 s of 15 (py-spy) to free
-    nothing. Reference counting still frees everything they drop."""
+    rows the collector's passes over them freed nothing (py-spy: 0.37 s of collector passes, 0.04 s paused; a small
+    gain, see bench/RESULTS.md). Reference counting still frees everything they drop."""
     enabled = gc.isenabled()
     gc.disable()
     try:
