@@ -21,14 +21,24 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from jobs.core import scratch
 from jobs.core.errors import ObjectNotFound, TransientError, UsageError
 from jobs.core.hashing import sha256_file
-from jobs.core.store import HashingReader, ObjectInfo, Store, check_key, names_file, source_error
+from jobs.core.store import (
+    HashingReader,
+    ObjectInfo,
+    Part,
+    Store,
+    check_key,
+    names_file,
+    parts_sha256,
+    parts_size,
+    source_error,
+)
 
 _HIDDEN = (".meta", ".tmp")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -80,9 +90,9 @@ class FileStore(Store):
         """A fresh temporary path in this process's scratch lease under ``.tmp/`` (``jobs.core.scratch``)."""
         return Path(self.scratch_dir()) / f"{self._tmp_prefix}-{next(self._tmp_count)}.part"
 
-    def _write_tmp(self, data: bytes, sha: str | None = None) -> tuple[Path, bool]:
-        """A new temporary file holding ``data`` (one open and one write, no buffering or tty checks), with
-        ``sha`` as its checksum attribute when given; returns the path and whether the attribute was set."""
+    def _write_tmp(self, parts: Sequence[Part], sha: str | None = None) -> tuple[Path, bool]:
+        """A new temporary file holding ``parts`` joined (one open and a write a part, no buffering or tty checks),
+        with ``sha`` as its checksum attribute when given; returns the path and whether the attribute was set."""
         tmp = self._tmp()
         try:
             fd = os.open(tmp, _CREATE, 0o666)
@@ -90,9 +100,10 @@ class FileStore(Store):
             tmp.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, _CREATE, 0o666)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in parts:
+                view = memoryview(part).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
             tagged = sha is not None and self._tag(fd, sha)
         except BaseException:
             os.close(fd)
@@ -186,17 +197,22 @@ class FileStore(Store):
         return ObjectInfo(key, size, sha)
 
     def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> ObjectInfo:
-        import hashlib
+        return self._put(key, [data], sha256)
 
+    def put_parts(self, key: str, parts: Sequence[Part], sha256: str | None = None) -> ObjectInfo:
+        return self._put(key, parts, sha256)
+
+    def _put(self, key: str, parts: Sequence[Part], sha256: str | None) -> ObjectInfo:
         target = self._data(key)
-        sha = sha256 or hashlib.sha256(data).hexdigest()
+        sha = sha256 or parts_sha256(parts)
+        size = parts_size(parts)
         try:
-            tmp, tagged = self._write_tmp(data, sha)
-            self._record(key, sha, len(data), tagged)
+            tmp, tagged = self._write_tmp(parts, sha)
+            self._record(key, sha, size, tagged)
             _replace(tmp, target)
         except OSError as exc:
             raise self._io("write", key, exc) from exc
-        return ObjectInfo(key, len(data), sha)
+        return ObjectInfo(key, size, sha)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         import hashlib
@@ -204,7 +220,7 @@ class FileStore(Store):
         target = self._data(key)
         sha = hashlib.sha256(data).hexdigest()
         try:
-            tmp, tagged = self._write_tmp(data, sha)
+            tmp, tagged = self._write_tmp([data], sha)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(tmp, target)  # link(2) fails if target exists: an exclusive create.
@@ -219,7 +235,7 @@ class FileStore(Store):
         return True
 
     def _write_meta(self, key: str, sha: str, size: int) -> None:
-        tmp, _ = self._write_tmp(json.dumps({"sha256": sha, "size": size}).encode())
+        tmp, _ = self._write_tmp([json.dumps({"sha256": sha, "size": size}).encode()])
         _replace(tmp, self._meta(key))
         self._meta_tree = True
 

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from jobs.core.errors import DataError, ObjectNotFound
 from jobs.core.hashing import CHUNK, pretty_json, sha256_json
 from jobs.core.metrics import stage_metrics
 from jobs.core.paths import MANIFEST_NAME, manifest_key
-from jobs.core.store import HashingReader, ObjectInfo, Store
+from jobs.core.store import HashingReader, ObjectInfo, Part, Store
 
 SCHEMA_VERSION = 1
 log = logging.getLogger("irmsia.manifest")
@@ -263,6 +263,11 @@ class StageWriter:
         """Write ``data`` under the prefix; ``sha256``, when the caller hashed it already, is not computed again."""
         self.begin()
         return self._written(self.store.put_bytes(self._rel(name), data, sha256=sha256))
+
+    def put_parts(self, name: str, parts: Sequence[Part], sha256: str | None = None) -> OutputRecord:
+        """Write ``b"".join(parts)`` under the prefix without joining them (``Store.put_parts``)."""
+        self.begin()
+        return self._written(self.store.put_parts(self._rel(name), parts, sha256=sha256))
 
     def put_file(self, name: str, path: str | Path, sha256: str | None = None) -> OutputRecord:
         self.begin()

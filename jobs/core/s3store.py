@@ -10,14 +10,25 @@ from __future__ import annotations
 import builtins
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from jobs.core.errors import IrmsiaError, ObjectNotFound, TransientError, UsageError
 from jobs.core.hashing import sha256_file
 from jobs.core.settings import S3Options
-from jobs.core.store import HashingReader, ObjectInfo, Store, check_key, names_file, source_error
+from jobs.core.store import (
+    HashingReader,
+    ObjectInfo,
+    Part,
+    PartsReader,
+    Store,
+    check_key,
+    names_file,
+    parts_sha256,
+    parts_size,
+    source_error,
+)
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
 _MB = 1 << 20
@@ -148,15 +159,20 @@ class S3Store(Store):
         return ObjectInfo(key, size, sha)
 
     def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> ObjectInfo:
-        import hashlib
+        return self._put(key, data, len(data), sha256 or parts_sha256([data]))
 
+    def put_parts(self, key: str, parts: Sequence[Part], sha256: str | None = None) -> ObjectInfo:
+        """One PutObject whose body reads the parts in turn (``PartsReader``): nothing joined in memory."""
+        return self._put(key, PartsReader(parts), parts_size(parts), sha256 or parts_sha256(parts))
+
+    def _put(self, key: str, body: bytes | PartsReader, size: int, sha: str) -> ObjectInfo:
         full = self._key(key)
-        sha = sha256 or hashlib.sha256(data).hexdigest()
         try:
-            self.client.put_object(Bucket=self.bucket, Key=full, Body=data, Metadata={SHA_META: sha})
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=body, ContentLength=size,
+                                   Metadata={SHA_META: sha})  # fmt: skip
         except Exception as exc:
             raise self._wrap("put", key, exc) from exc
-        return ObjectInfo(key, len(data), sha)
+        return ObjectInfo(key, size, sha)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         import hashlib

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from jobs.core.errors import DataError
 from jobs.core.hashing import pretty_json
+from jobs.core.store import Part
 from jobs.split.assign import SPLIT_NAMES, PatientGroup
 from jobs.split.exports import DATALIST_SECTIONS
 from jobs.split.groups import IMAGE_FIELDS, Duplicate, _Groups, join_shared_images
@@ -229,6 +230,7 @@ _CSV_QUOTED = _probe_quoted()
 _CSV_QUOTED_RE = "[" + "".join(f"\\x{c:02x}" for c in _CSV_QUOTED) + "]"
 _JSON_ESCAPED = bytes([*range(0x20), ord('"'), ord("\\")])
 _JSON_ESCAPED_RE = r'["\\\x00-\x1f]'
+_SCAN = 1 << 20
 
 
 def _may_contain(text: pa.Array, special: bytes) -> bool:
@@ -236,10 +238,15 @@ def _may_contain(text: pa.Array, special: bytes) -> bool:
     data = text.buffers()[2]
     if data is None or not special:
         return False
-    raw = data.to_pybytes()
-    if len(special) <= 4:  # a few memchr scans beat one translate
-        return any(raw.find(byte) >= 0 for byte in special)
-    return len(raw.translate(None, special)) != len(raw)
+    view = memoryview(data)
+    for start in range(0, view.nbytes, _SCAN):  # a slice at a time: a copy of the whole column is fresh memory
+        raw = bytes(view[start : start + _SCAN])
+        if len(special) <= 4:  # a few memchr scans beat one translate
+            if any(raw.find(byte) >= 0 for byte in special):
+                return True
+        elif len(raw.translate(None, special)) != len(raw):
+            return True
+    return False
 
 
 def _python_cells(values: pa.Array, render: Callable[[Any], str]) -> pa.Array:
@@ -280,13 +287,13 @@ def _joined(pieces: Sequence[pa.Array | str]) -> pa.Array:
     )
 
 
-def _text_bytes(lines: pa.Array) -> pa.Buffer | bytes:
-    """The concatenated strings of ``lines`` (each already ending in its separator)."""
+def _text_bytes(lines: pa.Array) -> memoryview:
+    """The concatenated strings of ``lines`` (each already ending in its separator), viewed in place."""
     if not len(lines):
-        return b""
+        return memoryview(b"")
     lines = pa.concat_arrays([lines]) if lines.offset else lines
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
-    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    return memoryview(lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
 
 
 def csv_prefixes(table: pa.Table, columns: Sequence[str]) -> pa.Array:
@@ -302,15 +309,16 @@ def csv_header(columns: Sequence[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def split_csv(header: bytes, prefixes: pa.Array, split: str, fold: pa.Array | None) -> bytes:
-    """A split's CSV: the header, then each of its rows' line (``csv_prefixes``) ending in ``split`` (and the row's
-    ``fold``): one join for the split's rows, since the split cell is the same in all of them."""
+def split_csv(header: bytes, prefixes: pa.Array, split: str, fold: pa.Array | None) -> list[Part]:
+    """A split's CSV, in parts: the header, then each of its rows' line (``csv_prefixes``) ending in ``split`` (and
+    the row's ``fold``): one join for the split's rows, since the split cell is the same in all of them."""
     ends: list[pa.Array | str] = [f"{split}\n"] if fold is None else [f"{split},", pc.fill_null(fold, ""), "\n"]
-    return b"".join([header, _text_bytes(_joined([prefixes, *ends]))])
+    return [header, _text_bytes(_joined([prefixes, *ends]))]
 
 
-def txt(keys: pa.Array) -> bytes:
-    return bytes(_text_bytes(_joined([pc.cast(keys, TEXT), "\n"])))
+def txt(keys: pa.Array) -> list[Part]:
+    """A split's TXT (a key a line), in parts."""
+    return [_text_bytes(_joined([pc.cast(keys, TEXT), "\n"]))]
 
 
 def json_strings(values: pa.Array) -> pa.Array:
@@ -357,10 +365,10 @@ def datalist_items(table: pa.Table, label: pa.Array, fold: pa.Array | None) -> p
     return _joined(pieces)
 
 
-def datalist(classes: Sequence[str], task: str, items_by_split: dict[str, pa.Array]) -> bytes:
-    """``jobs.split.exports.datalist_bytes``'s bytes from the rendered items of each split."""
+def datalist(classes: Sequence[str], task: str, items_by_split: dict[str, pa.Array]) -> list[Part]:
+    """``jobs.split.exports.datalist_bytes``'s bytes, in parts, from the rendered items of each split."""
     head = pretty_json({"labels": list(classes), "task": task})[:-3]  # without "\n}\n"
-    parts = [head]
+    parts: list[Part] = [head]
     for split, section in sorted(DATALIST_SECTIONS.items(), key=lambda item: item[1]):
         items = items_by_split[split]
         parts.append(f',\n  "{section}": '.encode())
@@ -368,9 +376,9 @@ def datalist(classes: Sequence[str], task: str, items_by_split: dict[str, pa.Arr
             parts.append(b"[]")
             continue
         body = _text_bytes(items)
-        parts += [b"[\n", memoryview(body)[: len(body) - 2], b"\n  ]"]  # without the last item's ",\n"
+        parts += [b"[\n", body[: body.nbytes - 2], b"\n  ]"]  # without the last item's ",\n"
     parts.append(b"\n}\n")
-    return b"".join(parts)
+    return parts
 
 
 def per_label(labels: pa.Array, render: Callable[[Any], Any]) -> pa.Array:

@@ -7,7 +7,6 @@ never share a patient by accident (study and series UIDs, unique everywhere, sta
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,7 +59,7 @@ def _read_table(store: Store, manifest: Manifest) -> pa.Table:
             f"sealed, rerun irmsia-index --force for {manifest.prefix}"
         )
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(pa.BufferReader(data))  # read in place: BytesIO copies every column chunk
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{record.key}: not a readable Parquet file ({exc}); rerun irmsia-index --force") from exc
     if missing := [c for c in REQUIRED_COLUMNS if c not in table.column_names]:

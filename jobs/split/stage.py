@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from jobs.core.hashing import pretty_json
 from jobs.core.manifest import Manifest, StageWriter
 from jobs.core.paths import splits_prefix
 from jobs.core.stage import PlannedStage, StageJob, StagePlan, StageResult
-from jobs.core.store import Store
+from jobs.core.store import Part, Store, parts_sha256
 from jobs.split import columnar, tasks
 from jobs.split.assign import SPLIT_NAMES, Assignment, assign_folds
 from jobs.split.columnar import Grouped, column
@@ -142,7 +141,7 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             keys = column(labelled.table, "key")
             lines = prefixes.result()
             del prefixes
-            outputs: deque[tuple[str, Callable[[], bytes]]] = deque()
+            outputs: deque[tuple[str, Callable[[], list[Part]]]] = deque()
             for name, at in positions.items():
                 take = pa.array(at)
                 folds = None if fold is None else fold.take(take)
@@ -246,7 +245,7 @@ def _warn_missing_classes(
 
 
 def _write_rendered_ahead(
-    render: ThreadPoolExecutor, writer: StageWriter, outputs: deque[tuple[str, Callable[[], bytes]]]
+    render: ThreadPoolExecutor, writer: StageWriter, outputs: deque[tuple[str, Callable[[], list[Part]]]]
 ) -> None:
     """Write each output in order on this thread while the next one is rendered and hashed on ``render``: one ahead,
     so at most two outputs' bytes are alive; each render is dropped from ``outputs`` once it starts, and with it
@@ -257,25 +256,27 @@ def _write_rendered_ahead(
         data, sha = ahead.result()
         if outputs:
             ahead = render.submit(_hashed, outputs[0][1])
-        writer.put_bytes(name, data, sha256=sha)
+        writer.put_parts(name, data, sha256=sha)
         del data
 
 
-def _hashed(render: Callable[[], bytes]) -> tuple[bytes, str]:
-    """An output's bytes and their SHA-256, both computed on a render thread (hashlib lets go of the GIL)."""
-    data = render()
-    return data, hashlib.sha256(data).hexdigest()
+def _hashed(render: Callable[[], list[Part]]) -> tuple[list[Part], str]:
+    """An output's parts (views of Arrow buffers, never joined: each copy the size of an output is fresh memory the
+    kernel hands out page by page) and their SHA-256, both computed on a render thread (hashlib lets go of the
+    GIL)."""
+    parts = render()
+    return parts, parts_sha256(parts)
 
 
-def _split_csv(header: bytes, lines: pa.Array, take: pa.Array, split: str, fold: pa.Array | None) -> bytes:
+def _split_csv(header: bytes, lines: pa.Array, take: pa.Array, split: str, fold: pa.Array | None) -> list[Part]:
     return columnar.split_csv(header, lines.take(take), split, fold)
 
 
-def _split_txt(keys: pa.Array, take: pa.Array) -> bytes:
+def _split_txt(keys: pa.Array, take: pa.Array) -> list[Part]:
     return columnar.txt(keys.take(take))
 
 
-def _datalist(classes: list[str], task: str, items: Future[pa.Array], positions: dict[str, np.ndarray]) -> bytes:
+def _datalist(classes: list[str], task: str, items: Future[pa.Array], positions: dict[str, np.ndarray]) -> list[Part]:
     rendered = items.result()
     return columnar.datalist(classes, task, {name: rendered.take(pa.array(at)) for name, at in positions.items()})
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from jobs.core.errors import IrmsiaError, UsageError
-from jobs.core.store import ObjectInfo, Store
+from jobs.core.store import ObjectInfo, Part, Store
 
 log = logging.getLogger("irmsia.train.distributed")
 T = TypeVar("T")
@@ -204,6 +204,9 @@ class ReadOnlyStore(Store):
         return self._refuse(key)
 
     def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> ObjectInfo:
+        return self._refuse(key)
+
+    def put_parts(self, key: str, parts: Sequence[Part], sha256: str | None = None) -> ObjectInfo:
         return self._refuse(key)
 
     def delete(self, key: str) -> None:

@@ -23,7 +23,7 @@ from jobs.core.errors import TransientError
 from jobs.core.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
-WRITES = ("put_file", "put_bytes", "put_if_absent", "move_file")
+WRITES = ("put_file", "put_bytes", "put_parts", "put_if_absent", "move_file")
 
 
 def kill_at(pattern: str, module: str, argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -62,6 +62,9 @@ class _Wrapper:
 
     def put_bytes(self, key: str, *args: Any, **kwargs: Any) -> Any:
         return self._write("put_bytes", key, *args, **kwargs)
+
+    def put_parts(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        return self._write("put_parts", key, *args, **kwargs)
 
     def put_if_absent(self, key: str, *args: Any, **kwargs: Any) -> Any:
         return self._write("put_if_absent", key, *args, **kwargs)

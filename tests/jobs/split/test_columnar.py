@@ -97,12 +97,12 @@ def test_csv_txt_and_datalist_bytes_equal_the_reference(seed, with_folds):
         take = pa.array(np.flatnonzero(split == i))
         # THEN each split's CSV and TXT are the reference's bytes
         got = columnar.split_csv(header, prefixes.take(take), name, None if fold is None else fold.take(take))
-        assert got == csv_bytes(header_columns, by_split[name])
-        assert columnar.txt(table["key"].combine_chunks().take(take)) == txt_bytes(by_split[name])
+        assert b"".join(got) == csv_bytes(header_columns, by_split[name])
+        assert b"".join(columnar.txt(table["key"].combine_chunks().take(take))) == txt_bytes(by_split[name])
         items_by_split[name] = items.take(take)
     # AND the datalist is too
     reference = datalist_bytes(classes, by_split, lambda row: index.get(row["label"], 0), "classification")
-    assert columnar.datalist(classes, "classification", items_by_split) == reference
+    assert b"".join(columnar.datalist(classes, "classification", items_by_split)) == reference
 
 
 @pytest.mark.parametrize("seed", SEEDS)
