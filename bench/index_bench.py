@@ -45,20 +45,33 @@ def cpu(who):
 t0 = time.perf_counter()
 from jobs.index.settings import IndexSettings
 from jobs.index.stage import run
+import os, jobs.index.scan
+if os.environ.get("BENCH_FRESH_FROM"):  # --fresh-from: where workers stop being forks of the stage
+    jobs.index.scan.FRESH_WORKERS_FROM = int(os.environ["BENCH_FRESH_FROM"])
 settings = IndexSettings.parse(sys.argv[1:], {})
-peak = {"pss_kb": 0, "uss_kb": 0, "rss_kb": 0}
-def sample():  # the workers' largest proportional and private set sizes, every 50 ms, from smaps_rollup
-    import multiprocessing
+peak = {"pss_kb": 0, "uss_kb": 0, "rss_kb": 0, "server_rss_kb": 0, "total_pss_kb": 0}
+def rollup(pid):
+    try:
+        fields = dict(line.split()[:2] for line in open(f"/proc/{pid}/smaps_rollup") if ":" in line)
+    except (OSError, ValueError):
+        return None
+    uss = int(fields.get("Private_Clean:", 0)) + int(fields.get("Private_Dirty:", 0))
+    return {"pss_kb": int(fields.get("Pss:", 0)), "uss_kb": uss, "rss_kb": int(fields.get("Rss:", 0))}
+def sample():  # every 50 ms from smaps_rollup: the workers' largest sizes, the fork server's, and all PSS summed
+    import multiprocessing, multiprocessing.forkserver, os
     while not done.is_set():
+        total = rollup(os.getpid())["pss_kb"]
         for child in multiprocessing.active_children():
-            try:
-                fields = dict(line.split()[:2] for line in open(f"/proc/{child.pid}/smaps_rollup") if ":" in line)
-            except (OSError, ValueError):
+            if (sizes := rollup(child.pid)) is None:
                 continue
-            uss = int(fields.get("Private_Clean:", 0)) + int(fields.get("Private_Dirty:", 0))
-            for key, value in (("pss_kb", int(fields.get("Pss:", 0))), ("uss_kb", uss),
-                               ("rss_kb", int(fields.get("Rss:", 0)))):
+            total += sizes["pss_kb"]
+            for key, value in sizes.items():
                 peak[key] = max(peak[key], value)
+        server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)  # fresh workers' parent
+        if server and (sizes := rollup(server)) is not None:
+            total += sizes["pss_kb"]
+            peak["server_rss_kb"] = max(peak["server_rss_kb"], sizes["rss_kb"])
+        peak["total_pss_kb"] = max(peak["total_pss_kb"], total)
         done.wait(0.05)
 import threading
 done = threading.Event()
@@ -133,13 +146,18 @@ def naive(paths: list[Path]) -> tuple[float, float]:
     return time.perf_counter() - start, _cpu(resource.RUSAGE_SELF) - cpu0
 
 
-def stage(store_dir: Path, dataset: str, workers: int) -> dict:
-    """(a) our index stage, --force, in a fresh process."""
+def stage(store_dir: Path, dataset: str, workers: int, fresh_from: int | None = None) -> dict:
+    """(a) our index stage, --force, in a fresh process (workers fresh from ``fresh_from`` files, if given)."""
     argv = ["--dataset", dataset, "--store", str(store_dir), "--force", "--workers", str(workers)]
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", _STAGE_DRIVER, *argv],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "IRMSIA_LOG_FORMAT": "json"},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "IRMSIA_LOG_FORMAT": "json",
+            **({} if fresh_from is None else {"BENCH_FRESH_FROM": str(fresh_from)}),
+        },
         capture_output=True,
         text=True,
         check=True,
@@ -149,25 +167,29 @@ def stage(store_dir: Path, dataset: str, workers: int) -> dict:
     return result
 
 
-def memory_run(store_dir: Path, count: int, size: int, workers: int) -> None:
+def memory_run(store_dir: Path, count: int, size: int, workers: int, fresh_from: list[int | None]) -> None:
     """Index ``count`` new files of ``size``² and print the peak memory of the stage process and of its workers.
 
-    A worker's RSS counts the pages it shares with the stage process it was forked from (the listing, the collect
-    manifest): they cost the pod nothing extra, so the private (USS) and proportional (PSS) sizes are printed too."""
+    A forked worker's RSS counts the pages it shares with the stage process (the listing, the collect manifest);
+    from ``scan.FRESH_WORKERS_FROM`` files on, workers come from the fork server and do not. Private (USS) and
+    proportional (PSS) sizes are printed too, and the PSS of every process summed: what the pod really holds."""
     name = f"rss{count}"
     t0 = time.perf_counter()
     made_now = not (store_dir / "raw" / name / "_SUCCESS.json").exists()  # else a --workdir of an earlier run's
     if made_now:
         generate(store_dir, name, count, size)
     made = f"made in {time.perf_counter() - t0:.0f}s" if made_now else "reused"
-    r = stage(store_dir, name, workers)
-    w = r["workers_sampled_kb"]
-    print(
-        f"{count:7d} files ({size}x{size}, {made}): index {r['run_s']:.1f}s, main process peak RSS "
-        f"{r['rss_self_kb'] / 1024:.0f} MiB; largest worker peak RSS {r['rss_workers_kb'] / 1024:.0f} MiB, "
-        f"sampled RSS {w['rss_kb'] / 1024:.0f} / PSS {w['pss_kb'] / 1024:.0f} / USS {w['uss_kb'] / 1024:.0f} MiB",
-        flush=True,
-    )
+    for threshold in fresh_from:
+        r = stage(store_dir, name, workers, threshold)
+        w = r["workers_sampled_kb"]
+        server = f", fork server RSS {w['server_rss_kb'] / 1024:.0f} MiB" if w["server_rss_kb"] else " (forked)"
+        print(
+            f"{count:7d} files ({size}x{size}, {made}): index {r['run_s']:.1f}s, main process peak RSS "
+            f"{r['rss_self_kb'] / 1024:.0f} MiB; largest worker sampled RSS {w['rss_kb'] / 1024:.0f} / "
+            f"PSS {w['pss_kb'] / 1024:.0f} / USS {w['uss_kb'] / 1024:.0f} MiB{server}; "
+            f"all processes' PSS {w['total_pss_kb'] / 1024:.0f} MiB",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,13 +210,21 @@ def main(argv: list[str] | None = None) -> int:
         help="only the memory runs, at these file counts (e.g. 10000 100000), --rss-size files",
     )
     parser.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
+    parser.add_argument(
+        "--fresh-from",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="memory runs once per N, workers fresh from N files (e.g. 1 and 10000000: fresh and forked A/B)",
+    )
     args = parser.parse_args(argv)
     workers = args.workers or usable_cpus()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="irmsia-index-bench-"))
     try:
         if args.growth:
             for count in args.growth:
-                memory_run(work / "store", count, args.rss_size, workers)
+                memory_run(work / "store", count, args.rss_size, workers, args.fresh_from or [None])
             return 0
         t0 = time.perf_counter()
         paths = generate(work / "store", "bench", args.n, args.size)
@@ -231,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not args.skip_rss:
             for count in (n, 5 * n):
-                memory_run(work / "store", count, args.rss_size, workers)
+                memory_run(work / "store", count, args.rss_size, workers, args.fresh_from or [None])
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -24,6 +24,12 @@ READ_RATE = 4 << 20
 """Bytes per second of reading (hashing, header) a file's deadline allows on top of ``DEADLINE_S``."""
 DECODE_RATE = 1 << 20
 """Bytes per second with ``--verify-pixels`` (decoding is slower than reading)."""
+FRESH_WORKERS_FROM = 20_000
+"""Tasks from which workers come from the fork server instead of forks of the stage. The stage holds ~1 KiB a
+listed file (listing, collect manifest), which every forked worker maps and counts in its RSS (60 MiB at 10k
+files, 138 MiB at 100k); fresh workers stay at 43 MiB. The server costs ~0.3 s and one more process (55 MiB RSS):
+at 10k files 10 % of the scan and more memory in all (PSS summed 161 vs 115-130 MiB), at 100k none of the time
+and less memory (253 vs 275 MiB) (``bench/index_bench.py --growth``, RESULTS.md)."""
 
 _reader: ObjectReader | None = None
 _verify = False
@@ -58,6 +64,7 @@ def scan(store_uri: str, tasks: Sequence[Task], workers: int, verify: bool = Fal
         deadline_s=lambda task: deadline_s(task, verify),
         batch=BATCH,
         window=BATCH * WINDOW_PER_WORKER * workers,
+        fresh=(__name__,) if len(tasks) >= FRESH_WORKERS_FROM else None,
     )
     for task, outcome in zip(tasks, pool.map(tasks), strict=True):
         if isinstance(outcome, Failure):

@@ -62,8 +62,24 @@ def _noisy(n: int) -> int:
     return n
 
 
-def _pool(fn, deadline: float = 60.0) -> SupervisedPool:
-    return SupervisedPool(fn, 2, initializer=_no_setup, deadline_s=lambda task: deadline, batch=3, window=6)
+def _pool(fn, deadline: float = 60.0, fresh: bool = False) -> SupervisedPool:
+    return SupervisedPool(
+        fn, 2, initializer=_no_setup, deadline_s=lambda task: deadline, batch=3, window=6, fresh=() if fresh else None
+    )
+
+
+# Every contract holds for forked workers and for fresh ones (the fork server's, for parents with a large heap).
+both_starts = pytest.mark.parametrize("fresh", [False, True], ids=["forked", "fresh"])
+
+
+def _rss_kib(_: int) -> int:
+    with open("/proc/self/smaps_rollup") as fh:
+        return int(dict(line.split()[:2] for line in fh if ":" in line)["Rss:"])
+
+
+def _worker_rss_kib(fresh: bool) -> int:
+    (rss,) = _pool(_rss_kib, fresh=fresh).map([0])
+    return rss
 
 
 def _private_kib_after_gc(_: int) -> int:
@@ -87,36 +103,55 @@ def test_a_workers_private_memory_does_not_grow_with_the_heap_it_was_forked_from
     assert large - small < 16 * 1024, (small, large)
 
 
-def test_a_task_that_segfaults_its_worker_is_a_failure_and_the_rest_go_on():
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's smaps_rollup")
+def test_fresh_workers_never_map_the_parents_heap_so_their_rss_does_not_grow_with_it():
+    # GIVEN each kind of worker started from this process, before and once it holds 64 MiB more (written, so
+    # resident: new pages, where objects might reuse free ones an earlier test left in this process's heap)
+    before = {fresh: _worker_rss_kib(fresh) for fresh in (False, True)}
+    heap = bytearray(b"x") * (64 << 20)
+    after = {fresh: _worker_rss_kib(fresh) for fresh in (False, True)}
+    grown = {fresh: after[fresh] - before[fresh] for fresh in (False, True)}
+    # THEN a forked worker's RSS counts the inherited heap, a fresh one's does not
+    assert len(heap) == 64 << 20
+    assert grown[False] > 56 * 1024, grown
+    assert grown[True] < 8 * 1024, grown
+
+
+@both_starts
+def test_a_task_that_segfaults_its_worker_is_a_failure_and_the_rest_go_on(fresh):
     # WHEN a task kills its worker with SIGSEGV (on its retry too)
-    results = list(_pool(_segfault_on_3).map(list(range(12))))
+    results = list(_pool(_segfault_on_3, fresh=fresh).map(list(range(12))))
     # THEN that task is a Failure naming the signal, and every other result is there, in order
     assert isinstance(results[3], Failure)
     assert results[3].reason == "the worker inspecting it died twice (killed by signal SIGSEGV)"
     assert [r for i, r in enumerate(results) if i != 3] == [n * n for n in range(12) if n != 3]
 
 
-def test_a_worker_that_dies_once_is_replaced_and_its_task_retried(tmp_path):
+@both_starts
+def test_a_worker_that_dies_once_is_replaced_and_its_task_retried(tmp_path, fresh):
     tasks = [(n, str(tmp_path / "died")) for n in range(10)]
-    assert list(_pool(_exit_once_on_5).map(tasks)) == [n * n for n in range(10)]
+    assert list(_pool(_exit_once_on_5, fresh=fresh).map(tasks)) == [n * n for n in range(10)]
     assert (tmp_path / "died").exists()
 
 
-def test_a_task_past_its_deadline_is_stopped_and_is_a_failure():
+@both_starts
+def test_a_task_past_its_deadline_is_stopped_and_is_a_failure(fresh):
     start = time.monotonic()
-    results = list(_pool(_hang_on_2, deadline=1.0).map(list(range(8))))
+    results = list(_pool(_hang_on_2, deadline=1.0, fresh=fresh).map(list(range(8))))
     assert time.monotonic() - start < 30
     assert results[2] == Failure("no result within 1 s; stopped")
     assert [r for i, r in enumerate(results) if i != 2] == [n * n for n in range(8) if n != 2]
 
 
-def test_an_exception_a_task_raises_reaches_the_caller():
+@both_starts
+def test_an_exception_a_task_raises_reaches_the_caller(fresh):
     with pytest.raises(TransientError, match="store unavailable"):
-        list(_pool(_fail_on_4).map(list(range(10))))
+        list(_pool(_fail_on_4, fresh=fresh).map(list(range(10))))
 
 
-def test_what_workers_print_on_stderr_does_not_reach_the_caller(capfd):
-    assert list(_pool(_noisy).map(list(range(5)))) == list(range(5))
+@both_starts
+def test_what_workers_print_on_stderr_does_not_reach_the_caller(capfd, fresh):
+    assert list(_pool(_noisy, fresh=fresh).map(list(range(5)))) == list(range(5))
     assert "native library noise" not in capfd.readouterr().err
 
 
@@ -155,3 +190,22 @@ def test_a_file_that_crashes_or_hangs_its_worker_is_quarantined_and_the_stage_su
     }
     rows = pq.read_table(io.BytesIO(store.get_bytes("index/ds/index.parquet"))).to_pylist()
     assert len(rows) == 130
+
+
+def test_the_index_is_the_same_whether_its_workers_are_forked_or_fresh(tmp_path, monkeypatch):
+    # GIVEN the same files in two stores, one of them unreadable
+    files = {f"a/p{i:03d}.dcm": dicom_bytes(f"p{i}", seed=i) for i in range(150)}
+    files["a/broken.dcm"] = dicom_bytes("p0", seed=0)[:200]
+    outputs = {}
+    for threshold in (10**9, 1):  # forked workers, then fresh ones (the fork server's) for any listing
+        store_uri = str(tmp_path / f"store-{threshold}")
+        store = open_store(store_uri)
+        put_raw(store, "ds", files)
+        monkeypatch.setattr(scan, "FRESH_WORKERS_FROM", threshold)
+        # WHEN each is indexed with two workers
+        assert main(["--dataset", "ds", "--store", store_uri, "--workers", "2"]) == 0
+        outputs[threshold] = {name: store.get_bytes(f"index/ds/{name}") for name in ("index.parquet", "quarantine.csv")}
+    # THEN the outputs are byte for byte the same, the unreadable file quarantined in both
+    assert outputs[1] == outputs[10**9]
+    assert b"raw/ds/a/broken.dcm" in outputs[1]["quarantine.csv"]
+    assert pq.read_table(io.BytesIO(outputs[1]["index.parquet"])).num_rows == 150
