@@ -28,7 +28,9 @@ from jobs.split.exports import DATALIST_SECTIONS
 from jobs.split.groups import IMAGE_FIELDS, Duplicate, _Groups, join_shared_images
 
 TEXT = pa.large_string()
-"""The columns that name an image: two rows with the same non-empty value hold the same image."""
+ROWS_PER_PART = 1 << 16
+"""Rows an output part is rendered from at a time: a render holds one part's cells, not every row's (at 1M rows
+the whole index's cells and lines were ~1 GB beside the index)."""
 
 
 def column(table: pa.Table, name: str) -> pa.Array:
@@ -297,8 +299,7 @@ def _text_bytes(lines: pa.Array) -> memoryview:
 
 
 def csv_prefixes(table: pa.Table, columns: Sequence[str]) -> pa.Array:
-    """Every row's CSV line up to its ``split`` cell: its cells in ``columns``, each followed by a comma. It does not
-    depend on the assignment, so it can be rendered while the assignment runs."""
+    """Every row's CSV line up to its ``split`` cell: its cells in ``columns``, each followed by a comma."""
     cells = [_csv_cells(column(table, name)) for name in columns]
     return pc.binary_join_element_wise(*cells, pa.scalar("", TEXT), pa.scalar(",", TEXT))
 
@@ -309,11 +310,31 @@ def csv_header(columns: Sequence[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def split_csv(header: bytes, prefixes: pa.Array, split: str, fold: pa.Array | None) -> list[Part]:
-    """A split's CSV, in parts: the header, then each of its rows' line (``csv_prefixes``) ending in ``split`` (and
-    the row's ``fold``): one join for the split's rows, since the split cell is the same in all of them."""
-    ends: list[pa.Array | str] = [f"{split}\n"] if fold is None else [f"{split},", pc.fill_null(fold, ""), "\n"]
-    return [header, _text_bytes(_joined([prefixes, *ends]))]
+def chunks(positions: np.ndarray) -> list[pa.Array]:
+    """``positions`` in runs of ``ROWS_PER_PART``: the rows one part of an output is rendered from."""
+    return [pa.array(positions[i : i + ROWS_PER_PART]) for i in range(0, len(positions), ROWS_PER_PART)]
+
+
+def split_csv(
+    header: bytes,
+    table: pa.Table,
+    columns: Sequence[str],
+    positions: np.ndarray,
+    split: str,
+    fold: pa.Array | None,
+    map_: Callable[..., Iterable[memoryview]] = map,
+) -> list[Part]:
+    """A split's CSV, in parts: the header, then a part per chunk of its rows (``positions`` in ``table``), each
+    row's line (``csv_prefixes``) ending in ``split`` (and the row's ``fold``). ``map_`` renders the chunks (an
+    executor's ``map`` renders them side by side)."""
+
+    def part(take: pa.Array) -> memoryview:
+        ends: list[pa.Array | str] = [f"{split}\n"]
+        if fold is not None:
+            ends = [f"{split},", pc.fill_null(fold.take(take), ""), "\n"]
+        return _text_bytes(_joined([csv_prefixes(table.select(list(columns)).take(take), columns), *ends]))
+
+    return [header, *map_(part, chunks(positions))]
 
 
 def txt(keys: pa.Array) -> list[Part]:
@@ -365,18 +386,25 @@ def datalist_items(table: pa.Table, label: pa.Array, fold: pa.Array | None) -> p
     return _joined(pieces)
 
 
-def datalist(classes: Sequence[str], task: str, items_by_split: dict[str, pa.Array]) -> list[Part]:
-    """``jobs.split.exports.datalist_bytes``'s bytes, in parts, from the rendered items of each split."""
+def datalist(
+    classes: Sequence[str],
+    task: str,
+    items: Callable[[pa.Array], pa.Array],
+    positions: dict[str, np.ndarray],
+    map_: Callable[..., Iterable[memoryview]] = map,
+) -> list[Part]:
+    """``jobs.split.exports.datalist_bytes``'s bytes, in parts: a part per chunk of each split's rows (``positions``),
+    ``items(take)`` rendering those rows' items (``datalist_items``); ``map_`` renders the chunks."""
     head = pretty_json({"labels": list(classes), "task": task})[:-3]  # without "\n}\n"
     parts: list[Part] = [head]
     for split, section in sorted(DATALIST_SECTIONS.items(), key=lambda item: item[1]):
-        items = items_by_split[split]
         parts.append(f',\n  "{section}": '.encode())
-        if not len(items):
+        if not len(positions[split]):
             parts.append(b"[]")
             continue
-        body = _text_bytes(items)
-        parts += [b"[\n", body[: body.nbytes - 2], b"\n  ]"]  # without the last item's ",\n"
+        body: list[memoryview] = [*map_(lambda take: _text_bytes(items(take)), chunks(positions[split]))]
+        body[-1] = body[-1][: body[-1].nbytes - 2]  # without the last item's ",\n"
+        parts += [b"[\n", *body, b"\n  ]"]
     parts.append(b"\n}\n")
     return parts
 

@@ -6,7 +6,7 @@ import gc
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -96,60 +96,56 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
             log.warning("skipping %d of %d rows without %s", skipped, index.table.num_rows, need)
         labels = column(labelled.table, "label")
         classes = tasks.class_names(settings.task, pc.unique(labels).drop_null().to_pylist(), settings.none_label)
-        with ThreadPoolExecutor(2, thread_name_prefix="split-render") as render:
-            # Arrow's kernels let go of the GIL: what does not depend on the assignment (every row's CSV line up to
-            # its split cell, and without folds its datalist item) is rendered on a second core while this one
-            # assigns in Python. Every store write stays on this thread (a stage's renames come from one task, so
-            # the kill-point tests, tests/jobs/test_kill_points.py, can address each of them) while the next output
-            # is rendered beside it
-            prefixes = render.submit(columnar.csv_prefixes, labelled.table, index.columns)
-            items = None if settings.folds else render.submit(self._items, settings, labelled, classes, None)
-            assignment = _assign(index, labelled, settings, where)
-            if assignment.rare_strata:
-                log.warning(
-                    "%d classes have fewer than %d patients and stay wholly in train: %s",
-                    len(assignment.rare_strata),
-                    settings.min_per_class,
-                    ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
-                )
-            split = columnar.lookup(labelled.group, assignment.split_of)  # every row's split index
-            columnar.check_disjoint(labelled.table, labelled.group, split, labelled.shared)  # before any write
-            positions = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLIT_NAMES)}
-            counted = tasks.counted_classes(settings.task, settings.none_label)
-            per_class = {n: columnar.class_counts(labels.take(pa.array(at)), counted) for n, at in positions.items()}
-            _warn_missing_classes(per_class, positions, classes)
-            stats = _stats(labelled, positions, per_class, classes)
-            stats.update(
-                task=settings.task,
-                datasets=list(settings.datasets),
-                ratios=list(settings.ratios),
-                seed=settings.seed,
-                split_from=settings.split_from,
-                min_per_class=settings.min_per_class,
-                rare_classes=list(assignment.rare_strata),
-                skipped_unlabeled=skipped,
-                duplicates=len(grouped.duplicates),
+        assignment = _assign(index, labelled, settings, where)
+        if assignment.rare_strata:
+            log.warning(
+                "%d classes have fewer than %d patients and stay wholly in train: %s",
+                len(assignment.rare_strata),
+                settings.min_per_class,
+                ", ".join(assignment.rare_strata[:10]) + (" …" if len(assignment.rare_strata) > 10 else ""),
             )
-            columns: tuple[str, ...] = (*index.columns, "split")
-            fold = None
-            if settings.folds:
-                fold, stats["folds"] = _add_folds(labelled, positions, settings.folds, settings.seed, settings.task)
-                columns = (*columns, "fold")
-            if items is None:  # with folds: the items name them
-                items = render.submit(self._items, settings, labelled, classes, fold)
+        split = columnar.lookup(labelled.group, assignment.split_of)  # every row's split index
+        columnar.check_disjoint(labelled.table, labelled.group, split, labelled.shared)  # before any write
+        positions = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLIT_NAMES)}
+        counted = tasks.counted_classes(settings.task, settings.none_label)
+        per_class = {n: columnar.class_counts(labels.take(pa.array(at)), counted) for n, at in positions.items()}
+        _warn_missing_classes(per_class, positions, classes)
+        stats = _stats(labelled, positions, per_class, classes)
+        stats.update(
+            task=settings.task,
+            datasets=list(settings.datasets),
+            ratios=list(settings.ratios),
+            seed=settings.seed,
+            split_from=settings.split_from,
+            min_per_class=settings.min_per_class,
+            rare_classes=list(assignment.rare_strata),
+            skipped_unlabeled=skipped,
+            duplicates=len(grouped.duplicates),
+        )
+        columns: tuple[str, ...] = (*index.columns, "split")
+        fold = None
+        if settings.folds:
+            fold, stats["folds"] = _add_folds(labelled, positions, settings.folds, settings.seed, settings.task)
+            columns = (*columns, "fold")
+        # Arrow's kernels and hashlib let go of the GIL: each output is rendered in parts of ROWS_PER_PART rows on
+        # two threads (``parts``) and hashed on a third (``render``), one output ahead of the store write. Every
+        # write stays on this thread (a stage's renames come from one task, so the kill-point tests,
+        # tests/jobs/test_kill_points.py, can address each of them)
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="split-render") as render,
+            ThreadPoolExecutor(2, thread_name_prefix="split-parts") as parts,
+        ):
             header = columnar.csv_header(columns)
             keys = column(labelled.table, "key")
-            lines = prefixes.result()
-            del prefixes
             outputs: deque[tuple[str, Callable[[], list[Part]]]] = deque()
             for name, at in positions.items():
-                take = pa.array(at)
-                folds = None if fold is None else fold.take(take)
-                outputs.append((f"{name}.csv", partial(_split_csv, header, lines, take, name, folds)))
-                outputs.append((f"{name}.txt", partial(_split_txt, keys, take)))
-            del lines  # the biggest buffer: held by the CSVs' renders only, gone once the last is rendered
-            outputs.append(("datalist.json", partial(_datalist, classes, settings.task, items, positions)))
-            del items
+                csv = partial(columnar.split_csv, header, labelled.table, index.columns, at, name, fold, parts.map)
+                outputs.append((f"{name}.csv", csv))
+                outputs.append((f"{name}.txt", partial(_split_txt, keys, pa.array(at))))
+            items = partial(self._items, settings, labelled.table, classes, fold)
+            outputs.append(
+                ("datalist.json", partial(columnar.datalist, classes, settings.task, items, positions, parts.map))
+            )
             _write_rendered_ahead(render, job.writer, outputs)
         job.writer.put_bytes("duplicates.csv", duplicates_bytes(grouped.duplicates))
         job.writer.put_bytes("stats.json", pretty_json(stats))
@@ -166,14 +162,17 @@ class SplitStage(PlannedStage[SplitSettings, SplitPlan]):
         }
 
     @staticmethod
-    def _items(settings: SplitSettings, labelled: Grouped, classes: list[str], fold: pa.Array | None) -> pa.Array:
-        """Every row's datalist item (its label as the task gives it to train, and its fold)."""
+    def _items(
+        settings: SplitSettings, table: pa.Table, classes: list[str], fold: pa.Array | None, take: pa.Array
+    ) -> pa.Array:
+        """The datalist items of the rows at ``take`` (each label as the task gives it to train, and its fold)."""
+        rows = table.take(take)
         if settings.task == "segmentation":
-            label_text = columnar.json_strings(column(labelled.table, tasks.MASK_COLUMN))
+            label_text = columnar.json_strings(column(rows, tasks.MASK_COLUMN))
         else:
             label = tasks.label_of(settings.task, classes, settings.none_label)
-            label_text = columnar.per_label(column(labelled.table, "label"), label)
-        return columnar.datalist_items(labelled.table, label_text, fold)
+            label_text = columnar.per_label(column(rows, "label"), label)
+        return columnar.datalist_items(rows, label_text, None if fold is None else fold.take(take))
 
     def describe(self, manifest: Manifest) -> str:
         s = manifest.summary
@@ -268,17 +267,8 @@ def _hashed(render: Callable[[], list[Part]]) -> tuple[list[Part], str]:
     return parts, parts_sha256(parts)
 
 
-def _split_csv(header: bytes, lines: pa.Array, take: pa.Array, split: str, fold: pa.Array | None) -> list[Part]:
-    return columnar.split_csv(header, lines.take(take), split, fold)
-
-
 def _split_txt(keys: pa.Array, take: pa.Array) -> list[Part]:
     return columnar.txt(keys.take(take))
-
-
-def _datalist(classes: list[str], task: str, items: Future[pa.Array], positions: dict[str, np.ndarray]) -> list[Part]:
-    rendered = items.result()
-    return columnar.datalist(classes, task, {name: rendered.take(pa.array(at)) for name, at in positions.items()})
 
 
 @contextmanager

@@ -70,10 +70,13 @@ def test_grouping_keeps_the_rows_and_names_the_groups_the_reference_does(seed):
     assert grouped.duplicates == reference.duplicates
 
 
+@pytest.mark.parametrize("rows_per_part", [2, columnar.ROWS_PER_PART], ids=["parts-of-2", "one-part"])
 @pytest.mark.parametrize("with_folds", [True, False], ids=["folds", "no-folds"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_csv_txt_and_datalist_bytes_equal_the_reference(seed, with_folds):
-    # GIVEN random rows (quotes, commas, line breaks, nulls, floats, volumes, masks) split three ways, with folds or not
+def test_csv_txt_and_datalist_bytes_equal_the_reference(seed, with_folds, rows_per_part, monkeypatch):
+    # GIVEN random rows (quotes, commas, line breaks, nulls, floats, volumes, masks) split three ways, with folds or
+    # not, rendered in parts of 2 rows or in one part
+    monkeypatch.setattr(columnar, "ROWS_PER_PART", rows_per_part)
     rng = random.Random(seed)
     rows = [r for r in _random_rows(rng, 25) if r["label"] not in (None, "")] or _random_rows(rng, 1)
     table = _table(rows)
@@ -84,25 +87,26 @@ def test_csv_txt_and_datalist_bytes_equal_the_reference(seed, with_folds):
     columns = tuple(table.column_names)
     label_text = columnar.per_label(table["label"].combine_chunks(), lambda label: index.get(label, 0))
     fold = pa.array([None if f is None else str(f) for f in folds], pa.large_string()) if with_folds else None
-    items = columnar.datalist_items(table, label_text, fold)
-    prefixes = columnar.csv_prefixes(table, columns)
+
+    def items(take: pa.Array) -> pa.Array:
+        fold_text = None if fold is None else fold.take(take)
+        return columnar.datalist_items(table.take(take), label_text.take(take), fold_text)
+
     header_columns = (*columns, "split", "fold") if with_folds else (*columns, "split")
     header = columnar.csv_header(header_columns)
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
     for row, s, f in zip(rows, split, folds, strict=True):
         name = ("train", "val", "test")[s]
         by_split[name].append({**row, "split": name, **({"fold": f} if f is not None else {})})
-    items_by_split = {}
-    for i, name in enumerate(("train", "val", "test")):
-        take = pa.array(np.flatnonzero(split == i))
+    positions = {name: np.flatnonzero(split == i) for i, name in enumerate(("train", "val", "test"))}
+    for name, at in positions.items():
         # THEN each split's CSV and TXT are the reference's bytes
-        got = columnar.split_csv(header, prefixes.take(take), name, None if fold is None else fold.take(take))
+        got = columnar.split_csv(header, table, columns, at, name, fold)
         assert b"".join(got) == csv_bytes(header_columns, by_split[name])
-        assert b"".join(columnar.txt(table["key"].combine_chunks().take(take))) == txt_bytes(by_split[name])
-        items_by_split[name] = items.take(take)
+        assert b"".join(columnar.txt(table["key"].combine_chunks().take(pa.array(at)))) == txt_bytes(by_split[name])
     # AND the datalist is too
     reference = datalist_bytes(classes, by_split, lambda row: index.get(row["label"], 0), "classification")
-    assert b"".join(columnar.datalist(classes, "classification", items_by_split)) == reference
+    assert b"".join(columnar.datalist(classes, "classification", items, positions)) == reference
 
 
 @pytest.mark.parametrize("seed", SEEDS)
