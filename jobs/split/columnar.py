@@ -328,11 +328,13 @@ def split_csv(
     row's line (``csv_prefixes``) ending in ``split`` (and the row's ``fold``). ``map_`` renders the chunks (an
     executor's ``map`` renders them side by side)."""
 
+    rows = table.select(list(columns))
+
     def part(take: pa.Array) -> memoryview:
         ends: list[pa.Array | str] = [f"{split}\n"]
         if fold is not None:
             ends = [f"{split},", pc.fill_null(fold.take(take), ""), "\n"]
-        return _text_bytes(_joined([csv_prefixes(table.select(list(columns)).take(take), columns), *ends]))
+        return _text_bytes(_joined([csv_prefixes(rows.take(take), columns), *ends]))
 
     return [header, *map_(part, chunks(positions))]
 

@@ -106,14 +106,14 @@ def load_index_table(store: Store, manifests: Mapping[str, Manifest], namespace_
     columns = dict.fromkeys(name for table in tables for name in table.column_names)
     merged = pa.concat_tables(tables, promote_options="permissive").select(list(columns))  # optional columns differ
     del tables  # the merged table holds the only references to the columns, so combining them can free them
-    keys = merged["key"].combine_chunks()
-    if len(keys) > 1 and not pc.all(pc.greater(keys[1:], keys[:-1])).as_py():  # the index stage writes them sorted
-        merged = merged.take(pc.sort_indices(keys))
-        keys = merged["key"].combine_chunks()
     names, chunked = merged.column_names, merged.columns
     del merged
     merged = _combined(names, chunked)
     del chunked
+    keys = merged["key"].chunk(0)  # one chunk a column now (a take of it too)
+    if len(keys) > 1 and not pc.all(pc.greater(keys[1:], keys[:-1])).as_py():  # the index stage writes them sorted
+        merged = merged.take(pc.sort_indices(keys))
+        keys = merged["key"].chunk(0)
     if len(keys) > 1:
         same = pc.equal(keys[1:], keys[:-1])
         if pc.any(same).as_py():
