@@ -40,14 +40,11 @@ every code path with tiny sizes and the smallest networks (tests/bench/test_gpu_
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as irmsia-train does, before torch loads
-
 import argparse
 import datetime as dt
 import json
 import math
+import os
 import sys
 import tempfile
 import threading
@@ -59,6 +56,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from jobs.core.cpus import openmp_defaults  # noqa: E402
+
+os.environ.update(openmp_defaults(os.environ))  # as irmsia-train does, before torch loads
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

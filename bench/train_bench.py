@@ -37,13 +37,15 @@ import tempfile
 import time
 from pathlib import Path
 
-# Same OpenMP policy as irmsia-train (jobs/train/__main__.py), set before torch loads, for both contenders.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from jobs.core.cpus import openmp_defaults
+
+# The OpenMP team irmsia-train sets up (jobs/train/__main__.py), before torch loads, for both contenders.
+os.environ.update(openmp_defaults(os.environ))
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 TASK_CASES = ("3d", "segmentation", "segmentation-3d")
 
 

@@ -39,13 +39,16 @@ def run_process(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the train stage; returns the contract's exit code."""
-    # Before torch loads OpenMP: idle threads sleep instead of spinning. On a shared or CPU-limited node a
-    # spinning team waits for descheduled members; measured 75 ms vs 985 ms per small-cnn step on 2 busy cores.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from jobs.core.cpus import openmp_defaults
     from jobs.train.distributed import launch, world_from_env
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if not world_from_env().distributed and (nproc := _requested_processes(args)) > 1:
+    distributed = world_from_env().distributed
+    nproc = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if distributed else _requested_processes(args)
+    # Before torch loads OpenMP (inherited by the processes launch starts): the team sized to this process's share
+    # of the usable CPUs, idle threads spinning briefly on a quiet host and sleeping on a busy one.
+    os.environ.update(openmp_defaults(os.environ, processes=nproc))
+    if not distributed and nproc > 1:
         return launch(args, nproc)
     return run_process(args)
 

@@ -122,9 +122,11 @@ def _warp_slicewise(
 def random_crop(
     images: torch.Tensor, masks: torch.Tensor, size: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random ``size``-sided patch per item of ``images`` ``(N, C, *spatial)`` and of its ``masks``."""
+    """One random ``size``-sided patch per item of ``images`` ``(N, C, *spatial)`` and of its ``masks``; the corners
+    are drawn on ``generator``'s device, so the same patches come whether the batch is there yet or still on the host
+    (where the loop crops it: a 64³ patch of a 128³ batch converted and moved, not the whole batch)."""
     spatial = images.shape[2:]
-    n, dev = images.shape[0], images.device
+    n, dev = images.shape[0], generator.device
     starts = [
         (torch.rand(n, generator=generator, device=dev) * (side - size + 1)).floor().long().clamp(0, side - size)
         for side in spatial

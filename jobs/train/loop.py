@@ -359,9 +359,9 @@ class Trainer:
         segmentation = self.task.name == "segmentation"
         for x_cpu, y_cpu in batches:
             wait += time.perf_counter() - mark
+            if segmentation and s.patch_size:  # before the conversion: an eighth of a 128³ batch's voxels at 64³
+                x_cpu, y_cpu = random_crop(x_cpu, y_cpu, s.patch_size, self.aug_generator)
             x, y = self.to_device(x_cpu, y_cpu)
-            if segmentation and s.patch_size:
-                x, y = random_crop(x, y, s.patch_size, self.aug_generator)
             if self.augmentation is not None:
                 x, masks = self.augmentation.pair(x, y if segmentation else None, self.aug_generator)
                 y = masks if masks is not None else y

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.core.cpus import usable_cpus
+from jobs.core.cpus import openmp_wait, usable_cpus
 from jobs.core.errors import DataError, IrmsiaError
 from jobs.core.hashing import pretty_json
 from jobs.core.logs import set_context
@@ -364,6 +364,8 @@ def _flat_scores(results: dict[str, dict[str, Any]], headline: tuple[str, ...]) 
 
 def _performance(fit: _Fit) -> dict[str, Any]:
     """Throughput of this process: it varies between runs, so it goes into the summary, never a sealed output."""
+    import torch
+
     epochs = fit.state.timings
 
     def mean(key: str, digits: int) -> float:
@@ -372,6 +374,8 @@ def _performance(fit: _Fit) -> dict[str, Any]:
     return {
         **fit.trainer.hardware.describe(),
         "channels_last": fit.trainer.channels_last,
+        "threads": torch.get_num_threads(),
+        "openmp_wait": openmp_wait(os.environ),
         "images_per_s": mean("images_per_s", 1),
         "data_wait_fraction": mean("data_wait_fraction", 4),
         "loader_workers": fit.trainer.workers,

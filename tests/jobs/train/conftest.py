@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-# Sleeping, not spinning, OpenMP threads (as irmsia-train sets): effective only if torch is not loaded yet.
+# Sleeping, not spinning, OpenMP threads (what irmsia-train picks on a busy host, and a test run is one): effective
+# only if torch is not loaded yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from typing import Any

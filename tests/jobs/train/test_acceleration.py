@@ -14,18 +14,19 @@ import numpy as np
 import pytest
 import torch
 
+from jobs.core.cpus import usable_cpus
 from jobs.core.errors import UsageError
 from jobs.core.manifest import read_manifest
 from jobs.core.store import open_store
 from jobs.ml.preprocess import Preprocessing
 from jobs.train.acceleration import DeviceBatches, scaled_lr
-from jobs.train.cache import label_values, load_images
+from jobs.train.cache import load_images
 from jobs.train.checkpoint import TrainState
 from jobs.train.data import read_split
 from jobs.train.loop import Trainer, pick_hardware
 from jobs.train.settings import TrainSettings
-from jobs.train.stage import preprocessing, segmentation_classes
 from tests.support.synthetic_split import write_split
+from tests.support.task_trainers import TASK_DATASETS, task_trainer
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -63,44 +64,12 @@ def test_device_cache_trains_on_the_same_batches_bit_for_bit(tmp_path, fast_sett
     assert all(torch.equal(weights_plain[k], weights_cached[k]) for k in weights_plain)
 
 
-# demo task, train task, dims, network, input side: each through the real collect -> index -> split
-TASK_DATASETS = [
-    ("segmentation", "segmentation", 2, "small-unet", 32),
-    ("segmentation-3d", "segmentation", 3, "small-unet", 16),
-    ("volume", "classification", 3, "small-cnn", 16),
-]
-
-
-def _task_trainer(tmp_path, fast_settings, demo: str, task: str, dims: int, model: str, size: int, **overrides):
-    """A CPU trainer on the ``demo`` task's dataset (built once per test through the real stages)."""
-    from jobs.collect.__main__ import main as collect
-    from jobs.index.__main__ import main as index
-    from jobs.split.__main__ import main as split_main
-
-    store_uri = str(tmp_path / "store")
-    common = ["--store", store_uri, "--dataset", "tiny", "--log-format", "text", "--log-level", "warning"]
-    if not open_store(store_uri).exists("splits/tiny/_SUCCESS.json"):
-        assert collect(["--source", "demo", "--task", demo, "--patients", "8", *common]) == 0
-        assert index(common) == 0
-        assert split_main([*common, "--task", task]) == 0
-    settings = fast_settings(store_uri, task=task, dims=dims, model=model, image_size=size, batch_size=4,
-                             monitor="loss", **overrides)  # fmt: skip
-    store = open_store(store_uri)
-    split = read_split(store, "tiny", task, dims)
-    prep = preprocessing(settings)
-    sets, channels = load_images(store, split, prep, settings.cache_dir, workers=1, max_unreadable=0.0)
-    classes = split.classes
-    if task == "segmentation":
-        classes = segmentation_classes(label_values(settings.cache_dir, split, prep))
-    return Trainer(settings, sets, classes, channels, pick_hardware("cpu", "off"))
-
-
 @pytest.mark.parametrize(("demo", "task", "dims", "model", "size"), TASK_DATASETS, ids=[c[0] for c in TASK_DATASETS])
 def test_device_cache_trains_volumes_and_masks_on_the_same_batches(tmp_path, fast_settings, demo, task, dims, model,
                                                                    size):  # fmt: skip
     # GIVEN a 3-D or segmentation run from the loader, and the same run with the split (masks included) in memory
-    plain = _task_trainer(tmp_path, fast_settings, demo, task, dims, model, size)
-    cached = _task_trainer(tmp_path, fast_settings, demo, task, dims, model, size, device_cache="on")
+    plain = task_trainer(tmp_path, fast_settings, demo, task, dims, model, size)
+    cached = task_trainer(tmp_path, fast_settings, demo, task, dims, model, size, device_cache="on")
     # WHEN both train
     history_plain, weights_plain = _fit(plain)
     history_cached, weights_cached = _fit(cached)
@@ -197,8 +166,8 @@ def test_compiled_training_matches_eager_and_logs_its_compile_time(tmp_path, fas
 def test_compiled_3d_segmentation_trains_like_eager(tmp_path, fast_settings):
     # GIVEN a 3-D U-Net on volumes and label maps, eager and with --compile default (inductor on the CPU)
     case = TASK_DATASETS[1]
-    eager = _task_trainer(tmp_path, fast_settings, *case, epochs=1, augment=False)
-    compiled = _task_trainer(tmp_path, fast_settings, *case, epochs=1, augment=False, compile="default")
+    eager = task_trainer(tmp_path, fast_settings, *case, epochs=1, augment=False)
+    compiled = task_trainer(tmp_path, fast_settings, *case, epochs=1, augment=False, compile="default")
     # WHEN both train one epoch
     history_eager, _ = _fit(eager)
     history_compiled, _ = _fit(compiled)
@@ -227,6 +196,8 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(tmp_path):
     perf = read_manifest(open_store(store_uri), "runs/fallback/").summary["performance"]
     assert perf["compile"] == "default" and perf["compiled"] is False and perf["compile_fallback"]
     assert perf["compile_s"] is None
+    # AND it says how its OpenMP team ran: the usable CPUs' threads, waiting as the environment asked
+    assert perf["threads"] == usable_cpus() and perf["openmp_wait"] == os.environ["OMP_WAIT_POLICY"].upper()
 
 
 @pytest.mark.gpu
